@@ -6,7 +6,9 @@ Every public name has exactly one import path: ``lrjax.<name>``.
 __version__ = "0.1.0"
 
 # --- schedules (schedules.py, cyclical.py, plotting.py) -----------------------
-_SCHEDULES: list[str] = []
+from lrjax.cyclical import sgdr
+
+_SCHEDULES: list[str] = ["sgdr"]
 
 # --- optimizers (weight_decay.py, optimizers.py, sign.py) ---------------------
 _OPTIMIZERS: list[str] = []
