@@ -1,0 +1,196 @@
+"""A dependency-free text plot of a range-test curve: loss against learning rate on a log axis.
+
+Pure Python string building (no curses, no terminal queries), so the output can be
+printed, logged or compared in tests. Used by ``lrjax find``.
+
+Example:
+    >>> import numpy as np
+    >>> lrs = np.logspace(-5, 0, 50)
+    >>> print(text_plot(lrs, (np.log10(lrs) + 2) ** 2, marks={"valley": 1e-2}))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, NamedTuple, Sequence
+
+UNICODE_GLYPHS = {"point": "•", "mark": "┊", "y_axis": "│", "y_tick": "┤", "x_axis": "─",
+                  "x_tick": "┬", "corner": "└"}
+ASCII_GLYPHS = {"point": "*", "mark": "|", "y_axis": "|", "y_tick": "+", "x_axis": "-",
+                "x_tick": "+", "corner": "+"}
+MIN_WIDTH = 16
+MIN_HEIGHT = 3
+
+
+class Frame(NamedTuple):
+    """Data limits of the plot area: x (already log10 when the axis is logarithmic) and y."""
+
+    x_low: float
+    x_high: float
+    y_low: float
+    y_high: float
+
+
+def _cell(value: float, low: float, high: float, cells: int) -> int:
+    """Index of the cell (0 .. cells-1) holding ``value`` on an axis from ``low`` to ``high``."""
+    if high == low:  # a degenerate axis puts everything in the middle cell
+        return (cells - 1) // 2
+    return int(round((value - low) / (high - low) * (cells - 1)))
+
+
+def _to_axis(value: float, log_x: bool) -> float:
+    """Position of ``value`` on the x axis; NaN where a log axis cannot show it (value <= 0)."""
+    if not math.isfinite(value):
+        return math.nan
+    if log_x:
+        return math.log10(value) if value > 0 else math.nan
+    return value
+
+
+def _finite_points(
+    xs: Sequence[float], ys: Sequence[float], log_x: bool
+) -> list[tuple[float, float]]:
+    points = [(_to_axis(float(x), log_x), float(y)) for x, y in zip(xs, ys)]
+    return [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
+
+
+def _frame(
+    points: list[tuple[float, float]], y_limits: tuple[float, float] | None
+) -> Frame:
+    x_values = [x for x, _ in points]
+    y_values = [y for _, y in points]
+    y_low, y_high = y_limits if y_limits is not None else (min(y_values), max(y_values))
+    return Frame(min(x_values), max(x_values), float(y_low), float(y_high))
+
+
+def _validate(xs: Sequence[float], ys: Sequence[float], width: int, height: int,
+              y_limits: tuple[float, float] | None) -> None:
+    if len(xs) != len(ys):
+        raise ValueError(f"lrs and losses must have the same length, got {len(xs)} and {len(ys)}")
+    if not isinstance(width, int) or width < MIN_WIDTH:
+        raise ValueError(f"width must be an integer >= {MIN_WIDTH}, got {width!r}")
+    if not isinstance(height, int) or height < MIN_HEIGHT:
+        raise ValueError(f"height must be an integer >= {MIN_HEIGHT}, got {height!r}")
+    if y_limits is not None:
+        low, high = (float(v) for v in y_limits)
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"y_limits must be finite with low < high, got {y_limits!r}")
+
+
+def _format_number(value: float, log_x: bool) -> str:
+    return f"{value:.0e}" if log_x else f"{value:.3g}"
+
+
+def _x_labels(frame: Frame, width: int, log_x: bool) -> str:
+    """Labels at both ends and the middle of the x axis."""
+    def value_at(fraction: float) -> float:
+        position = frame.x_low + fraction * (frame.x_high - frame.x_low)
+        return 10.0**position if log_x else position
+
+    left = _format_number(value_at(0.0), log_x)
+    middle = _format_number(value_at(0.5), log_x)
+    right = _format_number(value_at(1.0), log_x)
+    line = [" "] * (width + len(right))
+    for start, text in ((0, left), ((width - 1) // 2 - len(middle) // 2, middle),
+                        (width - len(right), right)):
+        line[start:start + len(text)] = text
+    return "".join(line).rstrip()
+
+
+def text_plot(
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    *,
+    marks: Mapping[str, float] | None = None,
+    width: int = 60,
+    height: int = 15,
+    log_x: bool = True,
+    y_limits: tuple[float, float] | None = None,
+    ascii_only: bool = False,
+    x_label: str = "learning rate",
+) -> str:
+    """Render ``losses`` against ``lrs`` as a text scatter plot with vertical marker lines.
+
+    A point ``(lr, loss)`` lands in column ``round((log10(lr) - lo) / (hi - lo) * (width - 1))``
+    and row ``round((y_high - loss) / (y_high - y_low) * (height - 1))`` (row 0 at the top),
+    where ``lo, hi`` are the smallest and largest plotted ``log10(lr)``. Points with a
+    non-finite value, with ``lr <= 0`` on a log axis, or outside ``y_limits`` are left out;
+    on an axis of zero extent (one lr, or a constant loss) points sit in the middle cell.
+    Each mark draws a vertical line in its column, headed by the first letter of its name,
+    and gets a legend line with its value.
+
+    Args:
+        lrs: learning rates (x).
+        losses: losses (y), same length as ``lrs``.
+        marks: name -> learning rate, e.g. ``{"valley": 3e-3}``; marks outside the x range
+            appear in the legend only.
+        width: columns of the plot area (>= 16).
+        height: rows of the plot area (>= 3).
+        log_x: logarithmic x axis (the default) or linear.
+        y_limits: ``(low, high)`` of the y axis; default the range of the plotted losses.
+        ascii_only: draw with ASCII characters only (for terminals without Unicode).
+        x_label: caption under the x axis.
+
+    Returns:
+        The plot as one string of lines (no trailing newline); a one-line note when there
+        is no point to plot.
+
+    Example:
+        >>> print(text_plot([1e-4, 1e-3, 1e-2], [2.0, 1.0, 3.0], width=20, height=4))  # doctest: +SKIP
+    """
+    _validate(lrs, losses, width, height, y_limits)
+    glyph = ASCII_GLYPHS if ascii_only else UNICODE_GLYPHS
+    points = _finite_points(lrs, losses, log_x)
+    if not points:
+        return "(nothing to plot: no finite loss)"
+    frame = _frame(points, y_limits)
+    grid = [[" "] * width for _ in range(height)]
+    mark_columns = _draw_marks(grid, marks or {}, frame, log_x, glyph)
+    for x, y in points:
+        if frame.y_low <= y <= frame.y_high:
+            row = height - 1 - _cell(y, frame.y_low, frame.y_high, height)
+            grid[row][_cell(x, frame.x_low, frame.x_high, width)] = glyph["point"]
+    return "\n".join(_assemble(grid, frame, mark_columns, marks or {}, log_x, glyph, x_label))
+
+
+def _draw_marks(grid: list[list[str]], marks: Mapping[str, float], frame: Frame,
+                log_x: bool, glyph: Mapping[str, str]) -> list[int]:
+    """Draw each mark's vertical line (its initial on top); return the columns used."""
+    width = len(grid[0])
+    columns = []
+    for name, value in marks.items():
+        x = _to_axis(float(value), log_x)
+        if not (math.isfinite(x) and frame.x_low <= x <= frame.x_high):
+            continue
+        column = _cell(x, frame.x_low, frame.x_high, width)
+        for row in grid:
+            row[column] = glyph["mark"]
+        grid[0][column] = name[:1] or glyph["mark"]
+        columns.append(column)
+    return columns
+
+
+def _assemble(grid: list[list[str]], frame: Frame, mark_columns: list[int],
+              marks: Mapping[str, float], log_x: bool, glyph: Mapping[str, str],
+              x_label: str) -> list[str]:
+    """Add the y labels and axis, the x axis with its ticks and labels, and the legend."""
+    height, width = len(grid), len(grid[0])
+    y_labels = {0: f"{frame.y_high:.3g}", height - 1: f"{frame.y_low:.3g}"}
+    if height >= 5:
+        y_labels[(height - 1) // 2] = f"{(frame.y_low + frame.y_high) / 2:.3g}"
+    margin = max(len(label) for label in y_labels.values())
+    lines = []
+    for index, row in enumerate(grid):
+        label = y_labels.get(index)
+        axis = glyph["y_tick"] if label is not None else glyph["y_axis"]
+        lines.append(f"{(label or ''):>{margin}} {axis}{''.join(row)}".rstrip())
+    x_axis = [glyph["x_axis"]] * width
+    for column in mark_columns:
+        x_axis[column] = glyph["x_tick"]
+    lines.append(" " * (margin + 1) + glyph["corner"] + "".join(x_axis))
+    lines.append(" " * (margin + 2) + _x_labels(frame, width, log_x))
+    scale = " (log scale)" if log_x else ""
+    lines.append(" " * (margin + 2) + f"{x_label}{scale}".center(width).rstrip())
+    for name, value in marks.items():
+        lines.append(" " * (margin + 2) + f"{name[:1]} = {name}: {float(value):.3g}")
+    return lines
