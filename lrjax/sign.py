@@ -1,0 +1,342 @@
+"""PowerSign and AddSign (Bello et al., Neural Optimizer Search) and their sign decays.
+
+Semantics follow TensorFlow's contrib optimizers: the moving average ``m`` is updated
+first and the *new* ``m``'s sign is compared with the gradient's; ``sign(0) = 0``; the
+sign decay is read at the step count before it is incremented (0 on the first step).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lrjax.schedules import _MAX_COUNT, _check_step_count, _float_dtype, _integer_count
+from lrjax.weight_decay import check_hyperparameter
+
+__all__ = [
+    "ScaleBySignState",
+    "addsign",
+    "cosine_sign_decay",
+    "linear_sign_decay",
+    "powersign",
+    "restart_sign_decay",
+    "scale_by_addsign",
+    "scale_by_powersign",
+]
+
+
+# --------------------------------------------------------------------------------------
+# Sign decays: schedules of the step count, 1 at the start.
+# --------------------------------------------------------------------------------------
+def _check_periods(num_periods: float, zero_after: float | None) -> None:
+    check_hyperparameter("num_periods", num_periods, "> 0", lambda v: v > 0)
+    check_hyperparameter("zero_after", zero_after, ">= 0 or None", lambda v: v >= 0)
+
+
+def _zero_from_step(decay_steps: int, num_periods: float, zero_after: float | None) -> int | None:
+    """First step with ``num_periods * t / decay_steps >= zero_after`` (exact), or None."""
+    if zero_after is None:
+        return None
+    step = math.ceil(Fraction(zero_after) * decay_steps / Fraction(num_periods))
+    return step if step <= _MAX_COUNT else None
+
+
+def _zero_after(value: jax.Array, count: jax.Array, zero_from: int | None) -> jax.Array:
+    return value if zero_from is None else jnp.where(count >= zero_from, 0.0, value)
+
+
+def linear_sign_decay(decay_steps: int) -> optax.Schedule:
+    """Linear sign decay: ``max(0, 1 - t / decay_steps)``.
+
+    Args:
+      decay_steps: steps to decay over, an integer >= 1.
+
+    Returns:
+      A schedule ``count -> value`` (default float dtype), 0 from ``decay_steps`` on.
+
+    Example:
+      >>> opt = powersign(0.1, sign_decay=linear_sign_decay(1000))
+
+    References:
+      Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
+      Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017 (Section 5).
+    """
+    decay_steps = _check_step_count("decay_steps", decay_steps)
+
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        count = _integer_count(count)
+        remaining = jnp.maximum(decay_steps - count, 0).astype(_float_dtype())
+        return remaining / decay_steps
+
+    return schedule
+
+
+def cosine_sign_decay(
+    decay_steps: int, num_periods: float = 0.5, zero_after: float | None = None
+) -> optax.Schedule:
+    """Cosine sign decay: ``(1 + cos(2 pi num_periods t / decay_steps)) / 2``.
+
+    The value is 0 from ``decay_steps`` on, and from the step where
+    ``num_periods * t / decay_steps >= zero_after`` (TensorFlow's ``zero_after``).
+
+    Args:
+      decay_steps: steps to decay over, an integer >= 1.
+      num_periods: cosine periods over ``decay_steps``, > 0 (0.5: one smooth decay).
+      zero_after: if set (>= 0), the number of periods after which the value is 0.
+
+    Returns:
+      A schedule ``count -> value`` (default float dtype).
+
+    Example:
+      >>> opt = addsign(0.1, sign_decay=cosine_sign_decay(1000))
+
+    References:
+      Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
+      Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017 (Section 5).
+    """
+    decay_steps = _check_step_count("decay_steps", decay_steps)
+    _check_periods(num_periods, zero_after)
+    zero_from = _zero_from_step(decay_steps, num_periods, zero_after)
+
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        count = _integer_count(count)
+        # Counts past decay_steps are zeroed below; clamping keeps the cosine's argument small.
+        fraction = jnp.minimum(count, decay_steps).astype(_float_dtype()) / decay_steps
+        value = 0.5 * (1.0 + jnp.cos(2.0 * jnp.pi * num_periods * fraction))
+        value = jnp.where(count >= decay_steps, 0.0, value)
+        return _zero_after(value, count, zero_from)
+
+    return schedule
+
+
+def restart_sign_decay(
+    decay_steps: int, num_periods: float = 1.0, zero_after: float | None = None
+) -> optax.Schedule:
+    """Restart sign decay: ``(1 + cos(pi frac(num_periods t / decay_steps))) / 2``.
+
+    A half cosine from 1 to 0 that restarts every ``decay_steps / num_periods`` steps
+    and, unlike TensorFlow (which clamps ``t`` and returns 1 forever), keeps restarting
+    past ``decay_steps``. It is 0 once ``num_periods * t / decay_steps >= zero_after``.
+
+    Args:
+      decay_steps: steps over which ``num_periods`` restarts happen, an integer >= 1.
+      num_periods: restarts per ``decay_steps``, > 0.
+      zero_after: if set (>= 0), the number of periods after which the value is 0.
+
+    Returns:
+      A schedule ``count -> value`` (default float dtype).
+
+    Example:
+      >>> opt = powersign(0.1, sign_decay=restart_sign_decay(1000, num_periods=5))
+
+    References:
+      Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
+      Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017 (Section 5);
+      Loshchilov & Hutter, `SGDR <https://arxiv.org/abs/1608.03983>`_, ICLR 2017.
+    """
+    decay_steps = _check_step_count("decay_steps", decay_steps)
+    _check_periods(num_periods, zero_after)
+    zero_from = _zero_from_step(decay_steps, num_periods, zero_after)
+
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        count = _integer_count(count)
+        dtype = _float_dtype()
+        # num_periods * t / D = num_periods * q + num_periods * r / D with t = q D + r:
+        # splitting off whole blocks in integers keeps the phase exact for large counts.
+        whole_blocks = num_periods * (count // decay_steps).astype(dtype)
+        phase = whole_blocks - jnp.floor(whole_blocks)
+        phase = phase + num_periods * (count % decay_steps).astype(dtype) / decay_steps
+        phase = phase - jnp.floor(phase)
+        value = 0.5 * (1.0 + jnp.cos(jnp.pi * phase))
+        return _zero_after(value, count, zero_from)
+
+    return schedule
+
+
+# --------------------------------------------------------------------------------------
+# PowerSign / AddSign
+# --------------------------------------------------------------------------------------
+class ScaleBySignState(NamedTuple):
+    """Step count (for the sign decay) and the moving average of the gradients."""
+
+    count: jax.Array  # int32 scalar
+    mu: optax.Updates
+
+
+SignDecay = float | jax.Array | Callable[[jax.Array], jax.Array] | None
+
+
+def _scale_by_sign_agreement(
+    beta: Any, sign_decay: SignDecay, factor: Callable[[Any], Any]
+) -> optax.GradientTransformation:
+    """Direction ``factor(decay_t * sign(g) * sign(m_t)) * g``, shared by PowerSign and AddSign.
+
+    ``sign(g) * sign(m)`` is -1, 0 or 1, so ``factor`` is evaluated on three scalars and
+    each element only selects one: no transcendental per element.
+    """
+    check_hyperparameter("beta", beta, "in [0, 1)", lambda v: 0 <= v < 1)
+
+    def init_fn(params: optax.Params) -> ScaleBySignState:
+        return ScaleBySignState(count=jnp.zeros([], jnp.int32), mu=optax.tree.zeros_like(params))
+
+    def update_fn(
+        updates: optax.Updates, state: ScaleBySignState, params: optax.Params = None
+    ) -> tuple[optax.Updates, ScaleBySignState]:
+        del params
+        mu = optax.tree.update_moment(updates, state.mu, beta, 1)
+        if sign_decay is None:
+            decay = 1.0
+        else:
+            decay = sign_decay(state.count) if callable(sign_decay) else sign_decay
+        agree, disagree, neutral = factor(decay), factor(-decay), factor(0.0)
+
+        def direction(g: jax.Array, m: jax.Array) -> jax.Array:
+            agreement = jnp.sign(g) * jnp.sign(m)
+            scale = jnp.where(
+                agreement > 0,
+                jnp.asarray(agree, g.dtype),
+                jnp.where(agreement < 0, jnp.asarray(disagree, g.dtype), jnp.asarray(neutral, g.dtype)),
+            )
+            return scale * g
+
+        new_updates = jax.tree.map(direction, updates, mu)
+        new_state = ScaleBySignState(
+            count=optax.safe_increment(state.count), mu=optax.tree.cast_like(mu, state.mu)
+        )
+        return new_updates, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_powersign(
+    base: float = math.e, beta: float = 0.9, sign_decay: SignDecay = None
+) -> optax.GradientTransformation:
+    r"""Rescale gradients by PowerSign: ``base ** (decay_t * sign(g) * sign(m_t)) * g``.
+
+    .. math::
+        m_t = \beta m_{t-1} + (1 - \beta) g_t, \quad
+        d_t = \exp(\ln(base) \, f(t-1) \, \mathrm{sign}(g_t) \mathrm{sign}(m_t)) \, g_t
+
+    where ``f`` is the sign decay read at the count before the step (1 if None).
+
+    Args:
+      base: > 0; ``e`` by default.
+      beta: decay of the gradients' moving average, in [0, 1).
+      sign_decay: a schedule of the count (e.g. :func:`linear_sign_decay`), a float, or
+        None for no decay.
+
+    Returns:
+      An ``optax.GradientTransformation``; state ``mu`` has the params' dtype.
+
+    Example:
+      >>> opt = optax.chain(scale_by_powersign(), optax.scale_by_learning_rate(0.1))
+
+    References:
+      Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
+      Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
+    """
+    check_hyperparameter("base", base, "> 0", lambda v: v > 0)
+    log_base = math.log(base) if isinstance(base, (int, float)) else jnp.log(base)
+    return _scale_by_sign_agreement(beta, sign_decay, lambda s: jnp.exp(log_base * s))
+
+
+def scale_by_addsign(
+    alpha: float = 1.0, beta: float = 0.9, sign_decay: SignDecay = None
+) -> optax.GradientTransformation:
+    r"""Rescale gradients by AddSign: ``(alpha + decay_t * sign(g) * sign(m_t)) * g``.
+
+    .. math::
+        m_t = \beta m_{t-1} + (1 - \beta) g_t, \quad
+        d_t = (\alpha + f(t-1) \, \mathrm{sign}(g_t) \mathrm{sign}(m_t)) \, g_t
+
+    where ``f`` is the sign decay read at the count before the step (1 if None).
+
+    Args:
+      alpha: >= 0; 1 by default.
+      beta: decay of the gradients' moving average, in [0, 1).
+      sign_decay: a schedule of the count, a float, or None for no decay.
+
+    Returns:
+      An ``optax.GradientTransformation``; state ``mu`` has the params' dtype.
+
+    Example:
+      >>> opt = optax.chain(scale_by_addsign(), optax.scale_by_learning_rate(0.1))
+
+    References:
+      Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
+      Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
+    """
+    check_hyperparameter("alpha", alpha, ">= 0", lambda v: v >= 0)
+    return _scale_by_sign_agreement(beta, sign_decay, lambda s: alpha + s)
+
+
+def powersign(
+    learning_rate: optax.ScalarOrSchedule = 0.1,
+    base: float = math.e,
+    beta: float = 0.9,
+    sign_decay: SignDecay = None,
+) -> optax.GradientTransformation:
+    r"""PowerSign: scale the step up where gradient and momentum agree in sign, down where not.
+
+    .. math:: u_t = -\alpha_t \, base^{f(t-1) \, \mathrm{sign}(g_t) \mathrm{sign}(m_t)} \, g_t
+
+    Equal to TensorFlow's ``tf.contrib.opt.PowerSignOptimizer``.
+
+    Args:
+      learning_rate: ``alpha``, a float or a schedule.
+      base: > 0; ``e`` by default.
+      beta: decay of the gradients' moving average, in [0, 1).
+      sign_decay: a schedule of the count, a float, or None for no decay.
+
+    Returns:
+      An ``optax.GradientTransformation``.
+
+    Example:
+      >>> opt = powersign(0.1, sign_decay=linear_sign_decay(10_000))
+
+    References:
+      Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
+      Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
+    """
+    return optax.chain(
+        scale_by_powersign(base, beta, sign_decay), optax.scale_by_learning_rate(learning_rate)
+    )
+
+
+def addsign(
+    learning_rate: optax.ScalarOrSchedule = 0.1,
+    alpha: float = 1.0,
+    beta: float = 0.9,
+    sign_decay: SignDecay = None,
+) -> optax.GradientTransformation:
+    r"""AddSign: add to the step where gradient and momentum agree in sign, subtract where not.
+
+    .. math:: u_t = -\alpha_t \, (a + f(t-1) \, \mathrm{sign}(g_t) \mathrm{sign}(m_t)) \, g_t
+
+    with ``a = alpha``. Equal to TensorFlow's ``tf.contrib.opt.AddSignOptimizer``.
+
+    Args:
+      learning_rate: a float or a schedule.
+      alpha: ``a``, >= 0; 1 by default.
+      beta: decay of the gradients' moving average, in [0, 1).
+      sign_decay: a schedule of the count, a float, or None for no decay.
+
+    Returns:
+      An ``optax.GradientTransformation``.
+
+    Example:
+      >>> opt = addsign(0.1, sign_decay=cosine_sign_decay(10_000))
+
+    References:
+      Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
+      Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
+    """
+    return optax.chain(
+        scale_by_addsign(alpha, beta, sign_decay), optax.scale_by_learning_rate(learning_rate)
+    )
