@@ -11,7 +11,51 @@ from lrjax.cyclical import sgdr
 _SCHEDULES: list[str] = ["sgdr"]
 
 # --- optimizers (weight_decay.py, optimizers.py, sign.py) ---------------------
-_OPTIMIZERS: list[str] = []
+from lrjax.optimizers import (
+    ScaleByAmsgradState,
+    adamw,
+    adamwr,
+    amsgrad,
+    scale_by_amsgrad,
+    sgdw,
+    sgdwr,
+)
+from lrjax.sign import (
+    ScaleBySignState,
+    addsign,
+    cosine_sign_decay,
+    linear_sign_decay,
+    powersign,
+    restart_sign_decay,
+    scale_by_addsign,
+    scale_by_powersign,
+)
+from lrjax.weight_decay import (
+    DecoupledWeightDecayState,
+    decoupled_weight_decay,
+    normalized_weight_decay,
+)
+
+_OPTIMIZERS: list[str] = [
+    "adamw",
+    "sgdw",
+    "adamwr",
+    "sgdwr",
+    "amsgrad",
+    "scale_by_amsgrad",
+    "ScaleByAmsgradState",
+    "decoupled_weight_decay",
+    "DecoupledWeightDecayState",
+    "normalized_weight_decay",
+    "powersign",
+    "addsign",
+    "scale_by_powersign",
+    "scale_by_addsign",
+    "ScaleBySignState",
+    "linear_sign_decay",
+    "cosine_sign_decay",
+    "restart_sign_decay",
+]
 
 # --- range test (range_test.py, suggest.py) -----------------------------------
 _RANGE_TEST: list[str] = []
