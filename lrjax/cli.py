@@ -1,0 +1,388 @@
+"""The ``lrjax`` command: ``lrjax find`` runs an LR range test on an embedded problem.
+
+The embedded problem is a Flax MLP on scikit-learn's bundled digits (:mod:`lrjax.digits`),
+so the command runs anywhere ``pip install lrjax[examples]`` has been run, offline.
+
+Example:
+    $ lrjax find --optimizer adamw --steps 200 --seeds 3 --plot lr.png --json lr.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, NoReturn, Sequence, TextIO
+
+import numpy as np
+
+from lrjax import __version__
+from lrjax.terminal_plot import text_plot
+
+SUGGESTION_METHODS = ("valley", "steepest", "minimum", "slide")
+TABLE_ROWS = 8
+TRAIN_IMAGES = 1438  # digits images left for training by lrjax.digits' 80/20 split
+EXIT_USAGE = 2
+
+OptimizerFactory = Callable[..., Any]
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, ``lrjax: error: ...``, instead of usage + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+# --- argument types: each rejects a bad value with a message naming the rule ----------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+# --- optimizers: optax ones directly, lrjax ones looked up when used --------------------
+
+
+def _lrjax_optimizer(name: str) -> OptimizerFactory:
+    import lrjax
+
+    factory = getattr(lrjax, name, None)
+    if factory is None:
+        raise UsageError(f"optimizer {name!r} is not available in this lrjax installation")
+    return factory
+
+
+def _adam(args: argparse.Namespace) -> OptimizerFactory:
+    import optax
+
+    return optax.adam
+
+
+def _sgd(args: argparse.Namespace) -> OptimizerFactory:
+    import optax
+
+    return functools.partial(optax.sgd, momentum=args.momentum or None)
+
+
+def _adamw(args: argparse.Namespace) -> OptimizerFactory:
+    return functools.partial(_lrjax_optimizer("adamw"), weight_decay=args.weight_decay)
+
+
+def _lrjax_default(name: str) -> Callable[[argparse.Namespace], OptimizerFactory]:
+    return lambda args: _lrjax_optimizer(name)
+
+
+OPTIMIZERS: dict[str, tuple[Callable[[argparse.Namespace], OptimizerFactory], str]] = {
+    "adam": (_adam, "optax.adam, default betas"),
+    "adamw": (_adamw, "lrjax.adamw with --weight-decay"),
+    "sgd": (_sgd, "optax.sgd with --momentum"),
+    "amsgrad": (_lrjax_default("amsgrad"), "lrjax.amsgrad (PyTorch convention)"),
+    "powersign": (_lrjax_default("powersign"), "lrjax.powersign, default base and beta"),
+    "addsign": (_lrjax_default("addsign"), "lrjax.addsign, default alpha and beta"),
+}
+
+
+# --- the parser -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lrjax`` argument parser with its ``find`` subcommand."""
+    parser = _Parser(
+        prog="lrjax",
+        description="Learning-rate tools for JAX/Optax. Run `lrjax find --help` for the range test.",
+    )
+    parser.add_argument("--version", action="version", version=f"lrjax {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    optimizer_lines = "\n".join(f"  {name:<10} {text}" for name, (_, text) in OPTIMIZERS.items())
+    find = commands.add_parser(
+        "find",
+        help="run an LR range test on the embedded digits MLP and suggest a learning rate",
+        description=(
+            "Train a Flax MLP on scikit-learn's digits while the learning rate grows from\n"
+            "--min-lr to --max-lr over --steps steps (one compiled program), then print the\n"
+            "loss curve, a table and the suggested learning rates. Needs lrjax[examples]."
+        ),
+        epilog=(
+            f"optimizers:\n{optimizer_lines}\n\nexamples:\n  lrjax find\n"
+            "  lrjax find --optimizer sgd --steps 200 --seeds 3 --plot lr.png --json lr.json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    find.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS),
+                      help="optimizer under test, see below (default: %(default)s)")
+    find.add_argument("--min-lr", type=_finite_float, default=1e-7, metavar="LR",
+                      help="learning rate of the first step, > 0 for --mode exp "
+                      "(default: %(default)g)")
+    find.add_argument("--max-lr", type=_finite_float, default=10.0, metavar="LR",
+                      help="learning rate of the last step, > --min-lr (default: %(default)g)")
+    find.add_argument("--steps", type=_positive_int, default=100, metavar="N",
+                      help="number of steps (default: %(default)s)")
+    find.add_argument("--mode", default="exp", choices=["exp", "linear"],
+                      help="exponential or linear learning-rate ramp (default: %(default)s)")
+    find.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
+                      help="initialisations run together in one program; the suggestion is "
+                      "their median (default: %(default)s)")
+    find.add_argument("--seed", type=int, default=0,
+                      help="seed of the weights and the batch order (default: %(default)s)")
+    find.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+                      help=f"images per step, at most {TRAIN_IMAGES} (default: %(default)s)")
+    find.add_argument("--hidden", type=_positive_int, default=64, metavar="N",
+                      help="width of the hidden layer (default: %(default)s)")
+    find.add_argument("--momentum", type=_finite_float, default=0.9,
+                      help="momentum of --optimizer sgd, 0 for plain SGD (default: %(default)s)")
+    find.add_argument("--weight-decay", type=_finite_float, default=1e-4, metavar="WD",
+                      help="decoupled weight decay of --optimizer adamw (default: %(default)g)")
+    find.add_argument("--smoothing", type=_finite_float, default=0.98, metavar="BETA",
+                      help="EMA factor of the smoothed loss, in [0, 1) (default: %(default)s)")
+    find.add_argument("--diverge-threshold", type=_finite_float, default=4.0, metavar="X",
+                      help="stop once the smoothed loss exceeds X times the best, X > 1 "
+                      "(default: %(default)s)")
+    find.add_argument("--suggest", default="valley", choices=list(SUGGESTION_METHODS),
+                      help="the rule whose learning rate is the suggestion (default: %(default)s)")
+    find.add_argument("--plot", metavar="FILE.png",
+                      help="save a matplotlib plot of the curve (needs lrjax[plot])")
+    find.add_argument("--json", metavar="FILE.json", help="save the suggestions and the curve")
+    find.add_argument("--ascii", action="store_true", help="draw the terminal plot in ASCII")
+    find.add_argument("--no-terminal-plot", action="store_true", help="skip the terminal plot")
+    find.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    find.set_defaults(handler=_find)
+    return parser
+
+
+# --- checks made before anything heavy is imported ------------------------------------
+
+
+def _check_find_args(args: argparse.Namespace) -> None:
+    if args.mode == "exp" and args.min_lr <= 0:
+        raise UsageError(f"--min-lr must be > 0 for --mode exp, got {args.min_lr:g}")
+    if args.min_lr < 0:
+        raise UsageError(f"--min-lr must be >= 0, got {args.min_lr:g}")
+    if args.max_lr <= args.min_lr:
+        raise UsageError(
+            f"--max-lr ({args.max_lr:g}) must be greater than --min-lr ({args.min_lr:g})"
+        )
+    if args.batch_size > TRAIN_IMAGES:
+        raise UsageError(f"--batch-size must be <= {TRAIN_IMAGES}, got {args.batch_size}")
+    if not 0.0 <= args.smoothing < 1.0:
+        raise UsageError(f"--smoothing must be in [0, 1), got {args.smoothing:g}")
+    if args.diverge_threshold <= 1.0:
+        raise UsageError(f"--diverge-threshold must be > 1, got {args.diverge_threshold:g}")
+    if not 0.0 <= args.momentum < 1.0:
+        raise UsageError(f"--momentum must be in [0, 1), got {args.momentum:g}")
+    if args.weight_decay < 0:
+        raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay:g}")
+    for option, path in (("--plot", args.plot), ("--json", args.json)):
+        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise UsageError(f"{option}: the folder of {path!r} does not exist")
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib: pip install lrjax[plot]")
+
+
+def _require_examples_extra() -> None:
+    for module, package in (("sklearn", "scikit-learn"), ("flax", "flax")):
+        try:
+            spec = importlib.util.find_spec(module)
+        except ValueError:  # a module set to None in sys.modules (how tests hide it)
+            spec = None
+        if spec is None:
+            raise UsageError(
+                f"lrjax find needs {package} for its digits problem: pip install lrjax[examples]"
+            )
+
+
+# --- progress -------------------------------------------------------------------------
+
+
+def _progress_reporter(stream: TextIO) -> Callable[[int, int], None]:
+    """A ``progress(steps_done, num_steps)`` callback drawing a bar on ``stream``.
+
+    On a terminal the bar is redrawn in place; elsewhere (a log file, a pipe) one line
+    is written per tenth of the run, so logs stay short.
+    """
+    interactive = stream.isatty()
+    last_tenth = [-1]
+
+    def report(steps_done: int, num_steps: int) -> None:
+        fraction = steps_done / max(num_steps, 1)
+        filled = int(fraction * 30)
+        bar = "#" * filled + "-" * (30 - filled)
+        text = f"range test [{bar}] {steps_done}/{num_steps} steps"
+        if interactive:
+            stream.write("\r" + text + ("\n" if steps_done >= num_steps else ""))
+        elif int(fraction * 10) > last_tenth[0]:
+            last_tenth[0] = int(fraction * 10)
+            stream.write(text + "\n")
+        stream.flush()
+
+    return report
+
+
+# --- the report -----------------------------------------------------------------------
+
+
+def _median_curve(curves: np.ndarray) -> np.ndarray:
+    """One curve from one row per seed: the median where any seed has a value."""
+    curves = np.asarray(curves, dtype=np.float64)
+    if curves.ndim == 1:
+        return curves
+    finite = np.isfinite(curves)
+    filled = np.where(finite, curves, np.nan)
+    median = np.full(curves.shape[-1], np.nan)
+    columns = finite.any(axis=0)
+    median[columns] = np.nanmedian(filled[:, columns], axis=0)
+    return median
+
+
+def _table_rows(lrs: np.ndarray, smoothed: np.ndarray) -> list[int]:
+    """Up to TABLE_ROWS step indices spread evenly over the recorded (finite) part."""
+    recorded = np.flatnonzero(np.isfinite(smoothed))
+    if recorded.size == 0:
+        return []
+    picks = np.linspace(0, recorded.size - 1, min(TABLE_ROWS, recorded.size))
+    return [int(recorded[int(round(p))]) for p in picks]
+
+
+def _format_report(result: Any, args: argparse.Namespace, seconds: float) -> str:
+    lrs = np.asarray(result.lrs, dtype=np.float64)
+    smoothed = _median_curve(result.smoothed_losses)
+    seeds = "" if args.seeds == 1 else f" (median over {args.seeds} seeds)"
+    lines = [
+        f"lrjax find: {args.optimizer} on digits (MLP 64-{args.hidden}-10, batch "
+        f"{args.batch_size}), {args.steps} steps, lr {args.min_lr:g} -> {args.max_lr:g} "
+        f"({args.mode}), {seconds:.1f} s",
+        "",
+    ]
+    if not args.no_terminal_plot:
+        suggestion = result.suggest(method=args.suggest)
+        lines += [
+            text_plot(lrs, smoothed, marks={args.suggest: suggestion}, ascii_only=args.ascii,
+                      x_label=f"learning rate; smoothed loss{seeds}"),
+            "",
+        ]
+    lines.append(f"{'learning rate':>14}  {'smoothed loss' + seeds}")
+    lines += [f"{lrs[i]:>14.3e}  {smoothed[i]:.4f}" for i in _table_rows(lrs, smoothed)]
+    lines += ["", _divergence_line(result, lrs), ""]
+    lines.append(f"{'suggestion':>14}  learning rate")
+    for method, value in result.suggestions().items():
+        chosen = "   <- --suggest" if method == args.suggest else ""
+        lines.append(f"{method:>14}  {value:.3e}{chosen}")
+    base_lr, max_lr = result.cyclical_bounds()
+    lines.append(f"{'cyclic bounds':>14}  {base_lr:.3e} .. {max_lr:.3e}")
+    return "\n".join(lines)
+
+
+def _divergence_line(result: Any, lrs: np.ndarray) -> str:
+    steps = np.atleast_1d(np.asarray(result.diverged_at))
+    stopped = [int(s) for s in steps if s is not None and int(s) >= 0]
+    if not stopped:
+        return "the loss did not diverge within the range"
+    first = min(stopped)
+    return f"diverged at step {first} (lr {lrs[first]:.3e}); later steps are not recorded"
+
+
+def _json_payload(result: Any, args: argparse.Namespace) -> dict[str, Any]:
+    settings = {key: value for key, value in vars(args).items() if key != "handler"}
+    return {
+        "suggestion": float(result.suggest(method=args.suggest)),
+        "method": args.suggest,
+        "suggestions": {name: float(value) for name, value in result.suggestions().items()},
+        "cyclical_bounds": [float(v) for v in result.cyclical_bounds()],
+        "settings": settings,
+        "result": json.loads(result.to_json()),
+    }
+
+
+# --- the find command -----------------------------------------------------------------
+
+
+def _run_range_test(args: argparse.Namespace, optimizer: OptimizerFactory, stderr: TextIO) -> Any:
+    import jax
+
+    import lrjax
+    from lrjax.digits import digits_problem
+
+    loss_fn, params, data, init_fn = digits_problem(
+        hidden=args.hidden, batch_size=args.batch_size, num_steps=args.steps, seed=args.seed
+    )
+    seeded = {"init_fn": init_fn, "num_seeds": args.seeds} if args.seeds > 1 else {}
+    return lrjax.range_test(
+        loss_fn, params, optimizer, data,
+        min_lr=args.min_lr, max_lr=args.max_lr, num_steps=args.steps, mode=args.mode,
+        smoothing=args.smoothing, diverge_threshold=args.diverge_threshold,
+        key=jax.random.key(args.seed),
+        progress=None if args.quiet else _progress_reporter(stderr),
+        **seeded,
+    )
+
+
+def _find(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    _check_find_args(args)
+    _require_examples_extra()
+    optimizer = OPTIMIZERS[args.optimizer][0](args)
+    start = time.perf_counter()
+    try:
+        result = _run_range_test(args, optimizer, stderr)
+    except ValueError as error:  # range_test's checks of its static arguments
+        raise UsageError(str(error)) from error
+    seconds = time.perf_counter() - start
+    stdout.write(_format_report(result, args, seconds) + "\n")
+    if args.json is not None:
+        with open(args.json, "w", encoding="utf-8") as file:
+            json.dump(_json_payload(result, args), file, indent=2)
+        stdout.write(f"wrote {args.json}\n")
+    if args.plot is not None:
+        _save_plot(result, args.plot)
+        stdout.write(f"wrote {args.plot}\n")
+    return 0
+
+
+def _save_plot(result: Any, path: str) -> None:
+    # A bare Figure needs no pyplot backend, so no window can open and no global state changes.
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5))
+    result.plot(ax=figure.subplots())
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lrjax`` command with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stdout)
+            return EXIT_USAGE
+        return args.handler(args, sys.stdout, sys.stderr)
+    except UsageError as error:
+        sys.stderr.write(f"lrjax: error: {error}\n")
+        return EXIT_USAGE
+    except SystemExit as exit_request:  # --help and --version exit through argparse
+        return exit_request.code if isinstance(exit_request.code, int) else 0
