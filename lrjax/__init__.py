@@ -58,6 +58,28 @@ _OPTIMIZERS: list[str] = [
 ]
 
 # --- range test (range_test.py, suggest.py) -----------------------------------
-_RANGE_TEST: list[str] = []
+from lrjax.range_test import RangeTestResult, TrainStep, lr_ramp, make_train_step, range_test
+from lrjax.suggest import (
+    suggest_cyclical_bounds,
+    suggest_lr,
+    suggest_minimum,
+    suggest_slide,
+    suggest_steepest,
+    suggest_valley,
+)
+
+_RANGE_TEST: list[str] = [
+    "range_test",
+    "RangeTestResult",
+    "lr_ramp",
+    "make_train_step",
+    "TrainStep",
+    "suggest_lr",
+    "suggest_valley",
+    "suggest_steepest",
+    "suggest_minimum",
+    "suggest_slide",
+    "suggest_cyclical_bounds",
+]
 
 __all__ = ["__version__", *_SCHEDULES, *_OPTIMIZERS, *_RANGE_TEST]

@@ -1,0 +1,1040 @@
+"""The learning-rate range test as one compiled ``jit(lax.scan)`` program.
+
+The test trains from ``min_lr`` to ``max_lr`` over ``num_steps`` optimizer steps, records
+the loss, and reads a learning rate off the curve (Smith 2017, sec. 3.3; fastai
+``lr_find``; torch-lr-finder). Here the ramp is an optax schedule handed to the user's
+optimizer factory, and all steps run inside one scanned program: no per-step Python.
+
+Semantics (the choices the references leave open):
+
+* **Ramp.** ``exp``: ``lr_t = min_lr * (max_lr/min_lr)**(t/(N-1))``; ``linear``:
+  ``lr_t = min_lr + (max_lr-min_lr) * t/(N-1)``. Step 0 trains at ``min_lr``, step
+  ``N-1`` at ``max_lr``; ``result.lrs[t]`` is the rate step ``t`` trained at.
+* **Smoothing.** Bias-corrected EMA: ``avg_t = beta*avg_{t-1} + (1-beta)*loss_t``,
+  ``smoothed_t = avg_t / (1 - beta**(t+1))``.
+* **Divergence.** Step ``t`` diverges when ``loss_t`` is not finite or
+  ``smoothed_t > diverge_threshold * min_{s<=t} smoothed_s`` (this assumes a positive
+  loss, as every reference does). That step is recorded; every later step is skipped with
+  ``lax.cond`` (no work) and recorded as NaN. ``diverged_at`` is the step index, ``None``
+  when a single curve never diverged (``-1`` entries in the array of a batched result).
+* **Data.** (1) a pytree of arrays (a dict, tuple, NamedTuple or array, but not a
+  ``list``) with a leading step axis of length ``>= num_steps * accumulation_steps``;
+  (2) a ``list`` or any other iterable/iterator of batches, pulled ``chunk_size`` steps
+  at a time and stacked on the host: a too-short iterable raises ``ValueError`` (wrap it
+  in ``itertools.cycle`` to reuse batches), and no chunk is pulled once every curve has
+  diverged; (3) a function ``(key, i) -> batch`` run on device, called with the
+  micro-batch index ``i = step * accumulation_steps + j`` and
+  ``key = fold_in(data_key, i)``. The same batches give the same curves in every form.
+* **Chunks.** Iterables, a ``progress`` callback or an explicit ``chunk_size`` run the
+  test in chunks of ``chunk_size`` steps (default ``min(num_steps, 50)``) with one
+  compiled chunk program; the state stays on device between chunks; the test stops
+  after the first chunk in which every curve has diverged. ``progress(steps_done,
+  num_steps)`` is called after each chunk, and once with ``steps_done == num_steps``
+  when the test stops early.
+* **Curves.** ``num_seeds=S`` runs S tests in one vmapped program (seed ``s`` gets
+  ``split(key, S)[s]``, split again into an ``init_fn`` key and a data key). ``sweep``
+  maps hyperparameter names to value lists, set through ``optax.inject_hyperparams``;
+  several names form a grid. Result arrays have shape
+  ``(*sweep sizes in dict order, S if num_seeds, num_steps)``.
+* **Devices.** With ``mesh=None`` and several devices, the batch axis is sharded over all
+  devices when every batch leaf's batch size divides the device count; otherwise (or on
+  one device) the test runs on the default device. Pass a one-device mesh to force one
+  device. Params, optimizer state and records are replicated.
+* **Caching.** Programs are cached on ``(loss_fn, optimizer, init_fn, data function,
+  static options)``; ``min_lr``, ``max_lr``, ``smoothing``, ``diverge_threshold`` and the
+  sweep values are runtime inputs. A ``functools.partial`` with hashable arguments is
+  keyed by its contents, so an equal partial does not recompile.
+
+Records are float32; aux leaves recorded after divergence are NaN (0 for integer dtypes).
+The user's params and data are never mutated or donated; nothing is written to disk.
+
+References:
+    Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
+    Smith, "A disciplined approach to neural network hyper-parameters", 2018.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import inspect
+import itertools
+import json
+import math
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from lrjax import suggest as _suggest
+
+PyTree = Any
+LossFn = Callable[[PyTree, PyTree], Any]
+OptimizerFactory = Callable[..., optax.GradientTransformation]
+Progress = Callable[[int, int], None]
+
+MODES = ("exp", "linear")
+DEFAULT_CHUNK_SIZE = 50
+_CACHE_SIZE = 32
+_MIN_LOSS_DTYPE = jnp.float32
+
+
+# --------------------------------------------------------------------------------------
+# The ramp.
+# --------------------------------------------------------------------------------------
+def _ramp(min_lr: Any, max_lr: Any, num_steps: int, mode: str) -> optax.Schedule:
+    """The ramp as a schedule; ``min_lr``/``max_lr`` may be traced (no recompiles)."""
+    last = num_steps - 1
+
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        fraction = jnp.clip(jnp.asarray(count, jnp.float32), 0, last) / last
+        if mode == "exp":
+            return min_lr * (max_lr / min_lr) ** fraction
+        return min_lr + (max_lr - min_lr) * fraction
+
+    return schedule
+
+
+def lr_ramp(min_lr: float, max_lr: float, num_steps: int, mode: str = "exp") -> optax.Schedule:
+    """The range test's learning-rate ramp as an optax schedule.
+
+    ``exp``: ``lr_t = min_lr * (max_lr / min_lr) ** (t / (num_steps - 1))``;
+    ``linear``: ``lr_t = min_lr + (max_lr - min_lr) * t / (num_steps - 1)``; counts are
+    clamped to ``[0, num_steps - 1]``.
+
+    Args:
+        min_lr: learning rate at count 0, finite and > 0.
+        max_lr: learning rate at count ``num_steps - 1``, finite and > ``min_lr``.
+        num_steps: number of steps, >= 2.
+        mode: ``"exp"`` (geometric) or ``"linear"``.
+
+    Returns:
+        A float32 schedule ``count -> lr``.
+
+    Example:
+        >>> sched = lr_ramp(1e-7, 10.0, 100)
+        >>> float(sched(0)), float(sched(99))  # (1e-07, 10.0)
+
+    References:
+        Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017.
+    """
+    _check_ramp(min_lr, max_lr, num_steps, mode)
+    return _ramp(np.float32(min_lr), np.float32(max_lr), int(num_steps), mode)
+
+
+# --------------------------------------------------------------------------------------
+# Static-argument validation (host side; traced values are never checked).
+# --------------------------------------------------------------------------------------
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _check_ramp(min_lr: float, max_lr: float, num_steps: int, mode: str) -> None:
+    for name, value in (("min_lr", min_lr), ("max_lr", max_lr)):
+        if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)
+                and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    if not min_lr < max_lr:
+        raise ValueError(f"min_lr must be < max_lr, got min_lr={min_lr!r} >= max_lr={max_lr!r}.")
+    _check_int("num_steps", num_steps, 2)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+
+
+def _check_options(smoothing: float, diverge_threshold: float, accumulation_steps: int,
+                   chunk_size: int | None, num_seeds: int | None) -> None:
+    if not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}.")
+    if not (isinstance(diverge_threshold, (int, float)) and diverge_threshold > 1):
+        raise ValueError(f"diverge_threshold must be > 1 (inf disables it), got {diverge_threshold!r}.")
+    _check_int("accumulation_steps", accumulation_steps, 1)
+    if chunk_size is not None:
+        _check_int("chunk_size", chunk_size, 1)
+    if num_seeds is not None:
+        _check_int("num_seeds", num_seeds, 1)
+
+
+def _accepts(factory: Callable[..., Any], name: str) -> bool:
+    """Whether ``factory`` takes a keyword ``name`` (True when the signature is opaque)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return True
+    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def _check_callables(loss_fn: Any, optimizer: Any, init_fn: Any, progress: Any) -> None:
+    for name, value in (("loss_fn", loss_fn), ("optimizer", optimizer)):
+        if not callable(value):
+            raise TypeError(f"{name} must be callable, got {type(value).__name__}.")
+    if isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError("optimizer must be a factory taking learning_rate (e.g. optax.adam), "
+                        "not a GradientTransformation.")
+    if not _accepts(optimizer, "learning_rate"):
+        raise ValueError("optimizer must accept a `learning_rate` keyword argument.")
+    for name, value in (("init_fn", init_fn), ("progress", progress)):
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be callable or None, got {type(value).__name__}.")
+
+
+def _sweep_grid(sweep: Mapping[str, Sequence[float]] | None,
+                optimizer: OptimizerFactory) -> tuple[tuple[str, ...], tuple[int, ...], np.ndarray, dict]:
+    """Names, axis sizes, the (V, n_names) grid of values (first name slowest), and values."""
+    if sweep is None:
+        return (), (), np.zeros((1, 0), np.float32), {}
+    if not isinstance(sweep, Mapping) or not sweep:
+        raise ValueError("sweep must be a non-empty dict {hyperparameter name: list of values}.")
+    values: dict[str, list[float]] = {}
+    for name, raw in sweep.items():
+        if not isinstance(name, str) or name == "learning_rate":
+            raise ValueError(f"sweep: {name!r} cannot be swept (the range test owns learning_rate).")
+        if not _accepts(optimizer, name):
+            raise ValueError(f"sweep: the optimizer factory takes no argument {name!r}.")
+        array = np.asarray(raw, dtype=np.float64)
+        if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
+            raise ValueError(f"sweep[{name!r}] must be a non-empty 1-D list of finite numbers.")
+        values[name] = [float(v) for v in array]
+    names = tuple(values)
+    sizes = tuple(len(values[n]) for n in names)
+    mesh_grid = np.meshgrid(*[np.asarray(values[n], np.float32) for n in names], indexing="ij")
+    grid = np.stack([g.reshape(-1) for g in mesh_grid], axis=-1)
+    return names, sizes, grid, values
+
+
+# --------------------------------------------------------------------------------------
+# The train step (shared by the range test and `make_train_step`).
+# --------------------------------------------------------------------------------------
+def _checked_loss(loss_fn: LossFn, has_aux: bool) -> Callable[[PyTree, PyTree], tuple[jax.Array, Any]]:
+    """``loss_fn`` as ``(params, batch) -> (loss, aux)``, with shape checks at trace time."""
+
+    def loss_and_aux(params: PyTree, batch: PyTree) -> tuple[jax.Array, Any]:
+        out = loss_fn(params, batch)
+        if has_aux:
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise ValueError("has_aux=True: loss_fn must return a pair (loss, aux).")
+            loss, aux = out
+        else:
+            if isinstance(out, (tuple, list)):
+                raise ValueError("loss_fn returned a tuple; pass has_aux=True for (loss, aux).")
+            loss, aux = out, None
+        loss = jnp.asarray(loss)
+        if loss.shape != () or not jnp.issubdtype(loss.dtype, jnp.floating):
+            raise ValueError(
+                f"loss_fn must return a scalar floating loss, got shape {loss.shape} and "
+                f"dtype {loss.dtype}."
+            )
+        return loss, aux
+
+    return loss_and_aux
+
+
+def _loss_and_grads(loss_fn: LossFn, has_aux: bool, accumulation_steps: int, params: PyTree,
+                    batch: PyTree) -> tuple[jax.Array, Any, PyTree]:
+    """Loss, aux and gradient; with accumulation, means over the batch's leading micro axis."""
+    grad_fn = jax.value_and_grad(_checked_loss(loss_fn, has_aux), has_aux=True)
+    if accumulation_steps == 1:
+        (loss, aux), grads = grad_fn(params, batch)
+        return loss, aux, grads
+
+    def add_micro_batch(total: tuple, micro_batch: PyTree) -> tuple[tuple, Any]:
+        (loss, aux), grads = grad_fn(params, micro_batch)
+        return jax.tree.map(jnp.add, total, (loss, grads)), aux
+
+    first = jax.tree.map(lambda x: x[0], batch)
+    (loss_shape, _), grad_shape = jax.eval_shape(grad_fn, params, first)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (loss_shape, grad_shape))
+    (loss_sum, grad_sum), auxs = jax.lax.scan(add_micro_batch, zeros, batch)
+    # Every micro-batch has the same weight, so the mean gradient equals the gradient of
+    # the mean loss over the k micro-batches (one big batch for a mean-reduced loss).
+    mean = lambda x: x / accumulation_steps  # noqa: E731
+    aux = jax.tree.map(lambda a: jnp.mean(a, axis=0), auxs)
+    return mean(loss_sum), aux, jax.tree.map(mean, grad_sum)
+
+
+def _train_step(tx: optax.GradientTransformation, loss_fn: LossFn, has_aux: bool,
+                accumulation_steps: int, axis_name: str | None, params: PyTree,
+                opt_state: optax.OptState, batch: PyTree) -> tuple[PyTree, optax.OptState, jax.Array, Any]:
+    loss, aux, grads = _loss_and_grads(loss_fn, has_aux, accumulation_steps, params, batch)
+    if axis_name is not None:
+        loss, grads = jax.lax.pmean((loss, grads), axis_name)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss, aux
+
+
+class TrainStep(NamedTuple):
+    """``init(params) -> opt_state`` and ``step(params, opt_state, batch) -> (params, opt_state, loss, aux)``."""
+
+    init: Callable[[PyTree], optax.OptState]
+    step: Callable[[PyTree, optax.OptState, PyTree], tuple[PyTree, optax.OptState, jax.Array, Any]]
+
+
+def make_train_step(
+    loss_fn: LossFn,
+    optimizer: OptimizerFactory,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    has_aux: bool = False,
+    accumulation_steps: int = 1,
+    axis_name: str | None = None,
+) -> TrainStep:
+    """The range test's train step, for use in your own loops, ``jit`` or ``jax.pmap``.
+
+    One step: ``g = mean_j grad loss_fn(params, batch[j])`` over ``accumulation_steps``
+    micro-batches (the batch's leading axis when ``accumulation_steps > 1``), then
+    ``g = pmean(g, axis_name)`` when ``axis_name`` is given (the loss is averaged the same
+    way; aux is left per device), then the optimizer update.
+
+    Args:
+        loss_fn: ``(params, batch) -> loss`` or ``(loss, aux)`` with ``has_aux``.
+        optimizer: factory taking ``learning_rate`` (e.g. ``optax.adam``).
+        learning_rate: float or schedule, e.g. :func:`lr_ramp`.
+        has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
+        accumulation_steps: micro-batches averaged per step (>= 1).
+        axis_name: a ``pmap``/``shard_map`` axis to average gradients over.
+
+    Returns:
+        A :class:`TrainStep` ``(init, step)``.
+
+    Example:
+        >>> ts = make_train_step(loss_fn, optax.sgd, 0.1, axis_name="d")  # doctest: +SKIP
+        >>> params, state, loss, _ = jax.pmap(ts.step, axis_name="d")(params, state, batch)
+
+    References:
+        Goyal et al., "Accurate, Large Minibatch SGD", 2017 (gradient averaging).
+    """
+    _check_int("accumulation_steps", accumulation_steps, 1)
+    tx = optimizer(learning_rate=learning_rate)
+    step = functools.partial(_train_step, tx, loss_fn, has_aux, int(accumulation_steps), axis_name)
+    return TrainStep(init=tx.init, step=step)
+
+
+# --------------------------------------------------------------------------------------
+# The compiled programs.
+# --------------------------------------------------------------------------------------
+class _Static(NamedTuple):
+    """Everything the compiled program depends on besides input shapes."""
+
+    loss_fn: LossFn
+    optimizer: OptimizerFactory
+    init_fn: Callable[[jax.Array], PyTree] | None
+    data_fn: Callable[[jax.Array, jax.Array], PyTree] | None
+    mode: str
+    num_steps: int
+    chunk_len: int
+    has_aux: bool
+    accumulation_steps: int
+    num_seeds: int | None
+    num_curves: int
+    sweep_names: tuple[str, ...]
+    has_val: bool
+    mesh: Mesh | None
+    data_axis: str
+
+
+class _Dynamic(NamedTuple):
+    """Runtime inputs: changing them never recompiles."""
+
+    min_lr: jax.Array
+    max_lr: jax.Array
+    smoothing: jax.Array
+    threshold: jax.Array
+    sweep_values: jax.Array  # (num_curves, len(sweep_names))
+    val_data: PyTree
+
+
+class _State(NamedTuple):
+    params: PyTree  # every leaf has a leading curve axis
+    opt_state: optax.OptState
+    data_key: jax.Array
+    avg: jax.Array
+    best: jax.Array
+    done: jax.Array
+    diverged_at: jax.Array
+    step: jax.Array  # scalar: the global step of the next scan iteration
+
+
+class _Programs(NamedTuple):
+    init: Callable[..., _State]
+    chunk: Callable[..., tuple[_State, tuple[jax.Array, dict]]]
+    run: Callable[..., tuple[jax.Array, tuple[jax.Array, dict]]]
+
+
+def _make_tx(static: _Static, schedule: optax.Schedule, hyper: jax.Array) -> optax.GradientTransformation:
+    if not static.sweep_names:
+        return static.optimizer(learning_rate=schedule)
+    values = {name: hyper[i] for i, name in enumerate(static.sweep_names)}
+    return optax.inject_hyperparams(static.optimizer)(learning_rate=schedule, **values)
+
+
+def _fill_value(dtype: Any) -> Any:
+    return jnp.nan if jnp.issubdtype(dtype, jnp.inexact) else 0
+
+
+def _mask(active: jax.Array, new: PyTree, old: PyTree) -> PyTree:
+    """Per curve: ``new`` where the curve is active, else ``old``."""
+    def pick(n: jax.Array, o: jax.Array) -> jax.Array:
+        return jnp.where(active.reshape(active.shape + (1,) * (n.ndim - 1)), n, o)
+
+    return jax.tree.map(pick, new, old)
+
+
+def _filled(tree: PyTree) -> PyTree:
+    return jax.tree.map(lambda s: jnp.full(s.shape, _fill_value(s.dtype), s.dtype), tree)
+
+
+def _batch_sharding(static: _Static, leading: int) -> Callable[[jax.Array], Any]:
+    """Sharding of a batch leaf with ``leading`` non-batch axes (step, micro) in front."""
+    def sharding(x: Any) -> Any:
+        if np.ndim(x) <= leading:
+            return NamedSharding(static.mesh, PartitionSpec())
+        return NamedSharding(static.mesh, PartitionSpec(*([None] * leading), static.data_axis))
+
+    return sharding
+
+
+def _check_init_output(out: PyTree, template: PyTree) -> None:
+    leaves = jax.tree.leaves(out)
+    if not leaves or not all(jnp.issubdtype(x.dtype, jnp.inexact) for x in leaves):
+        raise ValueError("init_fn must return a non-empty pytree of floating arrays (the params).")
+    if template is None:
+        return
+    got = jax.tree.map(lambda x: (x.shape, jnp.dtype(x.dtype)), out)
+    want = jax.tree.map(lambda x: (np.shape(x), jnp.dtype(jnp.result_type(x))), template)
+    if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
+        raise ValueError(
+            "init_fn(key) must return params with the same pytree structure, shapes and dtypes "
+            f"as `params`; got {jax.tree.structure(out)} vs {jax.tree.structure(template)}."
+        )
+
+
+def _init(static: _Static, params: PyTree, key: jax.Array, dyn: _Dynamic) -> _State:
+    seeds = static.num_seeds or 1
+    seed_keys = jax.random.split(key, seeds) if static.num_seeds else key[None]
+    pairs = jax.vmap(jax.random.split)(seed_keys)
+    init_keys, data_keys = pairs[:, 0], pairs[:, 1]
+    if static.init_fn is not None:
+        seed_params = jax.vmap(static.init_fn)(init_keys)
+        _check_init_output(jax.tree.map(lambda x: x[0], seed_params), params)
+    else:
+        seed_params = jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds,) + jnp.shape(x)), params)
+    # Curves are ordered sweep-major, seed-minor: curve c uses seed c % seeds.
+    repeats = static.num_curves // seeds
+    tile = lambda x: jnp.tile(x, (repeats,) + (1,) * (x.ndim - 1))  # noqa: E731
+    curve_params = jax.tree.map(tile, seed_params)
+    schedule = _ramp(dyn.min_lr, dyn.max_lr, static.num_steps, static.mode)
+    opt_state = jax.vmap(lambda p, h: _make_tx(static, schedule, h).init(p))(
+        curve_params, dyn.sweep_values)
+    curves = static.num_curves
+    return _State(
+        params=curve_params,
+        opt_state=opt_state,
+        data_key=tile(data_keys),
+        avg=jnp.zeros(curves, _MIN_LOSS_DTYPE),
+        best=jnp.full(curves, jnp.inf, _MIN_LOSS_DTYPE),
+        done=jnp.zeros(curves, bool),
+        diverged_at=jnp.full(curves, -1, jnp.int32),
+        step=jnp.zeros((), jnp.int32),
+    )
+
+
+def _generated_batch(static: _Static, data_key: jax.Array, step: jax.Array) -> PyTree:
+    """The function data form: micro-batches ``data_fn(fold_in(key, i), i)``."""
+    k = static.accumulation_steps
+
+    def one(i: jax.Array) -> PyTree:
+        return static.data_fn(jax.random.fold_in(data_key, i), i)
+
+    batch = one(step) if k == 1 else jax.vmap(one)(step * k + jnp.arange(k, dtype=step.dtype))
+    if static.mesh is not None:
+        leading = 0 if k == 1 else 1
+        batch = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(
+            x, _batch_sharding(static, leading)(x)), batch)
+    return batch
+
+
+def _stored_batch(static: _Static, data: PyTree, local_step: jax.Array) -> PyTree:
+    """Stacked and iterable forms: step ``local_step`` of data with a leading micro axis."""
+    k = static.accumulation_steps
+    if k == 1:
+        return jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, local_step, 0, False), data)
+    return jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, local_step * k, k, 0), data)
+
+
+def _live(static: _Static, schedule: optax.Schedule, data: PyTree, offset: jax.Array,
+          dyn: _Dynamic, state: _State, active: jax.Array) -> tuple[_State, dict]:
+    """One step of every curve; curves that are not active keep their state."""
+    step = state.step
+    shared = None if static.data_fn is not None else _stored_batch(static, data, step - offset)
+
+    def curve_step(params: PyTree, opt_state: Any, data_key: jax.Array, hyper: jax.Array) -> tuple:
+        batch = shared if shared is not None else _generated_batch(static, data_key, step)
+        tx = _make_tx(static, schedule, hyper)
+        params, opt_state, loss, aux = _train_step(
+            tx, static.loss_fn, static.has_aux, static.accumulation_steps, None,
+            params, opt_state, batch)
+        val = (_checked_loss(static.loss_fn, static.has_aux)(params, dyn.val_data)[0]
+               if static.has_val else None)
+        return params, opt_state, loss, aux, val
+
+    params, opt_state, loss, aux, val = jax.vmap(curve_step)(
+        state.params, state.opt_state, state.data_key, dyn.sweep_values)
+    loss = loss.astype(_MIN_LOSS_DTYPE)
+    beta = dyn.smoothing
+    avg = beta * state.avg + (1 - beta) * loss
+    smoothed = avg / (1 - beta ** (step + 1).astype(_MIN_LOSS_DTYPE))
+    best = jnp.where(jnp.isfinite(smoothed), jnp.minimum(state.best, smoothed), state.best)
+    diverged = active & (~jnp.isfinite(loss) | (smoothed > dyn.threshold * best))
+    new_state = _State(
+        params=_mask(active, params, state.params),
+        opt_state=_mask(active, opt_state, state.opt_state),
+        data_key=state.data_key,
+        avg=jnp.where(active, avg, state.avg),
+        best=jnp.where(active, best, state.best),
+        done=state.done | diverged,
+        diverged_at=jnp.where(diverged, step, state.diverged_at),
+        step=step + 1,
+    )
+    records = {"loss": loss, "smoothed": smoothed, "aux": aux,
+               "val": None if val is None else val.astype(_MIN_LOSS_DTYPE)}
+    return new_state, _mask(active, records, _filled(records))
+
+
+def _chunk(static: _Static, state: _State, data: PyTree, offset: jax.Array,
+           dyn: _Dynamic) -> tuple[_State, tuple[jax.Array, dict]]:
+    schedule = _ramp(dyn.min_lr, dyn.max_lr, static.num_steps, static.mode)
+    live = functools.partial(_live, static, schedule, data, offset, dyn)
+
+    def skip(state: _State, active: jax.Array) -> tuple[_State, dict]:
+        # Every curve has diverged (or the step is padding past num_steps): no work.
+        records = jax.eval_shape(lambda s, a: live(s, a)[1], state, active)
+        return state._replace(step=state.step + 1), _filled(records)
+
+    def body(state: _State, _: None) -> tuple[_State, tuple[jax.Array, dict]]:
+        active = ~state.done & (state.step < static.num_steps)
+        lr = schedule(state.step)
+        state, records = jax.lax.cond(jnp.any(active), live, skip, state, active)
+        return state, (lr, records)
+
+    return jax.lax.scan(body, state, None, length=static.chunk_len)
+
+
+def _run(static: _Static, params: PyTree, key: jax.Array, data: PyTree,
+         dyn: _Dynamic) -> tuple[jax.Array, tuple[jax.Array, dict]]:
+    state = _init(static, params, key, dyn)
+    state, records = _chunk(static, state, data, jnp.zeros((), jnp.int32), dyn)
+    return state.diverged_at, records
+
+
+def _cache_key(fn: Any) -> Any:
+    """A partial with hashable contents is keyed by its contents, anything else by itself."""
+    if isinstance(fn, functools.partial):
+        key = ("partial", _cache_key(fn.func), fn.args, tuple(sorted(fn.keywords.items())))
+        try:
+            hash(key)
+        except TypeError:
+            return fn
+        return key
+    return fn
+
+
+_PROGRAMS: collections.OrderedDict[Any, _Programs] = collections.OrderedDict()
+
+
+def _programs(static: _Static) -> _Programs:
+    """The compiled programs for ``static``, cached (LRU) so repeated calls reuse them."""
+    key = static._replace(**{name: _cache_key(getattr(static, name))
+                             for name in ("loss_fn", "optimizer", "init_fn", "data_fn")})
+    if key in _PROGRAMS:
+        _PROGRAMS.move_to_end(key)
+        return _PROGRAMS[key]
+    programs = _Programs(
+        init=jax.jit(functools.partial(_init, static)),
+        chunk=jax.jit(functools.partial(_chunk, static)),
+        run=jax.jit(functools.partial(_run, static)),
+    )
+    _PROGRAMS[key] = programs
+    if len(_PROGRAMS) > _CACHE_SIZE:
+        _PROGRAMS.popitem(last=False)
+    return programs
+
+
+# --------------------------------------------------------------------------------------
+# Host side: data forms, devices, chunks.
+# --------------------------------------------------------------------------------------
+def _data_form(data: Any) -> str:
+    if isinstance(data, (np.ndarray, jax.Array)):
+        return "stacked"
+    if callable(data):
+        return "function"
+    if isinstance(data, list):
+        return "iterable"
+    if not jax.tree_util.treedef_is_leaf(jax.tree.structure(data)):
+        return "stacked"
+    if isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
+        raise TypeError(
+            "data must be a pytree of arrays with a leading step axis, an iterable of batches, "
+            f"or a function (key, step) -> batch; got {type(data).__name__}."
+        )
+    return "iterable"
+
+
+def _check_array_leaves(name: str, tree: PyTree, min_ndim: int) -> list:
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        raise ValueError(f"{name} is empty (no arrays).")
+    for leaf in leaves:
+        if not isinstance(leaf, (np.ndarray, jax.Array, np.generic)) or np.ndim(leaf) < min_ndim:
+            raise ValueError(
+                f"{name} must contain arrays with at least {min_ndim} axes, got "
+                f"{type(leaf).__name__} of shape {np.shape(leaf)}."
+            )
+    return leaves
+
+
+def _stacked_steps(data: PyTree, needed: int) -> PyTree:
+    """Validates the step axis and cuts it to ``needed`` (views for numpy leaves)."""
+    leaves = _check_array_leaves("data", data, 1)
+    lengths = {np.shape(x)[0] for x in leaves}
+    if len(lengths) != 1:
+        raise ValueError(f"data: every leaf needs the same leading step axis, got lengths {sorted(lengths)}.")
+    (length,) = lengths
+    if length < needed:
+        raise ValueError(
+            f"data has {length} steps along its leading axis; num_steps * accumulation_steps = "
+            f"{needed} are needed."
+        )
+    return data if length == needed else jax.tree.map(lambda x: x[:needed], data)
+
+
+def _pull(iterator: Iterator, count: int, needed: int, pulled: int) -> list:
+    """Up to ``count`` batches; a short iterable is an error when batches are still needed."""
+    batches = list(itertools.islice(iterator, count))
+    if pulled == 0 and not batches:
+        raise ValueError("data is empty: the iterable yielded no batches.")
+    if len(batches) < min(count, needed - pulled):
+        raise ValueError(
+            f"data ran out after {pulled + len(batches)} batches; num_steps * accumulation_steps = "
+            f"{needed} are needed (wrap the iterable in itertools.cycle to reuse batches)."
+        )
+    return batches
+
+
+def _stack_chunk(batches: list, count: int) -> PyTree:
+    """Stacks batches on the host, padding a short last chunk by repeating its last batch."""
+    batches = batches + [batches[-1]] * (count - len(batches))
+    structure = jax.tree.structure(batches[0])
+    for batch in batches:
+        if jax.tree.structure(batch) != structure:
+            raise ValueError(f"every batch must have the structure {structure}, got {jax.tree.structure(batch)}.")
+    _check_array_leaves("each batch", batches[0], 0)
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
+
+
+def _batch_sizes(tree: PyTree, axis: int) -> set[int]:
+    return {np.shape(x)[axis] for x in jax.tree.leaves(tree) if np.ndim(x) > axis}
+
+
+def _resolve_mesh(mesh: Mesh | None, data_axis: str, sizes: set[int]) -> Mesh | None:
+    if mesh is not None:
+        if not isinstance(mesh, Mesh):
+            raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {type(mesh).__name__}.")
+        if data_axis not in mesh.axis_names:
+            raise ValueError(f"data_axis {data_axis!r} is not an axis of the mesh {mesh.axis_names}.")
+        devices = mesh.shape[data_axis]
+        if any(size % devices for size in sizes):
+            raise ValueError(
+                f"the batch sizes {sorted(sizes)} must be divisible by the mesh's {data_axis!r} "
+                f"axis size {devices}."
+            )
+        return mesh
+    count = jax.device_count()
+    if count > 1 and sizes and all(size % count == 0 for size in sizes):
+        return _all_devices_mesh(data_axis)
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _all_devices_mesh(data_axis: str) -> Mesh:
+    return Mesh(np.asarray(jax.devices()), (data_axis,))
+
+
+def _place(tree: PyTree, sharding: Callable[[Any], Any] | None) -> PyTree:
+    """Copies host data to device once (never donating); with a mesh, sharded."""
+    if sharding is None:
+        return jax.tree.map(jnp.asarray, tree)
+    return jax.tree.map(lambda x: jax.device_put(x, sharding(x)), tree)
+
+
+def _host_records(lrs: jax.Array, records: dict) -> tuple[np.ndarray, dict]:
+    """Device records ``(steps, curves, ...)`` to numpy ``(curves, steps, ...)``."""
+    moved = jax.tree.map(lambda x: np.moveaxis(np.asarray(x), 0, 1), records)
+    return np.asarray(lrs), moved
+
+
+# --------------------------------------------------------------------------------------
+# The public entry point.
+# --------------------------------------------------------------------------------------
+def range_test(
+    loss_fn: LossFn,
+    params: PyTree,
+    optimizer: OptimizerFactory,
+    data: Any,
+    *,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exp",
+    smoothing: float = 0.98,
+    diverge_threshold: float = 4.0,
+    has_aux: bool = False,
+    key: jax.Array | None = None,
+    init_fn: Callable[[jax.Array], PyTree] | None = None,
+    num_seeds: int | None = None,
+    sweep: Mapping[str, Sequence[float]] | None = None,
+    val_data: PyTree | None = None,
+    accumulation_steps: int = 1,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+    data_axis: str = "data",
+    progress: Progress | None = None,
+) -> RangeTestResult:
+    """Runs the learning-rate range test as one compiled scan and returns the curves.
+
+    Step ``t`` trains with ``lr_t`` (see :func:`lr_ramp`) through
+    ``optimizer(learning_rate=ramp)``, records ``loss_t``, the bias-corrected EMA
+    ``smoothed_t = avg_t / (1 - beta**(t+1))`` with ``avg_t = beta*avg_{t-1} + (1-beta)*loss_t``,
+    and stops (skips all later steps, recorded as NaN) once ``loss_t`` is not finite or
+    ``smoothed_t > diverge_threshold * min_{s<=t} smoothed_s``. See the module docstring
+    for the data forms, seeds, sweeps, chunks, devices and caching.
+
+    Args:
+        loss_fn: ``(params, batch) -> scalar loss``, or ``(loss, aux)`` with ``has_aux``.
+        params: initial params (never modified); may be ``None`` when ``init_fn`` is given.
+        optimizer: factory taking ``learning_rate``, e.g. ``optax.adam``.
+        data: stacked pytree, iterable of batches, or ``(key, i) -> batch``.
+        min_lr: first learning rate (> 0).
+        max_lr: last learning rate (> min_lr).
+        num_steps: optimizer steps (>= 2).
+        mode: ``"exp"`` or ``"linear"`` ramp.
+        smoothing: EMA factor ``beta`` in ``[0, 1)``.
+        diverge_threshold: divergence factor over the best smoothed loss (> 1; inf disables).
+        has_aux: ``loss_fn`` returns ``(loss, aux)``; aux is recorded in ``result.aux``.
+        key: PRNG key for ``init_fn``, seeds and data functions (default ``key(0)``).
+        init_fn: ``key -> params``, used instead of ``params`` (required for seeds
+            unless the data is a function of the key).
+        num_seeds: run this many tests in one vmapped program.
+        sweep: ``{hyperparameter: values}`` set with ``optax.inject_hyperparams``.
+        val_data: one held-out batch, evaluated after each update.
+        accumulation_steps: micro-batches averaged per optimizer step.
+        chunk_size: steps per compiled chunk (iterables, progress).
+        mesh: device mesh to shard the batch over (None: automatic, see above).
+        data_axis: mesh axis name for the batch.
+        progress: host callback ``progress(steps_done, num_steps)``.
+
+    Returns:
+        A :class:`RangeTestResult` (host numpy arrays).
+
+    Example:
+        >>> result = range_test(loss_fn, params, optax.adam, batches, num_steps=100)  # doctest: +SKIP
+        >>> lr = result.suggest("valley")
+
+    References:
+        Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
+    """
+    _check_ramp(min_lr, max_lr, num_steps, mode)
+    _check_options(smoothing, diverge_threshold, accumulation_steps, chunk_size, num_seeds)
+    _check_callables(loss_fn, optimizer, init_fn, progress)
+    form = _data_form(data)
+    if params is None and init_fn is None:
+        raise ValueError("params is None: pass params or an init_fn(key) -> params.")
+    if num_seeds is not None and init_fn is None and form != "function":
+        raise ValueError("num_seeds needs init_fn (or data given as a function of the key): "
+                         "otherwise every seed would train the same curve.")
+    if params is not None:
+        _check_array_leaves("params", params, 0)
+    if not isinstance(data_axis, str):
+        raise TypeError(f"data_axis must be a str, got {type(data_axis).__name__}.")
+    sweep_names, sweep_sizes, sweep_grid, sweep_values = _sweep_grid(sweep, optimizer)
+    seeds = num_seeds or 1
+    curves = len(sweep_grid) * seeds
+    k = int(accumulation_steps)
+    needed = int(num_steps) * k
+    key = jax.random.key(0) if key is None else key
+    chunked = form == "iterable" or progress is not None or chunk_size is not None
+    chunk_len = min(chunk_size or DEFAULT_CHUNK_SIZE, num_steps) if chunked else int(num_steps)
+
+    # Data: validated and placed on device once; batch sizes decide the mesh.
+    iterator = None
+    if form == "stacked":
+        data = _stacked_steps(data, needed)
+        sizes = _batch_sizes(data, 1)
+    elif form == "iterable":
+        iterator = iter(data)
+        first = _pull(iterator, chunk_len * k, needed, 0)
+        sizes = _batch_sizes(first[0], 0)
+    else:
+        sizes = (_batch_sizes(jax.eval_shape(data, key, jnp.zeros((), jnp.int32)), 0)
+                 if mesh is not None or jax.device_count() > 1 else set())
+    if val_data is not None:
+        _check_array_leaves("val_data", val_data, 0)
+        sizes = sizes | _batch_sizes(val_data, 0)
+    mesh = _resolve_mesh(mesh, data_axis, sizes)
+
+    static = _Static(
+        loss_fn=loss_fn, optimizer=optimizer, init_fn=init_fn,
+        data_fn=data if form == "function" else None, mode=mode, num_steps=int(num_steps),
+        chunk_len=chunk_len, has_aux=bool(has_aux), accumulation_steps=k, num_seeds=num_seeds,
+        num_curves=curves, sweep_names=sweep_names, has_val=val_data is not None, mesh=mesh,
+        data_axis=data_axis,
+    )
+    programs = _programs(static)
+    replicated = None if mesh is None else (lambda x: NamedSharding(mesh, PartitionSpec()))
+    stored = None if mesh is None else _batch_sharding(static, 1)
+    dyn = _place(_Dynamic(
+        min_lr=np.float32(min_lr), max_lr=np.float32(max_lr), smoothing=np.float32(smoothing),
+        threshold=np.float32(diverge_threshold), sweep_values=np.repeat(sweep_grid, seeds, axis=0),
+        val_data=None), replicated)
+    if val_data is not None:
+        dyn = dyn._replace(val_data=_place(val_data, None if mesh is None else _batch_sharding(static, 0)))
+    params = None if params is None else _place(params, replicated)
+    key = _place(key, replicated)
+    data = _place(data, stored) if form == "stacked" else None
+
+    if not chunked:
+        diverged_at, (lrs, records) = programs.run(params, key, data, dyn)
+        lrs, records = _host_records(lrs, records)
+        steps_run = int(num_steps)
+    else:
+        state = programs.init(params, key, dyn)
+        parts = []
+        for offset in range(0, int(num_steps), chunk_len):
+            if form == "iterable":
+                batches = first if offset == 0 else _pull(iterator, chunk_len * k, needed, offset * k)
+                data = _place(_stack_chunk(batches, chunk_len * k), stored)
+            state, part = programs.chunk(state, data, np.int32(offset), dyn)
+            parts.append(part)
+            done = min(offset + chunk_len, int(num_steps))
+            stop = done < num_steps and bool(jnp.all(state.done))
+            if progress is not None:
+                progress(int(num_steps) if stop else done, int(num_steps))
+            if stop:
+                break
+        diverged_at = state.diverged_at
+        lrs, records = _host_records(*jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts))
+        steps_run = lrs.shape[0]
+    lrs, records = _complete(lrs, records, steps_run, static, float(min_lr), float(max_lr))
+    batch_shape = sweep_sizes + ((num_seeds,) if num_seeds is not None else ())
+    return _make_result(lrs, records, np.asarray(diverged_at), batch_shape, static, sweep_values,
+                        dict(min_lr=float(min_lr), max_lr=float(max_lr), num_steps=int(num_steps),
+                             mode=mode, smoothing=float(smoothing),
+                             diverge_threshold=float(diverge_threshold),
+                             accumulation_steps=k))
+
+
+def _complete(lrs: np.ndarray, records: dict, steps_run: int, static: _Static, min_lr: float,
+              max_lr: float) -> tuple[np.ndarray, dict]:
+    """Cuts chunk padding and fills the steps never run (early stop) with NaN."""
+    n = static.num_steps
+    if steps_run >= n:
+        return lrs[:n], jax.tree.map(lambda x: x[:, :n], records)
+    ramp = np.asarray(_ramp(np.float32(min_lr), np.float32(max_lr), n, static.mode)(np.arange(n)))
+    lrs = np.concatenate([lrs, ramp[steps_run:]])
+
+    def pad(x: np.ndarray) -> np.ndarray:
+        fill = np.full((x.shape[0], n - steps_run) + x.shape[2:], _fill_value(x.dtype), x.dtype)
+        return np.concatenate([x, fill], axis=1)
+
+    return lrs, jax.tree.map(pad, records)
+
+
+def _make_result(lrs: np.ndarray, records: dict, diverged_at: np.ndarray,
+                 batch_shape: tuple[int, ...], static: _Static, sweep_values: dict,
+                 settings: dict) -> RangeTestResult:
+    shape = lambda x: x.reshape(batch_shape + x.shape[1:])  # noqa: E731
+    records = jax.tree.map(shape, records)
+    diverged = diverged_at.reshape(batch_shape)
+    if not batch_shape:
+        diverged = None if int(diverged) < 0 else int(diverged)
+    axes = static.sweep_names + (("seed",) if static.num_seeds is not None else ())
+    return RangeTestResult(
+        lrs=lrs, losses=records["loss"], smoothed_losses=records["smoothed"],
+        diverged_at=diverged, val_losses=records["val"], aux=records["aux"],
+        batch_axes=axes, sweep=sweep_values or None, settings=settings,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The result.
+# --------------------------------------------------------------------------------------
+_ARRAY_FIELDS = ("lrs", "losses", "smoothed_losses", "val_losses")
+
+
+def _encode(values: np.ndarray) -> dict:
+    """NaN-safe JSON for a float array: non-finite values as strings, exact float repr."""
+    def item(v: float) -> Any:
+        return float(v) if math.isfinite(v) else repr(float(v))
+
+    flat = [item(v) for v in np.asarray(values, np.float64).reshape(-1)]
+    return {"dtype": str(values.dtype), "shape": list(values.shape), "data": flat}
+
+
+def _decode(blob: dict) -> np.ndarray:
+    flat = [float(v) for v in blob["data"]]
+    return np.asarray(flat, np.float64).astype(blob["dtype"]).reshape(blob["shape"])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RangeTestResult:
+    """The curves of a range test, as host numpy arrays, and what to read off them.
+
+    Attributes:
+        lrs: ``(num_steps,)`` learning rate each step trained at.
+        losses: ``(*batch_shape, num_steps)`` raw training loss (NaN after divergence).
+        smoothed_losses: same shape, the bias-corrected EMA.
+        diverged_at: step of divergence: ``int`` or ``None`` for one curve, an int array
+            with ``-1`` for "never" for batched results.
+        val_losses: validation loss after each update, or ``None``.
+        aux: the stacked aux pytree (``has_aux``), or ``None``.
+        batch_axes: names of the leading axes (sweep names, then ``"seed"``).
+        sweep: ``{name: values}`` of a sweep, or ``None``.
+        settings: ``min_lr``, ``max_lr``, ``num_steps``, ``mode``, ``smoothing``, ...
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed_losses: np.ndarray
+    diverged_at: int | None | np.ndarray
+    val_losses: np.ndarray | None = None
+    aux: Any = None
+    batch_axes: tuple[str, ...] = ()
+    sweep: dict[str, list[float]] | None = None
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.losses.shape[:-1]
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.lrs.shape[0])
+
+    def _diverged_array(self) -> np.ndarray:
+        if self.diverged_at is None:
+            return np.full(self.batch_shape, -1)
+        return np.asarray(self.diverged_at).reshape(self.batch_shape)
+
+    @property
+    def stopped_early(self) -> bool:
+        """True when every curve diverged before the last step (later steps were skipped)."""
+        steps = self._diverged_array()
+        return bool(np.all((steps >= 0) & (steps < self.num_steps - 1)))
+
+    def _rule_curves(self) -> np.ndarray:
+        """Smoothed curves for the rules, ``(curves, steps)``, NaN from divergence on."""
+        curves = np.array(self.smoothed_losses, np.float64).reshape(-1, self.num_steps)
+        for row, step in zip(curves, self._diverged_array().reshape(-1)):
+            if step >= 0:
+                row[step:] = np.nan
+        return curves
+
+    def suggest(self, method: str = "valley", *, per_curve: bool = False,
+                **kwargs: Any) -> float | np.ndarray:
+        """A suggested learning rate; batched results give the median over curves.
+
+        Args:
+            method: ``valley``, ``steepest``, ``minimum`` or ``slide`` (see ``lrjax.suggest``).
+            per_curve: return the ``batch_shape`` array of per-curve suggestions instead.
+            **kwargs: passed to the rule (e.g. ``skip_start``).
+
+        Returns:
+            A float, or an array with ``per_curve``.
+        """
+        values = np.asarray([_suggest.suggest_lr(self.lrs, row, method, **kwargs)
+                             for row in self._rule_curves()])
+        if per_curve:
+            return values.reshape(self.batch_shape)
+        return float(np.median(values))
+
+    def suggestions(self) -> dict[str, float]:
+        """Every rule's (median) suggestion."""
+        return {method: self.suggest(method) for method in _suggest.SUGGESTERS}
+
+    def spread(self, method: str = "valley") -> float:
+        """``log10(max / min)`` of the per-curve suggestions: their spread in decades."""
+        values = np.asarray(self.suggest(method, per_curve=True)).reshape(-1)
+        return float(np.log10(values.max() / values.min()))
+
+    def cyclical_bounds(self) -> tuple[float, float]:
+        """``(base_lr, max_lr)`` for ``lrjax.cyclic`` (medians over curves).
+
+        See ``lrjax.suggest_cyclical_bounds`` for the rule: max at the loss minimum
+        before divergence, base where the loss has covered 10% of its fall.
+        """
+        pairs = np.asarray([_suggest.suggest_cyclical_bounds(self.lrs, row)
+                            for row in self._rule_curves()])
+        return float(np.median(pairs[:, 0])), float(np.median(pairs[:, 1]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_dict` inverts it exactly (aux is not included)."""
+        out: dict[str, Any] = {name: None if getattr(self, name) is None else _encode(getattr(self, name))
+                               for name in _ARRAY_FIELDS}
+        diverged = self.diverged_at
+        out["diverged_at"] = (diverged if diverged is None or isinstance(diverged, int)
+                              else np.asarray(diverged).tolist())
+        out.update(batch_axes=list(self.batch_axes), sweep=self.sweep, settings=dict(self.settings))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out["suggestions"] = self.suggestions()
+        return out
+
+    @classmethod
+    def from_dict(cls, blob: Mapping[str, Any]) -> RangeTestResult:
+        arrays = {name: None if blob.get(name) is None else _decode(blob[name]) for name in _ARRAY_FIELDS}
+        diverged = blob["diverged_at"]
+        if isinstance(diverged, list):
+            diverged = np.asarray(diverged, dtype=np.int64)
+        return cls(**arrays, diverged_at=diverged, batch_axes=tuple(blob.get("batch_axes", ())),
+                   sweep=blob.get("sweep"), settings=dict(blob.get("settings", {})))
+
+    def to_json(self, **kwargs: Any) -> str:
+        """Strict JSON (NaN/inf stored as strings); ``kwargs`` go to ``json.dumps``."""
+        return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> RangeTestResult:
+        return cls.from_dict(json.loads(text))
+
+    def plot(self, ax: Any = None) -> Any:
+        """Plots the curves (needs matplotlib); see ``lrjax.plot_range_test``."""
+        from lrjax.plotting import plot_range_test
+
+        return plot_range_test(self, ax=ax)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        steps = self._diverged_array().reshape(-1)
+        hit = steps[steps >= 0]
+        if hit.size == 0:
+            divergence = "did not diverge"
+        else:
+            divergence = f"diverged at step {int(hit.min())} (lr {self.lrs[int(hit.min())]:.3g})"
+            if steps.size > 1:
+                divergence += f" in {hit.size} of {steps.size} curves"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = ", ".join(f"{m} {v:.3g}" for m, v in self.suggestions().items())
+        batch = f", curves {dict(zip(self.batch_axes, self.batch_shape))}" if self.batch_shape else ""
+        return (
+            f"RangeTestResult({self.num_steps} steps, lr {self.lrs[0]:.3g} -> {self.lrs[-1]:.3g}"
+            f" ({s.get('mode', '?')}){batch}\n"
+            f"  {divergence}\n"
+            f"  suggestions: {found})"
+        )

@@ -1,0 +1,328 @@
+"""Learning-rate suggestions read off a range-test curve (host side, numpy).
+
+Every rule takes the learning rates and the (smoothed) losses of ONE curve, both 1-D and
+of equal length, and returns a float. The rules only look at the usable part of the
+curve (see :func:`usable_curve`): the points before the first non-finite loss, without
+the first tenth (the loss barely moves at tiny learning rates) and the last few points
+before divergence (the blow-up). They never return NaN: a curve that never decreases,
+or that has fewer than two usable points (it diverged at once), triggers a
+``UserWarning`` and the documented fallback, the smallest learning rate tested.
+
+The rules follow fastai's ``lr_find`` suggestion functions (valley, slide, steep,
+minimum) and Smith's reading of the range test for cyclical bounds.
+
+References:
+    Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
+    fastai ``callback.schedule`` (``valley``, ``slide``, ``steep``, ``minimum``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+from numpy.typing import ArrayLike
+
+import numpy as np
+
+SuggestFn = Callable[..., float]
+
+# The smallest number of points a rule needs to say anything about a slope.
+_MIN_POINTS = 2
+# cyclical bounds: the base lr is where the loss has covered this fraction of its fall.
+_BASE_DROP_FRACTION = 0.1
+# Smith's rule of thumb when the curve gives no separate base: base = max / 4.
+_BASE_DIVISOR = 4.0
+
+
+def _as_curve(lrs: ArrayLike, losses: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    lrs = np.asarray(lrs, dtype=np.float64)
+    losses = np.asarray(losses, dtype=np.float64)
+    if lrs.ndim != 1 or losses.shape != lrs.shape:
+        raise ValueError(
+            f"lrs and losses must be 1-D arrays of equal length, got shapes {lrs.shape} and "
+            f"{losses.shape}."
+        )
+    if lrs.size == 0:
+        raise ValueError("lrs must not be empty.")
+    if not (np.all(np.isfinite(lrs)) and np.all(lrs > 0) and np.all(np.diff(lrs) > 0)):
+        raise ValueError("lrs must be finite, positive and strictly increasing.")
+    return lrs, losses
+
+
+def usable_curve(
+    lrs: ArrayLike,
+    losses: ArrayLike,
+    skip_start: int | None = None,
+    skip_end: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The part of a curve the rules read: finite prefix, ends trimmed.
+
+    Keeps the points before the first non-finite loss, then drops ``skip_start`` points at
+    the start (default ``len(lrs) // 10``, as fastai) and ``skip_end`` at the end (default
+    ``min(5, len(lrs) // 10)``; fastai drops 5). When trimming would leave fewer than two
+    points, the untrimmed finite prefix is returned instead.
+
+    Args:
+        lrs: learning rates, positive and strictly increasing.
+        losses: the loss at each learning rate; NaN/inf marks the end of the usable part.
+        skip_start: points dropped at the start.
+        skip_end: points dropped at the end.
+
+    Returns:
+        ``(lrs, losses)`` of the usable part, float64 (possibly fewer than two points).
+    """
+    lrs, losses = _as_curve(lrs, losses)
+    total = lrs.size
+    bad = np.flatnonzero(~np.isfinite(losses))
+    finite_len = int(bad[0]) if bad.size else total
+    skip_start = total // 10 if skip_start is None else int(skip_start)
+    skip_end = min(5, total // 10) if skip_end is None else int(skip_end)
+    if skip_start < 0 or skip_end < 0:
+        raise ValueError("skip_start and skip_end must be >= 0.")
+    stop = finite_len - skip_end
+    if stop - skip_start >= _MIN_POINTS:
+        return lrs[skip_start:stop], losses[skip_start:stop]
+    return lrs[:finite_len], losses[:finite_len]
+
+
+def _fallback(lrs: np.ndarray, rule: str, why: str) -> float:
+    warnings.warn(
+        f"{rule}: {why}; falling back to the smallest learning rate tested, {lrs[0]:.3g}. "
+        "Widen the range (smaller min_lr) or check the loss.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return float(lrs[0])
+
+
+def _readable(
+    lrs: ArrayLike, losses: ArrayLike, skip_start: int | None, skip_end: int | None
+) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """The usable part, or the reason a rule cannot read the curve (None if it can)."""
+    all_lrs, _ = _as_curve(lrs, losses)
+    x, y = usable_curve(lrs, losses, skip_start, skip_end)
+    if x.size < _MIN_POINTS:
+        return all_lrs, None, "fewer than two finite points before divergence"
+    if not np.min(y[1:]) < y[0]:
+        return all_lrs, None, "the loss never decreases"
+    return x, y, None
+
+
+def suggest_valley(
+    lrs: ArrayLike, losses: ArrayLike, *, skip_start: int | None = None, skip_end: int | None = None
+) -> float:
+    """fastai's default: the middle of the longest valley of the loss curve.
+
+    The valley is the longest strictly decreasing subsequence of the losses (not
+    necessarily contiguous); with ``s`` its first and ``e`` its last index and
+    ``L = e - s``, the suggestion is ``lr[s + floor(L/3) + floor(L/6)]``, about halfway
+    down. Ties go to the earliest valley. fastai takes ``s = e - length``, one point
+    before the valley's true start; we use the true start.
+
+    Args:
+        lrs: learning rates (1-D, increasing).
+        losses: smoothed losses at those rates (NaN after divergence is fine).
+        skip_start: see :func:`usable_curve`.
+        skip_end: see :func:`usable_curve`.
+
+    Returns:
+        The suggested learning rate.
+
+    Example:
+        >>> lrs = np.logspace(-4, 0, 40)
+        >>> suggest_valley(lrs, (np.log10(lrs) + 1) ** 2)  # doctest: +SKIP
+
+    References:
+        fastai ``callback.schedule.valley``.
+    """
+    x, y, why = _readable(lrs, losses, skip_start, skip_end)
+    if why:
+        return _fallback(x, "valley", why)
+    n = y.size
+    length = np.ones(n, dtype=np.int64)  # longest decreasing subsequence ending at i
+    start = np.arange(n)  # its first index
+    for i in range(1, n):
+        before = np.flatnonzero(y[:i] > y[i])
+        if before.size:
+            best = before[np.argmax(length[before])]  # argmax: earliest among the longest
+            length[i] = length[best] + 1
+            start[i] = start[best]
+    end = int(np.argmax(length))
+    span = end - int(start[end])
+    return float(x[int(start[end]) + span // 3 + span // 6])
+
+
+def suggest_steepest(
+    lrs: ArrayLike, losses: ArrayLike, *, skip_start: int | None = None, skip_end: int | None = None
+) -> float:
+    """The learning rate where the loss falls fastest against log(lr).
+
+    With slopes ``d_i = (loss[i+1] - loss[i]) / (log lr[i+1] - log lr[i])`` over the usable
+    part (ends skipped), returns ``lr[argmin d]`` (the left end of the steepest segment, as
+    fastai's ``steep`` and torch-lr-finder do).
+
+    Args:
+        lrs: learning rates (1-D, increasing).
+        losses: smoothed losses at those rates.
+        skip_start: see :func:`usable_curve`.
+        skip_end: see :func:`usable_curve`.
+
+    Returns:
+        The suggested learning rate.
+
+    Example:
+        >>> lrs = np.logspace(-4, 0, 40)
+        >>> suggest_steepest(lrs, 1 / (1 + lrs * 100))  # doctest: +SKIP
+
+    References:
+        Smith (2017), sec. 3.3; fastai ``steep``; torch-lr-finder ``plot(suggest_lr=True)``.
+    """
+    x, y, why = _readable(lrs, losses, skip_start, skip_end)
+    if why:
+        return _fallback(x, "steepest", why)
+    slopes = np.diff(y) / np.diff(np.log(x))
+    return float(x[int(np.argmin(slopes))])
+
+
+def suggest_minimum(
+    lrs: ArrayLike, losses: ArrayLike, *, skip_start: int | None = None, skip_end: int | None = None
+) -> float:
+    """One tenth of the learning rate at the minimum loss before divergence.
+
+    Args:
+        lrs: learning rates (1-D, increasing).
+        losses: smoothed losses at those rates.
+        skip_start: see :func:`usable_curve`.
+        skip_end: see :func:`usable_curve`.
+
+    Returns:
+        ``lr[argmin loss] / 10``.
+
+    Example:
+        >>> lrs = np.logspace(-4, 0, 40)
+        >>> suggest_minimum(lrs, (np.log10(lrs) + 1) ** 2)  # about 1e-2
+
+    References:
+        fastai ``minimum`` (Howard & Gugger, "fastai", 2020).
+    """
+    x, y, why = _readable(lrs, losses, skip_start, skip_end)
+    if why:
+        return _fallback(x, "minimum", why)
+    return float(x[int(np.argmin(y))] / 10.0)
+
+
+def suggest_slide(
+    lrs: ArrayLike,
+    losses: ArrayLike,
+    *,
+    lr_diff: int = 15,
+    thresh: float = 0.005,
+    adjust_value: float = 1.0,
+    skip_start: int | None = None,
+    skip_end: int | None = None,
+) -> float:
+    """fastai's interval slide rule.
+
+    With ``g = np.gradient(losses)`` (per step) on the usable part, a window of
+    ``lr_diff`` steps slides left from the right end while ``|g[right] - g[left]| > thresh``;
+    the suggestion is ``adjust_value`` times the learning rate at the window's left end
+    where it stops (the last left end visited). ``thresh`` is in loss units per step, as
+    in fastai; ``lr_diff`` is shortened to fit short curves.
+
+    Args:
+        lrs: learning rates (1-D, increasing).
+        losses: smoothed losses at those rates.
+        lr_diff: window width in steps (>= 1).
+        thresh: gradient difference below which the window stops.
+        adjust_value: factor applied to the learning rate found.
+        skip_start: see :func:`usable_curve`.
+        skip_end: see :func:`usable_curve`.
+
+    Returns:
+        The suggested learning rate.
+
+    Example:
+        >>> lrs = np.logspace(-4, 0, 60)
+        >>> suggest_slide(lrs, 1 / (1 + lrs * 100))  # doctest: +SKIP
+
+    References:
+        fastai ``slide`` (interval slide rule).
+    """
+    if int(lr_diff) < 1:
+        raise ValueError(f"lr_diff must be >= 1, got {lr_diff!r}.")
+    x, y, why = _readable(lrs, losses, skip_start, skip_end)
+    if why:
+        return _fallback(x, "slide", why)
+    grad = np.gradient(y)
+    width = min(int(lr_diff), y.size - 1)
+    right = y.size - 1
+    left = right - width
+    found = x[left]
+    while left >= 0 and abs(grad[right] - grad[left]) > thresh:
+        found = x[left]
+        right -= 1
+        left -= 1
+    return float(found * adjust_value)
+
+
+def suggest_cyclical_bounds(
+    lrs: ArrayLike, losses: ArrayLike, *, skip_start: int | None = 0, skip_end: int | None = 0
+) -> tuple[float, float]:
+    """``(base_lr, max_lr)`` for a cyclical schedule, read off the curve as Smith does.
+
+    Smith: base is where the loss starts to fall, max where it stops falling. Rule:
+    ``max_lr`` is the learning rate at the minimum loss before divergence; ``base_lr`` the
+    first learning rate at which the loss has covered 10% of its fall from the first
+    point to that minimum. When that is not below ``max_lr`` (a cliff), ``base_lr =
+    max_lr / 4`` (Smith's rule of thumb: base is 1/3 to 1/4 of max). By default no points
+    are skipped: the start of the fall matters here.
+
+    A curve that never decreases (or diverges at once) warns and returns
+    ``(lrs[0], lrs[0])``: a constant schedule at the smallest learning rate tested.
+
+    Args:
+        lrs: learning rates (1-D, increasing).
+        losses: smoothed losses at those rates.
+        skip_start: see :func:`usable_curve`.
+        skip_end: see :func:`usable_curve`.
+
+    Returns:
+        ``(base_lr, max_lr)`` with ``base_lr <= max_lr``.
+
+    Example:
+        >>> lrs = np.logspace(-4, 0, 40)
+        >>> base, top = suggest_cyclical_bounds(lrs, (np.log10(lrs) + 1) ** 2)
+
+    References:
+        Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
+    """
+    x, y, why = _readable(lrs, losses, skip_start, skip_end)
+    if why:
+        low = _fallback(x, "cyclical_bounds", why)
+        return low, low
+    top = int(np.argmin(y))
+    level = y[0] - _BASE_DROP_FRACTION * (y[0] - y[top])
+    base = int(np.flatnonzero(y[: top + 1] <= level)[0])
+    max_lr = float(x[top])
+    base_lr = float(x[base]) if base < top else max_lr / _BASE_DIVISOR
+    return base_lr, max_lr
+
+
+SUGGESTERS: dict[str, SuggestFn] = {
+    "valley": suggest_valley,
+    "steepest": suggest_steepest,
+    "minimum": suggest_minimum,
+    "slide": suggest_slide,
+}
+
+
+def suggest_lr(lrs: ArrayLike, losses: ArrayLike, method: str = "valley", **kwargs: float) -> float:
+    """Dispatches to ``suggest_<method>``; ``method`` in ``valley, steepest, minimum, slide``.
+
+    Example:
+        >>> suggest_lr(np.logspace(-4, 0, 40), np.linspace(2, 1, 40), "minimum")  # doctest: +SKIP
+    """
+    if method not in SUGGESTERS:
+        raise ValueError(f"method must be one of {tuple(SUGGESTERS)}, got {method!r}.")
+    return SUGGESTERS[method](lrs, losses, **kwargs)
