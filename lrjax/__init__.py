@@ -6,9 +6,39 @@ Every public name has exactly one import path: ``lrjax.<name>``.
 __version__ = "0.1.0"
 
 # --- schedules (schedules.py, cyclical.py, plotting.py) -----------------------
-from lrjax.cyclical import sgdr
+from lrjax.cyclical import cyclic, cyclic_momentum, one_cycle, one_cycle_momentum, sgdr
+from lrjax.plotting import plot_schedule
+from lrjax.schedules import (
+    constant,
+    cosine_annealing,
+    exponential_decay,
+    inverse_time_decay,
+    multistep_decay,
+    noam,
+    polynomial_decay,
+    schedule_values,
+    step_decay,
+    warmup,
+)
 
-_SCHEDULES: list[str] = ["sgdr"]
+_SCHEDULES: list[str] = [
+    "constant",
+    "step_decay",
+    "multistep_decay",
+    "exponential_decay",
+    "inverse_time_decay",
+    "polynomial_decay",
+    "cosine_annealing",
+    "sgdr",
+    "cyclic",
+    "cyclic_momentum",
+    "one_cycle",
+    "one_cycle_momentum",
+    "noam",
+    "warmup",
+    "schedule_values",
+    "plot_schedule",
+]
 
 # --- optimizers (weight_decay.py, optimizers.py, sign.py) ---------------------
 from lrjax.optimizers import (

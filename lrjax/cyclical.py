@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -16,13 +17,16 @@ import optax
 
 from lrjax.schedules import (
     _MAX_COUNT,
+    _check_choice,
     _check_nonnegative,
     _check_ordered,
     _check_positive,
     _check_step_count,
+    _check_unit_interval,
     _cosine_interpolate,
     _float_dtype,
     _integer_count,
+    _linear_interpolate,
 )
 
 # --------------------------------------------------------------------------------------
@@ -164,9 +168,7 @@ def sgdr(
     _check_nonnegative("min_value", min_value)
     _check_ordered("min_value", min_value, "max_value", max_value)
     _check_sgdr_period(period, period_mult)
-    _check_positive("decay", decay)
-    if not decay <= 1:
-        raise ValueError(f"decay must be in (0, 1], got {decay!r}.")
+    _check_unit_interval("decay", decay)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
         index, position, length = sgdr_cycle(count, period, period_mult)
@@ -175,3 +177,312 @@ def sgdr(
         return _cosine_interpolate(cycle_max, jnp.asarray(min_value, dtype), position / length)
 
     return schedule
+
+
+# --------------------------------------------------------------------------------------
+# CLR (Smith's cyclical learning rates)
+# --------------------------------------------------------------------------------------
+_CLR_MODES = ("triangular", "triangular2", "exp_range")
+_CLR_SCALE_MODES = ("cycle", "iterations")
+
+
+def _clr_fraction(
+    step_size_up: int,
+    step_size_down: int | None,
+    mode: str,
+    gamma: float,
+    scale_fn: Callable[[jax.Array], jax.Array] | None,
+    scale_mode: str,
+) -> Callable[[jax.typing.ArrayLike], jax.Array]:
+    """Validates CLR's shape arguments; returns ``count -> triangle(t) * scale``.
+
+    ``triangle`` rises from 0 to 1 over ``step_size_up`` steps and falls back over
+    ``step_size_down``; ``scale`` is ``scale_fn`` of the cycle number (from 1) or of the
+    global count, as in PyTorch's ``CyclicLR``.
+    """
+    step_size_up = _check_step_count("step_size_up", step_size_up)
+    step_size_down = _check_step_count(
+        "step_size_down", step_size_up if step_size_down is None else step_size_down
+    )
+    cycle_size = _check_step_count("step_size_up + step_size_down", step_size_up + step_size_down)
+    _check_choice("mode", mode, _CLR_MODES)
+    _check_choice("scale_mode", scale_mode, _CLR_SCALE_MODES)
+    _check_positive("gamma", gamma)
+    if scale_fn is None:
+        if gamma != 1.0 and mode != "exp_range":
+            raise ValueError(f"gamma is used only by mode='exp_range', got mode={mode!r}.")
+        if scale_mode != "cycle":
+            raise ValueError("scale_mode applies only to a custom scale_fn; leave it 'cycle'.")
+        scale_fn, scale_mode = {
+            "triangular": (lambda cycle: jnp.ones_like(cycle), "cycle"),
+            "triangular2": (lambda cycle: 0.5 ** (cycle - 1.0), "cycle"),
+            "exp_range": (lambda t: jnp.asarray(gamma, t.dtype) ** t, "iterations"),
+        }[mode]
+    elif not callable(scale_fn):
+        raise ValueError(f"scale_fn must be a callable, got {scale_fn!r}.")
+    elif mode != "triangular":
+        # PyTorch silently ignores `mode` when given a scale_fn; we refuse the ambiguity.
+        raise ValueError(f"give either a scale_fn or a mode, not both (got mode={mode!r}).")
+
+    def fraction(count: jax.typing.ArrayLike) -> jax.Array:
+        dtype = _float_dtype()
+        count = _integer_count(count)
+        cycle = count // cycle_size + 1  # integers: exact at every cycle boundary
+        position = count - (cycle - 1) * cycle_size
+        triangle = jnp.where(
+            position <= step_size_up,
+            position / step_size_up,
+            (cycle_size - position) / step_size_down,
+        ).astype(dtype)
+        scale_argument = cycle if scale_mode == "cycle" else count
+        return triangle * jnp.asarray(scale_fn(scale_argument.astype(dtype)), dtype)
+
+    return fraction
+
+
+def cyclic(
+    base_value: float,
+    max_value: float,
+    step_size_up: int,
+    step_size_down: int | None = None,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+    scale_fn: Callable[[jax.Array], jax.Array] | None = None,
+    scale_mode: str = "cycle",
+) -> optax.Schedule:
+    """Smith's cyclical learning rate (CLR), equal to PyTorch's ``CyclicLR``.
+
+    With ``u = step_size_up``, ``d = step_size_down``, cycle ``c = floor(t / (u + d)) + 1``
+    and ``p = t - (c - 1) * (u + d)``::
+
+        triangle = p / u if p <= u else (u + d - p) / d
+        value = base_value + (max_value - base_value) * triangle * scale
+
+    where ``scale`` is ``1`` (``"triangular"``), ``0.5 ** (c - 1)`` (``"triangular2"``,
+    halving the amplitude every cycle), ``gamma ** t`` with the global count
+    (``"exp_range"``), or ``scale_fn(c)`` / ``scale_fn(t)`` for a custom ``scale_fn`` with
+    ``scale_mode="cycle"`` / ``"iterations"``.
+
+    Args:
+      base_value: lower bound of the cycle, ``>= 0``.
+      max_value: upper bound of the cycle, ``>= base_value``.
+      step_size_up: steps from base to max, an integer ``>= 1``.
+      step_size_down: steps from max back to base, an integer ``>= 1``; defaults to
+        ``step_size_up``.
+      mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``. With a ``scale_fn``
+        leave it at the default: PyTorch silently ignores ``mode`` then, lrjax refuses.
+      gamma: ``exp_range``'s factor per step, ``> 0``; only allowed with ``"exp_range"``.
+      scale_fn: optional jnp-traceable function of a float array, returning the amplitude
+        scale (typically in ``[0, 1]``); replaces ``mode``.
+      scale_mode: what ``scale_fn`` receives: ``"cycle"`` (cycle number from 1) or
+        ``"iterations"`` (the count); only with a ``scale_fn``.
+
+    Returns:
+      An optax schedule ``count -> value``; values in ``[base_value, max_value]`` for scales
+      in ``[0, 1]``.
+
+    Example:
+      >>> schedule = cyclic(1e-4, 1e-2, step_size_up=2000, mode="triangular2")
+      >>> optimizer = optax.sgd(learning_rate=schedule, momentum=0.9)
+
+    References:
+      Smith, `Cyclical Learning Rates for Training Neural Networks
+      <https://arxiv.org/abs/1506.01186>`_, WACV 2017.
+    """
+    _check_nonnegative("base_value", base_value)
+    _check_ordered("base_value", base_value, "max_value", max_value)
+    fraction = _clr_fraction(step_size_up, step_size_down, mode, gamma, scale_fn, scale_mode)
+
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        return base_value + (max_value - base_value) * fraction(count)
+
+    return schedule
+
+
+def cyclic_momentum(
+    base_value: float,
+    max_value: float,
+    step_size_up: int,
+    step_size_down: int | None = None,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+    scale_fn: Callable[[jax.Array], jax.Array] | None = None,
+    scale_mode: str = "cycle",
+) -> optax.Schedule:
+    """The momentum cycle that mirrors :func:`cyclic` (PyTorch ``CyclicLR``'s momentum).
+
+    ``value = max_value - (max_value - base_value) * triangle * scale``, with ``triangle``
+    and ``scale`` as in :func:`cyclic`: momentum is at ``max_value`` where the learning
+    rate is at its base, and at ``base_value`` where the learning rate peaks.
+
+    Args:
+      base_value: lowest momentum (at the learning rate's peak), ``>= 0``.
+      max_value: highest momentum (at the learning rate's base), ``>= base_value``.
+      step_size_up, step_size_down, mode, gamma, scale_fn, scale_mode: as in :func:`cyclic`;
+        pass the same ones to keep the two cycles in phase.
+
+    Returns:
+      An optax schedule ``count -> momentum``.
+
+    Example:
+      >>> lr = cyclic(1e-3, 1e-2, step_size_up=500)
+      >>> momentum = cyclic_momentum(0.85, 0.95, step_size_up=500)
+      >>> optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=momentum)
+
+    References:
+      Smith, `A disciplined approach to neural network hyper-parameters: Part 1
+      <https://arxiv.org/abs/1803.09820>`_, 2018.
+    """
+    # max - (max - base) * f is the mirror image (base + max) - lr of the LR cycle.
+    lr_cycle = cyclic(
+        base_value, max_value, step_size_up, step_size_down, mode, gamma, scale_fn, scale_mode
+    )
+
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        return (base_value + max_value) - lr_cycle(count)
+
+    return schedule
+
+
+# --------------------------------------------------------------------------------------
+# One-cycle
+# --------------------------------------------------------------------------------------
+_ANNEALS = {"cos": _cosine_interpolate, "linear": _linear_interpolate}
+
+
+def _one_cycle_phase_ends(total_steps: int, pct_start: float, three_phase: bool) -> list[float]:
+    """Validates the one-cycle shape; returns each phase's last step (PyTorch's float ends)."""
+    total_steps = _check_step_count("total_steps", total_steps, minimum=2)
+    if not 0 < pct_start < 1:
+        raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}.")
+    if three_phase and not pct_start < 0.5:
+        raise ValueError(f"pct_start must be in (0, 0.5) with three_phase=True, got {pct_start!r}.")
+    warmup_end = pct_start * total_steps - 1
+    if three_phase:
+        return [warmup_end, 2 * pct_start * total_steps - 2, total_steps - 1.0]
+    return [warmup_end, total_steps - 1.0]
+
+
+def _piecewise_anneal(
+    phase_ends: list[float], knots: list[float], anneal: str
+) -> optax.Schedule:
+    """Anneals from ``knots[i]`` to ``knots[i + 1]`` over phase ``i``, then holds the last knot.
+
+    Phase ``i`` runs from ``phase_ends[i - 1]`` (0 for the first) to ``phase_ends[i]``; a
+    step belongs to the first phase whose end it does not pass (PyTorch ``OneCycleLR``).
+    """
+    interpolate = _ANNEALS[anneal]
+    phase_starts = [0.0, *phase_ends[:-1]]
+
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        dtype = _float_dtype()
+        t = jnp.minimum(_integer_count(count), phase_ends[-1]).astype(dtype)
+        value = jnp.zeros_like(t)
+        for start, end, begin_value, end_value in reversed(
+            list(zip(phase_starts, phase_ends, knots[:-1], knots[1:]))
+        ):
+            # A zero-length phase (pct_start * total_steps == 1) would divide 0 by 0
+            # (PyTorch raises there); its only step takes the phase's first value.
+            span = end - start if end != start else 1.0
+            in_phase = interpolate(
+                jnp.asarray(begin_value, dtype), jnp.asarray(end_value, dtype), (t - start) / span
+            )
+            value = in_phase if end == phase_ends[-1] else jnp.where(t <= end, in_phase, value)
+        return value
+
+    return schedule
+
+
+def one_cycle(
+    max_value: float,
+    total_steps: int,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    anneal: str = "cos",
+    three_phase: bool = False,
+) -> optax.Schedule:
+    """Smith's one-cycle policy, equal to PyTorch's ``OneCycleLR`` for ``t < total_steps``.
+
+    ``initial = max_value / div_factor`` and ``final = initial / final_div_factor``. With
+    ``T = total_steps`` and ``a = pct_start * T - 1`` (PyTorch's phase ends):
+
+    - two phases: ``initial -> max_value`` over ``[0, a]``, ``max_value -> final`` over
+      ``[a, T - 1]``;
+    - ``three_phase=True``: ``initial -> max_value`` over ``[0, a]``, ``max_value -> initial``
+      over ``[a, 2a]`` and ``initial -> final`` over ``[2a, T - 1]``;
+
+    each by half-cosine (``anneal="cos"``) or straight line (``"linear"``). The last step
+    ``T - 1`` trains at ``final``, which is held afterwards. (optax's
+    ``cosine_onecycle_schedule`` places its phases differently and does not match PyTorch.)
+
+    Args:
+      max_value: peak value, ``> 0``.
+      total_steps: length of the cycle, an integer ``>= 2``.
+      pct_start: fraction of the steps spent rising, in ``(0, 1)`` (``(0, 0.5)`` with
+        ``three_phase``).
+      div_factor: ``max_value / initial``, ``> 0``.
+      final_div_factor: ``initial / final``, ``> 0``.
+      anneal: ``"cos"`` or ``"linear"``.
+      three_phase: use the paper's symmetric rise and fall, then a final annihilation.
+
+    Returns:
+      An optax schedule ``count -> value``, values in ``[min(initial, final), max_value]``.
+
+    Example:
+      >>> schedule = one_cycle(0.1, total_steps=10_000)
+      >>> optimizer = optax.sgd(learning_rate=schedule, momentum=0.9)
+
+    References:
+      Smith & Topin, `Super-Convergence: Very Fast Training of Neural Networks Using Large
+      Learning Rates <https://arxiv.org/abs/1708.07120>`_, 2017.
+    """
+    _check_positive("max_value", max_value)
+    _check_positive("div_factor", div_factor)
+    _check_positive("final_div_factor", final_div_factor)
+    _check_choice("anneal", anneal, tuple(_ANNEALS))
+    phase_ends = _one_cycle_phase_ends(total_steps, pct_start, three_phase)
+    initial = max_value / div_factor
+    final = initial / final_div_factor
+    knots = [initial, max_value, initial, final] if three_phase else [initial, max_value, final]
+    return _piecewise_anneal(phase_ends, knots, anneal)
+
+
+def one_cycle_momentum(
+    total_steps: int,
+    pct_start: float = 0.3,
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
+    anneal: str = "cos",
+    three_phase: bool = False,
+) -> optax.Schedule:
+    """The momentum cycle that mirrors :func:`one_cycle` (PyTorch ``OneCycleLR``'s momentum).
+
+    Over the same phases as :func:`one_cycle`: ``max_momentum -> base_momentum`` while the
+    learning rate rises, then ``base_momentum -> max_momentum``; with ``three_phase`` the
+    last phase holds ``max_momentum``.
+
+    Args:
+      total_steps, pct_start, anneal, three_phase: as in :func:`one_cycle`.
+      base_momentum: momentum at the learning rate's peak, ``>= 0``.
+      max_momentum: momentum at the start and end, ``>= base_momentum``.
+
+    Returns:
+      An optax schedule ``count -> momentum`` in ``[base_momentum, max_momentum]``.
+
+    Example:
+      >>> lr, momentum = one_cycle(0.1, 10_000), one_cycle_momentum(10_000)
+      >>> optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=momentum)
+
+    References:
+      Smith, `A disciplined approach to neural network hyper-parameters: Part 1
+      <https://arxiv.org/abs/1803.09820>`_, 2018.
+    """
+    _check_nonnegative("base_momentum", base_momentum)
+    _check_ordered("base_momentum", base_momentum, "max_momentum", max_momentum)
+    _check_choice("anneal", anneal, tuple(_ANNEALS))
+    phase_ends = _one_cycle_phase_ends(total_steps, pct_start, three_phase)
+    knots = [max_momentum, base_momentum, max_momentum]
+    if three_phase:
+        knots.append(max_momentum)
+    return _piecewise_anneal(phase_ends, knots, anneal)
