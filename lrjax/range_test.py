@@ -819,7 +819,9 @@ def range_test(
             if form == "iterable":
                 batches = first if offset == 0 else _pull(iterator, chunk_len * k, needed, offset * k)
                 data = _place(_stack_chunk(batches, chunk_len * k), stored)
-            state, part = programs.chunk(state, data, np.int32(offset), dyn)
+            # Iterable chunks hold steps offset.., stacked data holds every step from 0.
+            data_offset = offset if form == "iterable" else 0
+            state, part = programs.chunk(state, data, np.int32(data_offset), dyn)
             parts.append(part)
             done = min(offset + chunk_len, int(num_steps))
             stop = done < num_steps and bool(jnp.all(state.done))

@@ -117,7 +117,8 @@ def suggest_valley(
     The valley is the longest strictly decreasing subsequence of the losses (not
     necessarily contiguous); with ``s`` its first and ``e`` its last index and
     ``L = e - s``, the suggestion is ``lr[s + floor(L/3) + floor(L/6)]``, about halfway
-    down. Ties go to the earliest valley. fastai takes ``s = e - length``, one point
+    down. Among equally long valleys the first to end wins, and each starts as late as
+    possible (a plateau before the fall is not part of the valley). fastai takes ``s = e - length``, one point
     before the valley's true start; we use the true start.
 
     Args:
@@ -145,7 +146,8 @@ def suggest_valley(
     for i in range(1, n):
         before = np.flatnonzero(y[:i] > y[i])
         if before.size:
-            best = before[np.argmax(length[before])]  # argmax: earliest among the longest
+            # Among the longest predecessors take the latest: the tightest valley.
+            best = before[before.size - 1 - np.argmax(length[before][::-1])]
             length[i] = length[best] + 1
             start[i] = start[best]
     end = int(np.argmax(length))
