@@ -384,9 +384,10 @@ def _piecewise_anneal(
             # A zero-length phase (pct_start * total_steps == 1) would divide 0 by 0
             # (PyTorch raises there); its only step takes the phase's first value.
             span = end - start if end != start else 1.0
-            in_phase = interpolate(
-                jnp.asarray(begin_value, dtype), jnp.asarray(end_value, dtype), (t - start) / span
-            )
+            # Measured from the nearer end, so that both ends of a phase are hit exactly
+            # (XLA may divide by multiplying with a rounded reciprocal).
+            fraction = jnp.where(t - start <= end - t, (t - start) / span, 1.0 - (end - t) / span)
+            in_phase = interpolate(jnp.asarray(begin_value, dtype), jnp.asarray(end_value, dtype), fraction)
             value = in_phase if end == phase_ends[-1] else jnp.where(t <= end, in_phase, value)
         return value
 
