@@ -17,15 +17,17 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, NoReturn, Sequence, TextIO
+import warnings
+from typing import Any, Callable, NamedTuple, NoReturn, Sequence, TextIO
 
 import numpy as np
 
 from lrjax import __version__
+from lrjax.suggest import SUGGESTERS
 from lrjax.terminal_plot import text_plot
 
-SUGGESTION_METHODS = ("valley", "steepest", "minimum", "slide")
 TABLE_ROWS = 8
+PROGRESS_UPDATES = 10  # chunks of the compiled test, one progress report after each
 TRAIN_IMAGES = 1438  # digits images left for training by lrjax.digits' 80/20 split
 EXIT_USAGE = 2
 
@@ -46,21 +48,31 @@ class _Parser(argparse.ArgumentParser):
 # --- argument types: each rejects a bad value with a message naming the rule ----------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _finite_float(text: str) -> float:
+def _number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = _number(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
@@ -137,22 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS),
                       help="optimizer under test, see below (default: %(default)s)")
     find.add_argument("--min-lr", type=_finite_float, default=1e-7, metavar="LR",
-                      help="learning rate of the first step, > 0 for --mode exp "
-                      "(default: %(default)g)")
+                      help="learning rate of the first step, > 0 (default: %(default)g)")
     find.add_argument("--max-lr", type=_finite_float, default=10.0, metavar="LR",
                       help="learning rate of the last step, > --min-lr (default: %(default)g)")
-    find.add_argument("--steps", type=_positive_int, default=100, metavar="N",
+    find.add_argument("--steps", type=_int_at_least(2), default=100, metavar="N",
                       help="number of steps (default: %(default)s)")
     find.add_argument("--mode", default="exp", choices=["exp", "linear"],
                       help="exponential or linear learning-rate ramp (default: %(default)s)")
-    find.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
+    find.add_argument("--seeds", type=_int_at_least(1), default=1, metavar="N",
                       help="initialisations run together in one program; the suggestion is "
                       "their median (default: %(default)s)")
     find.add_argument("--seed", type=int, default=0,
                       help="seed of the weights and the batch order (default: %(default)s)")
-    find.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+    find.add_argument("--batch-size", type=_int_at_least(1), default=64, metavar="N",
                       help=f"images per step, at most {TRAIN_IMAGES} (default: %(default)s)")
-    find.add_argument("--hidden", type=_positive_int, default=64, metavar="N",
+    find.add_argument("--hidden", type=_int_at_least(1), default=64, metavar="N",
                       help="width of the hidden layer (default: %(default)s)")
     find.add_argument("--momentum", type=_finite_float, default=0.9,
                       help="momentum of --optimizer sgd, 0 for plain SGD (default: %(default)s)")
@@ -160,10 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="decoupled weight decay of --optimizer adamw (default: %(default)g)")
     find.add_argument("--smoothing", type=_finite_float, default=0.98, metavar="BETA",
                       help="EMA factor of the smoothed loss, in [0, 1) (default: %(default)s)")
-    find.add_argument("--diverge-threshold", type=_finite_float, default=4.0, metavar="X",
-                      help="stop once the smoothed loss exceeds X times the best, X > 1 "
-                      "(default: %(default)s)")
-    find.add_argument("--suggest", default="valley", choices=list(SUGGESTION_METHODS),
+    find.add_argument("--diverge-threshold", type=_number, default=4.0, metavar="X",
+                      help="stop once the smoothed loss exceeds X times the best, X > 1, "
+                      "inf: only at a non-finite loss (default: %(default)s)")
+    find.add_argument("--suggest", default="valley", choices=list(SUGGESTERS),
                       help="the rule whose learning rate is the suggestion (default: %(default)s)")
     find.add_argument("--plot", metavar="FILE.png",
                       help="save a matplotlib plot of the curve (needs lrjax[plot])")
@@ -179,10 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_find_args(args: argparse.Namespace) -> None:
-    if args.mode == "exp" and args.min_lr <= 0:
-        raise UsageError(f"--min-lr must be > 0 for --mode exp, got {args.min_lr:g}")
-    if args.min_lr < 0:
-        raise UsageError(f"--min-lr must be >= 0, got {args.min_lr:g}")
+    if args.min_lr <= 0:
+        raise UsageError(f"--min-lr must be > 0, got {args.min_lr:g}")
     if args.max_lr <= args.min_lr:
         raise UsageError(
             f"--max-lr ({args.max_lr:g}) must be greater than --min-lr ({args.min_lr:g})"
@@ -222,21 +231,18 @@ def _require_examples_extra() -> None:
 def _progress_reporter(stream: TextIO) -> Callable[[int, int], None]:
     """A ``progress(steps_done, num_steps)`` callback drawing a bar on ``stream``.
 
-    On a terminal the bar is redrawn in place; elsewhere (a log file, a pipe) one line
-    is written per tenth of the run, so logs stay short.
+    On a terminal the bar is redrawn in place; elsewhere (a log file, a pipe) each
+    report is its own line.
     """
     interactive = stream.isatty()
-    last_tenth = [-1]
 
     def report(steps_done: int, num_steps: int) -> None:
-        fraction = steps_done / max(num_steps, 1)
-        filled = int(fraction * 30)
-        bar = "#" * filled + "-" * (30 - filled)
-        text = f"range test [{bar}] {steps_done}/{num_steps} steps"
+        filled = int(30 * steps_done / max(num_steps, 1))
+        note = " (compiling)" if steps_done == 0 else ""
+        text = f"range test [{'#' * filled}{'-' * (30 - filled)}] {steps_done}/{num_steps} steps{note}"
         if interactive:
             stream.write("\r" + text + ("\n" if steps_done >= num_steps else ""))
-        elif int(fraction * 10) > last_tenth[0]:
-            last_tenth[0] = int(fraction * 10)
+        else:
             stream.write(text + "\n")
         stream.flush()
 
@@ -246,32 +252,82 @@ def _progress_reporter(stream: TextIO) -> Callable[[int, int], None]:
 # --- the report -----------------------------------------------------------------------
 
 
-def _median_curve(curves: np.ndarray) -> np.ndarray:
-    """One curve from one row per seed: the median where any seed has a value."""
-    curves = np.asarray(curves, dtype=np.float64)
-    if curves.ndim == 1:
-        return curves
+class Findings(NamedTuple):
+    """What is read off the result once and then printed and saved."""
+
+    suggestions: dict[str, float]
+    spreads: dict[str, float]
+    cyclical_bounds: tuple[float, float]
+    curve: np.ndarray  # smoothed loss before divergence (median over seeds), NaN after
+    warnings: list[str]
+
+
+def _diverged_steps(result: Any) -> np.ndarray:
+    """Divergence step of every curve, -1 for a curve that never diverged."""
+    if result.diverged_at is None:
+        return np.full(result.smoothed_losses.shape[:-1], -1)
+    return np.asarray(result.diverged_at)
+
+
+def _plotted_curve(result: Any) -> np.ndarray:
+    """Smoothed loss up to (not including) each curve's divergence; median over curves."""
+    curves = np.array(result.smoothed_losses, dtype=np.float64).reshape(-1, result.lrs.shape[0])
+    for row, step in zip(curves, _diverged_steps(result).reshape(-1)):
+        if step >= 0:
+            row[step:] = np.nan  # the diverging step would stretch the y axis
     finite = np.isfinite(curves)
-    filled = np.where(finite, curves, np.nan)
-    median = np.full(curves.shape[-1], np.nan)
-    columns = finite.any(axis=0)
-    median[columns] = np.nanmedian(filled[:, columns], axis=0)
+    median = np.full(curves.shape[1], np.nan)
+    median[finite.any(axis=0)] = np.nanmedian(curves[:, finite.any(axis=0)], axis=0)
     return median
 
 
-def _table_rows(lrs: np.ndarray, smoothed: np.ndarray) -> list[int]:
+def _read_findings(result: Any, seeds: int) -> Findings:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        suggestions = {name: float(value) for name, value in result.suggestions().items()}
+        spreads = {name: result.spread(name) for name in suggestions} if seeds > 1 else {}
+        bounds = tuple(float(v) for v in result.cyclical_bounds())
+    messages = list(dict.fromkeys(str(w.message) for w in caught))  # unique, in order
+    return Findings(suggestions, spreads, bounds, _plotted_curve(result), messages)
+
+
+def _table_rows(curve: np.ndarray) -> list[int]:
     """Up to TABLE_ROWS step indices spread evenly over the recorded (finite) part."""
-    recorded = np.flatnonzero(np.isfinite(smoothed))
+    recorded = np.flatnonzero(np.isfinite(curve))
     if recorded.size == 0:
         return []
     picks = np.linspace(0, recorded.size - 1, min(TABLE_ROWS, recorded.size))
     return [int(recorded[int(round(p))]) for p in picks]
 
 
-def _format_report(result: Any, args: argparse.Namespace, seconds: float) -> str:
-    lrs = np.asarray(result.lrs, dtype=np.float64)
-    smoothed = _median_curve(result.smoothed_losses)
-    seeds = "" if args.seeds == 1 else f" (median over {args.seeds} seeds)"
+def _plot_y_limits(curve: np.ndarray) -> tuple[float, float] | None:
+    """y axis from the lowest loss to a little above the highest loss before it.
+
+    The rise towards divergence can reach ``diverge_threshold`` times the minimum and
+    would squeeze the descent, which is what the plot is read for, into a few rows.
+    """
+    finite = np.flatnonzero(np.isfinite(curve))
+    if finite.size == 0:
+        return None
+    lowest = int(finite[np.argmin(curve[finite])])
+    low, high = float(curve[lowest]), float(np.nanmax(curve[: lowest + 1]))
+    top = max(high + 0.15 * (high - low), float(np.nanmax(curve)) if high == low else low)
+    return (low, top) if top > low else None
+
+
+def _divergence_line(result: Any) -> str:
+    steps = _diverged_steps(result).reshape(-1)
+    hit = steps[steps >= 0]
+    if hit.size == 0:
+        return "the loss did not diverge within the range"
+    first = int(hit.min())
+    curves = f" ({hit.size} of {steps.size} seeds)" if steps.size > 1 else ""
+    return f"diverged at step {first} (lr {result.lrs[first]:.3e}){curves}; later steps skipped"
+
+
+def _format_report(result: Any, findings: Findings, args: argparse.Namespace,
+                   seconds: float) -> str:
+    seeds = f", median of {args.seeds} seeds" if args.seeds > 1 else ""
     lines = [
         f"lrjax find: {args.optimizer} on digits (MLP 64-{args.hidden}-10, batch "
         f"{args.batch_size}), {args.steps} steps, lr {args.min_lr:g} -> {args.max_lr:g} "
@@ -279,42 +335,37 @@ def _format_report(result: Any, args: argparse.Namespace, seconds: float) -> str
         "",
     ]
     if not args.no_terminal_plot:
-        suggestion = result.suggest(method=args.suggest)
         lines += [
-            text_plot(lrs, smoothed, marks={args.suggest: suggestion}, ascii_only=args.ascii,
+            text_plot(result.lrs, findings.curve,
+                      marks={args.suggest: findings.suggestions[args.suggest]},
+                      y_limits=_plot_y_limits(findings.curve), ascii_only=args.ascii,
                       x_label=f"learning rate; smoothed loss{seeds}"),
             "",
         ]
-    lines.append(f"{'learning rate':>14}  {'smoothed loss' + seeds}")
-    lines += [f"{lrs[i]:>14.3e}  {smoothed[i]:.4f}" for i in _table_rows(lrs, smoothed)]
-    lines += ["", _divergence_line(result, lrs), ""]
+    lines.append(f"{'learning rate':>14}  smoothed loss{seeds}")
+    lines += [f"{result.lrs[i]:>14.3e}  {findings.curve[i]:.4f}" for i in _table_rows(findings.curve)]
+    lines += ["", _divergence_line(result), ""]
     lines.append(f"{'suggestion':>14}  learning rate")
-    for method, value in result.suggestions().items():
-        chosen = "   <- --suggest" if method == args.suggest else ""
-        lines.append(f"{method:>14}  {value:.3e}{chosen}")
-    base_lr, max_lr = result.cyclical_bounds()
-    lines.append(f"{'cyclic bounds':>14}  {base_lr:.3e} .. {max_lr:.3e}")
+    for method, value in findings.suggestions.items():
+        spread = f"  (seeds spread {findings.spreads[method]:.2f} decades)" if findings.spreads else ""
+        chosen = "  <- --suggest" if method == args.suggest else ""
+        lines.append(f"{method:>14}  {value:.3e}{spread}{chosen}")
+    base_lr, max_lr = findings.cyclical_bounds
+    lines.append(f"{'cyclic bounds':>14}  {base_lr:.3e} .. {max_lr:.3e}  (base_lr .. max_lr)")
     return "\n".join(lines)
 
 
-def _divergence_line(result: Any, lrs: np.ndarray) -> str:
-    steps = np.atleast_1d(np.asarray(result.diverged_at))
-    stopped = [int(s) for s in steps if s is not None and int(s) >= 0]
-    if not stopped:
-        return "the loss did not diverge within the range"
-    first = min(stopped)
-    return f"diverged at step {first} (lr {lrs[first]:.3e}); later steps are not recorded"
-
-
-def _json_payload(result: Any, args: argparse.Namespace) -> dict[str, Any]:
-    settings = {key: value for key, value in vars(args).items() if key != "handler"}
+def _json_payload(result: Any, findings: Findings, args: argparse.Namespace) -> dict[str, Any]:
+    """The result's own dict (so ``RangeTestResult.from_json`` reads the file back) plus the
+    chosen suggestion, the cyclical bounds and the command's settings."""
+    command = {key: value for key, value in vars(args).items() if key != "handler"}
     return {
-        "suggestion": float(result.suggest(method=args.suggest)),
+        "suggestion": findings.suggestions[args.suggest],
         "method": args.suggest,
-        "suggestions": {name: float(value) for name, value in result.suggestions().items()},
-        "cyclical_bounds": [float(v) for v in result.cyclical_bounds()],
-        "settings": settings,
-        "result": json.loads(result.to_json()),
+        **result.to_dict(),
+        "suggestions": findings.suggestions,
+        "cyclical_bounds": list(findings.cyclical_bounds),
+        "command": command,
     }
 
 
@@ -331,13 +382,17 @@ def _run_range_test(args: argparse.Namespace, optimizer: OptimizerFactory, stder
         hidden=args.hidden, batch_size=args.batch_size, num_steps=args.steps, seed=args.seed
     )
     seeded = {"init_fn": init_fn, "num_seeds": args.seeds} if args.seeds > 1 else {}
+    progress = None
+    if not args.quiet:
+        # Chunks let the host report between them; without progress it is one program.
+        progress = _progress_reporter(stderr)
+        progress(0, args.steps)
+        seeded["chunk_size"] = -(-args.steps // PROGRESS_UPDATES)
     return lrjax.range_test(
         loss_fn, params, optimizer, data,
         min_lr=args.min_lr, max_lr=args.max_lr, num_steps=args.steps, mode=args.mode,
         smoothing=args.smoothing, diverge_threshold=args.diverge_threshold,
-        key=jax.random.key(args.seed),
-        progress=None if args.quiet else _progress_reporter(stderr),
-        **seeded,
+        key=jax.random.key(args.seed), progress=progress, **seeded,
     )
 
 
@@ -351,14 +406,20 @@ def _find(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     except ValueError as error:  # range_test's checks of its static arguments
         raise UsageError(str(error)) from error
     seconds = time.perf_counter() - start
-    stdout.write(_format_report(result, args, seconds) + "\n")
-    if args.json is not None:
-        with open(args.json, "w", encoding="utf-8") as file:
-            json.dump(_json_payload(result, args), file, indent=2)
-        stdout.write(f"wrote {args.json}\n")
-    if args.plot is not None:
-        _save_plot(result, args.plot)
-        stdout.write(f"wrote {args.plot}\n")
+    findings = _read_findings(result, args.seeds)
+    for message in findings.warnings:
+        stderr.write(f"lrjax: warning: {message}\n")
+    stdout.write(_format_report(result, findings, args, seconds) + "\n")
+    try:
+        if args.json is not None:
+            with open(args.json, "w", encoding="utf-8") as file:
+                json.dump(_json_payload(result, findings, args), file, allow_nan=False)
+            stdout.write(f"wrote {args.json}\n")
+        if args.plot is not None:
+            _save_plot(result, args.plot)
+            stdout.write(f"wrote {args.plot}\n")
+    except OSError as error:
+        raise UsageError(f"cannot write {error.filename}: {error.strerror}") from error
     return 0
 
 
@@ -386,3 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except SystemExit as exit_request:  # --help and --version exit through argparse
         return exit_request.code if isinstance(exit_request.code, int) else 0
+    except BrokenPipeError:  # e.g. `lrjax find | head`: stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail
+        return 1

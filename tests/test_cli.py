@@ -92,3 +92,99 @@ def test_python_dash_m_lrjax_help():
                                text=True, timeout=120, check=False)
     assert completed.returncode == 0
     assert "usage: lrjax" in completed.stdout and "find" in completed.stdout
+
+
+# --- full runs (each compiles one small range test) ----------------------------------
+
+
+def numpy_loss(params, x, y):
+    """Reference: mean cross-entropy of the digits MLP, written out in float64."""
+    f64 = {layer: {k: np.asarray(v, np.float64) for k, v in d.items()} for layer, d in params.items()}
+    hidden = np.maximum(np.asarray(x, np.float64) @ f64["hidden"]["kernel"] + f64["hidden"]["bias"], 0)
+    logits = hidden @ f64["output"]["kernel"] + f64["output"]["bias"]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -np.mean(log_probs[np.arange(len(y)), np.asarray(y)])
+
+
+def load(path):
+    payload = json.loads(path.read_text())
+    return payload, lrjax.RangeTestResult.from_dict(payload)
+
+
+def test_find_prints_report_and_writes_json(tmp_path, capsys):
+    out_json = tmp_path / "lr.json"
+    status, out, err = run(["find", "--steps", "30", "--quiet", "--ascii", "--json", str(out_json)],
+                           capsys)
+    assert status == 0, err
+    assert "range test [" not in err  # --quiet: no progress
+    assert all(ord(ch) < 128 for ch in out)  # --ascii
+    for word in ("smoothed loss", "valley", "steepest", "minimum", "slide", "cyclic bounds"):
+        assert word in out
+    payload, result = load(out_json)
+    # The file holds the suggestion of --suggest (valley), every rule and the curve.
+    assert payload["method"] == "valley"
+    assert set(payload["suggestions"]) == {"valley", "steepest", "minimum", "slide"}
+    assert payload["suggestion"] == payload["suggestions"]["valley"]
+    assert all(1e-7 <= v <= 10.0 for v in payload["suggestions"].values())
+    base_lr, max_lr = payload["cyclical_bounds"]
+    assert 0 < base_lr <= max_lr
+    # Closed form of the exponential ramp from --min-lr to --max-lr over --steps.
+    t = np.arange(30)
+    np.testing.assert_allclose(result.lrs, 1e-7 * (10.0 / 1e-7) ** (t / 29), rtol=1e-5)
+    # Step 0 is the untrained model on the first batch: the default problem, seed 0.
+    _, params, data, _ = digits_problem(num_steps=30)
+    expected = numpy_loss(params, data["x"][0], data["y"][0])
+    np.testing.assert_allclose(result.losses[0], expected, rtol=1e-5)
+    np.testing.assert_allclose(result.smoothed_losses[0], expected, rtol=1e-5)  # debiased EMA
+    assert f"{payload['suggestion']:.3e}" in out
+
+
+def test_find_shows_progress_on_stderr(capsys):
+    status, out, err = run(["find", "--steps", "20", "--no-terminal-plot"], capsys)
+    assert status == 0
+    assert "0/20 steps" in err and "20/20 steps" in err
+    assert "range test" not in out and "learning rate" in out
+
+
+def test_every_optimizer_runs_from_the_same_start(tmp_path, capsys):
+    first_losses = {}
+    second_losses = {}
+    for name in cli.OPTIMIZERS:
+        path = tmp_path / f"{name}.json"
+        status, _, err = run(["find", "--optimizer", name, "--steps", "6", "--quiet",
+                              "--no-terminal-plot", "--json", str(path)], capsys)
+        assert status == 0, (name, err)
+        payload, result = load(path)
+        assert payload["command"]["optimizer"] == name
+        first_losses[name] = float(result.losses[0])
+        second_losses[name] = float(result.losses[1])
+    # Step 0 evaluates the loss before any update: the same for every optimizer ...
+    assert np.ptp(list(first_losses.values())) < 1e-6
+    # ... and step 1 comes after one update of each optimizer's own rule (sign methods
+    # and Adam move by about lr per weight, SGD by lr * gradient: the losses differ).
+    assert abs(second_losses["adam"] - second_losses["sgd"]) > 0
+    assert len(set(np.round(list(second_losses.values()), 9))) >= 3
+
+
+def test_seeds_and_linear_mode(tmp_path, capsys):
+    path = tmp_path / "seeds.json"
+    status, out, _ = run(["find", "--seeds", "2", "--mode", "linear", "--min-lr", "1e-3",
+                          "--max-lr", "0.5", "--steps", "10", "--quiet", "--json", str(path)],
+                         capsys)
+    assert status == 0
+    assert "median of 2 seeds" in out and "decades" in out
+    payload, result = load(path)
+    assert result.losses.shape == (2, 10) and payload["batch_axes"] == ["seed"]
+    np.testing.assert_allclose(result.lrs, 1e-3 + (0.5 - 1e-3) * np.arange(10) / 9, rtol=1e-5)
+    assert result.losses[0, 0] != result.losses[1, 0]  # each seed has its own initial weights
+
+
+def test_plot_file_is_a_png(tmp_path, capsys):
+    plotting = pytest.importorskip("lrjax.plotting")
+    if not hasattr(plotting, "plot_range_test"):
+        pytest.skip("lrjax.plotting.plot_range_test is not available yet")
+    path = tmp_path / "lr.png"
+    status, _, err = run(["find", *FAST, "--plot", str(path)], capsys)
+    assert status == 0, err
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
