@@ -97,16 +97,6 @@ def test_python_dash_m_lrjax_help():
 # --- full runs (each compiles one small range test) ----------------------------------
 
 
-def numpy_loss(params, x, y):
-    """Reference: mean cross-entropy of the digits MLP, written out in float64."""
-    f64 = {layer: {k: np.asarray(v, np.float64) for k, v in d.items()} for layer, d in params.items()}
-    hidden = np.maximum(np.asarray(x, np.float64) @ f64["hidden"]["kernel"] + f64["hidden"]["bias"], 0)
-    logits = hidden @ f64["output"]["kernel"] + f64["output"]["bias"]
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return -np.mean(log_probs[np.arange(len(y)), np.asarray(y)])
-
-
 def load(path):
     payload = json.loads(path.read_text())
     return payload, lrjax.RangeTestResult.from_dict(payload)
@@ -132,9 +122,10 @@ def test_find_prints_report_and_writes_json(tmp_path, capsys):
     # Closed form of the exponential ramp from --min-lr to --max-lr over --steps.
     t = np.arange(30)
     np.testing.assert_allclose(result.lrs, 1e-7 * (10.0 / 1e-7) ** (t / 29), rtol=1e-5)
-    # Step 0 is the untrained model on the first batch: the default problem, seed 0.
-    _, params, data, _ = digits_problem(num_steps=30)
-    expected = numpy_loss(params, data["x"][0], data["y"][0])
+    # Step 0 is the untrained model on the first batch of the default problem, seed 0
+    # (its loss_fn is checked against numpy in test_examples.py).
+    loss_fn, params, data, _ = digits_problem(num_steps=30)
+    expected = float(loss_fn(params, {"x": data["x"][0], "y": data["y"][0]}))
     np.testing.assert_allclose(result.losses[0], expected, rtol=1e-5)
     np.testing.assert_allclose(result.smoothed_losses[0], expected, rtol=1e-5)  # debiased EMA
     assert f"{payload['suggestion']:.3e}" in out
