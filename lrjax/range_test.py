@@ -13,8 +13,9 @@ Semantics (the choices the references leave open):
 * **Smoothing.** Bias-corrected EMA: ``avg_t = beta*avg_{t-1} + (1-beta)*loss_t``,
   ``smoothed_t = avg_t / (1 - beta**(t+1))``.
 * **Divergence.** Step ``t`` diverges when ``loss_t`` is not finite or
-  ``smoothed_t > diverge_threshold * min_{s<=t} smoothed_s`` (this assumes a positive
-  loss, as every reference does). That step is recorded; every later step is skipped with
+  ``smoothed_t > diverge_threshold * best_t`` with ``best_t = min_{s<=t} smoothed_s``
+  (computed as ``smoothed_t - best_t > (diverge_threshold - 1) * |best_t|``, the same for
+  a positive loss and still meaningful for a negative one; ``inf`` disables it). That step is recorded; every later step is skipped with
   ``lax.cond`` (no work) and recorded as NaN. ``diverged_at`` is the step index, ``None``
   when a single curve never diverged (``-1`` entries in the array of a batched result).
 * **Data.** (1) a pytree of arrays (a dict, tuple, NamedTuple or array, but not a
@@ -172,12 +173,12 @@ def _accepts(factory: Callable[..., Any], name: str) -> bool:
 
 
 def _check_callables(loss_fn: Any, optimizer: Any, init_fn: Any, progress: Any) -> None:
-    for name, value in (("loss_fn", loss_fn), ("optimizer", optimizer)):
-        if not callable(value):
-            raise TypeError(f"{name} must be callable, got {type(value).__name__}.")
     if isinstance(optimizer, optax.GradientTransformation):
         raise TypeError("optimizer must be a factory taking learning_rate (e.g. optax.adam), "
                         "not a GradientTransformation.")
+    for name, value in (("loss_fn", loss_fn), ("optimizer", optimizer)):
+        if not callable(value):
+            raise TypeError(f"{name} must be callable, got {type(value).__name__}.")
     if not _accepts(optimizer, "learning_rate"):
         raise ValueError("optimizer must accept a `learning_rate` keyword argument.")
     for name, value in (("init_fn", init_fn), ("progress", progress)):
@@ -491,7 +492,10 @@ def _live(static: _Static, schedule: optax.Schedule, data: PyTree, offset: jax.A
     avg = beta * state.avg + (1 - beta) * loss
     smoothed = avg / (1 - beta ** (step + 1).astype(_MIN_LOSS_DTYPE))
     best = jnp.where(jnp.isfinite(smoothed), jnp.minimum(state.best, smoothed), state.best)
-    diverged = active & (~jnp.isfinite(loss) | (smoothed > dyn.threshold * best))
+    # smoothed > threshold * best, written so that it also means "rose by (threshold - 1)
+    # times |best|" for a negative best loss, and never fires for threshold = inf.
+    rise = (dyn.threshold - 1) * jnp.abs(best)
+    diverged = active & (~jnp.isfinite(loss) | (smoothed - best > rise))
     new_state = _State(
         params=_mask(active, params, state.params),
         opt_state=_mask(active, opt_state, state.opt_state),
