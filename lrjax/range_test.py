@@ -573,14 +573,25 @@ def _programs(static: _Static) -> _Programs:
 # --------------------------------------------------------------------------------------
 # Host side: data forms, devices, chunks.
 # --------------------------------------------------------------------------------------
+def _is_pytree_node(data: Any) -> bool:
+    """Whether ``data`` is a pytree container (dict, tuple, registered class), quietly."""
+    with warnings.catch_warnings():
+        # JAX warns (and may later refuse) when flattening a plain iterable as a leaf.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return not jax.tree_util.treedef_is_leaf(jax.tree.structure(data))
+        except (TypeError, ValueError):
+            return False
+
+
 def _data_form(data: Any) -> str:
     if isinstance(data, (np.ndarray, jax.Array)):
         return "stacked"
     if callable(data):
         return "function"
-    if isinstance(data, list):
+    if isinstance(data, (list, Iterator)):
         return "iterable"
-    if not jax.tree_util.treedef_is_leaf(jax.tree.structure(data)):
+    if _is_pytree_node(data):
         return "stacked"
     if isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
         raise TypeError(
