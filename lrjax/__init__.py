@@ -88,6 +88,7 @@ _OPTIMIZERS: list[str] = [
 ]
 
 # --- range test (range_test.py, suggest.py) -----------------------------------
+from lrjax.plotting import plot_range_test
 from lrjax.range_test import RangeTestResult, TrainStep, lr_ramp, make_train_step, range_test
 from lrjax.suggest import (
     suggest_cyclical_bounds,
@@ -110,6 +111,7 @@ _RANGE_TEST: list[str] = [
     "suggest_minimum",
     "suggest_slide",
     "suggest_cyclical_bounds",
+    "plot_range_test",
 ]
 
 __all__ = ["__version__", *_SCHEDULES, *_OPTIMIZERS, *_RANGE_TEST]

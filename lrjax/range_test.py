@@ -954,13 +954,19 @@ class RangeTestResult:
         steps = self._diverged_array()
         return bool(np.all((steps >= 0) & (steps < self.num_steps - 1)))
 
-    def _rule_curves(self) -> np.ndarray:
-        """Smoothed curves for the rules, ``(curves, steps)``, NaN from divergence on."""
+    def smoothed_before_divergence(self) -> np.ndarray:
+        """The smoothed losses with NaN from each curve's divergence step on (float64).
+
+        This is what the suggestion rules read: the diverging step itself is excluded.
+        """
         curves = np.array(self.smoothed_losses, np.float64).reshape(-1, self.num_steps)
         for row, step in zip(curves, self._diverged_array().reshape(-1)):
             if step >= 0:
                 row[step:] = np.nan
-        return curves
+        return curves.reshape(self.smoothed_losses.shape)
+
+    def _rule_curves(self) -> np.ndarray:
+        return self.smoothed_before_divergence().reshape(-1, self.num_steps)
 
     def suggest(self, method: str = "valley", *, per_curve: bool = False,
                 **kwargs: Any) -> float | np.ndarray:

@@ -310,13 +310,41 @@ def test_batched_result_median_spread_and_json():
     assert "seed" in repr(result)
 
 
-def test_plot_draws_curves():
+def hand_made_result(batch_shape=(), batch_axes=(), sweep=None):
+    """A result built by hand (no compile): bowls with minimum near lr = 1e-2."""
+    lrs = np.logspace(-4, 1, 40).astype(np.float32)
+    offsets = np.arange(int(np.prod(batch_shape))).reshape(batch_shape + (1,))
+    smoothed = (1 + (np.log10(lrs) + 2) ** 2 + 0.1 * offsets).astype(np.float32)
+    smoothed[..., 35:] = np.nan
+    diverged = 34 if not batch_shape else np.full(batch_shape, 34)
+    return lrjax.RangeTestResult(lrs=lrs, losses=smoothed + 0.01, smoothed_losses=smoothed,
+                                 diverged_at=diverged, batch_axes=batch_axes, sweep=sweep,
+                                 settings={"mode": "exp"})
+
+
+def test_plot_single_seeds_and_sweep():
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure
 
-    if not hasattr(lrjax, "plot_range_test"):
-        pytest.skip("plotting.plot_range_test not present yet")
-    result = lrjax.range_test(mse, PARAMS, optax.sgd, (X, Y), **RANGE)
+    single = hand_made_result()
     ax = Figure().subplots()
-    assert result.plot(ax=ax) is ax
-    assert ax.get_xscale() == "log" and len(ax.get_lines()) >= 2
+    assert single.plot(ax=ax) is ax
+    assert ax.get_xscale() == "log"
+    # raw + smoothed + one dashed line per suggestion
+    assert len(ax.get_lines()) == 2 + 4
+    assert ax.get_ylim()[1] < 20  # the NaN tail and blow-up do not set the range
+    seeds = hand_made_result((3,), ("seed",))
+    ax = lrjax.plot_range_test(seeds, ax=Figure().subplots())
+    assert len(ax.collections) == 1  # the band over seeds
+    sweep = hand_made_result((2, 3), ("weight_decay", "seed"), sweep={"weight_decay": [0.0, 1e-3]})
+    ax = lrjax.plot_range_test(sweep, ax=Figure().subplots())
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert any("weight_decay=0.001" in label for label in labels) and len(ax.collections) == 2
+
+
+def test_hand_made_result_suggestions():
+    # The bowl's minimum at index 24 (lr 10**(-4 + 24*5/39) ~ 1.2e-2): minimum = lr/10.
+    result = hand_made_result()
+    assert result.suggest("minimum") == pytest.approx(result.lrs[np.nanargmin(result.smoothed_losses)] / 10)
+    assert result.stopped_early
+    assert hand_made_result((2,), ("seed",)).suggest(per_curve=True).shape == (2,)
