@@ -83,7 +83,7 @@ Progress = Callable[[int, int], None]
 MODES = ("exp", "linear")
 DEFAULT_CHUNK_SIZE = 50
 _CACHE_SIZE = 32
-_MIN_LOSS_DTYPE = jnp.float32
+_RECORD_DTYPE = jnp.float32
 
 
 # --------------------------------------------------------------------------------------
@@ -438,8 +438,8 @@ def _init(static: _Static, params: PyTree, key: jax.Array, dyn: _Dynamic) -> _St
         params=curve_params,
         opt_state=opt_state,
         data_key=tile(data_keys),
-        avg=jnp.zeros(curves, _MIN_LOSS_DTYPE),
-        best=jnp.full(curves, jnp.inf, _MIN_LOSS_DTYPE),
+        avg=jnp.zeros(curves, _RECORD_DTYPE),
+        best=jnp.full(curves, jnp.inf, _RECORD_DTYPE),
         done=jnp.zeros(curves, bool),
         diverged_at=jnp.full(curves, -1, jnp.int32),
         step=jnp.zeros((), jnp.int32),
@@ -487,10 +487,10 @@ def _live(static: _Static, schedule: optax.Schedule, data: PyTree, offset: jax.A
 
     params, opt_state, loss, aux, val = jax.vmap(curve_step)(
         state.params, state.opt_state, state.data_key, dyn.sweep_values)
-    loss = loss.astype(_MIN_LOSS_DTYPE)
+    loss = loss.astype(_RECORD_DTYPE)
     beta = dyn.smoothing
     avg = beta * state.avg + (1 - beta) * loss
-    smoothed = avg / (1 - beta ** (step + 1).astype(_MIN_LOSS_DTYPE))
+    smoothed = avg / (1 - beta ** (step + 1).astype(_RECORD_DTYPE))
     best = jnp.where(jnp.isfinite(smoothed), jnp.minimum(state.best, smoothed), state.best)
     # smoothed > threshold * best, written so that it also means "rose by (threshold - 1)
     # times |best|" for a negative best loss, and never fires for threshold = inf.
@@ -507,7 +507,7 @@ def _live(static: _Static, schedule: optax.Schedule, data: PyTree, offset: jax.A
         step=step + 1,
     )
     records = {"loss": loss, "smoothed": smoothed, "aux": aux,
-               "val": None if val is None else val.astype(_MIN_LOSS_DTYPE)}
+               "val": None if val is None else val.astype(_RECORD_DTYPE)}
     return new_state, _mask(active, records, _filled(records))
 
 

@@ -18,8 +18,10 @@ References:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 from numpy.typing import ArrayLike
 
@@ -91,22 +93,28 @@ def _fallback(lrs: np.ndarray, rule: str, why: str) -> float:
         f"{rule}: {why}; falling back to the smallest learning rate tested, {lrs[0]:.3g}. "
         "Widen the range (smaller min_lr) or check the loss.",
         UserWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
     return float(lrs[0])
 
 
-def _readable(
-    lrs: ArrayLike, losses: ArrayLike, skip_start: int | None, skip_end: int | None
-) -> tuple[np.ndarray, np.ndarray | None, str | None]:
-    """The usable part, or the reason a rule cannot read the curve (None if it can)."""
+def _read_curve(
+    rule: str,
+    read: Callable[[np.ndarray, np.ndarray], Any],
+    lrs: ArrayLike,
+    losses: ArrayLike,
+    skip_start: int | None,
+    skip_end: int | None,
+    fallback: Callable[[float], Any] = float,
+) -> Any:
+    """``read(x, y)`` on the usable part, or the warned fallback when it cannot be read."""
     all_lrs, _ = _as_curve(lrs, losses)
     x, y = usable_curve(lrs, losses, skip_start, skip_end)
     if x.size < _MIN_POINTS:
-        return all_lrs, None, "fewer than two finite points before divergence"
+        return fallback(_fallback(all_lrs, rule, "fewer than two finite points before divergence"))
     if not np.min(y[1:]) < y[0]:
-        return all_lrs, None, "the loss never decreases"
-    return x, y, None
+        return fallback(_fallback(all_lrs, rule, "the loss never decreases"))
+    return read(x, y)
 
 
 def suggest_valley(
@@ -118,8 +126,8 @@ def suggest_valley(
     necessarily contiguous); with ``s`` its first and ``e`` its last index and
     ``L = e - s``, the suggestion is ``lr[s + floor(L/3) + floor(L/6)]``, about halfway
     down. Among equally long valleys the first to end wins, and each starts as late as
-    possible (a plateau before the fall is not part of the valley). fastai takes ``s = e - length``, one point
-    before the valley's true start; we use the true start.
+    possible (a plateau before the fall is not part of the valley). fastai takes
+    ``s = e - length``, one point before the valley's true start; we use the true start.
 
     Args:
         lrs: learning rates (1-D, increasing).
@@ -137,9 +145,10 @@ def suggest_valley(
     References:
         fastai ``callback.schedule.valley``.
     """
-    x, y, why = _readable(lrs, losses, skip_start, skip_end)
-    if why:
-        return _fallback(x, "valley", why)
+    return _read_curve("valley", _valley, lrs, losses, skip_start, skip_end)
+
+
+def _valley(x: np.ndarray, y: np.ndarray) -> float:
     n = y.size
     length = np.ones(n, dtype=np.int64)  # longest decreasing subsequence ending at i
     start = np.arange(n)  # its first index
@@ -180,9 +189,10 @@ def suggest_steepest(
     References:
         Smith (2017), sec. 3.3; fastai ``steep``; torch-lr-finder ``plot(suggest_lr=True)``.
     """
-    x, y, why = _readable(lrs, losses, skip_start, skip_end)
-    if why:
-        return _fallback(x, "steepest", why)
+    return _read_curve("steepest", _steepest, lrs, losses, skip_start, skip_end)
+
+
+def _steepest(x: np.ndarray, y: np.ndarray) -> float:
     slopes = np.diff(y) / np.diff(np.log(x))
     return float(x[int(np.argmin(slopes))])
 
@@ -208,9 +218,10 @@ def suggest_minimum(
     References:
         fastai ``minimum`` (Howard & Gugger, "fastai", 2020).
     """
-    x, y, why = _readable(lrs, losses, skip_start, skip_end)
-    if why:
-        return _fallback(x, "minimum", why)
+    return _read_curve("minimum", _minimum, lrs, losses, skip_start, skip_end)
+
+
+def _minimum(x: np.ndarray, y: np.ndarray) -> float:
     return float(x[int(np.argmin(y))] / 10.0)
 
 
@@ -253,11 +264,13 @@ def suggest_slide(
     """
     if int(lr_diff) < 1:
         raise ValueError(f"lr_diff must be >= 1, got {lr_diff!r}.")
-    x, y, why = _readable(lrs, losses, skip_start, skip_end)
-    if why:
-        return _fallback(x, "slide", why)
+    read = functools.partial(_slide, lr_diff=int(lr_diff), thresh=thresh, adjust_value=adjust_value)
+    return _read_curve("slide", read, lrs, losses, skip_start, skip_end)
+
+
+def _slide(x: np.ndarray, y: np.ndarray, lr_diff: int, thresh: float, adjust_value: float) -> float:
     grad = np.gradient(y)
-    width = min(int(lr_diff), y.size - 1)
+    width = min(lr_diff, y.size - 1)
     right = y.size - 1
     left = right - width
     found = x[left]
@@ -299,10 +312,11 @@ def suggest_cyclical_bounds(
     References:
         Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
     """
-    x, y, why = _readable(lrs, losses, skip_start, skip_end)
-    if why:
-        low = _fallback(x, "cyclical_bounds", why)
-        return low, low
+    return _read_curve("cyclical_bounds", _cyclical_bounds, lrs, losses, skip_start, skip_end,
+                       fallback=lambda low: (low, low))
+
+
+def _cyclical_bounds(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     top = int(np.argmin(y))
     level = y[0] - _BASE_DROP_FRACTION * (y[0] - y[top])
     base = int(np.flatnonzero(y[: top + 1] <= level)[0])
