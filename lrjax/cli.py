@@ -271,13 +271,10 @@ def _diverged_steps(result: Any) -> np.ndarray:
 
 def _plotted_curve(result: Any) -> np.ndarray:
     """Smoothed loss up to (not including) each curve's divergence; median over curves."""
-    curves = np.array(result.smoothed_losses, dtype=np.float64).reshape(-1, result.lrs.shape[0])
-    for row, step in zip(curves, _diverged_steps(result).reshape(-1)):
-        if step >= 0:
-            row[step:] = np.nan  # the diverging step would stretch the y axis
-    finite = np.isfinite(curves)
-    median = np.full(curves.shape[1], np.nan)
-    median[finite.any(axis=0)] = np.nanmedian(curves[:, finite.any(axis=0)], axis=0)
+    curves = result.smoothed_before_divergence().reshape(-1, result.num_steps)
+    recorded = np.isfinite(curves).any(axis=0)
+    median = np.full(result.num_steps, np.nan)
+    median[recorded] = np.nanmedian(curves[:, recorded], axis=0)
     return median
 
 

@@ -172,9 +172,6 @@ def test_seeds_and_linear_mode(tmp_path, capsys):
 
 
 def test_plot_file_is_a_png(tmp_path, capsys):
-    plotting = pytest.importorskip("lrjax.plotting")
-    if not hasattr(plotting, "plot_range_test"):
-        pytest.skip("lrjax.plotting.plot_range_test is not available yet")
     path = tmp_path / "lr.png"
     status, _, err = run(["find", *FAST, "--plot", str(path)], capsys)
     assert status == 0, err
