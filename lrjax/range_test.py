@@ -368,6 +368,21 @@ class _Programs(NamedTuple):
     run: Callable[..., tuple[jax.Array, tuple[jax.Array, dict]]]
 
 
+def _over_curves(fn: Callable[..., Any], num_curves: int) -> Callable[..., Any]:
+    """``vmap(fn)`` over the leading curve axis of batched state; ``fn`` for one curve.
+
+    A single curve keeps no curve axis in its carried state: slicing and re-adding a
+    size-1 axis every step (or a size-1 vmap) makes XLA copy params and optimizer state
+    each step, which costs more than the step itself for small models.
+    """
+    return jax.vmap(fn) if num_curves > 1 else fn
+
+
+def _curve_values(static: _Static, values: jax.Array) -> jax.Array:
+    """Per-curve rows of ``values`` (curves, ...) in the state's layout."""
+    return values if static.num_curves > 1 else values[0]
+
+
 def _make_tx(static: _Static, schedule: optax.Schedule, hyper: jax.Array) -> optax.GradientTransformation:
     if not static.sweep_names:
         return static.optimizer(learning_rate=schedule)
@@ -429,15 +444,15 @@ def _init(static: _Static, params: PyTree, key: jax.Array, dyn: _Dynamic) -> _St
     # Curves are ordered sweep-major, seed-minor: curve c uses seed c % seeds.
     repeats = static.num_curves // seeds
     tile = lambda x: jnp.tile(x, (repeats,) + (1,) * (x.ndim - 1))  # noqa: E731
-    curve_params = jax.tree.map(tile, seed_params)
+    curve_params = jax.tree.map(lambda x: _curve_values(static, tile(x)), seed_params)
     schedule = _ramp(dyn.min_lr, dyn.max_lr, static.num_steps, static.mode)
-    opt_state = jax.vmap(lambda p, h: _make_tx(static, schedule, h).init(p))(
-        curve_params, dyn.sweep_values)
-    curves = static.num_curves
+    opt_state = _over_curves(lambda p, h: _make_tx(static, schedule, h).init(p), static.num_curves)(
+        curve_params, _curve_values(static, dyn.sweep_values))
+    curves = (static.num_curves,) if static.num_curves > 1 else ()
     return _State(
         params=curve_params,
         opt_state=opt_state,
-        data_key=tile(data_keys),
+        data_key=_curve_values(static, tile(data_keys)),
         avg=jnp.zeros(curves, _RECORD_DTYPE),
         best=jnp.full(curves, jnp.inf, _RECORD_DTYPE),
         done=jnp.zeros(curves, bool),
@@ -485,8 +500,8 @@ def _live(static: _Static, schedule: optax.Schedule, data: PyTree, offset: jax.A
                if static.has_val else None)
         return params, opt_state, loss, aux, val
 
-    params, opt_state, loss, aux, val = jax.vmap(curve_step)(
-        state.params, state.opt_state, state.data_key, dyn.sweep_values)
+    params, opt_state, loss, aux, val = _over_curves(curve_step, static.num_curves)(
+        state.params, state.opt_state, state.data_key, _curve_values(static, dyn.sweep_values))
     loss = loss.astype(_RECORD_DTYPE)
     beta = dyn.smoothing
     avg = beta * state.avg + (1 - beta) * loss
@@ -496,19 +511,22 @@ def _live(static: _Static, schedule: optax.Schedule, data: PyTree, offset: jax.A
     # times |best|" for a negative best loss, and never fires for threshold = inf.
     rise = (dyn.threshold - 1) * jnp.abs(best)
     diverged = active & (~jnp.isfinite(loss) | (smoothed - best > rise))
+    # A lone curve is always active here (lax.cond skipped the step otherwise), so the
+    # per-curve masking, a copy of params and optimizer state per step, is only for batches.
+    keep = _mask if static.num_curves > 1 else (lambda active, new, old: new)
     new_state = _State(
-        params=_mask(active, params, state.params),
-        opt_state=_mask(active, opt_state, state.opt_state),
+        params=keep(active, params, state.params),
+        opt_state=keep(active, opt_state, state.opt_state),
         data_key=state.data_key,
-        avg=jnp.where(active, avg, state.avg),
-        best=jnp.where(active, best, state.best),
+        avg=keep(active, avg, state.avg),
+        best=keep(active, best, state.best),
         done=state.done | diverged,
         diverged_at=jnp.where(diverged, step, state.diverged_at),
         step=step + 1,
     )
     records = {"loss": loss, "smoothed": smoothed, "aux": aux,
                "val": None if val is None else val.astype(_RECORD_DTYPE)}
-    return new_state, _mask(active, records, _filled(records))
+    return new_state, keep(active, records, _filled(records))
 
 
 def _chunk(static: _Static, state: _State, data: PyTree, offset: jax.Array,
@@ -525,6 +543,8 @@ def _chunk(static: _Static, state: _State, data: PyTree, offset: jax.Array,
         active = ~state.done & (state.step < static.num_steps)
         lr = schedule(state.step)
         state, records = jax.lax.cond(jnp.any(active), live, skip, state, active)
+        if static.num_curves == 1:  # records always carry a curve axis
+            records = jax.tree.map(lambda x: x[None], records)
         return state, (lr, records)
 
     return jax.lax.scan(body, state, None, length=static.chunk_len)
@@ -534,7 +554,7 @@ def _run(static: _Static, params: PyTree, key: jax.Array, data: PyTree,
          dyn: _Dynamic) -> tuple[jax.Array, tuple[jax.Array, dict]]:
     state = _init(static, params, key, dyn)
     state, records = _chunk(static, state, data, jnp.zeros((), jnp.int32), dyn)
-    return state.diverged_at, records
+    return jnp.reshape(state.diverged_at, (-1,)), records
 
 
 def _cache_key(fn: Any) -> Any:
@@ -844,7 +864,7 @@ def range_test(
                 progress(int(num_steps) if stop else done, int(num_steps))
             if stop:
                 break
-        diverged_at = state.diverged_at
+        diverged_at = jnp.reshape(state.diverged_at, (-1,))
         lrs, records = _host_records(*jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts))
         steps_run = lrs.shape[0]
     lrs, records = _complete(lrs, records, steps_run, static, float(min_lr), float(max_lr))
