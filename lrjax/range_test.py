@@ -172,6 +172,10 @@ def _accepts(factory: Callable[..., Any], name: str) -> bool:
     return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
+def _is_seed(key: Any) -> bool:
+    return key is None or (isinstance(key, (int, np.integer)) and not isinstance(key, bool))
+
+
 def _check_callables(loss_fn: Any, optimizer: Any, init_fn: Any, progress: Any) -> None:
     if isinstance(optimizer, optax.GradientTransformation):
         raise TypeError("optimizer must be a factory taking learning_rate (e.g. optax.adam), "
@@ -626,7 +630,7 @@ def _check_array_leaves(name: str, tree: PyTree, min_ndim: int) -> list:
     if not leaves:
         raise ValueError(f"{name} is empty (no arrays).")
     for leaf in leaves:
-        if not isinstance(leaf, (np.ndarray, jax.Array, np.generic)) or np.ndim(leaf) < min_ndim:
+        if not isinstance(leaf, (np.ndarray, jax.Array, np.generic, int, float)) or np.ndim(leaf) < min_ndim:
             raise ValueError(
                 f"{name} must contain arrays with at least {min_ndim} axes, got "
                 f"{type(leaf).__name__} of shape {np.shape(leaf)}."
@@ -761,8 +765,10 @@ def range_test(
         mode: ``"exp"`` or ``"linear"`` ramp.
         smoothing: EMA factor ``beta`` in ``[0, 1)``.
         diverge_threshold: divergence factor over the best smoothed loss (> 1; inf disables).
-        has_aux: ``loss_fn`` returns ``(loss, aux)``; aux is recorded in ``result.aux``.
-        key: PRNG key for ``init_fn``, seeds and data functions (default ``key(0)``).
+        has_aux: ``loss_fn`` returns ``(loss, aux)``; aux is recorded in ``result.aux``
+            (averaged over micro-batches when ``accumulation_steps > 1``).
+        key: PRNG key (or an int seed) for ``init_fn``, seeds and data functions
+            (default ``jax.random.key(0)``).
         init_fn: ``key -> params``, used instead of ``params`` (required for seeds
             unless the data is a function of the key).
         num_seeds: run this many tests in one vmapped program.
@@ -788,36 +794,18 @@ def range_test(
     _check_options(smoothing, diverge_threshold, accumulation_steps, chunk_size, num_seeds)
     _check_callables(loss_fn, optimizer, init_fn, progress)
     form = _data_form(data)
-    if params is None and init_fn is None:
-        raise ValueError("params is None: pass params or an init_fn(key) -> params.")
-    if num_seeds is not None and init_fn is None and form != "function":
-        raise ValueError("num_seeds needs init_fn (or data given as a function of the key): "
-                         "otherwise every seed would train the same curve.")
-    if params is not None:
-        _check_array_leaves("params", params, 0)
-    if not isinstance(data_axis, str):
-        raise TypeError(f"data_axis must be a str, got {type(data_axis).__name__}.")
+    _check_sources(params, init_fn, num_seeds, form, data_axis)
     sweep_names, sweep_sizes, sweep_grid, sweep_values = _sweep_grid(sweep, optimizer)
     seeds = num_seeds or 1
     curves = len(sweep_grid) * seeds
     k = int(accumulation_steps)
     needed = int(num_steps) * k
-    key = jax.random.key(0) if key is None else key
+    key = jax.random.key(0 if key is None else key) if _is_seed(key) else key
     chunked = form == "iterable" or progress is not None or chunk_size is not None
     chunk_len = min(chunk_size or DEFAULT_CHUNK_SIZE, num_steps) if chunked else int(num_steps)
 
-    # Data: validated and placed on device once; batch sizes decide the mesh.
-    iterator = None
-    if form == "stacked":
-        data = _stacked_steps(data, needed)
-        sizes = _batch_sizes(data, 1)
-    elif form == "iterable":
-        iterator = iter(data)
-        first = _pull(iterator, chunk_len * k, needed, 0)
-        sizes = _batch_sizes(first[0], 0)
-    else:
-        sizes = (_batch_sizes(jax.eval_shape(data, key, jnp.zeros((), jnp.int32)), 0)
-                 if mesh is not None or jax.device_count() > 1 else set())
+    data, iterator, first, sizes = _prepare_data(form, data, needed, chunk_len * k, key,
+                                                 mesh is not None or jax.device_count() > 1)
     if val_data is not None:
         _check_array_leaves("val_data", val_data, 0)
         sizes = sizes | _batch_sizes(val_data, 0)
@@ -831,42 +819,20 @@ def range_test(
         data_axis=data_axis,
     )
     programs = _programs(static)
-    replicated = None if mesh is None else (lambda x: NamedSharding(mesh, PartitionSpec()))
-    stored = None if mesh is None else _batch_sharding(static, 1)
-    dyn = _place(_Dynamic(
+    dyn = _Dynamic(
         min_lr=np.float32(min_lr), max_lr=np.float32(max_lr), smoothing=np.float32(smoothing),
         threshold=np.float32(diverge_threshold), sweep_values=np.repeat(sweep_grid, seeds, axis=0),
-        val_data=None), replicated)
-    if val_data is not None:
-        dyn = dyn._replace(val_data=_place(val_data, None if mesh is None else _batch_sharding(static, 0)))
-    params = None if params is None else _place(params, replicated)
-    key = _place(key, replicated)
-    data = _place(data, stored) if form == "stacked" else None
+        val_data=val_data)
+    params, key, data, dyn = _device_inputs(static, params, key, data if form == "stacked" else None, dyn)
+    stored = None if mesh is None else _batch_sharding(static, 1)
 
-    if not chunked:
-        diverged_at, (lrs, records) = programs.run(params, key, data, dyn)
-        lrs, records = _host_records(lrs, records)
-        steps_run = int(num_steps)
+    if chunked:
+        chunks = _chunk_inputs(form, data, iterator, first, static, needed, stored)
+        diverged_at, (lrs, records) = _run_chunks(programs, static, params, key, dyn, chunks, progress)
     else:
-        state = programs.init(params, key, dyn)
-        parts = []
-        for offset in range(0, int(num_steps), chunk_len):
-            if form == "iterable":
-                batches = first if offset == 0 else _pull(iterator, chunk_len * k, needed, offset * k)
-                data = _place(_stack_chunk(batches, chunk_len * k), stored)
-            # Iterable chunks hold steps offset.., stacked data holds every step from 0.
-            data_offset = offset if form == "iterable" else 0
-            state, part = programs.chunk(state, data, np.int32(data_offset), dyn)
-            parts.append(part)
-            done = min(offset + chunk_len, int(num_steps))
-            stop = done < num_steps and bool(jnp.all(state.done))
-            if progress is not None:
-                progress(int(num_steps) if stop else done, int(num_steps))
-            if stop:
-                break
-        diverged_at = jnp.reshape(state.diverged_at, (-1,))
-        lrs, records = _host_records(*jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts))
-        steps_run = lrs.shape[0]
+        diverged_at, (lrs, records) = programs.run(params, key, data, dyn)
+    lrs, records = _host_records(lrs, records)
+    steps_run = lrs.shape[0]
     lrs, records = _complete(lrs, records, steps_run, static, float(min_lr), float(max_lr))
     batch_shape = sweep_sizes + ((num_seeds,) if num_seeds is not None else ())
     return _make_result(lrs, records, np.asarray(diverged_at), batch_shape, static, sweep_values,
@@ -874,6 +840,85 @@ def range_test(
                              mode=mode, smoothing=float(smoothing),
                              diverge_threshold=float(diverge_threshold),
                              accumulation_steps=k))
+
+
+def _check_sources(params: PyTree, init_fn: Any, num_seeds: int | None, form: str,
+                   data_axis: Any) -> None:
+    if params is None and init_fn is None:
+        raise ValueError("params is None: pass params or an init_fn(key) -> params.")
+    if num_seeds is not None and init_fn is None and form != "function":
+        raise ValueError("num_seeds needs init_fn (or data given as a function of the key): "
+                         "otherwise every seed would train the same curve.")
+    if params is not None:
+        _check_array_leaves("params", params, 0)
+    if not isinstance(data_axis, str):
+        raise TypeError(f"data_axis must be a str, got {type(data_axis).__name__}.")
+
+
+def _prepare_data(form: str, data: Any, needed: int, first_pull: int, key: jax.Array,
+                  want_sizes: bool) -> tuple[PyTree, Iterator | None, list | None, set[int]]:
+    """Validates the data; returns it, the iterator and its first chunk, and batch sizes."""
+    if form == "stacked":
+        data = _stacked_steps(data, needed)
+        return data, None, None, _batch_sizes(data, 1)
+    if form == "iterable":
+        iterator = iter(data)
+        first = _pull(iterator, first_pull, needed, 0)
+        return None, iterator, first, _batch_sizes(first[0], 0)
+    # A data function's batch shape is only needed to decide the sharding.
+    sizes = _batch_sizes(jax.eval_shape(data, key, jnp.zeros((), jnp.int32)), 0) if want_sizes else set()
+    return data, None, None, sizes
+
+
+def _device_inputs(static: _Static, params: PyTree, key: jax.Array, data: PyTree,
+                   dyn: _Dynamic) -> tuple[PyTree, jax.Array, PyTree, _Dynamic]:
+    """Copies the inputs to device once (replicated, the batch sharded, when on a mesh)."""
+    mesh = static.mesh
+    replicated = None if mesh is None else (lambda x: NamedSharding(mesh, PartitionSpec()))
+    batch = None if mesh is None else _batch_sharding(static, 0)
+    stored = None if mesh is None else _batch_sharding(static, 1)
+    val_data = _place(dyn.val_data, batch) if static.has_val else None
+    dyn = _place(dyn._replace(val_data=None), replicated)._replace(val_data=val_data)
+    params = None if params is None else _place(params, replicated)
+    data = None if data is None else _place(data, stored)
+    return params, _place(key, replicated), data, dyn
+
+
+def _chunk_inputs(form: str, data: PyTree, iterator: Iterator | None, first: list | None,
+                  static: _Static, needed: int,
+                  sharding: Callable[[Any], Any] | None) -> Iterator[tuple[PyTree, int]]:
+    """``(data, data_offset)`` per chunk; iterables are pulled lazily, one chunk at a time.
+
+    Stacked data (on device already) holds every step from 0; an iterable's chunk holds
+    steps ``offset ..``; function data needs none.
+    """
+    count = static.chunk_len * static.accumulation_steps
+    for offset in range(0, static.num_steps, static.chunk_len):
+        if form != "iterable":
+            yield data, 0
+            continue
+        batches = first if offset == 0 else _pull(iterator, count, needed,
+                                                  offset * static.accumulation_steps)
+        yield _place(_stack_chunk(batches, count), sharding), offset
+
+
+def _run_chunks(programs: _Programs, static: _Static, params: PyTree, key: jax.Array,
+                dyn: _Dynamic, chunks: Iterator[tuple[PyTree, int]],
+                progress: Progress | None) -> tuple[jax.Array, tuple[jax.Array, dict]]:
+    """Runs the chunk program until the steps are done or every curve has diverged."""
+    state = programs.init(params, key, dyn)
+    parts, total = [], static.num_steps
+    for index, (data, data_offset) in enumerate(chunks):
+        state, part = programs.chunk(state, data, np.int32(data_offset), dyn)
+        parts.append(part)
+        steps_done = min((index + 1) * static.chunk_len, total)
+        stop = steps_done < total and bool(jnp.all(state.done))
+        if progress is not None:
+            progress(total if stop else steps_done, total)
+        if stop:
+            break
+    lrs, records = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+    return jnp.reshape(state.diverged_at, (-1,)), (lrs, records)
 
 
 def _complete(lrs: np.ndarray, records: dict, steps_run: int, static: _Static, min_lr: float,
