@@ -383,15 +383,20 @@ def scale_by_amsgrad(
         mu = optax.tree.update_moment(updates, state.mu, b1, 1)
         nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
         nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu)
+        # (m / c1) / (sqrt(v_max / c2) + eps) = m / (sqrt(v_max) * c1 / sqrt(c2) + c1 eps)
+        # with c_i = 1 - b_i^t: the corrections fold into two scalars, so each element
+        # costs no more than optax's Adam.
         if bias_correction:
-            mu_scale, nu_scale = 1 / (1 - b1**count), 1 / (1 - b2**count)
+            c1 = 1 - b1**count
+            sqrt_scale, shift = c1 * jax.lax.rsqrt(1 - b2**count), c1 * eps
         else:
-            mu_scale = nu_scale = 1.0
+            sqrt_scale, shift = None, eps
 
         def direction(g: jax.Array, m: jax.Array, v_max: jax.Array) -> jax.Array:
-            m_hat = m * jnp.asarray(mu_scale, m.dtype)
-            v_hat = v_max * jnp.asarray(nu_scale, v_max.dtype)
-            return (m_hat / (jnp.sqrt(v_hat) + eps)).astype(g.dtype)
+            root = jnp.sqrt(v_max)
+            if sqrt_scale is not None:
+                root = root * jnp.asarray(sqrt_scale, root.dtype)
+            return (m / (root + jnp.asarray(shift, root.dtype))).astype(g.dtype)
 
         new_updates = jax.tree.map(direction, updates, mu, nu_max)
         new_state = ScaleByAmsgradState(

@@ -158,19 +158,20 @@ def decoupled_weight_decay(
             raise ValueError("decoupled_weight_decay needs params: call update(grads, state, params)")
         lr = _value_at(learning_rate, state.count)
         decay = _value_at(weight_decay, state.count)
-        # outer * (inner * d + decay * theta); inner is None in the optax convention so
-        # that case computes exactly what optax.adamw computes.
+        # Both conventions are u = a d + b theta with scalars a, b: one multiply-add per
+        # element, no more work than optax.adamw.
         if multiplier is None:
-            outer, inner = lr, None
+            direction_scale, decay_scale = -lr, -lr * decay
         else:
-            outer, inner = _value_at(multiplier, state.count), lr
+            eta = _value_at(multiplier, state.count)
+            direction_scale, decay_scale = -eta * lr, -eta * decay
 
         def leaf_update(direction: jax.Array, theta: jax.Array, decays: bool) -> jax.Array:
-            dtype = theta.dtype
-            step = direction if inner is None else jnp.asarray(inner, dtype) * direction
+            dtype = jnp.promote_types(direction.dtype, theta.dtype)
+            update = jnp.asarray(direction_scale, dtype) * direction
             if decays and not no_decay:
-                step = step + jnp.asarray(decay, dtype) * theta
-            return (jnp.asarray(-outer, dtype) * step).astype(dtype)
+                update = update + jnp.asarray(decay_scale, dtype) * theta
+            return update.astype(theta.dtype)
 
         new_updates = jax.tree.map(leaf_update, updates, params, _full_decay_mask(mask, params))
         return new_updates, DecoupledWeightDecayState(count=optax.safe_increment(state.count))
