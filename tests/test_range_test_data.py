@@ -123,6 +123,7 @@ def test_short_and_empty_iterables_raise():
         lrjax.range_test(mse, PARAMS, optax.sgd, "batches", **RANGE)
 
 
+@pytest.mark.filterwarnings("ignore:valley")  # a seed may start near the optimum
 def test_seeds_reproducible_and_each_seed_is_a_single_run():
     key = jax.random.key(3)
     first = lrjax.range_test(mse, None, optax.sgd, (X, Y), init_fn=init, num_seeds=3, key=key, **RANGE)
@@ -138,6 +139,10 @@ def test_seeds_reproducible_and_each_seed_is_a_single_run():
     np.testing.assert_allclose(first.losses[1], single.losses, rtol=1e-6)
     per_seed = first.suggest(per_curve=True)
     assert first.spread() == pytest.approx(np.log10(per_seed.max() / per_seed.min()))
+    # The same seeds fed from an iterable, in chunks; an int key is jax.random.key(int).
+    listed = lrjax.range_test(mse, None, optax.sgd, rows(), init_fn=init, num_seeds=3, key=3,
+                              chunk_size=10, **RANGE)
+    np.testing.assert_allclose(listed.losses, first.losses, rtol=1e-6)
 
 
 def test_per_seed_data_order_from_a_data_function():
@@ -150,6 +155,14 @@ def test_per_seed_data_order_from_a_data_function():
     data_key = jax.random.split(jax.random.split(key, 2)[0])[1]
     x, y = random_batch(jax.random.fold_in(data_key, 0), 0)
     assert result.losses[0, 0] == pytest.approx(float(jnp.mean(y**2)), rel=1e-6)
+
+
+def test_function_data_in_chunks_with_progress():
+    calls = []
+    result = lrjax.range_test(mse, PARAMS, optax.sgd, from_table, chunk_size=10,
+                              progress=lambda done, total: calls.append(done), **RANGE)
+    np.testing.assert_allclose(result.losses, STACKED.losses, rtol=1e-6)
+    assert calls[-1] == STEPS and calls == sorted(calls)
 
 
 def test_validation_with_an_iterable():
