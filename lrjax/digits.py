@@ -105,6 +105,10 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> DigitsSplit:
         >>> x_train, y_train, x_test, y_test = load_digits_split()
         >>> x_train.shape, x_test.shape
         ((1438, 64), (359, 64))
+
+    References:
+        Alpaydin & Kaynak, "Optical Recognition of Handwritten Digits", UCI Machine
+        Learning Repository, 1998 (the test part, as bundled with scikit-learn).
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
@@ -220,6 +224,10 @@ def digits_problem(
         >>> loss_fn, params, data, init_fn = digits_problem(hidden=32, num_steps=50)
         >>> data["x"].shape
         (50, 64, 64)
+
+    References:
+        Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3
+        (the range test this problem is made for).
     """
     _check_positive_int("hidden", hidden)
     split = load_digits_split()
