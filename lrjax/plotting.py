@@ -68,10 +68,7 @@ def _curve_stats(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def _sweep_labels(result: Any) -> list[str]:
     """One label per sweep grid point, e.g. ``weight_decay=0.001, b1=0.9``."""
-    names = list(result.sweep or {})
-    grids = np.meshgrid(*[result.sweep[n] for n in names], indexing="ij")
-    points = zip(*[g.reshape(-1) for g in grids])
-    return [", ".join(f"{n}={v:g}" for n, v in zip(names, point)) for point in points]
+    return [", ".join(f"{n}={v:g}" for n, v in point.items()) for point in result.sweep_points()]
 
 
 def plot_range_test(result: Any, ax: Axes | None = None) -> Axes:

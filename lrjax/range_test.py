@@ -15,7 +15,8 @@ Semantics (the choices the references leave open):
 * **Divergence.** Step ``t`` diverges when ``loss_t`` is not finite or
   ``smoothed_t > diverge_threshold * best_t`` with ``best_t = min_{s<=t} smoothed_s``
   (computed as ``smoothed_t - best_t > (diverge_threshold - 1) * |best_t|``, the same for
-  a positive loss and still meaningful for a negative one; ``inf`` disables it). That step is recorded; every later step is skipped with
+  a positive loss and still meaningful for a negative one; ``inf`` disables it). That
+  step is recorded; every later step is skipped with
   ``lax.cond`` (no work) and recorded as NaN. ``diverged_at`` is the step index, ``None``
   when a single curve never diverged (``-1`` entries in the array of a batched result).
 * **Data.** (1) a pytree of arrays (a dict, tuple, NamedTuple or array, but not a
@@ -190,8 +191,15 @@ def _check_callables(loss_fn: Any, optimizer: Any, init_fn: Any, progress: Any) 
             raise TypeError(f"{name} must be callable or None, got {type(value).__name__}.")
 
 
+def _grid_points(values: Mapping[str, Sequence[float]]) -> np.ndarray:
+    """Every combination of the swept values, ``(points, names)``, the first name slowest."""
+    axes = np.meshgrid(*[np.asarray(v, np.float64) for v in values.values()], indexing="ij")
+    return np.stack([a.reshape(-1) for a in axes], axis=-1)
+
+
 def _sweep_grid(sweep: Mapping[str, Sequence[float]] | None,
-                optimizer: OptimizerFactory) -> tuple[tuple[str, ...], tuple[int, ...], np.ndarray, dict]:
+                optimizer: OptimizerFactory
+                ) -> tuple[tuple[str, ...], tuple[int, ...], np.ndarray, dict]:
     """Names, axis sizes, the (V, n_names) grid of values (first name slowest), and values."""
     if sweep is None:
         return (), (), np.zeros((1, 0), np.float32), {}
@@ -209,8 +217,7 @@ def _sweep_grid(sweep: Mapping[str, Sequence[float]] | None,
         values[name] = [float(v) for v in array]
     names = tuple(values)
     sizes = tuple(len(values[n]) for n in names)
-    mesh_grid = np.meshgrid(*[np.asarray(values[n], np.float32) for n in names], indexing="ij")
-    grid = np.stack([g.reshape(-1) for g in mesh_grid], axis=-1)
+    grid = _grid_points(values).astype(np.float32)
     return names, sizes, grid, values
 
 
@@ -266,7 +273,8 @@ def _loss_and_grads(loss_fn: LossFn, has_aux: bool, accumulation_steps: int, par
 
 def _train_step(tx: optax.GradientTransformation, loss_fn: LossFn, has_aux: bool,
                 accumulation_steps: int, axis_name: str | None, params: PyTree,
-                opt_state: optax.OptState, batch: PyTree) -> tuple[PyTree, optax.OptState, jax.Array, Any]:
+                opt_state: optax.OptState, batch: PyTree
+                ) -> tuple[PyTree, optax.OptState, jax.Array, Any]:
     loss, aux, grads = _loss_and_grads(loss_fn, has_aux, accumulation_steps, params, batch)
     if axis_name is not None:
         loss, grads = jax.lax.pmean((loss, grads), axis_name)
@@ -275,7 +283,8 @@ def _train_step(tx: optax.GradientTransformation, loss_fn: LossFn, has_aux: bool
 
 
 class TrainStep(NamedTuple):
-    """``init(params) -> opt_state`` and ``step(params, opt_state, batch) -> (params, opt_state, loss, aux)``."""
+    """A train step: ``init(params) -> opt_state`` and
+    ``step(params, opt_state, batch) -> (params, opt_state, loss, aux)``."""
 
     init: Callable[[PyTree], optax.OptState]
     step: Callable[[PyTree, optax.OptState, PyTree], tuple[PyTree, optax.OptState, jax.Array, Any]]
@@ -387,7 +396,8 @@ def _curve_values(static: _Static, values: jax.Array) -> jax.Array:
     return values if static.num_curves > 1 else values[0]
 
 
-def _make_tx(static: _Static, schedule: optax.Schedule, hyper: jax.Array) -> optax.GradientTransformation:
+def _make_tx(static: _Static, schedule: optax.Schedule,
+             hyper: jax.Array) -> optax.GradientTransformation:
     if not static.sweep_names:
         return static.optimizer(learning_rate=schedule)
     values = {name: hyper[i] for i, name in enumerate(static.sweep_names)}
@@ -630,7 +640,8 @@ def _check_array_leaves(name: str, tree: PyTree, min_ndim: int) -> list:
     if not leaves:
         raise ValueError(f"{name} is empty (no arrays).")
     for leaf in leaves:
-        if not isinstance(leaf, (np.ndarray, jax.Array, np.generic, int, float)) or np.ndim(leaf) < min_ndim:
+        array_like = isinstance(leaf, (np.ndarray, jax.Array, np.generic, int, float))
+        if not array_like or np.ndim(leaf) < min_ndim:
             raise ValueError(
                 f"{name} must contain arrays with at least {min_ndim} axes, got "
                 f"{type(leaf).__name__} of shape {np.shape(leaf)}."
@@ -643,7 +654,8 @@ def _stacked_steps(data: PyTree, needed: int) -> PyTree:
     leaves = _check_array_leaves("data", data, 1)
     lengths = {np.shape(x)[0] for x in leaves}
     if len(lengths) != 1:
-        raise ValueError(f"data: every leaf needs the same leading step axis, got lengths {sorted(lengths)}.")
+        raise ValueError("data: every leaf needs the same leading step axis, got lengths "
+                         f"{sorted(lengths)}.")
     (length,) = lengths
     if length < needed:
         raise ValueError(
@@ -672,7 +684,8 @@ def _stack_chunk(batches: list, count: int) -> PyTree:
     structure = jax.tree.structure(batches[0])
     for batch in batches:
         if jax.tree.structure(batch) != structure:
-            raise ValueError(f"every batch must have the structure {structure}, got {jax.tree.structure(batch)}.")
+            raise ValueError(f"every batch must have the structure {structure}, got "
+                             f"{jax.tree.structure(batch)}.")
     _check_array_leaves("each batch", batches[0], 0)
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
 
@@ -823,7 +836,8 @@ def range_test(
         min_lr=np.float32(min_lr), max_lr=np.float32(max_lr), smoothing=np.float32(smoothing),
         threshold=np.float32(diverge_threshold), sweep_values=np.repeat(sweep_grid, seeds, axis=0),
         val_data=val_data)
-    params, key, data, dyn = _device_inputs(static, params, key, data if form == "stacked" else None, dyn)
+    stacked = data if form == "stacked" else None
+    params, key, data, dyn = _device_inputs(static, params, key, stacked, dyn)
     stored = None if mesh is None else _batch_sharding(static, 1)
 
     if chunked:
@@ -866,8 +880,9 @@ def _prepare_data(form: str, data: Any, needed: int, first_pull: int, key: jax.A
         first = _pull(iterator, first_pull, needed, 0)
         return None, iterator, first, _batch_sizes(first[0], 0)
     # A data function's batch shape is only needed to decide the sharding.
-    sizes = _batch_sizes(jax.eval_shape(data, key, jnp.zeros((), jnp.int32)), 0) if want_sizes else set()
-    return data, None, None, sizes
+    if not want_sizes:
+        return data, None, None, set()
+    return data, None, None, _batch_sizes(jax.eval_shape(data, key, jnp.zeros((), jnp.int32)), 0)
 
 
 def _device_inputs(static: _Static, params: PyTree, key: jax.Array, data: PyTree,
@@ -1008,6 +1023,12 @@ class RangeTestResult:
     def num_steps(self) -> int:
         return int(self.lrs.shape[0])
 
+    def sweep_points(self) -> list[dict[str, float]]:
+        """The hyperparameters of each sweep row, in row order (``[]`` without a sweep)."""
+        if not self.sweep:
+            return []
+        return [dict(zip(self.sweep, map(float, point))) for point in _grid_points(self.sweep)]
+
     def _diverged_array(self) -> np.ndarray:
         if self.diverged_at is None:
             return np.full(self.batch_shape, -1)
@@ -1072,8 +1093,10 @@ class RangeTestResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; :meth:`from_dict` inverts it exactly (aux is not included)."""
-        out: dict[str, Any] = {name: None if getattr(self, name) is None else _encode(getattr(self, name))
-                               for name in _ARRAY_FIELDS}
+        out: dict[str, Any] = {}
+        for name in _ARRAY_FIELDS:
+            value = getattr(self, name)
+            out[name] = None if value is None else _encode(value)
         diverged = self.diverged_at
         out["diverged_at"] = (diverged if diverged is None or isinstance(diverged, int)
                               else np.asarray(diverged).tolist())
@@ -1085,7 +1108,8 @@ class RangeTestResult:
 
     @classmethod
     def from_dict(cls, blob: Mapping[str, Any]) -> RangeTestResult:
-        arrays = {name: None if blob.get(name) is None else _decode(blob[name]) for name in _ARRAY_FIELDS}
+        arrays = {name: None if blob.get(name) is None else _decode(blob[name])
+                  for name in _ARRAY_FIELDS}
         diverged = blob["diverged_at"]
         if isinstance(diverged, list):
             diverged = np.asarray(diverged, dtype=np.int64)

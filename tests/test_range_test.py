@@ -245,6 +245,7 @@ def test_sweep_grid_with_seeds_shape():
                              init_fn=init, num_seeds=2, **RANGE)
     np.testing.assert_allclose(result.losses[1, 0], alone.losses, rtol=1e-4)
     assert result.suggest(per_curve=True).shape == (3, 1, 2)
+    assert result.sweep_points() == [{"b1": b1, "b2": 0.99} for b1 in (0.0, 0.5, 0.9)]
 
 
 # --- bad input ------------------------------------------------------------------------------
