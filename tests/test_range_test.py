@@ -368,3 +368,11 @@ def test_hand_made_result_suggestions():
     assert result.suggest("minimum") == pytest.approx(result.lrs[np.nanargmin(result.smoothed_losses)] / 10)
     assert result.stopped_early
     assert hand_made_result((2,), ("seed",)).suggest(per_curve=True).shape == (2,)
+
+
+def test_records_are_float32_under_x64(x64):
+    params = {"w": jnp.ones(4, jnp.float64)}
+    result = lrjax.range_test(quadratic, params, optax.sgd, QUAD_DATA.astype(np.float64),
+                              min_lr=1e-3, max_lr=10.0, num_steps=QUAD_STEPS)
+    assert result.lrs.dtype == result.losses.dtype == result.smoothed_losses.dtype == np.float32
+    assert 0 < result.diverged_at < QUAD_STEPS
