@@ -39,23 +39,42 @@ LR, WD, STEPS_PER_EPOCH = 1e-3, 1e-4, 100
 def _optax_sgdw(learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
     """SGD with raw-gradient momentum and lr-scaled decoupled decay, built from optax blocks."""
     return optax.chain(
-        optax.trace(decay=0.9), optax.add_decayed_weights(WD), optax.scale_by_learning_rate(learning_rate)
+        optax.trace(decay=0.9),
+        optax.add_decayed_weights(WD),
+        optax.scale_by_learning_rate(learning_rate),
     )
 
 
 def pairs() -> list[tuple[str, optax.GradientTransformation, str, optax.GradientTransformation]]:
     cosine = optax.cosine_decay_schedule(LR, 10 * STEPS_PER_EPOCH)
-    restarts = dict(period_epochs=10, steps_per_epoch=STEPS_PER_EPOCH, period_mult=2.0, weight_decay_norm=0.05)
+    restarts = dict(
+        period_epochs=10, steps_per_epoch=STEPS_PER_EPOCH, period_mult=2.0, weight_decay_norm=0.05
+    )
     return [
-        ("adamw", lrjax.adamw(LR, weight_decay=WD), "optax.adamw", optax.adamw(LR, weight_decay=WD)),
+        (
+            "adamw",
+            lrjax.adamw(LR, weight_decay=WD),
+            "optax.adamw",
+            optax.adamw(LR, weight_decay=WD),
+        ),
         (
             "adamw(multiplier=cosine)",
             lrjax.adamw(LR, weight_decay=WD, multiplier=optax.cosine_decay_schedule(1.0, 1000)),
             "optax.adamw(cosine)",
             optax.adamw(cosine, weight_decay=WD),
         ),
-        ("adamwr", lrjax.adamwr(LR, **restarts), "optax.adamw(cosine)", optax.adamw(cosine, weight_decay=WD)),
-        ("sgdw", lrjax.sgdw(LR, momentum=0.9, weight_decay=WD), "optax trace+decay+lr", _optax_sgdw(LR)),
+        (
+            "adamwr",
+            lrjax.adamwr(LR, **restarts),
+            "optax.adamw(cosine)",
+            optax.adamw(cosine, weight_decay=WD),
+        ),
+        (
+            "sgdw",
+            lrjax.sgdw(LR, momentum=0.9, weight_decay=WD),
+            "optax trace+decay+lr",
+            _optax_sgdw(LR),
+        ),
         ("sgdwr", lrjax.sgdwr(LR, **restarts), "optax trace+decay+lr(cosine)", _optax_sgdw(cosine)),
         ("amsgrad", lrjax.amsgrad(LR), "optax.amsgrad", optax.amsgrad(LR)),
         ("powersign", lrjax.powersign(LR), "optax.adam", optax.adam(LR)),
@@ -68,7 +87,10 @@ def make_params(scale: float) -> dict[str, jax.Array]:
     n = max(8, int(2048 * scale**0.5))
     shapes = {"w1": (n, n), "w2": (n, n), "w3": (n // 2, 3 * n // 4), "b": (2 * n,)}
     keys = jax.random.split(jax.random.key(0), len(shapes))
-    return {name: jax.random.normal(k, shape) for k, (name, shape) in zip(keys, shapes.items())}
+    return {
+        name: jax.random.normal(k, shape)
+        for k, (name, shape) in zip(keys, shapes.items(), strict=True)
+    }
 
 
 def make_step(opt: optax.GradientTransformation) -> Callable:
@@ -115,7 +137,9 @@ def main() -> None:
     grads = jax.tree.map(lambda p: 1e-2 * jnp.cos(p), params)
     num_params = sum(p.size for p in jax.tree.leaves(params))
     selected = [pair for pair in pairs() if not args.only or pair[0] in args.only]
-    runners = [(a, Runner(o, params, grads), b, Runner(ob, params, grads)) for a, o, b, ob in selected]
+    runners = [
+        (a, Runner(o, params, grads), b, Runner(ob, params, grads)) for a, o, b, ob in selected
+    ]
     for repeat in range(args.repeats):
         for _, ours, _, theirs in runners:
             for runner in (ours, theirs) if repeat % 2 else (theirs, ours):
@@ -129,7 +153,7 @@ def main() -> None:
     print("| lrjax | ms | optax baseline | ms | ratio (median) | ratio (min) |")
     print("|---|---:|---|---:|---:|---:|")
     for name, ours, baseline, theirs in runners:
-        ratio = statistics.median(a / b for a, b in zip(ours.times, theirs.times))
+        ratio = statistics.median(a / b for a, b in zip(ours.times, theirs.times, strict=True))
         ratio_min = min(ours.times) / min(theirs.times)
         print(
             f"| `{name}` | {ours.median_ms:.2f} | `{baseline}` | {theirs.median_ms:.2f} "

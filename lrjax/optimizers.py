@@ -29,7 +29,7 @@ import optax
 from lrjax.cyclical import sgdr, sgdr_cycle
 from lrjax.weight_decay import (
     MaskOrFn,
-    check_hyperparameter,
+    _check_hyperparameter,
     decoupled_weight_decay,
     normalized_weight_decay,
 )
@@ -50,9 +50,9 @@ def _in_unit_interval(v: float) -> bool:
 
 
 def _check_adam_args(b1: Any, b2: Any, eps: Any) -> None:
-    check_hyperparameter("b1", b1, "in [0, 1)", _in_unit_interval)
-    check_hyperparameter("b2", b2, "in [0, 1)", _in_unit_interval)
-    check_hyperparameter("eps", eps, ">= 0", lambda v: v >= 0)
+    _check_hyperparameter("b1", b1, "in [0, 1)", _in_unit_interval)
+    _check_hyperparameter("b2", b2, "in [0, 1)", _in_unit_interval)
+    _check_hyperparameter("eps", eps, ">= 0", lambda v: v >= 0)
 
 
 def adamw(
@@ -94,14 +94,14 @@ def adamw(
       An ``optax.GradientTransformation``.
 
     Example:
-      >>> opt = adamw(1e-3, weight_decay=1e-2, multiplier=lrjax.sgdr(1.0, period=1000))
+      >>> opt = adamw(1e-3, weight_decay=1e-2, multiplier=sgdr(1.0, period=1000))
 
     References:
       Loshchilov & Hutter, `Decoupled Weight Decay Regularization
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (Algorithm 2).
     """
     _check_adam_args(b1, b2, eps)
-    check_hyperparameter("eps_root", eps_root, ">= 0", lambda v: v >= 0)
+    _check_hyperparameter("eps_root", eps_root, ">= 0", lambda v: v >= 0)
     return optax.chain(
         optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype),
         decoupled_weight_decay(learning_rate, weight_decay, multiplier=multiplier, mask=mask),
@@ -147,7 +147,7 @@ def sgdw(
       Loshchilov & Hutter, `Decoupled Weight Decay Regularization
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (Algorithm 1).
     """
-    check_hyperparameter("momentum", momentum, "in [0, 1)", _in_unit_interval)
+    _check_hyperparameter("momentum", momentum, "in [0, 1)", _in_unit_interval)
     return optax.chain(
         optax.trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype),
         decoupled_weight_decay(learning_rate, weight_decay, multiplier=multiplier, mask=mask),
@@ -155,8 +155,8 @@ def sgdw(
 
 
 def _period_steps(period_epochs: float, steps_per_epoch: int) -> int:
-    check_hyperparameter("period_epochs", period_epochs, "> 0", lambda v: v > 0)
-    check_hyperparameter("steps_per_epoch", steps_per_epoch, "> 0", lambda v: v > 0)
+    _check_hyperparameter("period_epochs", period_epochs, "> 0", lambda v: v > 0)
+    _check_hyperparameter("steps_per_epoch", steps_per_epoch, "> 0", lambda v: v > 0)
     steps = period_epochs * steps_per_epoch
     if not float(steps).is_integer():
         raise ValueError(
@@ -176,9 +176,9 @@ def _warm_restarts(
 ) -> tuple[optax.Schedule, optax.Schedule]:
     """The SGDR multiplier and the weight decay normalized by the current cycle's length."""
     period = _period_steps(period_epochs, steps_per_epoch)
-    check_hyperparameter("weight_decay_norm", weight_decay_norm, ">= 0", lambda v: v >= 0)
-    check_hyperparameter("min_multiplier", min_multiplier, "in [0, 1]", lambda v: 0 <= v <= 1)
-    check_hyperparameter("restart_decay", restart_decay, "in (0, 1]", lambda v: 0 < v <= 1)
+    _check_hyperparameter("weight_decay_norm", weight_decay_norm, ">= 0", lambda v: v >= 0)
+    _check_hyperparameter("min_multiplier", min_multiplier, "in [0, 1]", lambda v: 0 <= v <= 1)
+    _check_hyperparameter("restart_decay", restart_decay, "in (0, 1]", lambda v: 0 < v <= 1)
     multiplier = sgdr(1.0, period, period_mult, min_value=min_multiplier, decay=restart_decay)
 
     def weight_decay(count: jax.Array) -> jax.Array:
@@ -249,7 +249,11 @@ def adamwr(
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (Sections 3-4, Appendix B).
     """
     multiplier, weight_decay = _warm_restarts(
-        period_epochs, steps_per_epoch, period_mult, weight_decay_norm, min_multiplier,
+        period_epochs,
+        steps_per_epoch,
+        period_mult,
+        weight_decay_norm,
+        min_multiplier,
         restart_decay,
     )
     return adamw(
@@ -308,7 +312,11 @@ def sgdwr(
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (Sections 3-4, Appendix B).
     """
     multiplier, weight_decay = _warm_restarts(
-        period_epochs, steps_per_epoch, period_mult, weight_decay_norm, min_multiplier,
+        period_epochs,
+        steps_per_epoch,
+        period_mult,
+        weight_decay_norm,
+        min_multiplier,
         restart_decay,
     )
     return sgdw(

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from lrjax.schedules import _MAX_COUNT, _check_step_count, _float_dtype, _integer_count
-from lrjax.weight_decay import check_hyperparameter
+from lrjax.weight_decay import _check_hyperparameter
 
 __all__ = [
     "ScaleBySignState",
@@ -35,8 +35,8 @@ __all__ = [
 # Sign decays: schedules of the step count, 1 at the start.
 # --------------------------------------------------------------------------------------
 def _check_periods(num_periods: float, zero_after: float | None) -> None:
-    check_hyperparameter("num_periods", num_periods, "> 0", lambda v: v > 0)
-    check_hyperparameter("zero_after", zero_after, ">= 0 or None", lambda v: v >= 0)
+    _check_hyperparameter("num_periods", num_periods, "> 0", lambda v: v > 0)
+    _check_hyperparameter("zero_after", zero_after, ">= 0 or None", lambda v: v >= 0)
 
 
 def _zero_from_step(decay_steps: int, num_periods: float, zero_after: float | None) -> int | None:
@@ -180,7 +180,7 @@ def _scale_by_sign_agreement(
     ``sign(g) * sign(m)`` is -1, 0 or 1, so ``factor`` is evaluated on three scalars and
     each element only selects one: no transcendental per element.
     """
-    check_hyperparameter("beta", beta, "in [0, 1)", lambda v: 0 <= v < 1)
+    _check_hyperparameter("beta", beta, "in [0, 1)", lambda v: 0 <= v < 1)
 
     def init_fn(params: optax.Params) -> ScaleBySignState:
         return ScaleBySignState(count=jnp.zeros([], jnp.int32), mu=optax.tree.zeros_like(params))
@@ -201,7 +201,9 @@ def _scale_by_sign_agreement(
             scale = jnp.where(
                 agreement > 0,
                 jnp.asarray(agree, g.dtype),
-                jnp.where(agreement < 0, jnp.asarray(disagree, g.dtype), jnp.asarray(neutral, g.dtype)),
+                jnp.where(
+                    agreement < 0, jnp.asarray(disagree, g.dtype), jnp.asarray(neutral, g.dtype)
+                ),
             )
             return scale * g
 
@@ -241,7 +243,7 @@ def scale_by_powersign(
       Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
     """
-    check_hyperparameter("base", base, "> 0", lambda v: v > 0)
+    _check_hyperparameter("base", base, "> 0", lambda v: v > 0)
     log_base = math.log(base) if isinstance(base, (int, float)) else jnp.log(base)
     return _scale_by_sign_agreement(beta, sign_decay, lambda s: jnp.exp(log_base * s))
 
@@ -272,7 +274,7 @@ def scale_by_addsign(
       Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
     """
-    check_hyperparameter("alpha", alpha, ">= 0", lambda v: v >= 0)
+    _check_hyperparameter("alpha", alpha, ">= 0", lambda v: v >= 0)
     return _scale_by_sign_agreement(beta, sign_decay, lambda s: alpha + s)
 
 

@@ -18,7 +18,6 @@ import optax
 
 __all__ = [
     "DecoupledWeightDecayState",
-    "check_hyperparameter",
     "decoupled_weight_decay",
     "normalized_weight_decay",
 ]
@@ -26,7 +25,7 @@ __all__ = [
 MaskOrFn = Any | Callable[[optax.Params], Any] | None
 
 
-def check_hyperparameter(
+def _check_hyperparameter(
     name: str, value: Any, allowed: str, is_allowed: Callable[[float], bool]
 ) -> None:
     """Raise ``ValueError`` when a concrete Python number breaks its allowed range.
@@ -44,7 +43,7 @@ def check_hyperparameter(
       None.
 
     Example:
-      >>> check_hyperparameter("eps", 1e-8, ">= 0", lambda v: v >= 0)
+      >>> _check_hyperparameter("eps", 1e-8, ">= 0", lambda v: v >= 0)
     """
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if is_number and not is_allowed(value):
@@ -78,8 +77,8 @@ def normalized_weight_decay(
       Loshchilov & Hutter, `Decoupled Weight Decay Regularization
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019, Appendix B.1.
     """
-    check_hyperparameter("weight_decay_norm", weight_decay_norm, ">= 0", lambda v: v >= 0)
-    check_hyperparameter("steps_per_period", steps_per_period, "> 0", lambda v: v > 0)
+    _check_hyperparameter("weight_decay_norm", weight_decay_norm, ">= 0", lambda v: v >= 0)
+    _check_hyperparameter("steps_per_period", steps_per_period, "> 0", lambda v: v > 0)
     steps = jnp.asarray(steps_per_period, dtype=jnp.result_type(float))
     return weight_decay_norm * jax.lax.rsqrt(steps)
 
@@ -142,8 +141,8 @@ def decoupled_weight_decay(
       Loshchilov & Hutter, `Decoupled Weight Decay Regularization
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019, Algorithms 1 and 2.
     """
-    check_hyperparameter("weight_decay", weight_decay, ">= 0", lambda v: v >= 0)
-    check_hyperparameter("multiplier", multiplier, ">= 0", lambda v: v >= 0)
+    _check_hyperparameter("weight_decay", weight_decay, ">= 0", lambda v: v >= 0)
+    _check_hyperparameter("multiplier", multiplier, ">= 0", lambda v: v >= 0)
     # A literal zero decay skips reading the params altogether.
     no_decay = isinstance(weight_decay, (int, float)) and weight_decay == 0
 
@@ -155,7 +154,9 @@ def decoupled_weight_decay(
         updates: optax.Updates, state: DecoupledWeightDecayState, params: optax.Params = None
     ) -> tuple[optax.Updates, DecoupledWeightDecayState]:
         if params is None:
-            raise ValueError("decoupled_weight_decay needs params: call update(grads, state, params)")
+            raise ValueError(
+                "decoupled_weight_decay needs params: call update(grads, state, params)"
+            )
         lr = _value_at(learning_rate, state.count)
         decay = _value_at(weight_decay, state.count)
         # Both conventions are u = a d + b theta with scalars a, b: one multiply-add per

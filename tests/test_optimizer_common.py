@@ -14,7 +14,9 @@ import pytest
 import lrjax
 
 
-def make_optimizer(name: str, learning_rate, weight_decay: bool = True) -> optax.GradientTransformation:
+def make_optimizer(
+    name: str, learning_rate, weight_decay: bool = True
+) -> optax.GradientTransformation:
     """One optimizer of each kind; restarts every 4, 8, 16... steps for the warm-restart forms."""
     wd = 0.1 if weight_decay else 0.0
     restarts = dict(period_epochs=2, steps_per_epoch=2, period_mult=2.0, weight_decay_norm=wd)
@@ -31,12 +33,26 @@ def make_optimizer(name: str, learning_rate, weight_decay: bool = True) -> optax
     }[name]()  # fmt: skip
 
 
-NAMES = ["adamw", "adamw-paper", "sgdw", "adamwr", "sgdwr", "amsgrad", "amsgrad-paper", "powersign", "addsign"]
+NAMES = [
+    "adamw",
+    "adamw-paper",
+    "sgdw",
+    "adamwr",
+    "sgdwr",
+    "amsgrad",
+    "amsgrad-paper",
+    "powersign",
+    "addsign",
+]
 
 
 def _problem(seed: int, num_steps: int, dtype=np.float32) -> tuple[dict, dict]:
     rng = np.random.default_rng(seed)
-    params = {"w": rng.normal(size=(3, 4)), "b": rng.normal(size=(4,)), "nested": {"s": np.asarray(0.7)}}
+    params = {
+        "w": rng.normal(size=(3, 4)),
+        "b": rng.normal(size=(4,)),
+        "nested": {"s": np.asarray(0.7)},
+    }
     grads = jax.tree.map(lambda p: rng.normal(size=(num_steps, *p.shape)), params)
     return jax.tree.map(lambda x: jnp.asarray(x, dtype), (params, grads))
 
@@ -58,14 +74,18 @@ def run_steps(opt, params, grads):
 
 
 def _assert_trees_close(actual, expected, rtol=2e-6, atol=1e-6):
-    jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, rtol=rtol, atol=atol), actual, expected)
+    jax.tree.map(
+        lambda a, e: np.testing.assert_allclose(a, e, rtol=rtol, atol=atol), actual, expected
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_multisteps_accumulation_equals_mean_gradient_steps(name):
     """MultiSteps(k=2) on g1..g8 == the plain optimizer on the pair means (g1+g2)/2, ..."""
     params, grads = _problem(0, 8)
-    accumulated = run_steps(optax.MultiSteps(make_optimizer(name, 0.05), every_k_schedule=2), params, grads)
+    accumulated = run_steps(
+        optax.MultiSteps(make_optimizer(name, 0.05), every_k_schedule=2), params, grads
+    )
     means = jax.tree.map(lambda g: (g[0::2] + g[1::2]) / 2, grads)
     _assert_trees_close(accumulated, run_steps(make_optimizer(name, 0.05), params, means))
 
@@ -76,10 +96,16 @@ def test_chain_after_clip_by_global_norm(name):
     params, grads = _problem(1, 6)
     grads = jax.tree.map(lambda g: 3.0 * g, grads)  # global norms well above 1
     chained = optax.chain(optax.clip_by_global_norm(1.0), make_optimizer(name, 0.05))
-    norms = np.sqrt(sum(np.sum(np.asarray(g).reshape(6, -1) ** 2, axis=1) for g in jax.tree.leaves(grads)))
+    norms = np.sqrt(
+        sum(np.sum(np.asarray(g).reshape(6, -1) ** 2, axis=1) for g in jax.tree.leaves(grads))
+    )
     assert np.all(norms > 1)
-    clipped = jax.tree.map(lambda g: g / norms.reshape(-1, *[1] * (g.ndim - 1)).astype(np.float32), grads)
-    _assert_trees_close(run_steps(chained, params, grads), run_steps(make_optimizer(name, 0.05), params, clipped))
+    clipped = jax.tree.map(
+        lambda g: g / norms.reshape(-1, *[1] * (g.ndim - 1)).astype(np.float32), grads
+    )
+    _assert_trees_close(
+        run_steps(chained, params, grads), run_steps(make_optimizer(name, 0.05), params, clipped)
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -114,7 +140,9 @@ def test_grad_through_update_matches_finite_difference(x64, name):
 
     @jax.jit
     def gradient_and_finite_difference(lr, h):
-        return jax.grad(loss_after_steps)(lr), (loss_after_steps(lr + h) - loss_after_steps(lr - h)) / (2 * h)
+        return jax.grad(loss_after_steps)(lr), (
+            loss_after_steps(lr + h) - loss_after_steps(lr - h)
+        ) / (2 * h)
 
     gradient, finite_difference = gradient_and_finite_difference(0.05, 1e-6)
     np.testing.assert_allclose(gradient, finite_difference, rtol=1e-6)
@@ -126,7 +154,9 @@ def test_low_precision_params_keep_their_dtype(name, dtype):
     """Updates and every float state leaf (moments, buffers) keep the params' dtype."""
     params, grads = _problem(4, 3, np.float32)
     params, grads = jax.tree.map(lambda x: x.astype(dtype), (params, grads))
-    params, state, updates = jax.jit(lambda p, g: _scan_steps(make_optimizer(name, 0.05), p, g))(params, grads)
+    params, state, updates = jax.jit(lambda p, g: _scan_steps(make_optimizer(name, 0.05), p, g))(
+        params, grads
+    )
     for leaf in jax.tree.leaves(updates) + jax.tree.leaves(params):
         assert leaf.dtype == dtype and bool(jnp.all(jnp.isfinite(leaf)))
     float_state = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
@@ -137,7 +167,8 @@ def test_low_precision_params_keep_their_dtype(name, dtype):
 CONVERGENCE_LR = {
     "adamw": (0.1, 0.1), "adamw-paper": (0.1, 0.1), "adamwr": (0.1, 0.1),
     "amsgrad": (0.1, 0.1), "amsgrad-paper": (0.1, 0.1),
-    "sgdw": (0.01, 0.002), "sgdwr": (0.01, 0.002), "powersign": (0.01, 0.002), "addsign": (0.01, 0.002),
+    "sgdw": (0.01, 0.002), "sgdwr": (0.01, 0.002),
+    "powersign": (0.01, 0.002), "addsign": (0.01, 0.002),
 }  # fmt: skip
 CONVERGENCE_STEPS = 8000
 
@@ -158,7 +189,9 @@ def _minimize(opt, loss, x0):
         return (optax.apply_updates(p, updates), state), None
 
     p = {"x": jnp.asarray(x0, jnp.float32)}
-    run = jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), None, length=CONVERGENCE_STEPS)[0][0])
+    run = jax.jit(
+        lambda p: jax.lax.scan(step, (p, opt.init(p)), None, length=CONVERGENCE_STEPS)[0][0]
+    )
     return np.asarray(run(p)["x"])
 
 

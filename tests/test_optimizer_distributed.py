@@ -12,7 +12,6 @@ import optax
 import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-
 from test_optimizer_common import make_optimizer
 
 NAMES = ["adamw", "sgdw", "adamwr", "sgdwr", "amsgrad", "powersign", "addsign"]
@@ -45,7 +44,9 @@ def _data():
 
 
 def _assert_trees_close(actual, expected):
-    jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-6), actual, expected)
+    jax.tree.map(
+        lambda a, e: np.testing.assert_allclose(a, e, rtol=2e-5, atol=2e-6), actual, expected
+    )
 
 
 def _assert_state_follows_params(state, params):

@@ -154,7 +154,9 @@ def np_warm_restarts(period, period_mult, wd_norm, min_mult):
 
 
 def _assert_trees_close(actual, expected, rtol=1e-10, atol=1e-12):
-    jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, rtol=rtol, atol=atol), actual, expected)
+    jax.tree.map(
+        lambda a, e: np.testing.assert_allclose(a, e, rtol=rtol, atol=atol), actual, expected
+    )
 
 
 # ------------------------------------------------------------------------------------
@@ -205,7 +207,9 @@ def test_adamw_matches_numpy(x64, case):
 def test_sgdw_matches_numpy(x64, nesterov, paper):
     params, grads = _random_problem(1)
     mult = (lambda t: 0.5 + 0.5 * jnp.cos(t / 7.0)) if paper else None
-    opt = lrjax.sgdw(0.02, momentum=0.85, nesterov=nesterov, weight_decay=0.3, mask=MASK, multiplier=mult)
+    opt = lrjax.sgdw(
+        0.02, momentum=0.85, nesterov=nesterov, weight_decay=0.3, mask=MASK, multiplier=mult
+    )
     expected = np_sgdw(
         params, grads, _constant(0.02), 0.85, nesterov, _constant(0.3),
         mult=_mult_schedule if paper else None, mask=MASK,
@@ -257,13 +261,19 @@ def test_normalized_weight_decay_closed_form():
 def test_warm_restart_optimizers_match_numpy(x64, name):
     """Period of 2 epochs x 2 steps, doubling: cycles of 4, 8, 16 steps inside 30 steps."""
     params, grads = _random_problem(3)
-    restart_kwargs = dict(period_epochs=2, steps_per_epoch=2, period_mult=2.0, weight_decay_norm=0.4)
+    restart_kwargs = dict(
+        period_epochs=2, steps_per_epoch=2, period_mult=2.0, weight_decay_norm=0.4
+    )
     mult, wd = np_warm_restarts(period=4, period_mult=2, wd_norm=0.4, min_mult=0.1)
     if name == "adamwr":
         opt = lrjax.adamwr(0.03, b1=0.8, b2=0.95, min_multiplier=0.1, mask=MASK, **restart_kwargs)
-        expected = np_adamw(params, grads, _constant(0.03), 0.8, 0.95, 1e-8, wd, mult=mult, mask=MASK)
+        expected = np_adamw(
+            params, grads, _constant(0.03), 0.8, 0.95, 1e-8, wd, mult=mult, mask=MASK
+        )
     else:
-        opt = lrjax.sgdwr(0.03, momentum=0.7, nesterov=True, min_multiplier=0.1, mask=MASK, **restart_kwargs)
+        opt = lrjax.sgdwr(
+            0.03, momentum=0.7, nesterov=True, min_multiplier=0.1, mask=MASK, **restart_kwargs
+        )
         expected = np_sgdw(params, grads, _constant(0.03), 0.7, True, wd, mult=mult, mask=MASK)
     _assert_trees_close(run_optimizer(opt, params, grads), expected)
 
@@ -310,7 +320,9 @@ def test_amsgrad_reference_numbers(x64, bias_correction):
 def test_amsgrad_matches_numpy(x64, bias_correction):
     params, grads = _random_problem(4)
     # Shrinking gradients make v decrease, so the running max matters.
-    grads = jax.tree.map(lambda g: g * np.geomspace(3, 0.1, NUM_STEPS).reshape(-1, *[1] * (g.ndim - 1)), grads)
+    grads = jax.tree.map(
+        lambda g: g * np.geomspace(3, 0.1, NUM_STEPS).reshape(-1, *[1] * (g.ndim - 1)), grads
+    )
     opt = lrjax.amsgrad(0.02, b1=0.8, b2=0.9, eps=1e-6, bias_correction=bias_correction)
     expected = np_amsgrad(params, grads, 0.02, 0.8, 0.9, 1e-6, bias_correction)
     _assert_trees_close(run_optimizer(opt, params, grads), expected)
@@ -319,7 +331,9 @@ def test_amsgrad_matches_numpy(x64, bias_correction):
 def test_amsgrad_differs_from_optax_amsgrad(x64):
     """optax takes the max of the bias-corrected moment: a different (documented) rule."""
     params, grads = _random_problem(5)
-    grads = jax.tree.map(lambda g: g * np.geomspace(3, 0.1, NUM_STEPS).reshape(-1, *[1] * (g.ndim - 1)), grads)
+    grads = jax.tree.map(
+        lambda g: g * np.geomspace(3, 0.1, NUM_STEPS).reshape(-1, *[1] * (g.ndim - 1)), grads
+    )
     ours = run_optimizer(lrjax.amsgrad(0.02), params, grads)
     theirs = run_optimizer(optax.amsgrad(0.02), params, grads)
     assert not np.allclose(ours["w"], theirs["w"], rtol=1e-6)
@@ -334,15 +348,32 @@ INJECT_CASES = [
     (lrjax.amsgrad, dict(learning_rate=0.03, b1=0.8, b2=0.95, eps=1e-6), ()),
     (
         lrjax.adamwr,
-        dict(learning_rate=0.03, b1=0.8, b2=0.95, eps=1e-6, weight_decay_norm=0.5,
-             period_epochs=1, steps_per_epoch=2, period_mult=2.0, min_multiplier=0.0,
-             restart_decay=1.0),  # fmt: skip
+        dict(
+            learning_rate=0.03,
+            b1=0.8,
+            b2=0.95,
+            eps=1e-6,
+            weight_decay_norm=0.5,
+            period_epochs=1,
+            steps_per_epoch=2,
+            period_mult=2.0,
+            min_multiplier=0.0,
+            restart_decay=1.0,
+        ),  # fmt: skip
         ("period_epochs", "steps_per_epoch", "period_mult", "min_multiplier", "restart_decay"),
     ),
     (
         lrjax.sgdwr,
-        dict(learning_rate=0.03, momentum=0.8, weight_decay_norm=0.5, period_epochs=1,
-             steps_per_epoch=2, period_mult=2.0, min_multiplier=0.0, restart_decay=1.0),
+        dict(
+            learning_rate=0.03,
+            momentum=0.8,
+            weight_decay_norm=0.5,
+            period_epochs=1,
+            steps_per_epoch=2,
+            period_mult=2.0,
+            min_multiplier=0.0,
+            restart_decay=1.0,
+        ),
         ("period_epochs", "steps_per_epoch", "period_mult", "min_multiplier", "restart_decay"),
     ),
 ]
@@ -357,14 +388,17 @@ def _eager_trajectory(opt, params, grads, num_steps=4):
     return params, state
 
 
-@pytest.mark.parametrize("factory, kwargs, static", INJECT_CASES, ids=[c[0].__name__ for c in INJECT_CASES])
+@pytest.mark.parametrize(
+    "factory, kwargs, static", INJECT_CASES, ids=[c[0].__name__ for c in INJECT_CASES]
+)
 def test_inject_hyperparams_equals_plain(x64, factory, kwargs, static):
     """Injected == plain; then changing each float hyperparameter in the state acts like
     building the plain optimizer with the new value (so every one of them is live)."""
     params, grads = _random_problem(6)
     injected = optax.inject_hyperparams(factory, static_args=static)(**kwargs)
     _assert_trees_close(
-        _eager_trajectory(injected, params, grads)[0], _eager_trajectory(factory(**kwargs), params, grads)[0]
+        _eager_trajectory(injected, params, grads)[0],
+        _eager_trajectory(factory(**kwargs), params, grads)[0],
     )
     floats = [k for k, v in kwargs.items() if isinstance(v, float) and k not in static]
     assert {"learning_rate"} < set(floats)
@@ -414,20 +448,38 @@ INVALID = [
     (lrjax.amsgrad, dict(learning_rate=0.1, eps=-1.0), "eps"),
     (lrjax.scale_by_amsgrad, dict(b1=-0.5), "b1"),
     (lrjax.adamwr, dict(learning_rate=0.1, **{**_RESTART, "period_epochs": 0}), "period_epochs"),
-    (lrjax.adamwr, dict(learning_rate=0.1, **{**_RESTART, "steps_per_epoch": -3}), "steps_per_epoch"),
+    (
+        lrjax.adamwr,
+        dict(learning_rate=0.1, **{**_RESTART, "steps_per_epoch": -3}),
+        "steps_per_epoch",
+    ),
     (lrjax.adamwr, dict(learning_rate=0.1, **{**_RESTART, "period_epochs": 0.25}), "period_epochs"),
-    (lrjax.adamwr, dict(learning_rate=0.1, **{**_RESTART, "weight_decay_norm": -1}), "weight_decay_norm"),
+    (
+        lrjax.adamwr,
+        dict(learning_rate=0.1, **{**_RESTART, "weight_decay_norm": -1}),
+        "weight_decay_norm",
+    ),
     (lrjax.adamwr, dict(learning_rate=0.1, period_mult=0.5, **_RESTART), "period_mult"),
     (lrjax.sgdwr, dict(learning_rate=0.1, min_multiplier=1.5, **_RESTART), "min_multiplier"),
     (lrjax.sgdwr, dict(learning_rate=0.1, restart_decay=0.0, **_RESTART), "restart_decay"),
     (lrjax.sgdwr, dict(learning_rate=0.1, momentum=-0.1, **_RESTART), "momentum"),
-    (lrjax.normalized_weight_decay, dict(weight_decay_norm=0.1, steps_per_period=0), "steps_per_period"),
-    (lrjax.normalized_weight_decay, dict(weight_decay_norm=-0.1, steps_per_period=5), "weight_decay_norm"),
+    (
+        lrjax.normalized_weight_decay,
+        dict(weight_decay_norm=0.1, steps_per_period=0),
+        "steps_per_period",
+    ),
+    (
+        lrjax.normalized_weight_decay,
+        dict(weight_decay_norm=-0.1, steps_per_period=5),
+        "weight_decay_norm",
+    ),
     (lrjax.decoupled_weight_decay, dict(learning_rate=0.1, weight_decay=-0.1), "weight_decay"),
 ]
 
 
-@pytest.mark.parametrize("factory, kwargs, name", INVALID, ids=[f"{f.__name__}-{n}" for f, _, n in INVALID])
+@pytest.mark.parametrize(
+    "factory, kwargs, name", INVALID, ids=[f"{f.__name__}-{n}" for f, _, n in INVALID]
+)
 def test_invalid_static_arguments_raise(factory, kwargs, name):
     with pytest.raises(ValueError, match=name):
         factory(**kwargs)

@@ -31,7 +31,9 @@ def np_linear_decay(t, decay_steps):
 
 def _zeroed(t, decay_steps, num_periods, zero_after):
     # Exact rational test of num_periods * t / decay_steps >= zero_after.
-    return zero_after is not None and Fraction(num_periods) * t / decay_steps >= Fraction(zero_after)
+    return zero_after is not None and Fraction(num_periods) * t / decay_steps >= Fraction(
+        zero_after
+    )
 
 
 def np_cosine_decay(t, decay_steps, num_periods=0.5, zero_after=None):
@@ -48,7 +50,7 @@ def np_restart_decay(t, decay_steps, num_periods=1.0, zero_after=None):
 
 
 def np_sign_optimizer(params, grads, lr, beta, scale, decay):
-    """Bello et al.: m = beta m + (1 - beta) g; theta -= lr * scale(decay(t) sign(g) sign(m)) * g."""
+    """Bello et al.: m = beta m + (1 - beta) g; theta -= lr scale(decay(t) sign(g) sign(m)) g."""
     leaves = [np.array(p, np.float64) for p in jax.tree.leaves(params)]
     m = [np.zeros_like(p) for p in leaves]
     for t in range(NUM_STEPS):
@@ -86,13 +88,18 @@ REFERENCE = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("make, expected", [r[1:] for r in REFERENCE], ids=[r[0] for r in REFERENCE])
+@pytest.mark.parametrize(
+    "make, expected", [r[1:] for r in REFERENCE], ids=[r[0] for r in REFERENCE]
+)
 def test_tensorflow_reference_sequences(x64, make, expected):
     """var0 = [1, 2] with gradient .1, var1 = [3, 4] with .01; steps 1-4 +g, 5-7 -g."""
     opt = make()
     params = {"var0": jnp.asarray([1.0, 2.0]), "var1": jnp.asarray([3.0, 4.0])}
     signs = np.asarray([1, 1, 1, 1, -1, -1, -1], np.float64)[:, None]
-    grads = {"var0": np.broadcast_to(0.1 * signs, (7, 2)), "var1": np.broadcast_to(0.01 * signs, (7, 2))}
+    grads = {
+        "var0": np.broadcast_to(0.1 * signs, (7, 2)),
+        "var1": np.broadcast_to(0.01 * signs, (7, 2)),
+    }
     state, trajectory = opt.init(params), []
     for t in range(7):
         updates, state = opt.update(jax.tree.map(lambda g: g[t], grads), state, params)
@@ -106,17 +113,38 @@ def test_tensorflow_reference_sequences(x64, make, expected):
 # ------------------------------------------------------------------------------------
 SIGN_CASES = [
     ("powersign no decay", "powersign", None, lambda t: 1.0),
-    ("powersign linear", "powersign", lrjax.linear_sign_decay(20), lambda t: np_linear_decay(t, 20)),
-    ("powersign restart", "powersign", lrjax.restart_sign_decay(8, 2.0), lambda t: np_restart_decay(t, 8, 2.0)),
-    ("addsign cosine", "addsign", lrjax.cosine_sign_decay(25, 1.5, 1.0), lambda t: np_cosine_decay(t, 25, 1.5, 1.0)),
+    (
+        "powersign linear",
+        "powersign",
+        lrjax.linear_sign_decay(20),
+        lambda t: np_linear_decay(t, 20),
+    ),
+    (
+        "powersign restart",
+        "powersign",
+        lrjax.restart_sign_decay(8, 2.0),
+        lambda t: np_restart_decay(t, 8, 2.0),
+    ),
+    (
+        "addsign cosine",
+        "addsign",
+        lrjax.cosine_sign_decay(25, 1.5, 1.0),
+        lambda t: np_cosine_decay(t, 25, 1.5, 1.0),
+    ),
     ("addsign constant 0.4", "addsign", 0.4, lambda t: 0.4),
 ]
 
 
-@pytest.mark.parametrize("name, kind, sign_decay, np_decay", SIGN_CASES, ids=[c[0] for c in SIGN_CASES])
+@pytest.mark.parametrize(
+    "name, kind, sign_decay, np_decay", SIGN_CASES, ids=[c[0] for c in SIGN_CASES]
+)
 def test_sign_optimizers_match_numpy(x64, name, kind, sign_decay, np_decay):
     rng = np.random.default_rng(len(name))
-    params = {"w": rng.normal(size=(3, 4)), "b": rng.normal(size=4), "nested": {"s": np.asarray(0.5)}}
+    params = {
+        "w": rng.normal(size=(3, 4)),
+        "b": rng.normal(size=4),
+        "nested": {"s": np.asarray(0.5)},
+    }
     grads = jax.tree.map(lambda p: rng.normal(size=(NUM_STEPS, *p.shape)), params)
     grads["w"][3, 0, 0] = 0.0  # an exact zero gradient
     if kind == "powersign":
@@ -127,13 +155,19 @@ def test_sign_optimizers_match_numpy(x64, name, kind, sign_decay, np_decay):
         scale = lambda x: 0.6 + x  # noqa: E731
     expected = np_sign_optimizer(params, grads, 0.02, 0.7, scale, np_decay)
     actual = run_optimizer(opt, params, grads)
-    jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-14), actual, expected)
+    jax.tree.map(
+        lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-14), actual, expected
+    )
 
 
 @pytest.mark.parametrize("kind", ["powersign", "addsign"])
 def test_zero_moving_average_has_sign_zero(x64, kind):
     """beta .5, g = 1 then -.5: m = .5 then exactly 0, so the second factor is base**0 / alpha."""
-    opt = lrjax.powersign(0.1, beta=0.5) if kind == "powersign" else lrjax.addsign(0.1, alpha=0.3, beta=0.5)
+    opt = (
+        lrjax.powersign(0.1, beta=0.5)
+        if kind == "powersign"
+        else lrjax.addsign(0.1, alpha=0.3, beta=0.5)
+    )
     params = jnp.asarray(0.0)
     state = opt.init(params)
     _, state = opt.update(jnp.asarray(1.0), state, params)
@@ -151,12 +185,16 @@ DECAY_REFERENCE = [
     ("linear", lambda: lrjax.linear_sign_decay(1000), [1, .9, .8, .7, .6, .5, .4, .3, .2, .1, 0]),
     ("cosine", lambda: lrjax.cosine_sign_decay(1000),
      [1, .975528, .904508, .793893, .654508, .5, .345492, .206107, .095492, .024472, 0]),
-    ("cosine 5 periods zero after 2", lambda: lrjax.cosine_sign_decay(1000, 5, 2), [1, 0, 1] + [0] * 8),
-    ("restart 5 periods zero after 2", lambda: lrjax.restart_sign_decay(1000, 5, 2), [1, .5, 1, .5] + [0] * 7),
+    ("cosine 5 periods zero after 2", lambda: lrjax.cosine_sign_decay(1000, 5, 2),
+     [1, 0, 1] + [0] * 8),
+    ("restart 5 periods zero after 2", lambda: lrjax.restart_sign_decay(1000, 5, 2),
+     [1, .5, 1, .5] + [0] * 7),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("make, expected", [r[1:] for r in DECAY_REFERENCE], ids=[r[0] for r in DECAY_REFERENCE])
+@pytest.mark.parametrize(
+    "make, expected", [r[1:] for r in DECAY_REFERENCE], ids=[r[0] for r in DECAY_REFERENCE]
+)
 def test_sign_decay_reference_numbers(make, expected):
     values = make()(COUNTS)  # vectorised counts, default float32
     assert values.dtype == jnp.float32 and values.shape == COUNTS.shape
@@ -169,9 +207,13 @@ def test_decays_past_decay_steps():
     assert np.all(np.asarray(lrjax.linear_sign_decay(1000)(counts)) == 0)
     assert np.all(np.asarray(lrjax.cosine_sign_decay(1000, num_periods=2.0)(counts)) == 0)
     restart = lrjax.restart_sign_decay(1000, num_periods=2.0)  # restarts every 500 steps
-    np.testing.assert_allclose(restart(np.asarray([1000, 1250, 1500, 7000, 7250])), [1, 0.5, 1, 1, 0.5], atol=1e-6)
+    np.testing.assert_allclose(
+        restart(np.asarray([1000, 1250, 1500, 7000, 7250])), [1, 0.5, 1, 1, 0.5], atol=1e-6
+    )
     # 2**31 - 1 = 4294967 * 500 + 147: the phase is exact for counts float32 cannot hold.
-    np.testing.assert_allclose(restart(2**31 - 1), np_restart_decay(2**31 - 1, 1000, 2.0), atol=1e-6)
+    np.testing.assert_allclose(
+        restart(2**31 - 1), np_restart_decay(2**31 - 1, 1000, 2.0), atol=1e-6
+    )
 
 
 @settings(max_examples=40, deadline=None)
@@ -188,7 +230,9 @@ def test_sign_decays_match_formulas(decay_steps, num_periods, zero_after, fracti
     restart = lrjax.restart_sign_decay(decay_steps, num_periods, zero_after)(counts)
     for i, t in enumerate(counts.tolist()):
         np.testing.assert_allclose(linear[i], np_linear_decay(t, decay_steps), atol=1e-6)
-        np.testing.assert_allclose(cosine[i], np_cosine_decay(t, decay_steps, num_periods, zero_after), atol=2e-5)
+        np.testing.assert_allclose(
+            cosine[i], np_cosine_decay(t, decay_steps, num_periods, zero_after), atol=2e-5
+        )
         phase = Fraction(num_periods) * t / decay_steps % 1
         if min(phase, 1 - phase) > 1e-5:  # away from a restart, where float32 may round either way
             expected = np_restart_decay(t, decay_steps, num_periods, zero_after)
@@ -206,7 +250,9 @@ def test_sign_decay_under_jit_compiles_once():
 
     values = [float(evaluate(jnp.asarray(t, jnp.int32))) for t in (0, 50, 70)]
     assert len(traces) == 1
-    np.testing.assert_allclose(values, [np_restart_decay(t, 100, 3.0, 2.0) for t in (0, 50, 70)], atol=1e-6)
+    np.testing.assert_allclose(
+        values, [np_restart_decay(t, 100, 3.0, 2.0) for t in (0, 50, 70)], atol=1e-6
+    )
 
 
 # ------------------------------------------------------------------------------------
@@ -215,16 +261,23 @@ def test_sign_decay_under_jit_compiles_once():
 INJECT_CASES = [
     (lrjax.powersign, dict(learning_rate=0.05, base=3.0, beta=0.7)),
     (lrjax.addsign, dict(learning_rate=0.05, alpha=0.6, beta=0.7)),
-    (lrjax.powersign, dict(learning_rate=0.05, base=3.0, beta=0.7, sign_decay=lrjax.linear_sign_decay(5))),
+    (
+        lrjax.powersign,
+        dict(learning_rate=0.05, base=3.0, beta=0.7, sign_decay=lrjax.linear_sign_decay(5)),
+    ),
 ]
 
 
-@pytest.mark.parametrize("factory, kwargs", INJECT_CASES, ids=["powersign", "addsign", "powersign-decay"])
+@pytest.mark.parametrize(
+    "factory, kwargs", INJECT_CASES, ids=["powersign", "addsign", "powersign-decay"]
+)
 def test_inject_hyperparams_equals_plain(x64, factory, kwargs):
     """Injected == plain, and each float hyperparameter changed in the state takes effect."""
     rng = np.random.default_rng(0)
     params = {"w": jnp.asarray(rng.normal(size=(2, 3))), "b": jnp.asarray(rng.normal(size=3))}
-    grads = [jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape)), params) for _ in range(4)]
+    grads = [
+        jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape)), params) for _ in range(4)
+    ]
 
     def trajectory(opt, state=None):
         p, state = params, opt.init(params) if state is None else state
@@ -241,7 +294,9 @@ def test_inject_hyperparams_equals_plain(x64, factory, kwargs):
     for name in ("learning_rate", "beta", "base" if "base" in kwargs else "alpha"):
         state = injected.init(params)
         state.hyperparams[name] = jnp.asarray(kwargs[name] * 0.5)
-        assert_close(trajectory(injected, state), trajectory(factory(**{**kwargs, name: kwargs[name] * 0.5})))
+        assert_close(
+            trajectory(injected, state), trajectory(factory(**{**kwargs, name: kwargs[name] * 0.5}))
+        )
 
 
 INVALID = [
@@ -261,7 +316,9 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize("factory, kwargs, name", INVALID, ids=[f"{f.__name__}-{n}" for f, _, n in INVALID])
+@pytest.mark.parametrize(
+    "factory, kwargs, name", INVALID, ids=[f"{f.__name__}-{n}" for f, _, n in INVALID]
+)
 def test_invalid_static_arguments_raise(factory, kwargs, name):
     with pytest.raises(ValueError, match=name):
         factory(**kwargs)
