@@ -207,6 +207,8 @@ def _check_find_args(args: argparse.Namespace) -> None:
     if args.weight_decay < 0:
         raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay:g}")
     for option, path in (("--plot", args.plot), ("--json", args.json)):
+        if path is not None and os.path.isdir(path):
+            raise UsageError(f"{option}: {path!r} is a folder, not a file name")
         if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise UsageError(f"{option}: the folder of {path!r} does not exist")
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:

@@ -81,6 +81,39 @@ def test_missing_optional_dependency_names_the_extra(module, package, monkeypatc
     assert package in err and "lrjax[examples]" in err
 
 
+def test_folder_as_output_file_and_missing_matplotlib(tmp_path, monkeypatch, capsys):
+    status, _, err = run(["find", "--json", str(tmp_path)], capsys)
+    assert status == 2 and err.count("\n") == 1 and "--json" in err and "folder" in err
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    status, _, err = run(["find", "--plot", str(tmp_path / "x.png")], capsys)
+    assert status == 2 and err.count("\n") == 1 and "lrjax[plot]" in err
+
+
+class FakeTerminal:
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal():
+    terminal = FakeTerminal()
+    report = cli._progress_reporter(terminal)
+    for done in (0, 5, 10):
+        report(done, 10)
+    redraws = terminal.text.split("\r")[1:]
+    assert len(redraws) == 3 and terminal.text.count("\n") == 1  # newline only at the end
+    assert redraws[1].startswith("range test [" + "#" * 15 + "-" * 15 + "] 5/10")
+    assert redraws[2].endswith("10/10 steps\n")
+
+
 def test_missing_lrjax_optimizer_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.delattr(lrjax, "amsgrad")
     status, _, err = run(["find", "--optimizer", "amsgrad", *FAST], capsys)
