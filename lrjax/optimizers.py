@@ -175,6 +175,20 @@ def _warm_restarts(
     restart_decay: float,
 ) -> tuple[optax.Schedule, optax.Schedule]:
     """The SGDR multiplier and the weight decay normalized by the current cycle's length."""
+    static = dict(
+        period_epochs=period_epochs,
+        steps_per_epoch=steps_per_epoch,
+        period_mult=period_mult,
+        min_multiplier=min_multiplier,
+        restart_decay=restart_decay,
+    )
+    for name, value in static.items():
+        # They fix the restart table when the schedule is traced, so arrays cannot work.
+        if not isinstance(value, (int, float)):
+            raise TypeError(
+                f"{name} must be a Python number, got {type(value).__name__}; under "
+                f"optax.inject_hyperparams pass static_args={tuple(static)}"
+            )
     period = _period_steps(period_epochs, steps_per_epoch)
     _check_hyperparameter("weight_decay_norm", weight_decay_norm, ">= 0", lambda v: v >= 0)
     _check_hyperparameter("min_multiplier", min_multiplier, "in [0, 1]", lambda v: 0 <= v <= 1)

@@ -485,6 +485,15 @@ def test_invalid_static_arguments_raise(factory, kwargs, name):
         factory(**kwargs)
 
 
+def test_warm_restart_arguments_must_be_static():
+    """inject_hyperparams without static_args would make the period an array: clear error."""
+    opt = optax.inject_hyperparams(lrjax.sgdwr)(
+        0.1, period_epochs=2, steps_per_epoch=5, weight_decay_norm=0.1
+    )
+    with pytest.raises(TypeError, match="static_args"):
+        opt.init({"w": jnp.ones(2)})
+
+
 def test_decoupled_weight_decay_needs_params():
     opt = lrjax.adamw(0.1)
     params = {"w": jnp.ones(2)}
