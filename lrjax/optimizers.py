@@ -15,7 +15,9 @@ amsgrad   :func:`lrjax.scale_by_amsgrad`             ``optax.scale_by_learning_r
 Every float hyperparameter may be a traced array, so the aliases work inside
 ``optax.inject_hyperparams``; static arguments are validated only when they are Python
 numbers. Moments are stored in the params' dtype (``mu_dtype`` overrides the first
-moment), and updates come back in the params' dtype.
+moment), and updates come back in the params' dtype. As in optax, the arithmetic runs in
+the moments' dtype: with float16 params, ``eps=1e-8`` rounds to 0 and tiny squared
+gradients underflow, so keep float32 master params (or raise ``eps``) for float16 training.
 """
 
 from __future__ import annotations
