@@ -37,8 +37,9 @@ from lrjax.schedules import (
 # above 1 would need up to 2**31 rows, so it is capped and such arguments are refused.
 _MAX_RESTARTS = 2**16
 # Boundaries are accumulated in float64. A boundary within this relative distance above an
-# integer is taken to be that integer: it absorbs rounding such as 10 * 1.1 = 11.000000000000002
-# (tight enough that the error is below one step for every boundary below 2**31 / 10).
+# integer is taken to be that integer: it absorbs rounding such as 25 + 55 + 121 (period 25,
+# period_mult 2.2) summing to 201.00000000000003. The price: a boundary that truly lies less
+# than 1e-10 * boundary (under 0.22 steps below 2**31) above an integer restarts one step early.
 _BOUNDARY_RTOL = 1e-10
 
 
@@ -104,8 +105,10 @@ def sgdr_cycle(
 
     Example:
       >>> index, position, length = sgdr_cycle(jnp.arange(8), period=1, period_mult=2.0)
-      >>> index.tolist(), position.tolist(), length.tolist()
-      ([0, 1, 1, 2, 2, 2, 2, 3], [0.0, 0.0, 1.0, 0.0, 1.0, 2.0, 3.0, 0.0], [1.0, 2.0, 2.0, 4.0, 4.0, 4.0, 4.0, 8.0])
+      >>> index.tolist(), position.tolist()
+      ([0, 1, 1, 2, 2, 2, 2, 3], [0.0, 0.0, 1.0, 0.0, 1.0, 2.0, 3.0, 0.0])
+      >>> length.tolist()
+      [1.0, 2.0, 2.0, 4.0, 4.0, 4.0, 4.0, 8.0]
 
     References:
       Loshchilov & Hutter, `SGDR: Stochastic Gradient Descent with Warm Restarts
@@ -387,7 +390,9 @@ def _piecewise_anneal(
             # Measured from the nearer end, so that both ends of a phase are hit exactly
             # (XLA may divide by multiplying with a rounded reciprocal).
             fraction = jnp.where(t - start <= end - t, (t - start) / span, 1.0 - (end - t) / span)
-            in_phase = interpolate(jnp.asarray(begin_value, dtype), jnp.asarray(end_value, dtype), fraction)
+            in_phase = interpolate(
+                jnp.asarray(begin_value, dtype), jnp.asarray(end_value, dtype), fraction
+            )
             value = in_phase if end == phase_ends[-1] else jnp.where(t <= end, in_phase, value)
         return value
 

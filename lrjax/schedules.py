@@ -339,9 +339,10 @@ def cosine_annealing(init_value: float, total_steps: int, min_value: float = 0.0
     total_steps = _check_step_count("total_steps", total_steps)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        dtype = _float_dtype()
         fraction = jnp.minimum(_clamped_count(count), total_steps) / total_steps
         return _cosine_interpolate(
-            jnp.asarray(init_value, _float_dtype()), jnp.asarray(min_value, _float_dtype()), fraction
+            jnp.asarray(init_value, dtype), jnp.asarray(min_value, dtype), fraction
         )
 
     return schedule

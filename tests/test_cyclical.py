@@ -81,6 +81,7 @@ def test_sgdr_value_is_max_at_every_restart_up_to_2_31(period_mult, restarts):
         (1.0, 4, 3.0, 0.0, 0.5),
         (0.2, 2, 1.5, 0.01, 0.8),
         (1.0, 10, 1.1, 0.0, 1.0),
+        (1.0, 25, 2.2, 0.0, 1.0),
         (1.0, 1, 1.3, 0.0, 0.9),
     ],
 )
@@ -104,9 +105,10 @@ def test_sgdr_fractional_boundary_restarts_at_its_ceiling():
     # period 2, period_mult 1.5: nominal boundaries 2, 5, 9.5, 16.25, 26.375 -> 2, 5, 10, 17, 27.
     index, _, _ = sgdr_cycle(jnp.arange(30), 2, 1.5)
     np.testing.assert_array_equal(np.flatnonzero(np.diff(index)) + 1, [2, 5, 10, 17, 27])
-    # 10 * 1.1 is 11.000000000000002 in float64; the restart still lands on 21, not 22.
-    index, _, _ = sgdr_cycle(jnp.arange(50), 10, 1.1)
-    np.testing.assert_array_equal(np.flatnonzero(np.diff(index)) + 1, [10, 21, 34, 47])
+    # period 25, period_mult 2.2: 25 + 55 + 121 = 201 exactly, but float64 sums it to
+    # 201.00000000000003; the restart must still land on 201, not 202.
+    index, _, _ = sgdr_cycle(jnp.arange(300), 25, 2.2)
+    np.testing.assert_array_equal(np.flatnonzero(np.diff(index)) + 1, [25, 80, 201])
 
 
 def test_sgdr_decay_shrinks_max_and_keeps_min():
