@@ -87,10 +87,11 @@ def sgdr_cycle(
 
     Cycle ``i`` lasts ``period * period_mult**i`` steps. Restarts are found exactly, by
     integer arithmetic (``period_mult == 1``) or by searching a table of restart steps built
-    in float64 at trace time, never by a floating-point logarithm. When the cumulative
+    in float64 at trace time (cached), never by a floating-point logarithm. When the cumulative
     boundary ``period * (1 + m + ... + m**(i-1))`` is fractional, cycle ``i`` starts at its
-    ceiling: the first integer step at or after the boundary. A cycle's length is then the
-    number of integer steps in it.
+    ceiling: the first integer step at or after the boundary (a float64 sum within a
+    relative 1e-10 above an integer counts as that integer, absorbing rounding). A cycle's
+    length is then the number of integer steps in it.
 
     Args:
       count: step count(s), any shape; clamped to ``[0, 2**31 - 1]``, floats floored.
@@ -210,7 +211,8 @@ def _clr_fraction(
     cycle_size = _check_step_count("step_size_up + step_size_down", step_size_up + step_size_down)
     _check_choice("mode", mode, _CLR_MODES)
     _check_choice("scale_mode", scale_mode, _CLR_SCALE_MODES)
-    _check_positive("gamma", gamma)
+    # gamma > 1 would overflow gamma**t to inf (and 0 * inf = NaN at the cycle's base).
+    _check_unit_interval("gamma", gamma)
     if scale_fn is None:
         if gamma != 1.0 and mode != "exp_range":
             raise ValueError(f"gamma is used only by mode='exp_range', got mode={mode!r}.")
@@ -274,9 +276,9 @@ def cyclic(
         ``step_size_up``.
       mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``. With a ``scale_fn``
         leave it at the default: PyTorch silently ignores ``mode`` then, lrjax refuses.
-      gamma: ``exp_range``'s factor per step, ``> 0``; only allowed with ``"exp_range"``.
+      gamma: ``exp_range``'s factor per step, in ``(0, 1]``; only with ``"exp_range"``.
       scale_fn: optional jnp-traceable function of a float array, returning the amplitude
-        scale (typically in ``[0, 1]``); replaces ``mode``.
+        scale (finite, typically in ``[0, 1]``); replaces ``mode``.
       scale_mode: what ``scale_fn`` receives: ``"cycle"`` (cycle number from 1) or
         ``"iterations"`` (the count); only with a ``scale_fn``.
 

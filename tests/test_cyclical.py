@@ -252,6 +252,7 @@ def test_cyclic_extreme_counts_are_finite():
         (dict(scale_mode="iterations"), "scale_mode"),
         (dict(gamma=0.9), "gamma"),
         (dict(mode="exp_range", gamma=0.0), "gamma"),
+        (dict(mode="exp_range", gamma=1.01), "gamma"),
         (dict(mode="triangular2", scale_fn=jnp.sqrt), "scale_fn"),
         (dict(scale_fn=0.5), "scale_fn"),
     ],
