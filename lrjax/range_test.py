@@ -173,6 +173,11 @@ def _accepts(factory: Callable[..., Any], name: str) -> bool:
     return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
+@functools.lru_cache(maxsize=16)
+def _seed_key(seed: int) -> jax.Array:
+    return jax.random.key(seed)  # cached: creating a key is an eager device op
+
+
 def _is_seed(key: Any) -> bool:
     return key is None or (isinstance(key, (int, np.integer)) and not isinstance(key, bool))
 
@@ -719,16 +724,18 @@ def _all_devices_mesh(data_axis: str) -> Mesh:
 
 
 def _place(tree: PyTree, sharding: Callable[[Any], Any] | None) -> PyTree:
-    """Copies host data to device once (never donating); with a mesh, sharded."""
+    """Copies ``tree`` to device in one call (never donating); with a mesh, sharded."""
     if sharding is None:
-        return jax.tree.map(jnp.asarray, tree)
-    return jax.tree.map(lambda x: jax.device_put(x, sharding(x)), tree)
+        return jax.device_put(tree)
+    return jax.device_put(tree, jax.tree.map(sharding, tree))
 
 
-def _host_records(lrs: jax.Array, records: dict) -> tuple[np.ndarray, dict]:
-    """Device records ``(steps, curves, ...)`` to numpy ``(curves, steps, ...)``."""
+def _host_records(diverged_at: jax.Array, lrs: jax.Array,
+                  records: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One transfer to the host; records ``(steps, curves, ...)`` become ``(curves, steps, ...)``."""
+    diverged_at, lrs, records = jax.device_get((diverged_at, lrs, records))
     moved = jax.tree.map(lambda x: np.moveaxis(np.asarray(x), 0, 1), records)
-    return np.asarray(lrs), moved
+    return np.asarray(diverged_at), np.asarray(lrs), moved
 
 
 # --------------------------------------------------------------------------------------
@@ -813,7 +820,7 @@ def range_test(
     curves = len(sweep_grid) * seeds
     k = int(accumulation_steps)
     needed = int(num_steps) * k
-    key = jax.random.key(0 if key is None else key) if _is_seed(key) else key
+    key = _seed_key(0 if key is None else int(key)) if _is_seed(key) else key
     chunked = form == "iterable" or progress is not None or chunk_size is not None
     chunk_len = min(chunk_size or DEFAULT_CHUNK_SIZE, num_steps) if chunked else int(num_steps)
 
@@ -845,11 +852,11 @@ def range_test(
         diverged_at, (lrs, records) = _run_chunks(programs, static, params, key, dyn, chunks, progress)
     else:
         diverged_at, (lrs, records) = programs.run(params, key, data, dyn)
-    lrs, records = _host_records(lrs, records)
+    diverged_at, lrs, records = _host_records(diverged_at, lrs, records)
     steps_run = lrs.shape[0]
     lrs, records = _complete(lrs, records, steps_run, static, float(min_lr), float(max_lr))
     batch_shape = sweep_sizes + ((num_seeds,) if num_seeds is not None else ())
-    return _make_result(lrs, records, np.asarray(diverged_at), batch_shape, static, sweep_values,
+    return _make_result(lrs, records, diverged_at, batch_shape, static, sweep_values,
                         dict(min_lr=float(min_lr), max_lr=float(max_lr), num_steps=int(num_steps),
                              mode=mode, smoothing=float(smoothing),
                              diverge_threshold=float(diverge_threshold),
@@ -887,8 +894,15 @@ def _prepare_data(form: str, data: Any, needed: int, first_pull: int, key: jax.A
 
 def _device_inputs(static: _Static, params: PyTree, key: jax.Array, data: PyTree,
                    dyn: _Dynamic) -> tuple[PyTree, jax.Array, PyTree, _Dynamic]:
-    """Copies the inputs to device once (replicated, the batch sharded, when on a mesh)."""
+    """Places the inputs: on a mesh replicated (the batch sharded); else only the data.
+
+    Without a mesh, params, key and the scalars go to the compiled call as they are (its
+    own transfer is cheaper than eager copies); the data is copied once, since chunks
+    reuse it.
+    """
     mesh = static.mesh
+    if mesh is None:
+        return params, key, None if data is None else _place(data, None), dyn
     replicated = None if mesh is None else (lambda x: NamedSharding(mesh, PartitionSpec()))
     batch = None if mesh is None else _batch_sharding(static, 0)
     stored = None if mesh is None else _batch_sharding(static, 1)
