@@ -37,7 +37,9 @@ Semantics (the choices the references leave open):
   ``split(key, S)[s]``, split again into an ``init_fn`` key and a data key). ``sweep``
   maps hyperparameter names to value lists, set through ``optax.inject_hyperparams``;
   several names form a grid. Result arrays have shape
-  ``(*sweep sizes in dict order, S if num_seeds, num_steps)``.
+  ``(*sweep sizes in dict order, S if num_seeds, num_steps)``. Curves run in lockstep:
+  a diverged curve keeps its state (masked) until every curve is done, and only then is
+  the work skipped.
 * **Devices.** With ``mesh=None`` and several devices, the batch axis is sharded over all
   devices when every batch leaf's batch size divides the device count; otherwise (or on
   one device) the test runs on the default device. Pass a one-device mesh to force one

@@ -234,6 +234,16 @@ def test_sweep_rows_equal_separate_runs():
     assert result.suggest(per_curve=True).shape == (2,)
 
 
+def test_weight_decay_sweep_with_an_lrjax_partial():
+    # Smith's practice: one curve per weight decay, the factory a partial of lrjax.adamw.
+    adamw = functools.partial(lrjax.adamw, weight_decay=1e-4)
+    result = lrjax.range_test(mse, PARAMS, adamw, (X, Y), sweep={"weight_decay": [0.0, 1.0]}, **RANGE)
+    alone = lrjax.range_test(mse, PARAMS, functools.partial(lrjax.adamw, weight_decay=1.0), (X, Y),
+                             **RANGE)
+    np.testing.assert_allclose(result.losses[1], alone.losses, rtol=1e-4)
+    assert not np.allclose(result.losses[0], result.losses[1], equal_nan=True)
+
+
 def test_sweep_grid_with_seeds_shape():
     init = lambda key: {"w": 0.1 * jax.random.normal(key, (3,)), "b": jnp.zeros(())}  # noqa: E731
     result = lrjax.range_test(mse, None, optax.adam, (X, Y), init_fn=init, num_seeds=2,
