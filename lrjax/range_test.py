@@ -16,9 +16,9 @@ Semantics (the choices the references leave open):
   ``smoothed_t > diverge_threshold * best_t`` with ``best_t = min_{s<=t} smoothed_s``
   (computed as ``smoothed_t - best_t > (diverge_threshold - 1) * |best_t|``, the same for
   a positive loss and still meaningful for a negative one; ``inf`` disables it). That
-  step is recorded; every later step is skipped with
-  ``lax.cond`` (no work) and recorded as NaN. ``diverged_at`` is the step index, ``None``
-  when a single curve never diverged (``-1`` entries in the array of a batched result).
+  step is recorded; every later step is skipped with ``lax.cond`` (no work) and recorded
+  as NaN. ``diverged_at`` is the step index, ``None`` when a single curve never diverged
+  (``-1`` entries in the array of a batched result).
 * **Data.** (1) a pytree of arrays (a dict, tuple, NamedTuple or array, but not a
   ``list``) with a leading step axis of length ``>= num_steps * accumulation_steps``;
   (2) a ``list`` or any other iterable/iterator of batches, pulled ``chunk_size`` steps
@@ -26,7 +26,9 @@ Semantics (the choices the references leave open):
   in ``itertools.cycle`` to reuse batches), and no chunk is pulled once every curve has
   diverged; (3) a function ``(key, i) -> batch`` run on device, called with the
   micro-batch index ``i = step * accumulation_steps + j`` and
-  ``key = fold_in(data_key, i)``. The same batches give the same curves in every form.
+  ``key = fold_in(data_key, i)``. The same batches give the same curves in every form
+  (bit for bit for stacked and iterable data; to float rounding for a data function,
+  which XLA compiles differently).
 * **Chunks.** Iterables, a ``progress`` callback or an explicit ``chunk_size`` run the
   test in chunks of ``chunk_size`` steps (default ``min(num_steps, 50)``) with one
   compiled chunk program; the state stays on device between chunks; the test stops
@@ -40,8 +42,9 @@ Semantics (the choices the references leave open):
   ``(*sweep sizes in dict order, S if num_seeds, num_steps)``. Curves run in lockstep:
   a diverged curve keeps its state (masked) until every curve is done, and only then is
   the work skipped.
-* **Devices.** With ``mesh=None`` and several devices, the batch axis is sharded over all
-  devices when every batch leaf's batch size divides the device count; otherwise (or on
+* **Devices.** With ``mesh=None`` and several devices, the batch axis (axis 1 of stacked
+  data, axis 0 of a batch) is sharded over all devices when every batch leaf's batch
+  size divides the device count; otherwise (or on
   one device) the test runs on the default device. Pass a one-device mesh to force one
   device. Params, optimizer state and records are replicated.
 * **Caching.** Programs are cached on ``(loss_fn, optimizer, init_fn, data function,
@@ -66,6 +69,7 @@ import inspect
 import itertools
 import json
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -143,8 +147,7 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 def _check_ramp(min_lr: float, max_lr: float, num_steps: int, mode: str) -> None:
     for name, value in (("min_lr", min_lr), ("max_lr", max_lr)):
-        if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)
-                and value > 0):
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
     if not min_lr < max_lr:
         raise ValueError(f"min_lr must be < max_lr, got min_lr={min_lr!r} >= max_lr={max_lr!r}.")
@@ -155,10 +158,11 @@ def _check_ramp(min_lr: float, max_lr: float, num_steps: int, mode: str) -> None
 
 def _check_options(smoothing: float, diverge_threshold: float, accumulation_steps: int,
                    chunk_size: int | None, num_seeds: int | None) -> None:
-    if not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
+    if not (isinstance(smoothing, numbers.Real) and 0 <= smoothing < 1):
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}.")
-    if not (isinstance(diverge_threshold, (int, float)) and diverge_threshold > 1):
-        raise ValueError(f"diverge_threshold must be > 1 (inf disables it), got {diverge_threshold!r}.")
+    if not (isinstance(diverge_threshold, numbers.Real) and diverge_threshold > 1):
+        raise ValueError(
+            f"diverge_threshold must be > 1 (inf disables it), got {diverge_threshold!r}.")
     _check_int("accumulation_steps", accumulation_steps, 1)
     if chunk_size is not None:
         _check_int("chunk_size", chunk_size, 1)
