@@ -1,4 +1,4 @@
-"""Benchmark: the compiled LR range test against a bare scanned loop, a Python-loop finder and torch-lr-finder.
+"""Benchmark: lrjax.range_test against a bare scan, a Python-loop finder and torch-lr-finder.
 
 All four train the same problem: a 64-64-10 ReLU MLP on scikit-learn's digits with
 Adam, batch 64, the learning rate growing exponentially from 1e-7 to 10. So that each
@@ -30,7 +30,8 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -56,8 +57,15 @@ def lrjax_finder(num_steps: int) -> Callable[[], Any]:
 
     def run() -> Any:
         return lrjax.range_test(
-            loss_fn, params, optax.adam, data, min_lr=MIN_LR, max_lr=MAX_LR,
-            num_steps=num_steps, smoothing=SMOOTHING, diverge_threshold=NO_DIVERGENCE,
+            loss_fn,
+            params,
+            optax.adam,
+            data,
+            min_lr=MIN_LR,
+            max_lr=MAX_LR,
+            num_steps=num_steps,
+            smoothing=SMOOTHING,
+            diverge_threshold=NO_DIVERGENCE,
         )
 
     return run
@@ -120,25 +128,33 @@ def torch_finder(num_steps: int, threads: int) -> Callable[[], Any] | str:
     try:
         import torch
         from torch_lr_finder import LRFinder
-    except Exception as error:  # any import failure means: skip, with the reason
+    except Exception as error:  # noqa: BLE001  (any failure to import means: skip, saying why)
         return f"skipped: {type(error).__name__}: {error}"
     torch.set_num_threads(threads)
     split = load_digits_split()
     dataset = torch.utils.data.TensorDataset(
         torch.from_numpy(np.array(split.x_train)), torch.from_numpy(split.y_train.astype(np.int64))
     )
-    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True,
-                                         drop_last=True)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=BATCH_SIZE, shuffle=True, drop_last=True
+    )
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, HIDDEN), torch.nn.ReLU(),
-                                torch.nn.Linear(HIDDEN, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 10)
+    )
 
     def run() -> list[float]:
         optimizer = torch.optim.Adam(model.parameters(), lr=MIN_LR)
         finder = LRFinder(model, optimizer, torch.nn.CrossEntropyLoss())
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            finder.range_test(loader, end_lr=MAX_LR, num_iter=num_steps, step_mode="exp",
-                              smooth_f=1 - SMOOTHING, diverge_th=NO_DIVERGENCE)
+            finder.range_test(
+                loader,
+                end_lr=MAX_LR,
+                num_iter=num_steps,
+                step_mode="exp",
+                smooth_f=1 - SMOOTHING,
+                diverge_th=NO_DIVERGENCE,
+            )
         finder.reset()  # restore the model and optimizer, as a user would
         return finder.history["loss"]
 
@@ -180,8 +196,12 @@ def measure(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[
 
 def machine() -> dict[str, str]:
     info = {
-        "cpu": _cpu_name(), "cores": str(os.cpu_count()), "python": platform.python_version(),
-        "jax": jax.__version__, "optax": optax.__version__, "backend": jax.default_backend(),
+        "cpu": _cpu_name(),
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "optax": optax.__version__,
+        "backend": jax.default_backend(),
     }
     with contextlib.suppress(Exception):
         import torch
@@ -192,11 +212,10 @@ def machine() -> dict[str, str]:
 
 
 def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as file:
+        for line in file:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
 
 
@@ -217,8 +236,10 @@ def format_table(results: dict[str, dict[str, float]], steps: int) -> str:
     for key, row in results.items():
         compile_text = f"{row['compile_s']:.2f} s" if key in "abc" else "n/a"
         ratio = row["median_s"] / results["a"]["median_s"]
-        lines.append(f"| {LABELS[key]} | {row['median_s'] * 1e3:.1f} ms | "
-                     f"{row['min_s'] * 1e3:.1f} ms | {compile_text} | {ratio:.2f}x |")
+        lines.append(
+            f"| {LABELS[key]} | {row['median_s'] * 1e3:.1f} ms | "
+            f"{row['min_s'] * 1e3:.1f} ms | {compile_text} | {ratio:.2f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -230,8 +251,10 @@ def check_targets(results: dict[str, dict[str, float]]) -> list[str]:
             continue
         ratio = results[slow]["median_s"] / results[fast]["median_s"]
         met = ratio <= bound if op == "<=" else ratio >= bound
-        lines.append(f"{LABELS[slow]} / {LABELS[fast]} = {ratio:.2f} (target {op} {bound}): "
-                     f"{'met' if met else 'MISSED'}")
+        lines.append(
+            f"{LABELS[slow]} / {LABELS[fast]} = {ratio:.2f} (target {op} {bound}): "
+            f"{'met' if met else 'MISSED'}"
+        )
     return lines
 
 
@@ -263,8 +286,11 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
-            json.dump({"machine": info, "steps": args.steps, "repeats": args.repeats,
-                       "results": results}, file, indent=2)
+            json.dump(
+                {"machine": info, "steps": args.steps, "repeats": args.repeats, "results": results},
+                file,
+                indent=2,
+            )
     return 0
 
 

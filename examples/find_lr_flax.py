@@ -67,8 +67,14 @@ def as_pure_functions(model: nnx.Module) -> tuple[Any, Any, Any]:
     return logits_fn, loss_fn, nnx.to_pure_dict(state)
 
 
-def train(loss_fn: Any, params: Any, transform: optax.GradientTransformation, x: Any, y: Any,
-          args: argparse.Namespace) -> Any:
+def train(
+    loss_fn: Any,
+    params: Any,
+    transform: optax.GradientTransformation,
+    x: Any,
+    y: Any,
+    args: argparse.Namespace,
+) -> Any:
     """``args.epochs`` epochs of minibatch training, one scanned program per epoch."""
 
     @jax.jit
@@ -84,8 +90,9 @@ def train(loss_fn: Any, params: Any, transform: optax.GradientTransformation, x:
 
     opt_state = transform.init(params)
     for epoch in range(args.epochs):
-        batches = stacked_batches(x, y, args.batch_size, len(y) // args.batch_size,
-                                  seed=args.seed + 1 + epoch)
+        batches = stacked_batches(
+            x, y, args.batch_size, len(y) // args.batch_size, seed=args.seed + 1 + epoch
+        )
         params, opt_state, mean_loss = train_epoch(params, opt_state, batches)
         print(f"epoch {epoch + 1:3d}: train loss {float(mean_loss):.4f}")
     return params
@@ -101,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     data = stacked_batches(x_train, y_train, args.batch_size, args.range_steps, args.seed)
     result = lrjax.range_test(loss_fn, params, optax.adam, data, num_steps=args.range_steps)
     base_lr, max_lr = result.cyclical_bounds()
-    print(f"range test: suggested lr {result.suggest():.3g} (valley); "
-          f"cyclical bounds {base_lr:.3g} .. {max_lr:.3g}")
+    print(
+        f"range test: suggested lr {result.suggest():.3g} (valley); "
+        f"cyclical bounds {base_lr:.3g} .. {max_lr:.3g}"
+    )
 
     # Smith's cyclical schedule between the bounds; in "triangular2" mode the amplitude
     # halves every cycle, so the last epochs train close to base_lr and settle.

@@ -18,7 +18,8 @@ import os
 import sys
 import time
 import warnings
-from typing import Any, Callable, NamedTuple, NoReturn, Sequence, TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, NoReturn, TextIO
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, ``lrjax: error: ...``, instead of usage + exit."""
+    """An ArgumentParser whose errors are one line, ``lrjax: error: ...``, not usage + exit."""
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``lrjax`` argument parser with its ``find`` subcommand."""
     parser = _Parser(
         prog="lrjax",
-        description="Learning-rate tools for JAX/Optax. Run `lrjax find --help` for the range test.",
+        description="Learning-rate tools for JAX/Optax; `lrjax find --help` for the range test.",
     )
     parser.add_argument("--version", action="version", version=f"lrjax {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -146,38 +147,104 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    find.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS),
-                      help="optimizer under test, see below (default: %(default)s)")
-    find.add_argument("--min-lr", type=_finite_float, default=1e-7, metavar="LR",
-                      help="learning rate of the first step, > 0 (default: %(default)g)")
-    find.add_argument("--max-lr", type=_finite_float, default=10.0, metavar="LR",
-                      help="learning rate of the last step, > --min-lr (default: %(default)g)")
-    find.add_argument("--steps", type=_int_at_least(2), default=100, metavar="N",
-                      help="number of steps (default: %(default)s)")
-    find.add_argument("--mode", default="exp", choices=["exp", "linear"],
-                      help="exponential or linear learning-rate ramp (default: %(default)s)")
-    find.add_argument("--seeds", type=_int_at_least(1), default=1, metavar="N",
-                      help="initialisations run together in one program; the suggestion is "
-                      "their median (default: %(default)s)")
-    find.add_argument("--seed", type=int, default=0,
-                      help="seed of the weights and the batch order (default: %(default)s)")
-    find.add_argument("--batch-size", type=_int_at_least(1), default=64, metavar="N",
-                      help=f"images per step, at most {TRAIN_IMAGES} (default: %(default)s)")
-    find.add_argument("--hidden", type=_int_at_least(1), default=64, metavar="N",
-                      help="width of the hidden layer (default: %(default)s)")
-    find.add_argument("--momentum", type=_finite_float, default=0.9,
-                      help="momentum of --optimizer sgd, 0 for plain SGD (default: %(default)s)")
-    find.add_argument("--weight-decay", type=_finite_float, default=1e-4, metavar="WD",
-                      help="decoupled weight decay of --optimizer adamw (default: %(default)g)")
-    find.add_argument("--smoothing", type=_finite_float, default=0.98, metavar="BETA",
-                      help="EMA factor of the smoothed loss, in [0, 1) (default: %(default)s)")
-    find.add_argument("--diverge-threshold", type=_number, default=4.0, metavar="X",
-                      help="stop once the smoothed loss exceeds X times the best, X > 1, "
-                      "inf: only at a non-finite loss (default: %(default)s)")
-    find.add_argument("--suggest", default="valley", choices=list(SUGGESTERS),
-                      help="the rule whose learning rate is the suggestion (default: %(default)s)")
-    find.add_argument("--plot", metavar="FILE.png",
-                      help="save a matplotlib plot of the curve (needs lrjax[plot])")
+    find.add_argument(
+        "--optimizer",
+        default="adam",
+        choices=list(OPTIMIZERS),
+        help="optimizer under test, see below (default: %(default)s)",
+    )
+    find.add_argument(
+        "--min-lr",
+        type=_finite_float,
+        default=1e-7,
+        metavar="LR",
+        help="learning rate of the first step, > 0 (default: %(default)g)",
+    )
+    find.add_argument(
+        "--max-lr",
+        type=_finite_float,
+        default=10.0,
+        metavar="LR",
+        help="learning rate of the last step, > --min-lr (default: %(default)g)",
+    )
+    find.add_argument(
+        "--steps",
+        type=_int_at_least(2),
+        default=100,
+        metavar="N",
+        help="number of steps (default: %(default)s)",
+    )
+    find.add_argument(
+        "--mode",
+        default="exp",
+        choices=["exp", "linear"],
+        help="exponential or linear learning-rate ramp (default: %(default)s)",
+    )
+    find.add_argument(
+        "--seeds",
+        type=_int_at_least(1),
+        default=1,
+        metavar="N",
+        help="initialisations run together in one program; the suggestion is "
+        "their median (default: %(default)s)",
+    )
+    find.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the weights and the batch order (default: %(default)s)",
+    )
+    find.add_argument(
+        "--batch-size",
+        type=_int_at_least(1),
+        default=64,
+        metavar="N",
+        help=f"images per step, at most {TRAIN_IMAGES} (default: %(default)s)",
+    )
+    find.add_argument(
+        "--hidden",
+        type=_int_at_least(1),
+        default=64,
+        metavar="N",
+        help="width of the hidden layer (default: %(default)s)",
+    )
+    find.add_argument(
+        "--momentum",
+        type=_finite_float,
+        default=0.9,
+        help="momentum of --optimizer sgd, 0 for plain SGD (default: %(default)s)",
+    )
+    find.add_argument(
+        "--weight-decay",
+        type=_finite_float,
+        default=1e-4,
+        metavar="WD",
+        help="decoupled weight decay of --optimizer adamw (default: %(default)g)",
+    )
+    find.add_argument(
+        "--smoothing",
+        type=_finite_float,
+        default=0.98,
+        metavar="BETA",
+        help="EMA factor of the smoothed loss, in [0, 1) (default: %(default)s)",
+    )
+    find.add_argument(
+        "--diverge-threshold",
+        type=_number,
+        default=4.0,
+        metavar="X",
+        help="stop once the smoothed loss exceeds X times the best, X > 1, "
+        "inf: only at a non-finite loss (default: %(default)s)",
+    )
+    find.add_argument(
+        "--suggest",
+        default="valley",
+        choices=list(SUGGESTERS),
+        help="the rule whose learning rate is the suggestion (default: %(default)s)",
+    )
+    find.add_argument(
+        "--plot", metavar="FILE.png", help="save a matplotlib plot of the curve (needs lrjax[plot])"
+    )
     find.add_argument("--json", metavar="FILE.json", help="save the suggestions and the curve")
     find.add_argument("--ascii", action="store_true", help="draw the terminal plot in ASCII")
     find.add_argument("--no-terminal-plot", action="store_true", help="skip the terminal plot")
@@ -241,7 +308,9 @@ def _progress_reporter(stream: TextIO) -> Callable[[int, int], None]:
     def report(steps_done: int, num_steps: int) -> None:
         filled = int(30 * steps_done / max(num_steps, 1))
         note = " (compiling)" if steps_done == 0 else ""
-        text = f"range test [{'#' * filled}{'-' * (30 - filled)}] {steps_done}/{num_steps} steps{note}"
+        text = (
+            f"range test [{'#' * filled}{'-' * (30 - filled)}] {steps_done}/{num_steps} steps{note}"
+        )
         if interactive:
             stream.write("\r" + text + ("\n" if steps_done >= num_steps else ""))
         else:
@@ -296,7 +365,7 @@ def _table_rows(curve: np.ndarray) -> list[int]:
     if recorded.size == 0:
         return []
     picks = np.linspace(0, recorded.size - 1, min(TABLE_ROWS, recorded.size))
-    return [int(recorded[int(round(p))]) for p in picks]
+    return [int(recorded[round(p)]) for p in picks]
 
 
 def _plot_y_limits(curve: np.ndarray) -> tuple[float, float] | None:
@@ -324,29 +393,40 @@ def _divergence_line(result: Any) -> str:
     return f"diverged at step {first} (lr {result.lrs[first]:.3e}){curves}; later steps skipped"
 
 
-def _format_report(result: Any, findings: Findings, args: argparse.Namespace,
-                   seconds: float) -> str:
+def _format_report(
+    result: Any, findings: Findings, args: argparse.Namespace, seconds: float
+) -> str:
     seeds = f", median of {args.seeds} seeds" if args.seeds > 1 else ""
     lines = [
-        f"lrjax find: {args.optimizer} on digits (MLP 64-{args.hidden}-10, batch "
-        f"{args.batch_size}), {args.steps} steps, lr {args.min_lr:g} -> {args.max_lr:g} "
-        f"({args.mode}), {seconds:.1f} s",
+        (
+            f"lrjax find: {args.optimizer} on digits (MLP 64-{args.hidden}-10, batch "
+            f"{args.batch_size}), {args.steps} steps, lr {args.min_lr:g} -> {args.max_lr:g} "
+            f"({args.mode}), {seconds:.1f} s"
+        ),
         "",
     ]
     if not args.no_terminal_plot:
         lines += [
-            text_plot(result.lrs, findings.curve,
-                      marks={args.suggest: findings.suggestions[args.suggest]},
-                      y_limits=_plot_y_limits(findings.curve), ascii_only=args.ascii,
-                      x_label=f"learning rate; smoothed loss{seeds}"),
+            text_plot(
+                result.lrs,
+                findings.curve,
+                marks={args.suggest: findings.suggestions[args.suggest]},
+                y_limits=_plot_y_limits(findings.curve),
+                ascii_only=args.ascii,
+                x_label=f"learning rate; smoothed loss{seeds}",
+            ),
             "",
         ]
     lines.append(f"{'learning rate':>14}  smoothed loss{seeds}")
-    lines += [f"{result.lrs[i]:>14.3e}  {findings.curve[i]:.4f}" for i in _table_rows(findings.curve)]
+    lines += [
+        f"{result.lrs[i]:>14.3e}  {findings.curve[i]:.4f}" for i in _table_rows(findings.curve)
+    ]
     lines += ["", _divergence_line(result), ""]
     lines.append(f"{'suggestion':>14}  learning rate")
     for method, value in findings.suggestions.items():
-        spread = f"  (seeds spread {findings.spreads[method]:.2f} decades)" if findings.spreads else ""
+        spread = (
+            f"  (seeds spread {findings.spreads[method]:.2f} decades)" if findings.spreads else ""
+        )
         chosen = "  <- --suggest" if method == args.suggest else ""
         lines.append(f"{method:>14}  {value:.3e}{spread}{chosen}")
     base_lr, max_lr = findings.cyclical_bounds
@@ -388,10 +468,19 @@ def _run_range_test(args: argparse.Namespace, optimizer: OptimizerFactory, stder
         progress(0, args.steps)
         seeded["chunk_size"] = -(-args.steps // PROGRESS_UPDATES)
     return lrjax.range_test(
-        loss_fn, params, optimizer, data,
-        min_lr=args.min_lr, max_lr=args.max_lr, num_steps=args.steps, mode=args.mode,
-        smoothing=args.smoothing, diverge_threshold=args.diverge_threshold,
-        key=jax.random.key(args.seed), progress=progress, **seeded,
+        loss_fn,
+        params,
+        optimizer,
+        data,
+        min_lr=args.min_lr,
+        max_lr=args.max_lr,
+        num_steps=args.steps,
+        mode=args.mode,
+        smoothing=args.smoothing,
+        diverge_threshold=args.diverge_threshold,
+        key=jax.random.key(args.seed),
+        progress=progress,
+        **seeded,
     )
 
 
@@ -406,8 +495,7 @@ def _find(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         raise UsageError(str(error)) from error
     seconds = time.perf_counter() - start
     findings = _read_findings(result, args.seeds)
-    for message in findings.warnings:
-        stderr.write(f"lrjax: warning: {message}\n")
+    stderr.writelines(f"lrjax: warning: {message}\n" for message in findings.warnings)
     stdout.write(_format_report(result, findings, args, seconds) + "\n")
     try:
         if args.json is not None:
@@ -433,7 +521,7 @@ def _save_plot(result: Any, path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``lrjax`` command with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    """Run the ``lrjax`` command on ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

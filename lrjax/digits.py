@@ -18,7 +18,8 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -58,9 +59,7 @@ def _require(module: str, package: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ImportError(
-            f"the digits problem needs {package} ({_EXTRA_HINT}): {error}"
-        ) from error
+        raise ImportError(f"the digits problem needs {package} ({_EXTRA_HINT}): {error}") from error
 
 
 def _check_positive_int(name: str, value: int) -> None:
@@ -75,7 +74,7 @@ def _cached_split(test_fraction: float, seed: int) -> DigitsSplit:
     images = np.asarray(bunch.data, dtype=np.float64)
     labels = np.asarray(bunch.target, dtype=np.int32)
     order = np.random.default_rng(seed).permutation(len(labels))
-    num_test = int(round(test_fraction * len(labels)))
+    num_test = round(test_fraction * len(labels))
     test, train = order[:num_test], order[num_test:]
     # Standardize with train statistics only, so nothing leaks from the test set. Some
     # border pixels are always 0: their std is 0, and dividing by 1 keeps them at 0.
@@ -137,7 +136,7 @@ def mlp_class() -> type:
 
 
 def make_mlp(hidden: int = 64, key: jax.Array | int = 0) -> Any:
-    """Build a :func:`mlp_class` model whose weights are drawn from ``key`` (a PRNG key or an int)."""
+    """A :func:`mlp_class` model with weights drawn from ``key`` (a PRNG key or an int)."""
     _check_positive_int("hidden", hidden)
     nnx = _require("flax.nnx", "flax")
     return mlp_class()(hidden, rngs=nnx.Rngs(params=key))
@@ -232,9 +231,24 @@ def digits_problem(
     _check_positive_int("hidden", hidden)
     split = load_digits_split()
     data = stacked_batches(split.x_train, split.y_train, batch_size, num_steps, seed)
-    apply, params = pure_model(make_mlp(hidden, jax.random.key(seed)))
+    loss_fn, init_fn = _problem_functions(int(hidden))
+    return DigitsProblem(loss_fn, init_fn(jax.random.key(seed)), data, init_fn)
 
+
+@functools.lru_cache(maxsize=8)
+def _problem_functions(hidden: int) -> tuple[Callable[[Params, Batch], jax.Array], Any]:
+    """``(loss_fn, init_fn)`` for one width, made once per process.
+
+    The same function objects on every call let ``range_test`` reuse its compiled
+    programs, and a jitted ``init_fn`` compiles the initialisation once instead of
+    dispatching each random op eagerly (seconds on a small CPU).
+    """
+    nnx = _require("flax.nnx", "flax")
+    abstract = nnx.eval_shape(lambda: make_mlp(hidden, 0))  # the graph, no weights drawn
+    apply, _ = pure_model(abstract)
+
+    @jax.jit
     def init_fn(key: jax.Array) -> Params:
         return pure_model(make_mlp(hidden, key))[1]
 
-    return DigitsProblem(cross_entropy_loss(apply), params, data, init_fn)
+    return cross_entropy_loss(apply), init_fn

@@ -12,12 +12,27 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
-UNICODE_GLYPHS = {"point": "•", "mark": "┊", "y_axis": "│", "y_tick": "┤", "x_axis": "─",
-                  "x_tick": "┬", "corner": "└"}
-ASCII_GLYPHS = {"point": "*", "mark": "|", "y_axis": "|", "y_tick": "+", "x_axis": "-",
-                "x_tick": "+", "corner": "+"}
+UNICODE_GLYPHS = {
+    "point": "•",
+    "mark": "┊",
+    "y_axis": "│",
+    "y_tick": "┤",
+    "x_axis": "─",
+    "x_tick": "┬",
+    "corner": "└",
+}
+ASCII_GLYPHS = {
+    "point": "*",
+    "mark": "|",
+    "y_axis": "|",
+    "y_tick": "+",
+    "x_axis": "-",
+    "x_tick": "+",
+    "corner": "+",
+}
 MIN_WIDTH = 16
 MIN_HEIGHT = 3
 
@@ -35,7 +50,7 @@ def _cell(value: float, low: float, high: float, cells: int) -> int:
     """Index of the cell (0 .. cells-1) holding ``value`` on an axis from ``low`` to ``high``."""
     if high == low:  # a degenerate axis puts everything in the middle cell
         return (cells - 1) // 2
-    return int(round((value - low) / (high - low) * (cells - 1)))
+    return round((value - low) / (high - low) * (cells - 1))
 
 
 def _to_axis(value: float, log_x: bool) -> float:
@@ -54,17 +69,20 @@ def _finite_points(
     return [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
 
 
-def _frame(
-    points: list[tuple[float, float]], y_limits: tuple[float, float] | None
-) -> Frame:
+def _frame(points: list[tuple[float, float]], y_limits: tuple[float, float] | None) -> Frame:
     x_values = [x for x, _ in points]
     y_values = [y for _, y in points]
     y_low, y_high = y_limits if y_limits is not None else (min(y_values), max(y_values))
     return Frame(min(x_values), max(x_values), float(y_low), float(y_high))
 
 
-def _validate(xs: Sequence[float], ys: Sequence[float], width: int, height: int,
-              y_limits: tuple[float, float] | None) -> None:
+def _validate(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    width: int,
+    height: int,
+    y_limits: tuple[float, float] | None,
+) -> None:
     if len(xs) != len(ys):
         raise ValueError(f"lrs and losses must have the same length, got {len(xs)} and {len(ys)}")
     if not isinstance(width, int) or width < MIN_WIDTH:
@@ -83,6 +101,7 @@ def _format_number(value: float, log_x: bool) -> str:
 
 def _x_labels(frame: Frame, width: int, log_x: bool) -> str:
     """Labels at both ends and the middle of the x axis."""
+
     def value_at(fraction: float) -> float:
         position = frame.x_low + fraction * (frame.x_high - frame.x_low)
         return 10.0**position if log_x else position
@@ -91,9 +110,12 @@ def _x_labels(frame: Frame, width: int, log_x: bool) -> str:
     middle = _format_number(value_at(0.5), log_x)
     right = _format_number(value_at(1.0), log_x)
     line = [" "] * (width + len(right))
-    for start, text in ((0, left), ((width - 1) // 2 - len(middle) // 2, middle),
-                        (width - len(right), right)):
-        line[start:start + len(text)] = text
+    for start, text in (
+        (0, left),
+        ((width - 1) // 2 - len(middle) // 2, middle),
+        (width - len(right), right),
+    ):
+        line[start : start + len(text)] = text
     return "".join(line).rstrip()
 
 
@@ -136,7 +158,7 @@ def text_plot(
         is no point to plot.
 
     Example:
-        >>> print(text_plot([1e-4, 1e-3, 1e-2], [2.0, 1.0, 3.0], width=20, height=4))  # doctest: +SKIP
+        >>> text = text_plot([1e-4, 1e-3, 1e-2], [2.0, 1.0, 3.0], width=20, height=4)
     """
     _validate(lrs, losses, width, height, y_limits)
     glyph = ASCII_GLYPHS if ascii_only else UNICODE_GLYPHS
@@ -153,8 +175,13 @@ def text_plot(
     return "\n".join(_assemble(grid, frame, mark_columns, marks or {}, log_x, glyph, x_label))
 
 
-def _draw_marks(grid: list[list[str]], marks: Mapping[str, float], frame: Frame,
-                log_x: bool, glyph: Mapping[str, str]) -> list[int]:
+def _draw_marks(
+    grid: list[list[str]],
+    marks: Mapping[str, float],
+    frame: Frame,
+    log_x: bool,
+    glyph: Mapping[str, str],
+) -> list[int]:
     """Draw each mark's vertical line (its initial on top); return the columns used."""
     width = len(grid[0])
     columns = []
@@ -170,9 +197,15 @@ def _draw_marks(grid: list[list[str]], marks: Mapping[str, float], frame: Frame,
     return columns
 
 
-def _assemble(grid: list[list[str]], frame: Frame, mark_columns: list[int],
-              marks: Mapping[str, float], log_x: bool, glyph: Mapping[str, str],
-              x_label: str) -> list[str]:
+def _assemble(
+    grid: list[list[str]],
+    frame: Frame,
+    mark_columns: list[int],
+    marks: Mapping[str, float],
+    log_x: bool,
+    glyph: Mapping[str, str],
+    x_label: str,
+) -> list[str]:
     """Add the y labels and axis, the x axis with its ticks and labels, and the legend."""
     height, width = len(grid), len(grid[0])
     y_labels = {0: f"{frame.y_high:.3g}", height - 1: f"{frame.y_low:.3g}"}

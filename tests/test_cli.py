@@ -30,8 +30,20 @@ def test_help_documents_find_and_its_options(capsys):
     assert status == 0 and "find" in out
     status, out, _ = run(["find", "--help"], capsys)
     assert status == 0
-    for option in ("--optimizer", "--min-lr", "--max-lr", "--steps", "--seeds", "--mode",
-                   "--batch-size", "--suggest", "--smoothing", "--plot", "--json", "--quiet"):
+    for option in (
+        "--optimizer",
+        "--min-lr",
+        "--max-lr",
+        "--steps",
+        "--seeds",
+        "--mode",
+        "--batch-size",
+        "--suggest",
+        "--smoothing",
+        "--plot",
+        "--json",
+        "--quiet",
+    ):
         assert option in out
     for name in ("adam", "adamw", "sgd", "amsgrad", "powersign", "addsign"):
         assert name in out
@@ -121,8 +133,13 @@ def test_missing_lrjax_optimizer_is_a_clear_error(monkeypatch, capsys):
 
 
 def test_python_dash_m_lrjax_help():
-    completed = subprocess.run([sys.executable, "-m", "lrjax", "--help"], capture_output=True,
-                               text=True, timeout=120, check=False)
+    completed = subprocess.run(
+        [sys.executable, "-m", "lrjax", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert completed.returncode == 0
     assert "usage: lrjax" in completed.stdout and "find" in completed.stdout
 
@@ -137,8 +154,9 @@ def load(path):
 
 def test_find_prints_report_and_writes_json(tmp_path, capsys):
     out_json = tmp_path / "lr.json"
-    status, out, err = run(["find", "--steps", "30", "--quiet", "--ascii", "--json", str(out_json)],
-                           capsys)
+    status, out, err = run(
+        ["find", "--steps", "30", "--quiet", "--ascii", "--json", str(out_json)], capsys
+    )
     assert status == 0, err
     assert "range test [" not in err  # --quiet: no progress
     assert all(ord(ch) < 128 for ch in out)  # --ascii
@@ -176,8 +194,20 @@ def test_every_optimizer_runs_from_the_same_start(tmp_path, capsys):
     second_losses = {}
     for name in cli.OPTIMIZERS:
         path = tmp_path / f"{name}.json"
-        status, _, err = run(["find", "--optimizer", name, "--steps", "6", "--quiet",
-                              "--no-terminal-plot", "--json", str(path)], capsys)
+        status, _, err = run(
+            [
+                "find",
+                "--optimizer",
+                name,
+                "--steps",
+                "6",
+                "--quiet",
+                "--no-terminal-plot",
+                "--json",
+                str(path),
+            ],
+            capsys,
+        )
         assert status == 0, (name, err)
         payload, result = load(path)
         assert payload["command"]["optimizer"] == name
@@ -193,9 +223,25 @@ def test_every_optimizer_runs_from_the_same_start(tmp_path, capsys):
 
 def test_seeds_and_linear_mode(tmp_path, capsys):
     path = tmp_path / "seeds.json"
-    status, out, _ = run(["find", "--seeds", "2", "--mode", "linear", "--min-lr", "1e-3",
-                          "--max-lr", "0.5", "--steps", "10", "--quiet", "--json", str(path)],
-                         capsys)
+    status, out, _ = run(
+        [
+            "find",
+            "--seeds",
+            "2",
+            "--mode",
+            "linear",
+            "--min-lr",
+            "1e-3",
+            "--max-lr",
+            "0.5",
+            "--steps",
+            "10",
+            "--quiet",
+            "--json",
+            str(path),
+        ],
+        capsys,
+    )
     assert status == 0
     assert "median of 2 seeds" in out and "decades" in out
     payload, result = load(path)

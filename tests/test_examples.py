@@ -58,18 +58,19 @@ def test_stacked_batches_cover_each_epoch_without_repeats():
     labels = np.asarray(data["y"])
     # 3 full batches per epoch (9 of 10 images); no image twice within an epoch
     for epoch in range(2):
-        seen = labels[3 * epoch:3 * epoch + 3].ravel()
+        seen = labels[3 * epoch : 3 * epoch + 3].ravel()
         assert len(set(seen.tolist())) == 9
     np.testing.assert_array_equal(np.asarray(data["x"])[..., 0], labels)  # images match labels
-    for bad in (dict(batch_size=0), dict(batch_size=11), dict(num_steps=0)):
-        kwargs = dict(batch_size=3, num_steps=7) | bad
+    for bad in ({"batch_size": 0}, {"batch_size": 11}, {"num_steps": 0}):
+        kwargs = {"batch_size": 3, "num_steps": 7} | bad
         with pytest.raises(ValueError, match=next(iter(bad))):
             digits.stacked_batches(x, y, **kwargs)
 
 
 def test_problem_loss_matches_numpy_and_init_fn_is_reproducible():
-    loss_fn, params, data, init_fn = digits.digits_problem(hidden=16, batch_size=32, num_steps=5,
-                                                          seed=3)
+    loss_fn, params, data, init_fn = digits.digits_problem(
+        hidden=64, batch_size=32, num_steps=5, seed=3
+    )
     assert data["x"].shape == (5, 32, 64)
     batch = jax.tree.map(lambda a: a[2], data)
     loss = jax.jit(loss_fn)(params, batch)
@@ -97,10 +98,20 @@ def test_missing_scikit_learn_names_the_extra(monkeypatch):
 def test_find_lr_flax_example_trains_to_high_accuracy():
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "find_lr_flax.py"), "--range-steps", "60",
-         "--epochs", "6"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-        env=env | {"PYTHONPATH": str(ROOT)}, check=False,
+        [
+            sys.executable,
+            str(ROOT / "examples" / "find_lr_flax.py"),
+            "--range-steps",
+            "60",
+            "--epochs",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env | {"PYTHONPATH": str(ROOT)},
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     bounds = re.search(r"cyclical bounds (\S+) \.\. (\S+)", completed.stdout)

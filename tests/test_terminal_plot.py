@@ -122,23 +122,24 @@ def test_nothing_finite_gives_a_note():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(lrs=[1.0, 2.0], losses=[1.0]), "same length"),
-        (dict(width=5), "width"),
-        (dict(height=2), "height"),
-        (dict(y_limits=(2.0, 1.0)), "y_limits"),
-        (dict(y_limits=(0.0, math.nan)), "y_limits"),
+        ({"lrs": [1.0, 2.0], "losses": [1.0]}, "same length"),
+        ({"width": 5}, "width"),
+        ({"height": 2}, "height"),
+        ({"y_limits": (2.0, 1.0)}, "y_limits"),
+        ({"y_limits": (0.0, math.nan)}, "y_limits"),
     ],
 )
 def test_bad_arguments_are_rejected(kwargs, match):
-    call = dict(lrs=[1e-3, 1e-2], losses=[1.0, 2.0]) | kwargs
+    call = {"lrs": [1e-3, 1e-2], "losses": [1.0, 2.0]} | kwargs
     with pytest.raises(ValueError, match=match):
         text_plot(call.pop("lrs"), call.pop("losses"), **call)
 
 
 @settings(max_examples=40, deadline=None)
 @given(
-    losses=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1,
-                    max_size=40),
+    losses=st.lists(
+        st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1, max_size=40
+    ),
     width=st.integers(16, 70),
     height=st.integers(3, 20),
 )
