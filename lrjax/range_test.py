@@ -782,7 +782,8 @@ def range_test(
 
     Args:
         loss_fn: ``(params, batch) -> scalar loss``, or ``(loss, aux)`` with ``has_aux``.
-        params: initial params (never modified); may be ``None`` when ``init_fn`` is given.
+        params: initial params (never modified); may be ``None`` when ``init_fn`` is
+            given (then params, if given, only checks the structure ``init_fn`` returns).
         optimizer: factory taking ``learning_rate``, e.g. ``optax.adam``.
         data: stacked pytree, iterable of batches, or ``(key, i) -> batch``.
         min_lr: first learning rate (> 0).
