@@ -40,8 +40,10 @@ def plot_schedule(schedule: optax.Schedule, num_steps: int, ax: Axes | None = No
       The Axes drawn into (step on x, value on y).
 
     Example:
-      >>> ax = plot_schedule(lrjax.one_cycle(0.1, 1000), 1000)
-      >>> ax.figure.savefig("one_cycle.png")
+      >>> from lrjax import one_cycle
+      >>> ax = plot_schedule(one_cycle(0.1, 1000), 1000)  # then ax.figure.savefig(...)
+      >>> ax.get_xlabel()
+      'step'
     """
     values = schedule_values(schedule, num_steps)
     plt = _require_matplotlib()
