@@ -435,7 +435,8 @@ def one_cycle(
       three_phase: use the paper's symmetric rise and fall, then a final annihilation.
 
     Returns:
-      An optax schedule ``count -> value``, values in ``[min(initial, final), max_value]``.
+      An optax schedule ``count -> value``, values between the least and the greatest of
+      ``initial``, ``max_value`` and ``final`` (``[final, max_value]`` for factors ``>= 1``).
 
     Example:
       >>> schedule = one_cycle(0.1, total_steps=10_000)
