@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lrjax
 
@@ -117,13 +119,15 @@ def test_losses_match_a_numpy_sgd_loop():
     assert np.all(np.isnan(result.losses[stop + 1:]))
 
 
-def test_smoothing_and_divergence_match_the_definition():
-    for beta, threshold in [(0.98, 4.0), (0.5, 2.0), (0.0, 1.5)]:
-        options = {**RANGE, "smoothing": beta, "diverge_threshold": threshold}
-        result = lrjax.range_test(mse, PARAMS, optax.sgd, (X, Y), **options)
-        smoothed, diverged = ref_smooth_and_diverge(result.losses.astype(np.float64), beta, threshold)
-        assert result.diverged_at == diverged
-        np.testing.assert_allclose(result.smoothed_losses[: len(smoothed)], smoothed, rtol=1e-5)
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(beta=st.floats(0.0, 0.99), threshold=st.floats(1.05, 10.0))
+def test_smoothing_and_divergence_match_the_definition(beta, threshold):
+    # beta and threshold are runtime inputs: every example reuses one compiled program.
+    options = {**RANGE, "smoothing": beta, "diverge_threshold": threshold}
+    result = lrjax.range_test(mse, PARAMS, optax.sgd, (X, Y), **options)
+    smoothed, diverged = ref_smooth_and_diverge(result.losses.astype(np.float64), beta, threshold)
+    assert result.diverged_at == diverged
+    np.testing.assert_allclose(result.smoothed_losses[: len(smoothed)], smoothed, rtol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["exp", "linear"])
@@ -191,6 +195,12 @@ def test_no_recompile_on_second_call():
     lrjax.range_test(counted, PARAMS, functools.partial(optax.adam, b1=0.8), (X, Y), min_lr=1e-3,
                      max_lr=1.0, num_steps=STEPS, smoothing=0.9, diverge_threshold=5.0)
     assert len(traces) == first
+    # The chunked path (an iterable) compiles its own programs once, then reuses them.
+    batches = list(zip(X[:STEPS], Y[:STEPS]))
+    lrjax.range_test(counted, PARAMS, adam, batches, chunk_size=7, **RANGE)
+    chunked = len(traces)
+    lrjax.range_test(counted, PARAMS, adam, iter(batches), chunk_size=7, **RANGE)
+    assert len(traces) == chunked
 
 
 # --- options ------------------------------------------------------------------------------
