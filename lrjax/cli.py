@@ -124,6 +124,26 @@ OPTIMIZERS: dict[str, tuple[Callable[[argparse.Namespace], OptimizerFactory], st
 # --- the parser -----------------------------------------------------------------------
 
 
+def _add_valued(
+    parser: argparse.ArgumentParser,
+    parse: Callable[[str], Any],
+    flag: str,
+    default: Any,
+    metavar: str | None,
+    text: str,
+    choices: list[str] | None = None,
+) -> None:
+    """An option taking a value, its default shown in the help (choices list themselves)."""
+    parser.add_argument(
+        flag,
+        type=parse,
+        default=default,
+        metavar=metavar,
+        choices=choices,
+        help=f"{text} (default: %(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``lrjax`` argument parser with its ``find`` subcommand."""
     parser = _Parser(
@@ -147,104 +167,31 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    find.add_argument(
-        "--optimizer",
-        default="adam",
-        choices=list(OPTIMIZERS),
-        help="optimizer under test, see below (default: %(default)s)",
-    )
-    find.add_argument(
-        "--min-lr",
-        type=_finite_float,
-        default=1e-7,
-        metavar="LR",
-        help="learning rate of the first step, > 0 (default: %(default)g)",
-    )
-    find.add_argument(
-        "--max-lr",
-        type=_finite_float,
-        default=10.0,
-        metavar="LR",
-        help="learning rate of the last step, > --min-lr (default: %(default)g)",
-    )
-    find.add_argument(
-        "--steps",
-        type=_int_at_least(2),
-        default=100,
-        metavar="N",
-        help="number of steps (default: %(default)s)",
-    )
-    find.add_argument(
-        "--mode",
-        default="exp",
-        choices=["exp", "linear"],
-        help="exponential or linear learning-rate ramp (default: %(default)s)",
-    )
-    find.add_argument(
-        "--seeds",
-        type=_int_at_least(1),
-        default=1,
-        metavar="N",
-        help="initialisations run together in one program; the suggestion is "
-        "their median (default: %(default)s)",
-    )
-    find.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the weights and the batch order (default: %(default)s)",
-    )
-    find.add_argument(
-        "--batch-size",
-        type=_int_at_least(1),
-        default=64,
-        metavar="N",
-        help=f"images per step, at most {TRAIN_IMAGES} (default: %(default)s)",
-    )
-    find.add_argument(
-        "--hidden",
-        type=_int_at_least(1),
-        default=64,
-        metavar="N",
-        help="width of the hidden layer (default: %(default)s)",
-    )
-    find.add_argument(
-        "--momentum",
-        type=_finite_float,
-        default=0.9,
-        help="momentum of --optimizer sgd, 0 for plain SGD (default: %(default)s)",
-    )
-    find.add_argument(
-        "--weight-decay",
-        type=_finite_float,
-        default=1e-4,
-        metavar="WD",
-        help="decoupled weight decay of --optimizer adamw (default: %(default)g)",
-    )
-    find.add_argument(
-        "--smoothing",
-        type=_finite_float,
-        default=0.98,
-        metavar="BETA",
-        help="EMA factor of the smoothed loss, in [0, 1) (default: %(default)s)",
-    )
-    find.add_argument(
+    choice = functools.partial(_add_valued, find, str)
+    number = functools.partial(_add_valued, find, _finite_float)
+    count = functools.partial(_add_valued, find, _int_at_least(1))
+    choice("--optimizer", "adam", None, "optimizer under test, see below", list(OPTIMIZERS))
+    number("--min-lr", 1e-7, "LR", "learning rate of the first step, > 0")
+    number("--max-lr", 10.0, "LR", "learning rate of the last step, > --min-lr")
+    _add_valued(find, _int_at_least(2), "--steps", 100, "N", "number of steps, >= 2")
+    choice("--mode", "exp", None, "learning-rate ramp: exp or linear", ["exp", "linear"])
+    count("--seeds", 1, "N", "initialisations run in one program; suggestions are medians")
+    _add_valued(find, int, "--seed", 0, "N", "seed of the weights and the batch order")
+    count("--batch-size", 64, "N", f"images per step, at most {TRAIN_IMAGES}")
+    count("--hidden", 64, "N", "width of the hidden layer")
+    number("--momentum", 0.9, "M", "momentum of --optimizer sgd, 0 for plain SGD")
+    number("--weight-decay", 1e-4, "WD", "decoupled weight decay of --optimizer adamw")
+    number("--smoothing", 0.98, "BETA", "EMA factor of the smoothed loss, in [0, 1)")
+    _add_valued(
+        find,
+        _number,
         "--diverge-threshold",
-        type=_number,
-        default=4.0,
-        metavar="X",
-        help="stop once the smoothed loss exceeds X times the best, X > 1, "
-        "inf: only at a non-finite loss (default: %(default)s)",
+        4.0,
+        "X",
+        "stop once the smoothed loss exceeds X times the best, X > 1; inf: only at NaN",
     )
-    find.add_argument(
-        "--suggest",
-        default="valley",
-        choices=list(SUGGESTERS),
-        help="the rule whose learning rate is the suggestion (default: %(default)s)",
-    )
-    find.add_argument(
-        "--plot", metavar="FILE.png", help="save a matplotlib plot of the curve (needs lrjax[plot])"
-    )
+    choice("--suggest", "valley", None, "the rule whose lr is the suggestion", list(SUGGESTERS))
+    find.add_argument("--plot", metavar="FILE.png", help="save a matplotlib plot (lrjax[plot])")
     find.add_argument("--json", metavar="FILE.json", help="save the suggestions and the curve")
     find.add_argument("--ascii", action="store_true", help="draw the terminal plot in ASCII")
     find.add_argument("--no-terminal-plot", action="store_true", help="skip the terminal plot")
