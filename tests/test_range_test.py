@@ -168,6 +168,19 @@ def test_injected_nan_stops_cleanly():
     assert math.isfinite(result.suggest())  # with the fallback warning if it must
 
 
+def test_no_work_after_divergence():
+    # Count the loss evaluations that actually run (a host callback runs only when executed).
+    runs = []
+
+    def counted(params, batch):
+        jax.debug.callback(lambda: runs.append(1))
+        return quadratic(params, batch)
+
+    result = lrjax.range_test(counted, W0, optax.sgd, QUAD_DATA, min_lr=1e-3, max_lr=10.0,
+                              num_steps=QUAD_STEPS)
+    assert result.stopped_early and len(runs) == result.diverged_at + 1
+
+
 def test_params_and_data_unchanged():
     params = {"w": jnp.arange(3.0), "b": jnp.ones(())}
     host = {"w": np.arange(3.0, dtype=np.float32), "b": 1.0}  # a Python number is fine too
