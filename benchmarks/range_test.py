@@ -11,8 +11,8 @@ early (a NaN would still stop lrjax and the Python loop; the report says if one 
     step (a finder must, to smooth it and test for divergence on the host).
 (d) torch-lr-finder with an equivalent PyTorch MLP, when torch and torch_lr_finder import.
 
-Runs are interleaved (a, b, c, d, a, b, ...) so that load changes on the machine hit
-every method alike; the table shows the median steady-state time, the compile time of
+Runs are interleaved (a, b, c, d, then b, c, d, a, ...: the order rotates) so that load
+changes on the machine hit every method alike; the table shows the median steady-state time, the compile time of
 the JAX ones (first call minus the steady median) and the ratios.
 
 Usage:
@@ -179,9 +179,13 @@ def measure(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[
     for name, run in runs.items():
         first[name], output = timed(run)
         steps_done[name] = curve_length(output)
-    for _ in range(repeats):
-        for name, run in runs.items():
-            steady[name].append(timed(run)[0])
+    names = list(runs)
+    for repeat in range(repeats):
+        # Rotate the order so that no method always runs right after the same other one
+        # (torch's run leaves caches cold for whatever comes next).
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            steady[name].append(timed(runs[name])[0])
     return {
         name: {
             "median_s": statistics.median(steady[name]),
