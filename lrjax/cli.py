@@ -25,7 +25,7 @@ import numpy as np
 
 from lrjax import __version__
 from lrjax.suggest import SUGGESTERS
-from lrjax.terminal_plot import text_plot
+from lrjax.terminal_plot import UNICODE_GLYPHS, text_plot
 
 TABLE_ROWS = 8
 PROGRESS_UPDATES = 10  # chunks of the compiled test, one progress report after each
@@ -340,8 +340,17 @@ def _divergence_line(result: Any) -> str:
     return f"diverged at step {first} (lr {result.lrs[first]:.3e}){curves}; later steps skipped"
 
 
+def _can_draw_unicode(stream: TextIO) -> bool:
+    """Whether ``stream``'s encoding has the plot's box-drawing characters (cp1252 has not)."""
+    try:
+        "".join(UNICODE_GLYPHS.values()).encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
 def _format_report(
-    result: Any, findings: Findings, args: argparse.Namespace, seconds: float
+    result: Any, findings: Findings, args: argparse.Namespace, seconds: float, ascii_only: bool
 ) -> str:
     seeds = f", median of {args.seeds} seeds" if args.seeds > 1 else ""
     lines = [
@@ -359,7 +368,7 @@ def _format_report(
                 findings.curve,
                 marks={args.suggest: findings.suggestions[args.suggest]},
                 y_limits=_plot_y_limits(findings.curve),
-                ascii_only=args.ascii,
+                ascii_only=ascii_only,
                 x_label=f"learning rate; smoothed loss{seeds}",
             ),
             "",
@@ -443,7 +452,8 @@ def _find(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     seconds = time.perf_counter() - start
     findings = _read_findings(result, args.seeds)
     stderr.writelines(f"lrjax: warning: {message}\n" for message in findings.warnings)
-    stdout.write(_format_report(result, findings, args, seconds) + "\n")
+    ascii_only = args.ascii or not _can_draw_unicode(stdout)
+    stdout.write(_format_report(result, findings, args, seconds, ascii_only) + "\n")
     try:
         if args.json is not None:
             with open(args.json, "w", encoding="utf-8") as file:

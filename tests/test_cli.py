@@ -1,5 +1,6 @@
 """Tests of the ``lrjax`` command, run in-process through ``lrjax.cli.main``."""
 
+import io
 import json
 import subprocess
 import sys
@@ -124,6 +125,12 @@ def test_progress_bar_redraws_in_place_on_a_terminal():
     assert len(redraws) == 3 and terminal.text.count("\n") == 1  # newline only at the end
     assert redraws[1].startswith("range test [" + "#" * 15 + "-" * 15 + "] 5/10")
     assert redraws[2].endswith("10/10 steps\n")
+
+
+def test_unicode_plot_only_where_the_output_encoding_has_it():
+    assert cli._can_draw_unicode(io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+    assert not cli._can_draw_unicode(io.TextIOWrapper(io.BytesIO(), encoding="cp1252"))
+    assert not cli._can_draw_unicode(io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
 
 
 def test_missing_lrjax_optimizer_is_a_clear_error(monkeypatch, capsys):
