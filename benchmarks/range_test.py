@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import os
@@ -162,10 +163,17 @@ def torch_finder(num_steps: int, threads: int) -> Callable[[], Any] | str:
 
 
 def timed(run: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    output = run()
-    jax.block_until_ready(output)
-    return time.perf_counter() - start, output
+    """Wall time of one run, with the garbage collector paused as ``timeit`` does (the
+    Python loop and torch leave garbage whose collection would land on the next run)."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        output = run()
+        jax.block_until_ready(output)
+        return time.perf_counter() - start, output
+    finally:
+        gc.enable()
 
 
 def curve_length(output: Any) -> int:
