@@ -6,6 +6,9 @@
 3. Run the range test (one compiled program) and read Smith's cyclical bounds off the curve.
 4. Train with ``lrjax.cyclic(base_lr, max_lr, step_size_up)`` and report test accuracy.
 
+The optimizer (``--optimizer adam`` or ``sgd``, SGD with momentum 0.9) is the same in the
+range test and in training: the bounds belong to the optimizer they were measured with.
+
 Run ``python examples/find_lr_flax.py --help`` for the options; the defaults take a few
 seconds on a laptop CPU. Needs ``pip install lrjax[examples]`` (Flax and scikit-learn).
 """
@@ -13,6 +16,7 @@ seconds on a laptop CPU. Needs ``pip install lrjax[examples]`` (Flax and scikit-
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Any
 
@@ -37,8 +41,17 @@ class MLP(nnx.Module):
         return self.head(nnx.relu(self.layer2(nnx.relu(self.layer1(x)))))
 
 
+# Factories taking learning_rate: the range test hands them its ramp, training the schedule.
+OPTIMIZERS = {
+    "adam": optax.adam,
+    "sgd": functools.partial(optax.sgd, momentum=0.9),
+}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam",
+                        help="optimizer for the range test and training (sgd: momentum 0.9)")
     parser.add_argument("--range-steps", type=int, default=100, help="steps of the range test")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs after it")
     parser.add_argument("--cycles", type=int, default=3, help="cycles of the cyclic schedule")
@@ -105,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # The range test: one jit(lax.scan) program over `range_steps` stacked batches. The
     # optimizer is a factory: the range test hands it its ramp as learning_rate.
+    optimizer = OPTIMIZERS[args.optimizer]
     data = stacked_batches(x_train, y_train, args.batch_size, args.range_steps, args.seed)
-    result = lrjax.range_test(loss_fn, params, optax.adam, data, num_steps=args.range_steps)
+    result = lrjax.range_test(loss_fn, params, optimizer, data, num_steps=args.range_steps)
     base_lr, max_lr = result.cyclical_bounds()
     print(
         f"range test: suggested lr {result.suggest():.3g} (valley); "
@@ -119,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     step_size_up = max(1, total_steps // (2 * args.cycles))
     schedule = lrjax.cyclic(base_lr, max_lr, step_size_up, mode="triangular2")
     # The range test left params untouched: training starts from the same initial weights.
-    params = train(loss_fn, params, optax.adam(schedule), x_train, y_train, args)
+    params = train(loss_fn, params, optimizer(learning_rate=schedule), x_train, y_train, args)
 
     predictions = jnp.argmax(logits_fn(params, jnp.asarray(x_test)), axis=-1)
     print(f"test accuracy: {float(jnp.mean(predictions == jnp.asarray(y_test))):.4f}")

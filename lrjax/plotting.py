@@ -79,7 +79,8 @@ def plot_range_test(result: Any, ax: Axes | None = None) -> Axes:
     One curve: the raw loss (thin) and the smoothed loss. Several seeds: the median
     smoothed loss with a band from the lowest to the highest seed. A sweep: one smoothed
     curve (median over seeds, with its band) per swept value. Every suggestion of
-    ``result.suggestions()`` is a dashed vertical line; the y range stops a little above
+    ``result.suggestions()`` is a dashed vertical line, ``result.cyclical_bounds()`` a
+    grey band; the y range stops a little above
     the highest smoothed loss before divergence, so the blow-up does not flatten the curve.
 
     Args:
@@ -113,6 +114,9 @@ def plot_range_test(result: Any, ax: Axes | None = None) -> Axes:
             ax.fill_between(lrs, low, high, color=line.get_color(), alpha=0.2, lw=0)
     for index, (method, value) in enumerate(result.suggestions().items()):
         ax.axvline(value, ls="--", lw=1, color=f"C{(index + 3) % 10}", label=f"{method} {value:.2g}")
+    base_lr, max_lr = result.cyclical_bounds()
+    ax.axvspan(base_lr, max_lr, color="0.5", alpha=0.15, lw=0,
+               label=f"cyclical bounds {base_lr:.2g}..{max_lr:.2g}")
     before = result.smoothed_before_divergence()
     if np.isfinite(before).any():
         low, high = np.nanmin(before), np.nanmax(before)

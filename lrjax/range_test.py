@@ -1061,19 +1061,30 @@ class RangeTestResult:
         steps = self._diverged_array()
         return bool(np.all((steps >= 0) & (steps < self.num_steps - 1)))
 
+    def _before_divergence(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as float64 rows ``(curves, steps)``, NaN from each divergence step on."""
+        curves = np.array(values, np.float64).reshape(-1, self.num_steps)
+        for row, step in zip(curves, self._diverged_array().reshape(-1)):
+            if step >= 0:
+                row[step:] = np.nan
+        return curves
+
     def smoothed_before_divergence(self) -> np.ndarray:
         """The smoothed losses with NaN from each curve's divergence step on (float64).
 
         This is what the suggestion rules read: the diverging step itself is excluded.
         """
-        curves = np.array(self.smoothed_losses, np.float64).reshape(-1, self.num_steps)
-        for row, step in zip(curves, self._diverged_array().reshape(-1)):
-            if step >= 0:
-                row[step:] = np.nan
-        return curves.reshape(self.smoothed_losses.shape)
+        return self._before_divergence(self.smoothed_losses).reshape(self.smoothed_losses.shape)
+
+    def losses_before_divergence(self) -> np.ndarray:
+        """The raw losses with NaN from each curve's divergence step on (float64).
+
+        This is what :meth:`cyclical_bounds` reads: the diverging step itself is excluded.
+        """
+        return self._before_divergence(self.losses).reshape(self.losses.shape)
 
     def _rule_curves(self) -> np.ndarray:
-        return self.smoothed_before_divergence().reshape(-1, self.num_steps)
+        return self._before_divergence(self.smoothed_losses)
 
     def suggest(self, method: str = "valley", *, per_curve: bool = False,
                 **kwargs: Any) -> float | np.ndarray:
@@ -1105,11 +1116,14 @@ class RangeTestResult:
     def cyclical_bounds(self) -> tuple[float, float]:
         """``(base_lr, max_lr)`` for ``lrjax.cyclic`` (medians over curves).
 
-        See ``lrjax.suggest_cyclical_bounds`` for the rule: max at the loss minimum
-        before divergence, base where the loss has covered 10% of its fall.
+        Read off each curve's RAW losses before divergence, smoothed by a centred
+        (zero-lag) window: ``base_lr`` where the loss has covered 10% of its fall from
+        the first point to the minimum, ``max_lr`` where it has covered 90%. Not read
+        off ``smoothed_losses``: the EMA lags, and its minimum sits where the raw loss
+        already blows up. See ``lrjax.suggest_cyclical_bounds`` for the full rule.
         """
         pairs = np.asarray([_suggest.suggest_cyclical_bounds(self.lrs, row)
-                            for row in self._rule_curves()])
+                            for row in self._before_divergence(self.losses)])
         return float(np.median(pairs[:, 0])), float(np.median(pairs[:, 1]))
 
     def to_dict(self) -> dict[str, Any]:

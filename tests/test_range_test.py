@@ -383,8 +383,11 @@ def test_plot_single_seeds_and_sweep():
     ax = Figure().subplots()
     assert single.plot(ax=ax) is ax
     assert ax.get_xscale() == "log"
-    # raw + smoothed + one dashed line per suggestion
+    # raw + smoothed + one dashed line per suggestion; a band between the cyclical bounds
     assert len(ax.get_lines()) == 2 + 4
+    (band,) = ax.patches
+    band_lrs = band.get_path().transformed(band.get_patch_transform()).vertices[:, 0]
+    assert (band_lrs.min(), band_lrs.max()) == pytest.approx(single.cyclical_bounds())
     assert ax.get_ylim()[1] < 20  # the NaN tail and blow-up do not set the range
     seeds = hand_made_result((3,), ("seed",))
     ax = lrjax.plot_range_test(seeds, ax=Figure().subplots())
@@ -401,6 +404,21 @@ def test_hand_made_result_suggestions():
     assert result.suggest("minimum") == pytest.approx(result.lrs[np.nanargmin(result.smoothed_losses)] / 10)
     assert result.stopped_early
     assert hand_made_result((2,), ("seed",)).suggest(per_curve=True).shape == (2,)
+
+
+def test_cyclical_bounds_read_raw_losses_cut_at_divergence_median_over_curves():
+    lrs = np.logspace(-4, 1, 40)
+    raw = np.stack([1 + (np.log10(lrs) - c) ** 2 for c in (-3.0, -2.0, -1.5)])
+    diverged = np.array([30, -1, 34])
+    # The smoothed curves are not read: make them useless (flat) to prove it.
+    result = lrjax.RangeTestResult(lrs=lrs, losses=raw, smoothed_losses=np.ones_like(raw),
+                                   diverged_at=diverged, batch_axes=("seed",))
+    cut = raw.copy()
+    cut[0, 30:] = np.nan  # the diverging step itself is excluded
+    cut[2, 34:] = np.nan
+    rows = np.asarray([lrjax.suggest_cyclical_bounds(lrs, row) for row in cut])
+    assert result.cyclical_bounds() == pytest.approx(tuple(np.median(rows, axis=0)))
+    np.testing.assert_array_equal(result.losses_before_divergence(), cut)
 
 
 def test_records_are_float32_under_x64(x64):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lrjax
-from lrjax.suggest import usable_curve
+from lrjax.suggest import centred_smooth, usable_curve
 
 LRS = np.logspace(-5, 1, 60)
 RULES = ["valley", "steepest", "minimum", "slide"]
@@ -58,6 +58,48 @@ def ref_slide(lrs, losses, lr_diff=15, thresh=0.005):
         found = lrs[left]
         right, left = right - 1, left - 1
     return found
+
+
+def ref_centred_smooth(values, half_width):
+    """Order-1 Savitzky-Golay from its definition: at each point, the least-squares line
+    through the window centred on it, or through the first/last full window at the ends,
+    evaluated there (normal equations written out, no polyfit)."""
+    n = len(values)
+    h = min(half_width, (n - 1) // 2)
+    out = []
+    for i in range(n):
+        lo = min(max(i - h, 0), n - 1 - 2 * h)
+        ks = list(range(lo, lo + 2 * h + 1))
+        k_mean = sum(ks) / len(ks)
+        v_mean = sum(values[k] for k in ks) / len(ks)
+        spread = sum((k - k_mean) ** 2 for k in ks)
+        slope = sum((k - k_mean) * (values[k] - v_mean) for k in ks) / spread if spread else 0.0
+        out.append(v_mean + slope * (i - k_mean))
+    return np.asarray(out)
+
+
+def ref_cyclical_bounds(lrs, raw, half_width):
+    """The documented rule with loops: smooth the finite prefix, 10% / 90% of the fall."""
+    finite = 0
+    while finite < len(raw) and math.isfinite(raw[finite]):
+        finite += 1
+    y = ref_centred_smooth(raw[:finite], half_width)
+    low = min(y)
+    base = next(i for i in range(finite) if y[i] <= y[0] - 0.1 * (y[0] - low))
+    top = next(i for i in range(finite) if y[i] <= y[0] - 0.9 * (y[0] - low))
+    return (lrs[base] if base < top else lrs[top] / 4), lrs[top]
+
+
+def ref_ema_and_divergence(losses, beta=0.98, threshold=4.0):
+    """The range test's bias-corrected EMA and divergence step, from their definitions."""
+    avg, best, smoothed = 0.0, math.inf, []
+    for t, loss in enumerate(losses):
+        avg = beta * avg + (1 - beta) * loss
+        smoothed.append(avg / (1 - beta ** (t + 1)))
+        best = min(best, smoothed[-1])
+        if smoothed[-1] > threshold * best:
+            return np.asarray(smoothed), t
+    return np.asarray(smoothed), None
 
 
 def trimmed(losses):
@@ -142,19 +184,89 @@ def test_unreadable_curves_warn_and_fall_back_to_min_lr(rule, case):
             assert got == LRS[0]
 
 
+def test_centred_smooth_matches_reference_and_has_no_lag():
+    noisy = np.random.default_rng(3).normal(size=23)
+    for half_width in (0, 1, 4, 11, 30):
+        np.testing.assert_allclose(centred_smooth(noisy, half_width),
+                                   ref_centred_smooth(noisy, half_width), rtol=1e-10, atol=1e-12)
+    # Zero lag: a straight line comes out unchanged, ends included (an EMA would trail it).
+    line = 3.0 - 0.25 * np.arange(40)
+    np.testing.assert_allclose(centred_smooth(line, 5), line, rtol=1e-12)
+    assert centred_smooth([2.0], 3).tolist() == [2.0]
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="half_width"):
+            centred_smooth(line, bad)
+
+
 def test_cyclical_bounds_by_hand():
-    # Flat at 2 up to index 10, falls linearly to 1 at index 30, then rises.
-    curve = np.concatenate([np.full(11, 2.0), np.linspace(2.0, 1.0, 21)[1:], np.linspace(1.05, 3, 29)])
-    base, top = lrjax.suggest_cyclical_bounds(LRS, curve)
-    assert top == LRS[30]
-    # 10% of the fall: first point <= 1.9 is index 12 (2 - 2/20 = 1.9).
-    assert base == LRS[12]
+    # Flat at 2 up to index 10, falls 0.04 a step to 1 at index 35, then rises 0.1 a step.
+    fall, rise = 2.0 - 0.04 * np.arange(1, 26), 1.0 + 0.1 * np.arange(1, 25)
+    curve = np.concatenate([np.full(11, 2.0), fall, rise])
+    base, top = lrjax.suggest_cyclical_bounds(LRS, curve, half_width=0)
+    # No smoothing: the fall is 1; 10% covered (<= 1.9) first at 2 - 0.04 * 3 (index 13),
+    # 90% covered (<= 1.1) first at 2 - 0.04 * 23 (index 33), two steps before the minimum.
+    assert (base, top) == (LRS[13], LRS[33])
+    # Default smoothing (half-width 3 of 60 points) against the loop reference.
+    want = ref_cyclical_bounds(LRS, curve, 3)
+    assert lrjax.suggest_cyclical_bounds(LRS, curve) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cyclical_bounds_on_noisy_curves_match_the_reference(seed):
+    curve = noisy_bowl(seed)
+    curve[50:] = np.nan  # diverged at step 50
+    got = lrjax.suggest_cyclical_bounds(LRS, curve, half_width=4)
+    assert got == pytest.approx(ref_cyclical_bounds(LRS, curve, 4))
 
 
 def test_cyclical_bounds_cliff_uses_a_quarter_of_max():
     curve = np.concatenate([[2.0, 0.5], np.linspace(0.6, 3, 58)])
-    base, top = lrjax.suggest_cyclical_bounds(LRS, curve)
+    base, top = lrjax.suggest_cyclical_bounds(LRS, curve, half_width=0)
     assert (base, top) == (pytest.approx(LRS[1] / 4), LRS[1])
+
+
+# A range-test curve of known shape: a sigmoid fall of 2 in log10(lr) centred at 10**-3.5,
+# then a quadratic blow-up from 10**-2 on; 100 steps from 1e-6 to 10 (0.0707 decades each).
+SYNTH_LRS = np.logspace(-6, 1, 100)
+SYNTH_STEP = 7 / 99
+
+
+def synthetic_loss(lrs):
+    x = np.log10(lrs)
+    return 1 + 2 / (1 + np.exp((x + 3.5) / 0.3)) + 40 * np.maximum(x + 2, 0) ** 2
+
+
+def first_covering(curve, fraction):
+    """First index where ``curve`` has covered ``fraction`` of its fall to its minimum."""
+    return int(np.argmax(curve <= curve[0] - fraction * (curve[0] - curve.min())))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cyclical_bounds_are_not_shifted_by_the_ema_lag(seed):
+    clean = synthetic_loss(SYNTH_LRS)
+    raw = clean + np.random.default_rng(seed).normal(scale=0.05, size=clean.size)
+    ema, diverged = ref_ema_and_divergence(raw)
+    assert diverged is not None
+    # The noise-free curve's 10% / 90% points, over the same steps as the noisy one.
+    want_base = SYNTH_LRS[first_covering(clean[:diverged], 0.1)]
+    want_max = SYNTH_LRS[first_covering(clean[:diverged], 0.9)]
+    clean_min = SYNTH_LRS[np.argmin(clean[:diverged])]
+    raw[diverged:] = np.nan  # what the range test records
+    result = lrjax.RangeTestResult(lrs=SYNTH_LRS, losses=raw, smoothed_losses=ema,
+                                   diverged_at=diverged)
+    base, top = result.cyclical_bounds()
+    assert (base, top) == lrjax.suggest_cyclical_bounds(SYNTH_LRS, raw)
+    # Tolerance 2 grid steps for max_lr (the 90% point sits on a steep part of the fall),
+    # 4 for base_lr (on the flat shoulder noise moves the 10% crossing more).
+    assert abs(math.log10(top / want_max)) <= 2 * SYNTH_STEP + 1e-9
+    assert abs(math.log10(base / want_base)) <= 4 * SYNTH_STEP + 1e-9
+    # The EMA's lag: the old rule (max_lr at the EMA's minimum before divergence) lands
+    # past the noise-free minimum, where the loss is already rising; even the same 90%
+    # rule read off the EMA lands at least half a decade to the right.
+    old_max = SYNTH_LRS[np.argmin(ema[:diverged])]
+    assert old_max > clean_min and math.log10(old_max / want_max) > 0.8
+    ema_90 = SYNTH_LRS[first_covering(ema[:diverged], 0.9)]
+    assert math.log10(ema_90 / want_max) > 0.5
 
 
 def test_slide_on_short_curve_shortens_the_window():
