@@ -179,6 +179,13 @@ def test_no_work_after_divergence():
     result = lrjax.range_test(counted, W0, optax.sgd, QUAD_DATA, min_lr=1e-3, max_lr=10.0,
                               num_steps=QUAD_STEPS)
     assert result.stopped_early and len(runs) == result.diverged_at + 1
+    # In chunks too: the chunk in which the curve diverges stops at the diverging step.
+    runs.clear()
+    chunked = lrjax.range_test(counted, W0, optax.sgd, QUAD_DATA, min_lr=1e-3, max_lr=10.0,
+                               num_steps=QUAD_STEPS, chunk_size=7)
+    assert chunked.diverged_at % 7 != 6  # it stops inside a chunk, not at a chunk's end
+    assert chunked.diverged_at == result.diverged_at and len(runs) == result.diverged_at + 1
+    np.testing.assert_array_equal(chunked.losses, result.losses)
 
 
 def test_params_and_data_unchanged():
