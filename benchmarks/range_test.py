@@ -7,16 +7,21 @@ early (a NaN would still stop lrjax and the Python loop; the report says if one 
 
 (a) ``lrjax.range_test``: one ``jit(lax.scan)`` program with smoothing and divergence checks.
 (b) a bare ``jit(lax.scan)`` train loop with the same ramp: the floor for (a).
+(b2) the same bare loop again, compiled separately: an A/A control whose ratio to (b)
+    shows the run's timing noise floor.
 (c) a finder written as a Python loop over a jitted step, reading the loss back every
     step (a finder must, to smooth it and test for divergence on the host).
 (d) torch-lr-finder with an equivalent PyTorch MLP, when torch and torch_lr_finder import.
 
 Runs are interleaved (a, b, c, d, then b, c, d, a, ...: the order rotates) so that load
-changes on the machine hit every method alike; the table shows the median steady-state time, the compile time of
-the JAX ones (first call minus the steady median) and the ratios.
+changes on the machine hit every method alike; the table shows the median steady-state
+time, the compile time of the JAX ones (first call minus the steady median), the ratio of
+medians to (a) and, against (b), the median of the per-repeat ratios (a paired statistic:
+the two runs of a repeat are adjacent in time, so load drifting on a shared machine
+cancels). The targets are checked on the paired ratio where there is one.
 
 Usage:
-    python benchmarks/range_test.py [--steps 200] [--repeats 7] [--json out.json]
+    python benchmarks/range_test.py [--steps 200] [--repeats 100] [--only a b b2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import contextlib
 import gc
 import io
 import json
+import math
 import os
 import platform
 import statistics
@@ -201,12 +207,17 @@ def measure(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[
             "first_call_s": first[name],
             "compile_s": max(first[name] - statistics.median(steady[name]), 0.0),
             "steps_recorded": steps_done[name],
+            "paired_ratio_to_b": (
+                statistics.median(x / y for x, y in zip(steady[name], steady["b"], strict=True))
+                if "b" in steady
+                else None
+            ),
         }
         for name in runs
     }
 
 
-def machine() -> dict[str, str]:
+def machine(torch_threads: int | None) -> dict[str, str]:
     info = {
         "cpu": _cpu_name(),
         "cores": str(os.cpu_count()),
@@ -215,11 +226,12 @@ def machine() -> dict[str, str]:
         "optax": optax.__version__,
         "backend": jax.default_backend(),
     }
-    with contextlib.suppress(Exception):
-        import torch
+    if torch_threads is not None:  # only when (d) ran
+        with contextlib.suppress(Exception):
+            import torch
 
-        info["torch"] = torch.__version__
-        info["torch_threads"] = str(torch.get_num_threads())
+            info["torch"] = torch.__version__
+            info["torch_threads"] = str(torch.get_num_threads())
     return info
 
 
@@ -234,6 +246,7 @@ def _cpu_name() -> str:
 LABELS = {
     "a": "(a) lrjax.range_test",
     "b": "(b) bare jit(lax.scan) loop",
+    "b2": "(b2) the bare loop again (A/A control)",
     "c": "(c) Python-loop finder (JAX)",
     "d": "(d) torch-lr-finder",
 }
@@ -242,15 +255,17 @@ TARGETS = (("a", "b", "<=", 1.10), ("c", "a", ">=", 3.0), ("d", "a", ">=", 5.0))
 
 def format_table(results: dict[str, dict[str, float]], steps: int) -> str:
     lines = [
-        f"| method ({steps} steps) | median | best | compile | median / (a) |",
-        "|---|---:|---:|---:|---:|",
+        f"| method ({steps} steps) | median | best | compile | median / (a) | paired / (b) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for key, row in results.items():
-        compile_text = f"{row['compile_s']:.2f} s" if key in "abc" else "n/a"
-        ratio = row["median_s"] / results["a"]["median_s"]
+        compile_text = f"{row['compile_s']:.2f} s" if key != "d" else "n/a"
+        ratio = row["median_s"] / results["a"]["median_s"] if "a" in results else math.nan
+        paired = row["paired_ratio_to_b"]
+        paired_text = "" if paired is None else f"{paired:.3f}"
         lines.append(
-            f"| {LABELS[key]} | {row['median_s'] * 1e3:.1f} ms | "
-            f"{row['min_s'] * 1e3:.1f} ms | {compile_text} | {ratio:.2f}x |"
+            f"| {LABELS[key]} | {row['median_s'] * 1e3:.2f} ms | "
+            f"{row['min_s'] * 1e3:.2f} ms | {compile_text} | {ratio:.2f}x | {paired_text} |"
         )
     return "\n".join(lines)
 
@@ -261,10 +276,12 @@ def check_targets(results: dict[str, dict[str, float]]) -> list[str]:
     for slow, fast, op, bound in TARGETS:
         if slow not in results or fast not in results:
             continue
-        ratio = results[slow]["median_s"] / results[fast]["median_s"]
+        paired = results[slow]["paired_ratio_to_b"] if fast == "b" else None
+        ratio = paired if paired is not None else results[slow]["median_s"] / results[fast]["median_s"]
         met = ratio <= bound if op == "<=" else ratio >= bound
         lines.append(
-            f"{LABELS[slow]} / {LABELS[fast]} = {ratio:.2f} (target {op} {bound}): "
+            f"{LABELS[slow]} / {LABELS[fast]} = {ratio:.3f}{' (paired)' if paired else ''} "
+            f"(target {op} {bound}): "
             f"{'met' if met else 'MISSED'}"
         )
     return lines
@@ -273,22 +290,29 @@ def check_targets(results: dict[str, dict[str, float]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--only", nargs="*", choices=tuple(LABELS), help="methods (default: all)")
     parser.add_argument("--json", help="also write the measurements here")
     args = parser.parse_args(argv)
-    runs: dict[str, Callable[[], Any]] = {
-        "a": lrjax_finder(args.steps),
-        "b": bare_scan(args.steps),
-        "c": python_loop_finder(args.steps),
+    builders: dict[str, Callable[[], Any]] = {
+        "a": lambda: lrjax_finder(args.steps),
+        "b": lambda: bare_scan(args.steps),
+        "b2": lambda: bare_scan(args.steps),
+        "c": lambda: python_loop_finder(args.steps),
+        "d": lambda: torch_finder(args.steps, args.torch_threads),
     }
-    torch_run = torch_finder(args.steps, args.torch_threads)
-    if isinstance(torch_run, str):
-        print(f"(d) torch-lr-finder {torch_run}", file=sys.stderr)
-    else:
-        runs["d"] = torch_run
+    runs: dict[str, Callable[[], Any]] = {}
+    for name, build in builders.items():
+        if args.only and name not in args.only:
+            continue
+        run = build()
+        if isinstance(run, str):
+            print(f"{LABELS[name]} {run}", file=sys.stderr)
+        else:
+            runs[name] = run
     results = measure(runs, args.repeats)
-    info = machine()
+    info = machine(args.torch_threads if "d" in runs else None)
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     print(format_table(results, args.steps))
     for key, row in results.items():

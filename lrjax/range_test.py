@@ -148,9 +148,14 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _is_real(value: Any) -> bool:
+    # The exact-type test first: an ABC isinstance check is slow on a cold call.
+    return type(value) in (float, int) or isinstance(value, numbers.Real)
+
+
 def _check_ramp(min_lr: float, max_lr: float, num_steps: int, mode: str) -> None:
     for name, value in (("min_lr", min_lr), ("max_lr", max_lr)):
-        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+        if not (_is_real(value) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
     if not min_lr < max_lr:
         raise ValueError(f"min_lr must be < max_lr, got min_lr={min_lr!r} >= max_lr={max_lr!r}.")
@@ -161,9 +166,9 @@ def _check_ramp(min_lr: float, max_lr: float, num_steps: int, mode: str) -> None
 
 def _check_options(smoothing: float, diverge_threshold: float, accumulation_steps: int,
                    chunk_size: int | None, num_seeds: int | None) -> None:
-    if not (isinstance(smoothing, numbers.Real) and 0 <= smoothing < 1):
+    if not (_is_real(smoothing) and 0 <= smoothing < 1):
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}.")
-    if not (isinstance(diverge_threshold, numbers.Real) and diverge_threshold > 1):
+    if not (_is_real(diverge_threshold) and diverge_threshold > 1):
         raise ValueError(
             f"diverge_threshold must be > 1 (inf disables it), got {diverge_threshold!r}.")
     _check_int("accumulation_steps", accumulation_steps, 1)
@@ -233,12 +238,16 @@ def _grid_points(values: Mapping[str, Sequence[float]]) -> np.ndarray:
     return np.stack([a.reshape(-1) for a in axes], axis=-1)
 
 
+_NO_SWEEP = np.zeros((1, 0), np.float32)  # one curve, no swept values
+_NO_SWEEP.flags.writeable = False
+
+
 def _sweep_grid(sweep: Mapping[str, Sequence[float]] | None,
                 optimizer: OptimizerFactory
                 ) -> tuple[tuple[str, ...], tuple[int, ...], np.ndarray, dict]:
     """Names, axis sizes, the (V, n_names) grid of values (first name slowest), and values."""
     if sweep is None:
-        return (), (), np.zeros((1, 0), np.float32), {}
+        return (), (), _NO_SWEEP, {}
     if not isinstance(sweep, Mapping) or not sweep:
         raise ValueError("sweep must be a non-empty dict {hyperparameter name: list of values}.")
     values: dict[str, list[float]] = {}
@@ -392,12 +401,25 @@ class _Static(NamedTuple):
 class _Dynamic(NamedTuple):
     """Runtime inputs: changing them never recompiles."""
 
-    min_lr: jax.Array
-    max_lr: jax.Array
-    smoothing: jax.Array
-    threshold: jax.Array
+    scalars: jax.Array  # float32 [min_lr, max_lr, smoothing, threshold]: one transfer
     sweep_values: jax.Array  # (num_curves, len(sweep_names))
     val_data: PyTree
+
+    @property
+    def min_lr(self) -> jax.Array:
+        return self.scalars[0]
+
+    @property
+    def max_lr(self) -> jax.Array:
+        return self.scalars[1]
+
+    @property
+    def smoothing(self) -> jax.Array:
+        return self.scalars[2]
+
+    @property
+    def threshold(self) -> jax.Array:
+        return self.scalars[3]
 
 
 class _State(NamedTuple):
@@ -677,7 +699,7 @@ def _is_pytree_node(data: Any) -> bool:
 
 
 def _data_form(data: Any) -> str:
-    if isinstance(data, (np.ndarray, jax.Array)):
+    if type(data) in (dict, tuple) or isinstance(data, (np.ndarray, jax.Array)):
         return "stacked"
     if callable(data):
         return "function"
@@ -891,10 +913,9 @@ def range_test(
         data_axis=data_axis,
     )
     programs = _programs(static)
-    dyn = _Dynamic(
-        min_lr=np.float32(min_lr), max_lr=np.float32(max_lr), smoothing=np.float32(smoothing),
-        threshold=np.float32(diverge_threshold), sweep_values=np.repeat(sweep_grid, seeds, axis=0),
-        val_data=val_data)
+    scalars = np.array([min_lr, max_lr, smoothing, diverge_threshold], np.float32)
+    curve_values = sweep_grid if seeds == 1 else np.repeat(sweep_grid, seeds, axis=0)
+    dyn = _Dynamic(scalars=scalars, sweep_values=curve_values, val_data=val_data)
     stacked = data if form == "stacked" else None
     params, key, data, dyn = _device_inputs(static, params, key, stacked, dyn)
     stored = None if mesh is None else _batch_sharding(static, 1)
