@@ -1,6 +1,7 @@
 """The range test: known answers, smoothing and divergence, options, errors, the result."""
 
 import functools
+import importlib
 import json
 import math
 
@@ -221,6 +222,30 @@ def test_no_recompile_on_second_call():
     chunked = len(traces)
     lrjax.range_test(counted, PARAMS, adam, iter(batches), chunk_size=7, **RANGE)
     assert len(traces) == chunked
+
+
+def test_repeated_calls_reuse_the_plan_and_new_inputs_are_checked_again(monkeypatch):
+    module = importlib.import_module("lrjax.range_test")
+    plans = []
+    make_plan = module._make_plan
+    monkeypatch.setattr(module, "_make_plan", lambda *a: plans.append(1) or make_plan(*a))
+    module._PLANS.clear()
+    first = lrjax.range_test(mse, PARAMS, optax.sgd, (X, Y), **RANGE)  # X: 2 * STEPS, cut
+    again = lrjax.range_test(mse, PARAMS, optax.sgd, (X, Y), **{**RANGE, "smoothing": 0.5})
+    assert len(plans) == 1  # the second call reused the validated plan
+    np.testing.assert_array_equal(again.losses, first.losses)  # and cut the data again
+    smoothed, _ = ref_smooth_and_diverge(again.losses[:3].astype(np.float64), 0.5, 4.0)
+    np.testing.assert_allclose(again.smoothed_losses[:3], smoothed, rtol=1e-6)  # new smoothing
+    # Same structure, other shapes or types: not the cached plan; every check runs.
+    with pytest.raises(ValueError, match="same leading step axis"):
+        lrjax.range_test(mse, PARAMS, optax.sgd, (X, Y[:40]), **RANGE)
+    with pytest.raises(ValueError, match="steps along its leading axis"):
+        lrjax.range_test(mse, PARAMS, optax.sgd, (X[:10], Y[:10]), **RANGE)
+    with pytest.raises(ValueError, match="params must contain arrays"):
+        lrjax.range_test(mse, {"w": PARAMS["w"], "b": "zero"}, optax.sgd, (X, Y), **RANGE)
+    with pytest.raises(TypeError, match="progress"):
+        lrjax.range_test(mse, PARAMS, optax.sgd, (X, Y), progress=3, **RANGE)
+    assert len(plans) == 5
 
 
 # --- options ------------------------------------------------------------------------------
