@@ -248,6 +248,23 @@ def test_repeated_calls_reuse_the_plan_and_new_inputs_are_checked_again(monkeypa
     assert len(plans) == 5
 
 
+def test_results_come_back_bit_exact_through_one_packed_buffer():
+    # Records travel to the host as one int32 vector of float bits (one transfer): every
+    # float, NaN, inf, -0.0 and a denormal included, must come back bit for bit.
+    module = importlib.import_module("lrjax.range_test")
+    special = np.array([np.nan, np.inf, -np.inf, -0.0, 1e-45, 3.5, -2.0], np.float32)
+    loss = np.stack([special, special[::-1]])
+    records = {"loss": loss, "smoothed": loss * 2, "val": -loss, "aux": {"n": np.arange(3)}}
+    lrs = np.linspace(0.1, 0.7, 7, dtype=np.float32)
+    packed, aux = jax.jit(module._pack)(np.array([-1, 4], np.int32), lrs, records)
+    diverged, got_lrs, got = module._unpack(np.asarray(packed), aux, num_curves=2, has_val=True)
+    np.testing.assert_array_equal(diverged, [-1, 4])
+    for want, back in ((lrs, got_lrs), (loss, got["loss"]), (loss * 2, got["smoothed"]),
+                       (-loss, got["val"])):
+        np.testing.assert_array_equal(back.view(np.int32), want.view(np.int32))
+    np.testing.assert_array_equal(got["aux"]["n"], np.arange(3))
+
+
 # --- options ------------------------------------------------------------------------------
 def test_has_aux_and_validation():
     val = (X[-1], Y[-1])
