@@ -5,8 +5,11 @@ Adam, batch 64, the learning rate growing exponentially from 1e-7 to 10. So that
 finder does the same work, the divergence threshold is set so high that none stops
 early (a NaN would still stop lrjax and the Python loop; the report says if one did).
 
-(a) ``lrjax.range_test``: one ``jit(lax.scan)`` program with smoothing and divergence checks.
-(b) a bare ``jit(lax.scan)`` train loop with the same ramp: the floor for (a).
+(a) ``lrjax.range_test``: one compiled program (a ``lax.while_loop`` over the steps that
+    exits at divergence) with smoothing and divergence checks; the whole call, Python
+    arguments in, host numpy result out.
+(b) a bare ``jit(lax.scan)`` train loop with the same ramp, its losses fetched to the
+    host: the floor for (a).
 (b2) the same bare loop again, compiled separately: an A/A control whose ratio to (b)
     shows the run's timing noise floor.
 (c) a finder written as a Python loop over a jitted step, reading the loss back every

@@ -405,7 +405,7 @@ class _Dynamic(NamedTuple):
     """Runtime inputs: changing them never recompiles."""
 
     scalars: jax.Array  # float32 [min_lr, max_lr, smoothing, threshold]: one transfer
-    sweep_values: jax.Array  # (num_curves, len(sweep_names))
+    sweep_values: jax.Array | None  # (num_curves, len(sweep_names)); None: no sweep
     val_data: PyTree
 
     @property
@@ -452,9 +452,9 @@ def _over_curves(fn: Callable[..., Any], num_curves: int) -> Callable[..., Any]:
     return jax.vmap(fn) if num_curves > 1 else fn
 
 
-def _curve_values(static: _Static, values: jax.Array) -> jax.Array:
+def _curve_values(static: _Static, values: jax.Array | None) -> jax.Array | None:
     """Per-curve rows of ``values`` (curves, ...) in the state's layout."""
-    return values if static.num_curves > 1 else values[0]
+    return values if static.num_curves > 1 or values is None else values[0]
 
 
 def _make_tx(static: _Static, schedule: optax.Schedule,
@@ -945,7 +945,9 @@ def range_test(
     mesh, chunked, seeds = static.mesh, plan.chunked, num_seeds or 1
     sweep_sizes, sweep_grid, sweep_values = plan.sweep_sizes, plan.sweep_grid, plan.sweep_values
     scalars = np.array([min_lr, max_lr, smoothing, diverge_threshold], np.float32)
-    curve_values = sweep_grid if seeds == 1 else np.repeat(sweep_grid, seeds, axis=0)
+    # Without a sweep no values are passed: every argument costs the call a transfer.
+    curve_values = (None if not static.sweep_names else
+                    sweep_grid if seeds == 1 else np.repeat(sweep_grid, seeds, axis=0))
     dyn = _Dynamic(scalars=scalars, sweep_values=curve_values, val_data=val_data)
     stacked = data if form == "stacked" else None
     params, key, data, dyn = _device_inputs(static, params, key, stacked, dyn)
