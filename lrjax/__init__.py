@@ -89,7 +89,8 @@ _OPTIMIZERS: list[str] = [
 
 # --- range test (range_test.py, suggest.py) -----------------------------------
 from lrjax.plotting import plot_range_test
-from lrjax.range_test import RangeTestResult, TrainStep, lr_ramp, make_train_step, range_test
+from lrjax.range_result import RangeTestResult
+from lrjax.range_test import lr_ramp, range_test
 from lrjax.suggest import (
     suggest_cyclical_bounds,
     suggest_lr,
@@ -98,6 +99,7 @@ from lrjax.suggest import (
     suggest_steepest,
     suggest_valley,
 )
+from lrjax.train_step import TrainStep, make_train_step
 
 _RANGE_TEST: list[str] = [
     "range_test",

@@ -69,14 +69,10 @@ References:
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 import inspect
-import itertools
-import json
 import math
 import numbers
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -86,11 +82,26 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lrjax import suggest as _suggest
+from lrjax.range_data import (
+    _batch_sizes,
+    _check_array_leaves,
+    _data_form,
+    _place,
+    _pull,
+    _resolve_mesh,
+    _stack_chunk,
+    _stacked_steps,
+)
+from lrjax.range_result import RangeTestResult, _grid_points
+from lrjax.train_step import (
+    LossFn,
+    OptimizerFactory,
+    PyTree,
+    _check_int,
+    _checked_loss,
+    _train_step,
+)
 
-PyTree = Any
-LossFn = Callable[[PyTree, PyTree], Any]
-OptimizerFactory = Callable[..., optax.GradientTransformation]
 Progress = Callable[[int, int], None]
 
 MODES = ("exp", "linear")
@@ -145,12 +156,6 @@ def lr_ramp(min_lr: float, max_lr: float, num_steps: int, mode: str = "exp") -> 
 # --------------------------------------------------------------------------------------
 # Static-argument validation (host side; traced values are never checked).
 # --------------------------------------------------------------------------------------
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def _is_real(value: Any) -> bool:
     # The exact-type test first: an ABC isinstance check is slow on a cold call.
     return type(value) in (float, int) or isinstance(value, numbers.Real)
@@ -235,12 +240,6 @@ def _check_callables(loss_fn: Any, optimizer: Any, init_fn: Any, progress: Any) 
             raise TypeError(f"{name} must be callable or None, got {type(value).__name__}.")
 
 
-def _grid_points(values: Mapping[str, Sequence[float]]) -> np.ndarray:
-    """Every combination of the swept values, ``(points, names)``, the first name slowest."""
-    axes = np.meshgrid(*[np.asarray(v, np.float64) for v in values.values()], indexing="ij")
-    return np.stack([a.reshape(-1) for a in axes], axis=-1)
-
-
 _NO_SWEEP = np.zeros((1, 0), np.float32)  # one curve, no swept values
 _NO_SWEEP.flags.writeable = False
 
@@ -267,115 +266,6 @@ def _sweep_grid(sweep: Mapping[str, Sequence[float]] | None,
     sizes = tuple(len(values[n]) for n in names)
     grid = _grid_points(values).astype(np.float32)
     return names, sizes, grid, values
-
-
-# --------------------------------------------------------------------------------------
-# The train step (shared by the range test and `make_train_step`).
-# --------------------------------------------------------------------------------------
-def _checked_loss(loss_fn: LossFn, has_aux: bool) -> Callable[[PyTree, PyTree], tuple[jax.Array, Any]]:
-    """``loss_fn`` as ``(params, batch) -> (loss, aux)``, with shape checks at trace time."""
-
-    def loss_and_aux(params: PyTree, batch: PyTree) -> tuple[jax.Array, Any]:
-        out = loss_fn(params, batch)
-        if has_aux:
-            if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                raise ValueError("has_aux=True: loss_fn must return a pair (loss, aux).")
-            loss, aux = out
-        else:
-            if isinstance(out, (tuple, list)):
-                raise ValueError("loss_fn returned a tuple; pass has_aux=True for (loss, aux).")
-            loss, aux = out, None
-        loss = jnp.asarray(loss)
-        if loss.shape != () or not jnp.issubdtype(loss.dtype, jnp.floating):
-            raise ValueError(
-                f"loss_fn must return a scalar floating loss, got shape {loss.shape} and "
-                f"dtype {loss.dtype}."
-            )
-        return loss, aux
-
-    return loss_and_aux
-
-
-def _loss_and_grads(loss_fn: LossFn, has_aux: bool, accumulation_steps: int, params: PyTree,
-                    batch: PyTree) -> tuple[jax.Array, Any, PyTree]:
-    """Loss, aux and gradient; with accumulation, means over the batch's leading micro axis."""
-    grad_fn = jax.value_and_grad(_checked_loss(loss_fn, has_aux), has_aux=True)
-    if accumulation_steps == 1:
-        (loss, aux), grads = grad_fn(params, batch)
-        return loss, aux, grads
-
-    def add_micro_batch(total: tuple, micro_batch: PyTree) -> tuple[tuple, Any]:
-        (loss, aux), grads = grad_fn(params, micro_batch)
-        return jax.tree.map(jnp.add, total, (loss, grads)), aux
-
-    first = jax.tree.map(lambda x: x[0], batch)
-    (loss_shape, _), grad_shape = jax.eval_shape(grad_fn, params, first)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (loss_shape, grad_shape))
-    (loss_sum, grad_sum), auxs = jax.lax.scan(add_micro_batch, zeros, batch)
-    # Every micro-batch has the same weight, so the mean gradient equals the gradient of
-    # the mean loss over the k micro-batches (one big batch for a mean-reduced loss).
-    mean = lambda x: x / accumulation_steps  # noqa: E731
-    aux = jax.tree.map(lambda a: jnp.mean(a, axis=0), auxs)
-    return mean(loss_sum), aux, jax.tree.map(mean, grad_sum)
-
-
-def _train_step(tx: optax.GradientTransformation, loss_fn: LossFn, has_aux: bool,
-                accumulation_steps: int, axis_name: str | None, params: PyTree,
-                opt_state: optax.OptState, batch: PyTree
-                ) -> tuple[PyTree, optax.OptState, jax.Array, Any]:
-    loss, aux, grads = _loss_and_grads(loss_fn, has_aux, accumulation_steps, params, batch)
-    if axis_name is not None:
-        loss, grads = jax.lax.pmean((loss, grads), axis_name)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss, aux
-
-
-class TrainStep(NamedTuple):
-    """A train step: ``init(params) -> opt_state`` and
-    ``step(params, opt_state, batch) -> (params, opt_state, loss, aux)``."""
-
-    init: Callable[[PyTree], optax.OptState]
-    step: Callable[[PyTree, optax.OptState, PyTree], tuple[PyTree, optax.OptState, jax.Array, Any]]
-
-
-def make_train_step(
-    loss_fn: LossFn,
-    optimizer: OptimizerFactory,
-    learning_rate: optax.ScalarOrSchedule,
-    *,
-    has_aux: bool = False,
-    accumulation_steps: int = 1,
-    axis_name: str | None = None,
-) -> TrainStep:
-    """The range test's train step, for use in your own loops, ``jit`` or ``jax.pmap``.
-
-    One step: ``g = mean_j grad loss_fn(params, batch[j])`` over ``accumulation_steps``
-    micro-batches (the batch's leading axis when ``accumulation_steps > 1``), then
-    ``g = pmean(g, axis_name)`` when ``axis_name`` is given (the loss is averaged the same
-    way; aux is left per device), then the optimizer update.
-
-    Args:
-        loss_fn: ``(params, batch) -> loss`` or ``(loss, aux)`` with ``has_aux``.
-        optimizer: factory taking ``learning_rate`` (e.g. ``optax.adam``).
-        learning_rate: float or schedule, e.g. :func:`lr_ramp`.
-        has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
-        accumulation_steps: micro-batches averaged per step (>= 1).
-        axis_name: a ``pmap``/``shard_map`` axis to average gradients over.
-
-    Returns:
-        A :class:`TrainStep` ``(init, step)``.
-
-    Example:
-        >>> ts = make_train_step(loss_fn, optax.sgd, 0.1, axis_name="d")  # doctest: +SKIP
-        >>> params, state, loss, _ = jax.pmap(ts.step, axis_name="d")(params, state, batch)
-
-    References:
-        Goyal et al., "Accurate, Large Minibatch SGD", 2017 (gradient averaging).
-    """
-    _check_int("accumulation_steps", accumulation_steps, 1)
-    tx = optimizer(learning_rate=learning_rate)
-    step = functools.partial(_train_step, tx, loss_fn, has_aux, int(accumulation_steps), axis_name)
-    return TrainStep(init=tx.init, step=step)
 
 
 # --------------------------------------------------------------------------------------
@@ -723,127 +613,6 @@ def _remember(cache: collections.OrderedDict, key: Any, value: Any) -> None:
         cache.popitem(last=False)
 
 
-# --------------------------------------------------------------------------------------
-# Host side: data forms, devices, chunks.
-# --------------------------------------------------------------------------------------
-def _is_pytree_node(data: Any) -> bool:
-    """Whether ``data`` is a pytree container (dict, tuple, registered class), quietly."""
-    with warnings.catch_warnings():
-        # JAX warns (and may later refuse) when flattening a plain iterable as a leaf.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            return not jax.tree_util.treedef_is_leaf(jax.tree.structure(data))
-        except (TypeError, ValueError):
-            return False
-
-
-def _data_form(data: Any) -> str:
-    if type(data) in (dict, tuple) or isinstance(data, (np.ndarray, jax.Array)):
-        return "stacked"
-    if callable(data):
-        return "function"
-    if isinstance(data, (list, Iterator)):
-        return "iterable"
-    if _is_pytree_node(data):
-        return "stacked"
-    if isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
-        raise TypeError(
-            "data must be a pytree of arrays with a leading step axis, an iterable of batches, "
-            f"or a function (key, step) -> batch; got {type(data).__name__}."
-        )
-    return "iterable"
-
-
-def _check_array_leaves(name: str, tree: PyTree, min_ndim: int) -> list:
-    leaves = jax.tree.leaves(tree)
-    if not leaves:
-        raise ValueError(f"{name} is empty (no arrays).")
-    for leaf in leaves:
-        array_like = isinstance(leaf, (np.ndarray, jax.Array, np.generic, int, float))
-        if not array_like or np.ndim(leaf) < min_ndim:
-            raise ValueError(
-                f"{name} must contain arrays with at least {min_ndim} axes, got "
-                f"{type(leaf).__name__} of shape {np.shape(leaf)}."
-            )
-    return leaves
-
-
-def _stacked_steps(data: PyTree, needed: int) -> PyTree:
-    """Validates the step axis and cuts it to ``needed`` (views for numpy leaves)."""
-    leaves = _check_array_leaves("data", data, 1)
-    lengths = {np.shape(x)[0] for x in leaves}
-    if len(lengths) != 1:
-        raise ValueError("data: every leaf needs the same leading step axis, got lengths "
-                         f"{sorted(lengths)}.")
-    (length,) = lengths
-    if length < needed:
-        raise ValueError(
-            f"data has {length} steps along its leading axis; num_steps * accumulation_steps = "
-            f"{needed} are needed."
-        )
-    return data if length == needed else jax.tree.map(lambda x: x[:needed], data)
-
-
-def _pull(iterator: Iterator, count: int, needed: int, pulled: int) -> list:
-    """Up to ``count`` batches; a short iterable is an error when batches are still needed."""
-    batches = list(itertools.islice(iterator, count))
-    if pulled == 0 and not batches:
-        raise ValueError("data is empty: the iterable yielded no batches.")
-    if len(batches) < min(count, needed - pulled):
-        raise ValueError(
-            f"data ran out after {pulled + len(batches)} batches; num_steps * accumulation_steps = "
-            f"{needed} are needed (wrap the iterable in itertools.cycle to reuse batches)."
-        )
-    return batches
-
-
-def _stack_chunk(batches: list, count: int) -> PyTree:
-    """Stacks batches on the host, padding a short last chunk by repeating its last batch."""
-    batches = batches + [batches[-1]] * (count - len(batches))
-    structure = jax.tree.structure(batches[0])
-    for batch in batches:
-        if jax.tree.structure(batch) != structure:
-            raise ValueError(f"every batch must have the structure {structure}, got "
-                             f"{jax.tree.structure(batch)}.")
-    _check_array_leaves("each batch", batches[0], 0)
-    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
-
-
-def _batch_sizes(tree: PyTree, axis: int) -> set[int]:
-    return {np.shape(x)[axis] for x in jax.tree.leaves(tree) if np.ndim(x) > axis}
-
-
-def _resolve_mesh(mesh: Mesh | None, data_axis: str, sizes: set[int]) -> Mesh | None:
-    if mesh is not None:
-        if not isinstance(mesh, Mesh):
-            raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {type(mesh).__name__}.")
-        if data_axis not in mesh.axis_names:
-            raise ValueError(f"data_axis {data_axis!r} is not an axis of the mesh {mesh.axis_names}.")
-        devices = mesh.shape[data_axis]
-        if any(size % devices for size in sizes):
-            raise ValueError(
-                f"the batch sizes {sorted(sizes)} must be divisible by the mesh's {data_axis!r} "
-                f"axis size {devices}."
-            )
-        return mesh
-    count = jax.device_count()
-    if count > 1 and sizes and all(size % count == 0 for size in sizes):
-        return _all_devices_mesh(data_axis)
-    return None
-
-
-@functools.lru_cache(maxsize=8)
-def _all_devices_mesh(data_axis: str) -> Mesh:
-    return Mesh(np.asarray(jax.devices()), (data_axis,))
-
-
-def _place(tree: PyTree, sharding: Callable[[Any], Any] | None) -> PyTree:
-    """Copies ``tree`` to device in one call (never donating); with a mesh, sharded."""
-    if sharding is None:
-        return jax.device_put(tree)
-    return jax.device_put(tree, jax.tree.map(sharding, tree))
-
-
 def _host_records(packed: jax.Array, aux: Any,
                   static: _Static) -> tuple[np.ndarray, np.ndarray, dict]:
     """One transfer to the host of what the program returned (see :func:`_pack`)."""
@@ -1185,201 +954,3 @@ def _make_result(lrs: np.ndarray, records: dict, diverged_at: np.ndarray,
         diverged_at=diverged, val_losses=records["val"], aux=records["aux"],
         batch_axes=axes, sweep=sweep_values or None, settings=settings,
     )
-
-
-# --------------------------------------------------------------------------------------
-# The result.
-# --------------------------------------------------------------------------------------
-_ARRAY_FIELDS = ("lrs", "losses", "smoothed_losses", "val_losses")
-
-
-def _encode(values: np.ndarray) -> dict:
-    """NaN-safe JSON for a float array: non-finite values as strings, exact float repr."""
-    def item(v: float) -> Any:
-        return float(v) if math.isfinite(v) else repr(float(v))
-
-    flat = [item(v) for v in np.asarray(values, np.float64).reshape(-1)]
-    return {"dtype": str(values.dtype), "shape": list(values.shape), "data": flat}
-
-
-def _decode(blob: dict) -> np.ndarray:
-    flat = [float(v) for v in blob["data"]]
-    return np.asarray(flat, np.float64).astype(blob["dtype"]).reshape(blob["shape"])
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class RangeTestResult:
-    """The curves of a range test, as host numpy arrays, and what to read off them.
-
-    Attributes:
-        lrs: ``(num_steps,)`` learning rate each step trained at.
-        losses: ``(*batch_shape, num_steps)`` raw training loss (NaN after divergence).
-        smoothed_losses: same shape, the bias-corrected EMA.
-        diverged_at: step of divergence: ``int`` or ``None`` for one curve, an int array
-            with ``-1`` for "never" for batched results.
-        val_losses: validation loss after each update, or ``None``.
-        aux: the stacked aux pytree (``has_aux``), or ``None``.
-        batch_axes: names of the leading axes (sweep names, then ``"seed"``).
-        sweep: ``{name: values}`` of a sweep, or ``None``.
-        settings: ``min_lr``, ``max_lr``, ``num_steps``, ``mode``, ``smoothing``, ...
-    """
-
-    lrs: np.ndarray
-    losses: np.ndarray
-    smoothed_losses: np.ndarray
-    diverged_at: int | None | np.ndarray
-    val_losses: np.ndarray | None = None
-    aux: Any = None
-    batch_axes: tuple[str, ...] = ()
-    sweep: dict[str, list[float]] | None = None
-    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        return self.losses.shape[:-1]
-
-    @property
-    def num_steps(self) -> int:
-        return int(self.lrs.shape[0])
-
-    def sweep_points(self) -> list[dict[str, float]]:
-        """The hyperparameters of each sweep row, in row order (``[]`` without a sweep)."""
-        if not self.sweep:
-            return []
-        return [dict(zip(self.sweep, map(float, point))) for point in _grid_points(self.sweep)]
-
-    def _diverged_array(self) -> np.ndarray:
-        if self.diverged_at is None:
-            return np.full(self.batch_shape, -1)
-        return np.asarray(self.diverged_at).reshape(self.batch_shape)
-
-    @property
-    def stopped_early(self) -> bool:
-        """True when every curve diverged before the last step (later steps were skipped)."""
-        steps = self._diverged_array()
-        return bool(np.all((steps >= 0) & (steps < self.num_steps - 1)))
-
-    def _before_divergence(self, values: np.ndarray) -> np.ndarray:
-        """``values`` as float64 rows ``(curves, steps)``, NaN from each divergence step on."""
-        curves = np.array(values, np.float64).reshape(-1, self.num_steps)
-        for row, step in zip(curves, self._diverged_array().reshape(-1)):
-            if step >= 0:
-                row[step:] = np.nan
-        return curves
-
-    def smoothed_before_divergence(self) -> np.ndarray:
-        """The smoothed losses with NaN from each curve's divergence step on (float64).
-
-        This is what the suggestion rules read: the diverging step itself is excluded.
-        """
-        return self._before_divergence(self.smoothed_losses).reshape(self.smoothed_losses.shape)
-
-    def losses_before_divergence(self) -> np.ndarray:
-        """The raw losses with NaN from each curve's divergence step on (float64).
-
-        This is what :meth:`cyclical_bounds` reads: the diverging step itself is excluded.
-        """
-        return self._before_divergence(self.losses).reshape(self.losses.shape)
-
-    def _rule_curves(self) -> np.ndarray:
-        return self._before_divergence(self.smoothed_losses)
-
-    def suggest(self, method: str = "valley", *, per_curve: bool = False,
-                **kwargs: Any) -> float | np.ndarray:
-        """A suggested learning rate; batched results give the median over curves.
-
-        Args:
-            method: ``valley``, ``steepest``, ``minimum`` or ``slide`` (see ``lrjax.suggest``).
-            per_curve: return the ``batch_shape`` array of per-curve suggestions instead.
-            **kwargs: passed to the rule (e.g. ``skip_start``).
-
-        Returns:
-            A float, or an array with ``per_curve``.
-        """
-        values = np.asarray([_suggest.suggest_lr(self.lrs, row, method, **kwargs)
-                             for row in self._rule_curves()])
-        if per_curve:
-            return values.reshape(self.batch_shape)
-        return float(np.median(values))
-
-    def suggestions(self) -> dict[str, float]:
-        """Every rule's (median) suggestion."""
-        return {method: self.suggest(method) for method in _suggest.SUGGESTERS}
-
-    def spread(self, method: str = "valley") -> float:
-        """``log10(max / min)`` of the per-curve suggestions: their spread in decades."""
-        values = np.asarray(self.suggest(method, per_curve=True)).reshape(-1)
-        return float(np.log10(values.max() / values.min()))
-
-    def cyclical_bounds(self) -> tuple[float, float]:
-        """``(base_lr, max_lr)`` for ``lrjax.cyclic`` (medians over curves).
-
-        Read off each curve's RAW losses before divergence, smoothed by a centred
-        (zero-lag) window: ``base_lr`` where the loss has covered 10% of its fall from
-        the first point to the minimum, ``max_lr`` where it has covered 90%. Not read
-        off ``smoothed_losses``: the EMA lags, and its minimum sits where the raw loss
-        already blows up. See ``lrjax.suggest_cyclical_bounds`` for the full rule.
-        """
-        pairs = np.asarray([_suggest.suggest_cyclical_bounds(self.lrs, row)
-                            for row in self._before_divergence(self.losses)])
-        return float(np.median(pairs[:, 0])), float(np.median(pairs[:, 1]))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_dict` inverts it exactly (aux is not included)."""
-        out: dict[str, Any] = {}
-        for name in _ARRAY_FIELDS:
-            value = getattr(self, name)
-            out[name] = None if value is None else _encode(value)
-        diverged = self.diverged_at
-        out["diverged_at"] = (diverged if diverged is None or isinstance(diverged, int)
-                              else np.asarray(diverged).tolist())
-        out.update(batch_axes=list(self.batch_axes), sweep=self.sweep, settings=dict(self.settings))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out["suggestions"] = self.suggestions()
-        return out
-
-    @classmethod
-    def from_dict(cls, blob: Mapping[str, Any]) -> RangeTestResult:
-        arrays = {name: None if blob.get(name) is None else _decode(blob[name])
-                  for name in _ARRAY_FIELDS}
-        diverged = blob["diverged_at"]
-        if isinstance(diverged, list):
-            diverged = np.asarray(diverged, dtype=np.int64)
-        return cls(**arrays, diverged_at=diverged, batch_axes=tuple(blob.get("batch_axes", ())),
-                   sweep=blob.get("sweep"), settings=dict(blob.get("settings", {})))
-
-    def to_json(self, **kwargs: Any) -> str:
-        """Strict JSON (NaN/inf stored as strings); ``kwargs`` go to ``json.dumps``."""
-        return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
-
-    @classmethod
-    def from_json(cls, text: str) -> RangeTestResult:
-        return cls.from_dict(json.loads(text))
-
-    def plot(self, ax: Any = None) -> Any:
-        """Plots the curves (needs matplotlib); see ``lrjax.plot_range_test``."""
-        from lrjax.plotting import plot_range_test
-
-        return plot_range_test(self, ax=ax)
-
-    def __repr__(self) -> str:
-        s = self.settings
-        steps = self._diverged_array().reshape(-1)
-        hit = steps[steps >= 0]
-        if hit.size == 0:
-            divergence = "did not diverge"
-        else:
-            divergence = f"diverged at step {int(hit.min())} (lr {self.lrs[int(hit.min())]:.3g})"
-            if steps.size > 1:
-                divergence += f" in {hit.size} of {steps.size} curves"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            found = ", ".join(f"{m} {v:.3g}" for m, v in self.suggestions().items())
-        batch = f", curves {dict(zip(self.batch_axes, self.batch_shape))}" if self.batch_shape else ""
-        return (
-            f"RangeTestResult({self.num_steps} steps, lr {self.lrs[0]:.3g} -> {self.lrs[-1]:.3g}"
-            f" ({s.get('mode', '?')}){batch}\n"
-            f"  {divergence}\n"
-            f"  suggestions: {found})"
-        )

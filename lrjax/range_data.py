@@ -1,0 +1,139 @@
+"""The range test's host side: the data forms it accepts and placing them on devices.
+
+Separate from ``range_test.py`` because it runs only on the host, before and between the
+compiled steps: telling stacked, iterable and function data apart, checking and cutting
+the step axis, pulling and stacking chunks of batches, and choosing the mesh and copying
+data to device.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+PyTree = Any
+
+
+def _is_pytree_node(data: Any) -> bool:
+    """Whether ``data`` is a pytree container (dict, tuple, registered class), quietly."""
+    with warnings.catch_warnings():
+        # JAX warns (and may later refuse) when flattening a plain iterable as a leaf.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return not jax.tree_util.treedef_is_leaf(jax.tree.structure(data))
+        except (TypeError, ValueError):
+            return False
+
+
+def _data_form(data: Any) -> str:
+    if type(data) in (dict, tuple) or isinstance(data, (np.ndarray, jax.Array)):
+        return "stacked"
+    if callable(data):
+        return "function"
+    if isinstance(data, (list, Iterator)):
+        return "iterable"
+    if _is_pytree_node(data):
+        return "stacked"
+    if isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
+        raise TypeError(
+            "data must be a pytree of arrays with a leading step axis, an iterable of batches, "
+            f"or a function (key, step) -> batch; got {type(data).__name__}."
+        )
+    return "iterable"
+
+
+def _check_array_leaves(name: str, tree: PyTree, min_ndim: int) -> list:
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        raise ValueError(f"{name} is empty (no arrays).")
+    for leaf in leaves:
+        array_like = isinstance(leaf, (np.ndarray, jax.Array, np.generic, int, float))
+        if not array_like or np.ndim(leaf) < min_ndim:
+            raise ValueError(
+                f"{name} must contain arrays with at least {min_ndim} axes, got "
+                f"{type(leaf).__name__} of shape {np.shape(leaf)}."
+            )
+    return leaves
+
+
+def _stacked_steps(data: PyTree, needed: int) -> PyTree:
+    """Validates the step axis and cuts it to ``needed`` (views for numpy leaves)."""
+    leaves = _check_array_leaves("data", data, 1)
+    lengths = {np.shape(x)[0] for x in leaves}
+    if len(lengths) != 1:
+        raise ValueError("data: every leaf needs the same leading step axis, got lengths "
+                         f"{sorted(lengths)}.")
+    (length,) = lengths
+    if length < needed:
+        raise ValueError(
+            f"data has {length} steps along its leading axis; num_steps * accumulation_steps = "
+            f"{needed} are needed."
+        )
+    return data if length == needed else jax.tree.map(lambda x: x[:needed], data)
+
+
+def _pull(iterator: Iterator, count: int, needed: int, pulled: int) -> list:
+    """Up to ``count`` batches; a short iterable is an error when batches are still needed."""
+    batches = list(itertools.islice(iterator, count))
+    if pulled == 0 and not batches:
+        raise ValueError("data is empty: the iterable yielded no batches.")
+    if len(batches) < min(count, needed - pulled):
+        raise ValueError(
+            f"data ran out after {pulled + len(batches)} batches; num_steps * accumulation_steps = "
+            f"{needed} are needed (wrap the iterable in itertools.cycle to reuse batches)."
+        )
+    return batches
+
+
+def _stack_chunk(batches: list, count: int) -> PyTree:
+    """Stacks batches on the host, padding a short last chunk by repeating its last batch."""
+    batches = batches + [batches[-1]] * (count - len(batches))
+    structure = jax.tree.structure(batches[0])
+    for batch in batches:
+        if jax.tree.structure(batch) != structure:
+            raise ValueError(f"every batch must have the structure {structure}, got "
+                             f"{jax.tree.structure(batch)}.")
+    _check_array_leaves("each batch", batches[0], 0)
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
+
+
+def _batch_sizes(tree: PyTree, axis: int) -> set[int]:
+    return {np.shape(x)[axis] for x in jax.tree.leaves(tree) if np.ndim(x) > axis}
+
+
+def _resolve_mesh(mesh: Mesh | None, data_axis: str, sizes: set[int]) -> Mesh | None:
+    if mesh is not None:
+        if not isinstance(mesh, Mesh):
+            raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {type(mesh).__name__}.")
+        if data_axis not in mesh.axis_names:
+            raise ValueError(f"data_axis {data_axis!r} is not an axis of the mesh {mesh.axis_names}.")
+        devices = mesh.shape[data_axis]
+        if any(size % devices for size in sizes):
+            raise ValueError(
+                f"the batch sizes {sorted(sizes)} must be divisible by the mesh's {data_axis!r} "
+                f"axis size {devices}."
+            )
+        return mesh
+    count = jax.device_count()
+    if count > 1 and sizes and all(size % count == 0 for size in sizes):
+        return _all_devices_mesh(data_axis)
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _all_devices_mesh(data_axis: str) -> Mesh:
+    return Mesh(np.asarray(jax.devices()), (data_axis,))
+
+
+def _place(tree: PyTree, sharding: Callable[[Any], Any] | None) -> PyTree:
+    """Copies ``tree`` to device in one call (never donating); with a mesh, sharded."""
+    if sharding is None:
+        return jax.device_put(tree)
+    return jax.device_put(tree, jax.tree.map(sharding, tree))

@@ -1,0 +1,220 @@
+"""The range test's result: :class:`RangeTestResult`, its suggestions and its JSON form.
+
+Separate from ``range_test.py`` because a result lives on after the run: it is read,
+plotted and saved or loaded as JSON (:meth:`RangeTestResult.to_json`,
+:meth:`RangeTestResult.from_json`) without the compiled program that made it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lrjax import suggest as _suggest
+
+
+def _grid_points(values: Mapping[str, Sequence[float]]) -> np.ndarray:
+    """Every combination of the swept values, ``(points, names)``, the first name slowest."""
+    axes = np.meshgrid(*[np.asarray(v, np.float64) for v in values.values()], indexing="ij")
+    return np.stack([a.reshape(-1) for a in axes], axis=-1)
+
+
+_ARRAY_FIELDS = ("lrs", "losses", "smoothed_losses", "val_losses")
+
+
+def _encode(values: np.ndarray) -> dict:
+    """NaN-safe JSON for a float array: non-finite values as strings, exact float repr."""
+    def item(v: float) -> Any:
+        return float(v) if math.isfinite(v) else repr(float(v))
+
+    flat = [item(v) for v in np.asarray(values, np.float64).reshape(-1)]
+    return {"dtype": str(values.dtype), "shape": list(values.shape), "data": flat}
+
+
+def _decode(blob: dict) -> np.ndarray:
+    flat = [float(v) for v in blob["data"]]
+    return np.asarray(flat, np.float64).astype(blob["dtype"]).reshape(blob["shape"])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RangeTestResult:
+    """The curves of a range test, as host numpy arrays, and what to read off them.
+
+    Attributes:
+        lrs: ``(num_steps,)`` learning rate each step trained at.
+        losses: ``(*batch_shape, num_steps)`` raw training loss (NaN after divergence).
+        smoothed_losses: same shape, the bias-corrected EMA.
+        diverged_at: step of divergence: ``int`` or ``None`` for one curve, an int array
+            with ``-1`` for "never" for batched results.
+        val_losses: validation loss after each update, or ``None``.
+        aux: the stacked aux pytree (``has_aux``), or ``None``.
+        batch_axes: names of the leading axes (sweep names, then ``"seed"``).
+        sweep: ``{name: values}`` of a sweep, or ``None``.
+        settings: ``min_lr``, ``max_lr``, ``num_steps``, ``mode``, ``smoothing``, ...
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed_losses: np.ndarray
+    diverged_at: int | None | np.ndarray
+    val_losses: np.ndarray | None = None
+    aux: Any = None
+    batch_axes: tuple[str, ...] = ()
+    sweep: dict[str, list[float]] | None = None
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.losses.shape[:-1]
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.lrs.shape[0])
+
+    def sweep_points(self) -> list[dict[str, float]]:
+        """The hyperparameters of each sweep row, in row order (``[]`` without a sweep)."""
+        if not self.sweep:
+            return []
+        return [dict(zip(self.sweep, map(float, point))) for point in _grid_points(self.sweep)]
+
+    def _diverged_array(self) -> np.ndarray:
+        if self.diverged_at is None:
+            return np.full(self.batch_shape, -1)
+        return np.asarray(self.diverged_at).reshape(self.batch_shape)
+
+    @property
+    def stopped_early(self) -> bool:
+        """True when every curve diverged before the last step (later steps were skipped)."""
+        steps = self._diverged_array()
+        return bool(np.all((steps >= 0) & (steps < self.num_steps - 1)))
+
+    def _before_divergence(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as float64 rows ``(curves, steps)``, NaN from each divergence step on."""
+        curves = np.array(values, np.float64).reshape(-1, self.num_steps)
+        for row, step in zip(curves, self._diverged_array().reshape(-1)):
+            if step >= 0:
+                row[step:] = np.nan
+        return curves
+
+    def smoothed_before_divergence(self) -> np.ndarray:
+        """The smoothed losses with NaN from each curve's divergence step on (float64).
+
+        This is what the suggestion rules read: the diverging step itself is excluded.
+        """
+        return self._before_divergence(self.smoothed_losses).reshape(self.smoothed_losses.shape)
+
+    def losses_before_divergence(self) -> np.ndarray:
+        """The raw losses with NaN from each curve's divergence step on (float64).
+
+        This is what :meth:`cyclical_bounds` reads: the diverging step itself is excluded.
+        """
+        return self._before_divergence(self.losses).reshape(self.losses.shape)
+
+    def _rule_curves(self) -> np.ndarray:
+        return self._before_divergence(self.smoothed_losses)
+
+    def suggest(self, method: str = "valley", *, per_curve: bool = False,
+                **kwargs: Any) -> float | np.ndarray:
+        """A suggested learning rate; batched results give the median over curves.
+
+        Args:
+            method: ``valley``, ``steepest``, ``minimum`` or ``slide`` (see ``lrjax.suggest``).
+            per_curve: return the ``batch_shape`` array of per-curve suggestions instead.
+            **kwargs: passed to the rule (e.g. ``skip_start``).
+
+        Returns:
+            A float, or an array with ``per_curve``.
+        """
+        values = np.asarray([_suggest.suggest_lr(self.lrs, row, method, **kwargs)
+                             for row in self._rule_curves()])
+        if per_curve:
+            return values.reshape(self.batch_shape)
+        return float(np.median(values))
+
+    def suggestions(self) -> dict[str, float]:
+        """Every rule's (median) suggestion."""
+        return {method: self.suggest(method) for method in _suggest.SUGGESTERS}
+
+    def spread(self, method: str = "valley") -> float:
+        """``log10(max / min)`` of the per-curve suggestions: their spread in decades."""
+        values = np.asarray(self.suggest(method, per_curve=True)).reshape(-1)
+        return float(np.log10(values.max() / values.min()))
+
+    def cyclical_bounds(self) -> tuple[float, float]:
+        """``(base_lr, max_lr)`` for ``lrjax.cyclic`` (medians over curves).
+
+        Read off each curve's RAW losses before divergence, smoothed by a centred
+        (zero-lag) window: ``base_lr`` where the loss has covered 10% of its fall from
+        the first point to the minimum, ``max_lr`` where it has covered 90%. Not read
+        off ``smoothed_losses``: the EMA lags, and its minimum sits where the raw loss
+        already blows up. See ``lrjax.suggest_cyclical_bounds`` for the full rule.
+        """
+        pairs = np.asarray([_suggest.suggest_cyclical_bounds(self.lrs, row)
+                            for row in self._before_divergence(self.losses)])
+        return float(np.median(pairs[:, 0])), float(np.median(pairs[:, 1]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_dict` inverts it exactly (aux is not included)."""
+        out: dict[str, Any] = {}
+        for name in _ARRAY_FIELDS:
+            value = getattr(self, name)
+            out[name] = None if value is None else _encode(value)
+        diverged = self.diverged_at
+        out["diverged_at"] = (diverged if diverged is None or isinstance(diverged, int)
+                              else np.asarray(diverged).tolist())
+        out.update(batch_axes=list(self.batch_axes), sweep=self.sweep, settings=dict(self.settings))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out["suggestions"] = self.suggestions()
+        return out
+
+    @classmethod
+    def from_dict(cls, blob: Mapping[str, Any]) -> RangeTestResult:
+        arrays = {name: None if blob.get(name) is None else _decode(blob[name])
+                  for name in _ARRAY_FIELDS}
+        diverged = blob["diverged_at"]
+        if isinstance(diverged, list):
+            diverged = np.asarray(diverged, dtype=np.int64)
+        return cls(**arrays, diverged_at=diverged, batch_axes=tuple(blob.get("batch_axes", ())),
+                   sweep=blob.get("sweep"), settings=dict(blob.get("settings", {})))
+
+    def to_json(self, **kwargs: Any) -> str:
+        """Strict JSON (NaN/inf stored as strings); ``kwargs`` go to ``json.dumps``."""
+        return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> RangeTestResult:
+        return cls.from_dict(json.loads(text))
+
+    def plot(self, ax: Any = None) -> Any:
+        """Plots the curves (needs matplotlib); see ``lrjax.plot_range_test``."""
+        from lrjax.plotting import plot_range_test
+
+        return plot_range_test(self, ax=ax)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        steps = self._diverged_array().reshape(-1)
+        hit = steps[steps >= 0]
+        if hit.size == 0:
+            divergence = "did not diverge"
+        else:
+            divergence = f"diverged at step {int(hit.min())} (lr {self.lrs[int(hit.min())]:.3g})"
+            if steps.size > 1:
+                divergence += f" in {hit.size} of {steps.size} curves"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = ", ".join(f"{m} {v:.3g}" for m, v in self.suggestions().items())
+        batch = f", curves {dict(zip(self.batch_axes, self.batch_shape))}" if self.batch_shape else ""
+        return (
+            f"RangeTestResult({self.num_steps} steps, lr {self.lrs[0]:.3g} -> {self.lrs[-1]:.3g}"
+            f" ({s.get('mode', '?')}){batch}\n"
+            f"  {divergence}\n"
+            f"  suggestions: {found})"
+        )
