@@ -87,7 +87,7 @@ _OPTIMIZERS: list[str] = [
     "restart_sign_decay",
 ]
 
-# --- range test (range_test.py, suggest.py) -----------------------------------
+# --- range test (range_test.py, range_data.py, range_result.py, train_step.py, suggest.py)
 from lrjax.plotting import plot_range_test
 from lrjax.range_result import RangeTestResult
 from lrjax.range_test import lr_ramp, range_test
