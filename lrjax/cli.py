@@ -68,7 +68,7 @@ def _number(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
     if math.isnan(value):
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must not be NaN, got {text!r}")
     return value
 
 
