@@ -44,6 +44,9 @@ def plot_schedule(schedule: optax.Schedule, num_steps: int, ax: Axes | None = No
       >>> ax = plot_schedule(one_cycle(0.1, 1000), 1000)  # then ax.figure.savefig(...)
       >>> ax.get_xlabel()
       'step'
+
+    References:
+      None: a utility over :func:`lrjax.schedule_values`.
     """
     values = schedule_values(schedule, num_steps)
     plt = _require_matplotlib()
@@ -91,8 +94,8 @@ def plot_range_test(result: Any, ax: Axes | None = None) -> Axes:
       The Axes drawn into.
 
     Example:
-      >>> ax = plot_range_test(lrjax.range_test(loss_fn, params, optax.adam, data))
-      >>> ax.figure.savefig("range_test.png")
+      >>> ax = plot_range_test(lrjax.range_test(loss_fn, params, optax.adam, data))  # doctest: +SKIP
+      >>> ax.figure.savefig("range_test.png")  # doctest: +SKIP
 
     References:
       Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, fig. 3.

@@ -57,6 +57,15 @@ class RangeTestResult:
         batch_axes: names of the leading axes (sweep names, then ``"seed"``).
         sweep: ``{name: values}`` of a sweep, or ``None``.
         settings: ``min_lr``, ``max_lr``, ``num_steps``, ``mode``, ``smoothing``, ...
+
+    Example:
+        >>> result = lrjax.range_test(loss_fn, params, optax.sgd, batches)  # doctest: +SKIP
+        >>> result.suggest("valley"), result.cyclical_bounds()  # doctest: +SKIP
+        >>> restored = RangeTestResult.from_json(result.to_json())  # doctest: +SKIP
+
+    References:
+        Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3
+        (the LR range test); fastai ``lr_find`` and torch-lr-finder for the suggestion rules.
     """
 
     lrs: np.ndarray

@@ -129,6 +129,9 @@ def constant(value: float) -> optax.Schedule:
 
     Example:
       >>> optimizer = optax.adam(learning_rate=constant(1e-3))
+
+    References:
+      No paper: the baseline every schedule is compared with (optax ``constant_schedule``).
     """
     _check_nonnegative("value", value)
 
@@ -229,6 +232,11 @@ def exponential_decay(
 
     Example:
       >>> schedule = exponential_decay(0.1, decay_rate=0.5, decay_steps=1000)
+
+    References:
+      No single paper: the standard decay of optax ``exponential_decay``, Keras
+      ``ExponentialDecay`` and PyTorch ``ExponentialLR``; see Bengio, `Practical Recommendations
+      for Gradient-Based Training of Deep Architectures <https://arxiv.org/abs/1206.5533>`_, 2012.
     """
     _check_nonnegative("init_value", init_value)
     _check_unit_interval("decay_rate", decay_rate)
@@ -297,6 +305,10 @@ def polynomial_decay(
 
     Example:
       >>> schedule = polynomial_decay(0.1, 0.0, total_steps=10_000, power=2.0)
+
+    References:
+      The "poly" policy of Chen et al., `DeepLab <https://arxiv.org/abs/1606.00915>`_, TPAMI
+      2018 (``power=0.9, end_value=0``); optax ``polynomial_schedule``, PyTorch ``PolynomialLR``.
     """
     _check_nonnegative("init_value", init_value)
     _check_nonnegative("end_value", end_value)
@@ -463,6 +475,9 @@ def schedule_values(schedule: optax.Schedule, num_steps: int) -> np.ndarray:
     Example:
       >>> schedule_values(step_decay(1.0, step_size=2, gamma=0.5), 5)
       array([1.  , 1.  , 0.5 , 0.5 , 0.25], dtype=float32)
+
+    References:
+      None: a utility (one vectorised call of the schedule on ``arange(num_steps)``).
     """
     num_steps = _check_step_count("num_steps", num_steps)
     values = np.asarray(schedule(jnp.arange(num_steps)))

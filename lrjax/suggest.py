@@ -226,7 +226,8 @@ def suggest_minimum(
 
     Example:
         >>> lrs = np.logspace(-4, 0, 40)
-        >>> suggest_minimum(lrs, (np.log10(lrs) + 1) ** 2)  # about 1e-2
+        >>> round(float(np.log10(suggest_minimum(lrs, (np.log10(lrs) + 1) ** 2))), 1)  # minimum at 0.1
+        -2.0
 
     References:
         fastai ``minimum`` (Howard & Gugger, "fastai", 2020).
@@ -432,6 +433,10 @@ def suggest_lr(lrs: ArrayLike, losses: ArrayLike, method: str = "valley", **kwar
 
     Example:
         >>> suggest_lr(np.logspace(-4, 0, 40), np.linspace(2, 1, 40), "minimum")  # doctest: +SKIP
+
+    References:
+        See each rule: :func:`suggest_valley`, :func:`suggest_steepest`,
+        :func:`suggest_minimum`, :func:`suggest_slide` (Smith 2017; fastai; torch-lr-finder).
     """
     if method not in SUGGESTERS:
         raise ValueError(f"method must be one of {tuple(SUGGESTERS)}, got {method!r}.")

@@ -122,7 +122,7 @@ def make_train_step(
 
     Example:
         >>> ts = make_train_step(loss_fn, optax.sgd, 0.1, axis_name="d")  # doctest: +SKIP
-        >>> params, state, loss, _ = jax.pmap(ts.step, axis_name="d")(params, state, batch)
+        >>> params, state, loss, _ = jax.pmap(ts.step, axis_name="d")(params, state, batch)  # doctest: +SKIP
 
     References:
         Goyal et al., "Accurate, Large Minibatch SGD", 2017 (gradient averaging).
