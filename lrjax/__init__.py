@@ -116,4 +116,29 @@ _RANGE_TEST: list[str] = [
     "plot_range_test",
 ]
 
-__all__ = ["__version__", *_SCHEDULES, *_OPTIMIZERS, *_RANGE_TEST]
+# --- porting from PyTorch (porting.py) ------------------------------------------
+_PORTING: list[str] = []
+
+# --- real models in the range test (models.py) ---------------------------------
+_MODELS: list[str] = []
+
+# --- hyperparameter search (search*.py) -----------------------------------------
+_SEARCH: list[str] = []
+
+# --- snapshot ensembles and weight averaging (snapshots.py) ---------------------
+_SNAPSHOTS: list[str] = []
+
+# --- batch size and learning rate (batch_size.py) -------------------------------
+_BATCH_SIZE: list[str] = []
+
+__all__ = [
+    "__version__",
+    *_SCHEDULES,
+    *_OPTIMIZERS,
+    *_RANGE_TEST,
+    *_PORTING,
+    *_MODELS,
+    *_SEARCH,
+    *_SNAPSHOTS,
+    *_BATCH_SIZE,
+]
