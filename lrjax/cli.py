@@ -144,14 +144,8 @@ def _add_valued(
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``lrjax`` argument parser with its ``find`` subcommand."""
-    parser = _Parser(
-        prog="lrjax",
-        description="Learning-rate tools for JAX/Optax; `lrjax find --help` for the range test.",
-    )
-    parser.add_argument("--version", action="version", version=f"lrjax {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+def _add_find_command(commands: Any) -> None:
+    """Register ``lrjax find`` on ``commands`` (the subparsers action of :func:`build_parser`)."""
     optimizer_lines = "\n".join(f"  {name:<10} {text}" for name, (_, text) in OPTIMIZERS.items())
     find = commands.add_parser(
         "find",
@@ -197,6 +191,38 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--no-terminal-plot", action="store_true", help="skip the terminal plot")
     find.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     find.set_defaults(handler=_find)
+
+
+# The subcommands: name -> the function that registers it, or "module:function" naming one
+# imported only when the parser is built (so a command module may import lrjax.cli itself
+# without a circular import). A registering function gets the subparsers action, calls
+# ``commands.add_parser(name, ...)`` (``parser_class`` is already the one-line-error parser)
+# and sets ``handler=fn(args, stdout, stderr) -> exit status`` with ``set_defaults``; a
+# handler raises :class:`UsageError` for bad input (one line on stderr, exit 2), and
+# KeyboardInterrupt is handled for every command by :func:`main` (one line, exit 130).
+# Adding a command is one line here, e.g. ``"search": "lrjax.cli_search:add_search_command"``.
+COMMANDS: dict[str, Callable[[Any], None] | str] = {
+    "find": _add_find_command,
+}
+
+
+def _command_adder(adder: Callable[[Any], None] | str) -> Callable[[Any], None]:
+    if callable(adder):
+        return adder
+    module, _, function = adder.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lrjax`` argument parser with one subparser per entry of :data:`COMMANDS`."""
+    parser = _Parser(
+        prog="lrjax",
+        description="Learning-rate tools for JAX/Optax; `lrjax COMMAND --help` for a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"lrjax {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for adder in COMMANDS.values():
+        _command_adder(adder)(commands)
     return parser
 
 
