@@ -19,10 +19,17 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 
+# jax.enable_x64 is new (jax 0.8); Colab's pinned jax 0.7.2 has only the experimental form.
+try:
+    enable_x64 = jax.enable_x64
+except AttributeError:  # jax < 0.8
+    from jax.experimental import enable_x64
+
+
 @pytest.fixture
 def x64():
     """Run the test body with 64-bit types enabled (for tight reference checks)."""
-    with jax.enable_x64(True):
+    with enable_x64(True):
         yield
 
 
