@@ -93,14 +93,8 @@ from lrjax.range_data import (
     _stacked_steps,
 )
 from lrjax.range_result import RangeTestResult, _grid_points
-from lrjax.train_step import (
-    LossFn,
-    OptimizerFactory,
-    PyTree,
-    _check_int,
-    _checked_loss,
-    _train_step,
-)
+from lrjax.models import pure_model
+from lrjax.train_step import LossFn, OptimizerFactory, PyTree, TrainCarry, _check_int, pure_train_step
 
 Progress = Callable[[int, int], None]
 
@@ -459,11 +453,11 @@ def _live(static: _Static, schedule: optax.Schedule, data: PyTree, offset: jax.A
     def curve_step(params: PyTree, opt_state: Any, data_key: jax.Array, hyper: jax.Array) -> tuple:
         batch = shared if shared is not None else _generated_batch(static, data_key, step)
         tx = _make_tx(static, schedule, hyper)
-        params, opt_state, loss, aux = _train_step(
-            tx, static.loss_fn, static.has_aux, static.accumulation_steps, None,
-            params, opt_state, batch)
-        val = (_checked_loss(static.loss_fn, static.has_aux)(params, dyn.val_data)[0]
-               if static.has_val else None)
+        model = pure_model(static.loss_fn, None, has_aux=static.has_aux)
+        carry, loss, aux = pure_train_step(tx, model.loss, TrainCarry(params, opt_state, None),
+                                           batch, accumulation_steps=static.accumulation_steps)
+        params, opt_state = carry.params, carry.opt_state
+        val = model.evaluate(params, None, dyn.val_data) if static.has_val else None
         return params, opt_state, loss, aux, val
 
     params, opt_state, loss, aux, val = _over_curves(curve_step, static.num_curves)(
