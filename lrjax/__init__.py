@@ -123,53 +123,10 @@ _PORTING: list[str] = []
 _MODELS: list[str] = []
 
 # --- hyperparameter search (search*.py) -----------------------------------------
-from lrjax.search import search
-from lrjax.search_halving import rung_plan, successive_halving
-from lrjax.search_result import SearchResult
-from lrjax.search_runner import trial_key
-from lrjax.search_space import choice, log_uniform, uniform
-from lrjax.search_train import TrainFn, TrialState, make_train_fn
+_SEARCH: list[str] = []
 
-_SEARCH: list[str] = [
-    "search",
-    "uniform",
-    "log_uniform",
-    "choice",
-    "make_train_fn",
-    "TrainFn",
-    "TrialState",
-    "trial_key",
-    "successive_halving",
-    "rung_plan",
-    "SearchResult",
-]
-
-# --- snapshot ensembles and weight averaging (snapshots.py, swa.py) -------------
-from lrjax.snapshots import (
-    SnapshotResult,
-    ensemble_members,
-    ensemble_predict,
-    schedule_cycle_ends,
-    snapshot_cycle_ends,
-    snapshot_schedule,
-    train_snapshots,
-)
-from lrjax.swa import SWAState, swa, swa_params, swa_state, update_batch_stats
-
-_SNAPSHOTS: list[str] = [
-    "snapshot_schedule",
-    "snapshot_cycle_ends",
-    "schedule_cycle_ends",
-    "train_snapshots",
-    "SnapshotResult",
-    "ensemble_predict",
-    "ensemble_members",
-    "swa",
-    "SWAState",
-    "swa_state",
-    "swa_params",
-    "update_batch_stats",
-]
+# --- snapshot ensembles and weight averaging (snapshots.py) ---------------------
+_SNAPSHOTS: list[str] = []
 
 # --- batch size and learning rate (batch_size.py, gradient_noise.py) ----------
 from lrjax.batch_size import (
