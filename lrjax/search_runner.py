@@ -1,0 +1,185 @@
+"""Run batches of trials as one compiled program: ``vmap(train_fn)``, compiled once.
+
+The program takes a batch of hyperparameters (``name -> (batch_size,)``), the trials'
+numbers and the search's root key; trial ``i`` trains with ``fold_in(root, i)``, so its key
+depends only on the search key and its number (not on the batch it lands in). A short last
+batch is padded to ``batch_size`` with copies of its last trial, whose results are dropped,
+so every batch reuses the same executable. With a mesh, the trial axis is sharded over all
+its devices and data is replicated.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+PyTree = Any
+
+
+def root_key(key: Any) -> jax.Array:
+    """The search's root PRNG key from an int seed or a JAX key (typed or raw uint32)."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+            return key
+        if key.dtype == jnp.uint32 and key.shape == (2,):
+            return jax.random.wrap_key_data(key)
+    raise TypeError(f"key must be an int seed or a single JAX PRNG key, got {key!r}.")
+
+
+def host_seed(key: jax.Array) -> int:
+    """A non-negative int seed for host samplers (numpy, scipy, Optuna), derived from ``key``."""
+    return int(jax.random.randint(jax.random.fold_in(key, 0x5EED), (), 0, 2**31 - 1))
+
+
+def trial_key(key: Any, number: int) -> jax.Array:
+    """The PRNG key trial ``number`` of a search with ``key`` trains with: ``fold_in(key, number)``.
+
+    Example:
+        >>> import jax
+        >>> trial_key(0, 3).dtype == jax.random.key(0).dtype
+        True
+    """
+    return jax.random.fold_in(root_key(key), number)
+
+
+def check_metrics(out: Any) -> dict[str, Any]:
+    """One trial's output as ``name -> scalar``; a scalar becomes ``{"value": scalar}``."""
+    if isinstance(out, Mapping):
+        if not out:
+            raise ValueError("train_fn returned an empty dict: return a scalar or a dict of scalars.")
+        items = dict(out)
+    elif isinstance(out, (jax.Array, np.ndarray, float, int, np.generic)) or hasattr(out, "shape"):
+        items = {"value": out}
+    else:
+        raise TypeError(
+            f"train_fn must return a scalar or a dict of scalars, got {type(out).__name__}."
+        )
+    for name, value in items.items():
+        if not isinstance(name, str):
+            raise TypeError(f"train_fn's metric names must be strings, got {name!r}.")
+        shape = np.shape(value)
+        if shape != ():
+            raise ValueError(
+                f"train_fn must return scalars, but metric {name!r} has shape {shape} "
+                "(reduce it, e.g. with .mean(), or return it under another name as a scalar)."
+            )
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and not (jnp.issubdtype(dtype, jnp.floating)
+                                      or jnp.issubdtype(dtype, jnp.integer)
+                                      or dtype == jnp.bool_):
+            raise TypeError(f"metric {name!r} must be a real number, got dtype {dtype}.")
+    return {name: jnp.asarray(value, jnp.float32) for name, value in items.items()}
+
+
+class StructureRecorder:
+    """Remembers the metric names of the first trace; a later trace must match them."""
+
+    def __init__(self) -> None:
+        self.names: tuple[str, ...] | None = None
+        self.traces = 0
+        self._lock = threading.Lock()
+
+    def record(self, out: Any) -> dict[str, Any]:
+        metrics = check_metrics(out)
+        names = tuple(metrics)
+        with self._lock:
+            self.traces += 1
+            if self.names is None:
+                self.names = names
+            elif names != self.names:
+                raise ValueError(
+                    f"train_fn returned a different structure on this call ({list(names)}) than "
+                    f"before ({list(self.names)}): it must return the same metrics every time."
+                )
+        return metrics
+
+
+def check_mesh(mesh: Any, batch_size: int) -> Mesh | None:
+    if mesh is None:
+        return None
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {mesh!r}.")
+    if batch_size % mesh.size:
+        raise ValueError(
+            f"batch_size={batch_size} must be a multiple of the mesh's {mesh.size} devices "
+            "(the trial axis is split evenly over them)."
+        )
+    return mesh
+
+
+def trial_sharding(mesh: Mesh | None) -> tuple[Any, Any]:
+    """(sharding of arrays with a leading trial axis, sharding of replicated arrays)."""
+    if mesh is None:
+        return None, None
+    return (NamedSharding(mesh, PartitionSpec(mesh.axis_names)),
+            NamedSharding(mesh, PartitionSpec()))
+
+
+def padded_indices(num: int, batch_size: int) -> np.ndarray:
+    """``0..num-1`` padded to ``batch_size`` by repeating the last index."""
+    return np.concatenate([np.arange(num), np.full(batch_size - num, num - 1)]).astype(np.int32)
+
+
+class BatchRunner:
+    """``runner(hparams, numbers) -> name -> (n,) float numpy``, one executable for all batches.
+
+    Args:
+        fn: ``fn(hparams, key, *args) -> metrics`` for one trial.
+        args: extra arguments of every call (e.g. the data), replicated, not vmapped.
+        batch_size: trials per call of the compiled program.
+        key: the search's root key.
+        mesh: shard the trial axis over this mesh's devices, or None.
+    """
+
+    def __init__(self, fn: Callable, args: tuple, batch_size: int, key: jax.Array,
+                 mesh: Mesh | None, recorder: StructureRecorder | None = None) -> None:
+        self.batch_size = batch_size
+        self.recorder = recorder or StructureRecorder()
+        self.trial_sharding, self.replicated = trial_sharding(mesh)
+
+        def batched(hparams: dict, numbers: jax.Array, root: jax.Array, *extra: Any) -> dict:
+            keys = jax.vmap(lambda n: jax.random.fold_in(root, n))(numbers)
+            one = lambda h, k: self.recorder.record(fn(h, k, *extra))  # noqa: E731
+            return jax.vmap(one)(hparams, keys)
+
+        self._jitted = jax.jit(batched)
+        self._root = self._place(key, replicated=True)
+        self._args = tuple(self._place(a, replicated=True) for a in args)
+        self._compiled: Any = None
+
+    def _place(self, tree: PyTree, *, replicated: bool) -> PyTree:
+        sharding = self.replicated if replicated else self.trial_sharding
+        if sharding is None:
+            return tree
+        return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
+
+    def compile(self, hparams: dict[str, np.ndarray], numbers: np.ndarray) -> None:
+        """Trace and compile once (checks train_fn's output before any trial runs)."""
+        lowered = self._jitted.lower(self._place(hparams, replicated=False),
+                                     self._place(numbers, replicated=False),
+                                     self._root, *self._args)
+        self._compiled = lowered.compile()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        assert self.recorder.names is not None
+        return self.recorder.names
+
+    def __call__(self, hparams: dict[str, np.ndarray], numbers: np.ndarray) -> dict[str, np.ndarray]:
+        num = len(numbers)
+        index = padded_indices(num, self.batch_size)
+        hparams = {name: np.asarray(values)[index] for name, values in hparams.items()}
+        numbers = np.asarray(numbers, np.int32)[index]
+        if self._compiled is None:
+            self.compile(hparams, numbers)
+        out = self._compiled(self._place(hparams, replicated=False),
+                             self._place(numbers, replicated=False), self._root, *self._args)
+        return {name: np.asarray(values, np.float64)[:num] for name, values in out.items()}
