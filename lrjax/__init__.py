@@ -123,7 +123,26 @@ _PORTING: list[str] = []
 _MODELS: list[str] = []
 
 # --- hyperparameter search (search*.py) -----------------------------------------
-_SEARCH: list[str] = []
+from lrjax.search import search
+from lrjax.search_halving import rung_plan, successive_halving
+from lrjax.search_result import SearchResult
+from lrjax.search_runner import trial_key
+from lrjax.search_space import choice, log_uniform, uniform
+from lrjax.search_train import TrainFn, TrialState, make_train_fn
+
+_SEARCH: list[str] = [
+    "search",
+    "uniform",
+    "log_uniform",
+    "choice",
+    "make_train_fn",
+    "TrainFn",
+    "TrialState",
+    "trial_key",
+    "successive_halving",
+    "rung_plan",
+    "SearchResult",
+]
 
 # --- snapshot ensembles and weight averaging (snapshots.py) ---------------------
 _SNAPSHOTS: list[str] = []
