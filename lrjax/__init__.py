@@ -144,8 +144,32 @@ _SEARCH: list[str] = [
     "SearchResult",
 ]
 
-# --- snapshot ensembles and weight averaging (snapshots.py) ---------------------
-_SNAPSHOTS: list[str] = []
+# --- snapshot ensembles and weight averaging (snapshots.py, swa.py) -------------
+from lrjax.snapshots import (
+    SnapshotResult,
+    ensemble_members,
+    ensemble_predict,
+    schedule_cycle_ends,
+    snapshot_cycle_ends,
+    snapshot_schedule,
+    train_snapshots,
+)
+from lrjax.swa import SWAState, swa, swa_params, swa_state, update_batch_stats
+
+_SNAPSHOTS: list[str] = [
+    "snapshot_schedule",
+    "snapshot_cycle_ends",
+    "schedule_cycle_ends",
+    "train_snapshots",
+    "SnapshotResult",
+    "ensemble_predict",
+    "ensemble_members",
+    "swa",
+    "SWAState",
+    "swa_state",
+    "swa_params",
+    "update_batch_stats",
+]
 
 # --- batch size and learning rate (batch_size.py, gradient_noise.py) ----------
 from lrjax.batch_size import (

@@ -1,0 +1,603 @@
+"""Snapshot ensembles: the snapshot schedule, one compiled training that keeps each cycle's
+end, and the ensemble's prediction.
+
+Huang et al. (2017) train one network on a cyclic cosine schedule with warm restarts and
+keep the weights at the end of every cycle: each cycle anneals into a different local
+optimum, so one training budget gives M ensemble members. Here that training is one
+``jax.jit`` of a ``lax.scan`` over steps; the M cycle-end params are written into a
+buffer stacked on a leading axis, kept on device, and returned with the loss curve.
+
+**Memory.** The snapshot buffer holds M copies of the params (``keep_last=m``: m copies)
+beside the training's own params and optimizer state, on device, for the whole run.
+
+Weight averaging of the same trajectory (SWA) lives in :mod:`lrjax.swa`.
+
+References:
+    Huang, Li, Pleiss, Liu, Hopcroft & Weinberger, `Snapshot Ensembles: Train 1, get M
+    for free <https://arxiv.org/abs/1704.00109>`_, ICLR 2017.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from lrjax.range_data import (
+    _batch_sizes,
+    _data_form,
+    _place,
+    _pull,
+    _resolve_mesh,
+    _stack_chunk,
+    _stacked_steps,
+)
+from lrjax.range_test import _cache_key, _check_callables, _is_seed, _seed_key
+from lrjax.schedules import _cosine_interpolate, _float_dtype, _integer_count
+from lrjax._checks import check_flag, check_steps, check_value
+from lrjax.models import PureLoss, PureModel, model_kind, pure_model
+from lrjax.train_step import (
+    LossFn,
+    OptimizerFactory,
+    PyTree,
+    TrainCarry,
+    pure_train_step,
+)
+
+# A restart is a rise of the schedule by more than this share of its largest value: it
+# ignores float32 rounding on the flat bottom of a long cosine.
+_RISE_RTOL = 1e-6
+
+
+# --------------------------------------------------------------------------------------
+# Validation shared with lrjax.swa.
+# --------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
+# The schedule (Huang et al. 2017, eq. 2).
+# --------------------------------------------------------------------------------------
+def _snapshot_values(init_value: Any, cycle_length: int) -> optax.Schedule:
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        dtype = _float_dtype()
+        position = (_integer_count(count) % cycle_length).astype(dtype)  # integers: exact restarts
+        value = _cosine_interpolate(jnp.asarray(init_value, dtype), jnp.zeros((), dtype),
+                                    position / cycle_length)
+        return value.astype(dtype)
+
+    return schedule
+
+
+def snapshot_schedule(init_value: float, total_steps: int, num_cycles: int) -> optax.Schedule:
+    """The snapshot-ensemble schedule: ``num_cycles`` cosine cycles restarting at ``init_value``.
+
+    Huang et al. (2017), eq. 2, counted from 0 (the paper counts from 1)::
+
+        C = ceil(total_steps / num_cycles)
+        value(t) = init_value / 2 * (cos(pi * (t mod C) / C) + 1)
+
+    The value is ``init_value`` at every restart ``t = 0, C, 2C, ...`` and falls towards 0
+    (never reaching it) at each cycle's last step ``t = kC - 1``. When ``num_cycles`` does
+    not divide ``total_steps`` the last cycle is cut short at ``total_steps``. The cycle is
+    found by integer arithmetic, so restarts are exact for every count; counts are clamped
+    to ``[0, 2**31 - 1]`` (floats floored), as in every lrjax schedule. When ``C`` is so
+    large that fewer than ``num_cycles`` cycles start before ``total_steps`` (e.g. 10 steps,
+    6 cycles: ``C = 2``, 5 cycles), the formula still holds; :func:`train_snapshots` refuses
+    such a pair.
+
+    Args:
+      init_value: the value at each restart (the paper's alpha_0), finite and ``>= 0``; may
+        be a JAX value, traced or not (checked only when concrete).
+      total_steps: the training's steps ``T``, an integer in ``[1, 2**31 - 1]``.
+      num_cycles: the number of cycles ``M`` (snapshots), an integer in ``[1, total_steps]``.
+
+    Returns:
+      An optax schedule ``count -> value`` in the default float dtype (float32).
+
+    Example:
+      >>> schedule = snapshot_schedule(0.1, total_steps=10, num_cycles=3)  # C = 4
+      >>> [round(float(v), 4) for v in schedule(jnp.arange(10))]
+      [0.1, 0.0854, 0.05, 0.0146, 0.1, 0.0854, 0.05, 0.0146, 0.1, 0.0854]
+
+    References:
+      Huang et al., `Snapshot Ensembles: Train 1, get M for free
+      <https://arxiv.org/abs/1704.00109>`_, ICLR 2017, eq. 2.
+    """
+    check_value("init_value", init_value, low=0.0)
+    total_steps = check_steps("total_steps", total_steps)
+    num_cycles = check_steps("num_cycles", num_cycles, 1, total_steps)
+    return _snapshot_values(init_value, -(-total_steps // num_cycles))
+
+
+def snapshot_cycle_ends(total_steps: int, num_cycles: int) -> np.ndarray:
+    """The last step of each cycle of :func:`snapshot_schedule` (where snapshots are taken).
+
+    Cycle ``k`` (from 0) covers steps ``[kC, min((k + 1)C, T))`` with ``C = ceil(T / M)``,
+    so the ends are ``C - 1, 2C - 1, ..., (M - 1)C - 1, T - 1``.
+
+    Args:
+      total_steps: ``T``, an integer ``>= 1``.
+      num_cycles: ``M``, an integer in ``[1, T]`` such that ``M`` cycles start before ``T``.
+
+    Returns:
+      An int array of the ``M`` end steps, increasing.
+
+    Example:
+      >>> snapshot_cycle_ends(10, 3).tolist()
+      [3, 7, 9]
+
+    References:
+      Huang et al., `Snapshot Ensembles <https://arxiv.org/abs/1704.00109>`_, ICLR 2017.
+    """
+    total_steps = check_steps("total_steps", total_steps)
+    num_cycles = check_steps("num_cycles", num_cycles, 1, total_steps)
+    cycle = -(-total_steps // num_cycles)
+    started = -(-total_steps // cycle)
+    if started != num_cycles:
+        raise ValueError(
+            f"num_cycles={num_cycles} with {total_steps} steps gives cycles of ceil("
+            f"{total_steps}/{num_cycles}) = {cycle} steps, so only {started} cycles start before "
+            f"step {total_steps}; choose num_cycles <= {started} or more steps."
+        )
+    return np.append(np.arange(1, num_cycles) * cycle - 1, total_steps - 1).astype(np.int64)
+
+
+def schedule_cycle_ends(schedule: optax.Schedule, num_steps: int) -> np.ndarray:
+    """The cycle ends of any cyclic schedule over ``num_steps`` steps, read off its values.
+
+    Step ``t`` ends a cycle when the schedule reached it falling (``lr(t) <= lr(t-1)``) and
+    rises after it (``lr(t+1) > lr(t)`` by more than ``1e-6 * max lr``): the step before
+    each SGDR restart, each CLR cycle's base. The last step ``num_steps - 1`` always ends
+    the last cycle.
+
+    Args:
+      schedule: an optax schedule, e.g. :func:`lrjax.sgdr` or :func:`lrjax.cyclic`.
+      num_steps: the training's steps, ``>= 1``.
+
+    Returns:
+      An int array of the end steps, increasing, the last one ``num_steps - 1``.
+
+    Example:
+      >>> from lrjax.cyclical import sgdr
+      >>> schedule_cycle_ends(sgdr(0.1, period=4, period_mult=2.0), 12).tolist()
+      [3, 11]
+
+    References:
+      Loshchilov & Hutter, `SGDR <https://arxiv.org/abs/1608.03983>`_, ICLR 2017.
+    """
+    num_steps = check_steps("num_steps", num_steps)
+    values = np.asarray(schedule(jnp.arange(num_steps + 1)), np.float64)
+    if values.shape != (num_steps + 1,) or not np.all(np.isfinite(values)):
+        raise ValueError("schedule must map an array of counts to finite values of its shape.")
+    tolerance = _RISE_RTOL * max(float(np.max(np.abs(values))), np.finfo(np.float32).tiny)
+    rises = np.diff(values) > tolerance  # rises[t]: lr(t + 1) > lr(t)
+    steps = np.arange(1, num_steps)
+    ends = steps[rises[steps] & (values[steps] <= values[steps - 1])]
+    return np.append(ends[ends < num_steps - 1], num_steps - 1).astype(np.int64)
+
+
+def _check_cycle_ends(cycle_ends: Sequence[int], num_steps: int, num_cycles: int) -> np.ndarray:
+    ends = np.asarray(cycle_ends)
+    if ends.ndim != 1 or not (np.issubdtype(ends.dtype, np.integer) or ends.size == 0):
+        raise ValueError(f"cycle_ends must be a 1-D sequence of integer steps, got {cycle_ends!r}.")
+    if ends.size != num_cycles:
+        raise ValueError(f"cycle_ends has {ends.size} steps; num_cycles={num_cycles} needs as many.")
+    if np.any(ends < 0) or np.any(ends >= num_steps) or np.any(np.diff(ends) <= 0):
+        raise ValueError(f"cycle_ends must increase strictly within [0, num_steps - 1 = "
+                         f"{num_steps - 1}], got {ends.tolist()}.")
+    return ends.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------
+# The compiled training.
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SnapshotResult:
+    """What :func:`train_snapshots` returns; unpacks as ``snapshots, losses``.
+
+    Attributes:
+      params: the snapshots: the trainable params with a leading axis of ``keep_last`` (or
+        ``num_cycles``) members, oldest first, on device (for an nnx / Equinox model, its
+        trainable arrays as :func:`lrjax.pure_model` splits them; :meth:`model` rebuilds it).
+      losses: numpy ``(num_steps,)`` float32, the training loss of each step.
+      learning_rates: numpy ``(num_steps,)`` float32, the rate each step trained at.
+      steps: numpy int, the step after which each kept snapshot was taken.
+      cycle_ends: numpy int, the end step of every cycle (``num_cycles`` of them).
+      state: the threaded state (batch statistics, nnx RNG counters) at each kept snapshot,
+        stacked like ``params``; None without state.
+      aux: per-step aux (leading step axis) with ``has_aux``, else None.
+    """
+
+    params: PyTree
+    losses: np.ndarray
+    learning_rates: np.ndarray
+    steps: np.ndarray
+    cycle_ends: np.ndarray
+    state: PyTree = None
+    aux: Any = None
+    merge: Callable[[PyTree, PyTree], Any] | None = dataclasses.field(default=None, repr=False)
+
+    def __iter__(self):
+        return iter((self.params, self.losses))
+
+    def __len__(self) -> int:
+        return 2
+
+    def model(self, index: int) -> Any:
+        """Snapshot ``index`` (negative counts from the last) as the kind of object trained:
+        the params pytree, ``(params, state)`` with ``state=``, or a new nnx / Equinox
+        model (nnx with its state)."""
+        count = int(self.steps.size)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
+                or not -count <= index < count:
+            raise ValueError(f"index must be an integer in [-{count}, {count - 1}], got {index!r}.")
+        pick = lambda tree: jax.tree.map(lambda x: x[index], tree)  # noqa: E731
+        params, state = pick(self.params), pick(self.state)
+        if self.merge is not None:
+            return self.merge(params, state)
+        return params if state is None else (params, state)
+
+
+class _Static(NamedTuple):
+    loss: PureLoss  # lrjax's pure form of the user's loss_fn (lrjax.models.pure_model)
+    optimizer: OptimizerFactory
+    schedule: optax.Schedule | None  # None: snapshot_schedule of the runtime init_value
+    data_fn: Callable[[jax.Array, jax.Array], PyTree] | None
+    num_steps: int
+    cycle_length: int
+    num_kept: int
+    stochastic: bool
+    accumulation_steps: int
+
+
+def _function_batch(static: _Static, data_key: jax.Array, step: jax.Array) -> PyTree:
+    """The data function's batch ``data_fn(fold_in(key, i), i)``; micro-batches stacked."""
+    k = static.accumulation_steps
+
+    def one(i: jax.Array) -> PyTree:
+        return static.data_fn(jax.random.fold_in(data_key, i), i)
+
+    return one(step) if k == 1 else jax.vmap(one)(step * k + jnp.arange(k, dtype=step.dtype))
+
+
+def _empty_buffer(tree: PyTree, rows: int) -> PyTree:
+    return jax.tree.map(lambda x: jnp.zeros((rows,) + jnp.shape(x), jnp.result_type(x)), tree)
+
+
+def _write_row(buffer: PyTree, slot: jax.Array, tree: PyTree) -> PyTree:
+    """``buffer[slot] = tree`` when ``slot >= 0``; one in-place row write either way (the row
+    is rewritten with itself when this step ends no kept cycle)."""
+    row = jnp.maximum(slot, 0)
+    return jax.tree.map(
+        lambda buf, x: buf.at[row].set(jnp.where(slot >= 0, x.astype(buf.dtype), buf[row])),
+        buffer, tree)
+
+
+def _run(static: _Static, params: PyTree, state: PyTree, data: PyTree, slots: jax.Array,
+         init_value: jax.Array, key: jax.Array) -> tuple[PyTree, PyTree, jax.Array, jax.Array, Any]:
+    schedule = static.schedule or _snapshot_values(init_value, static.cycle_length)
+    tx = static.optimizer(learning_rate=schedule)
+    data_key, step_key = jax.random.split(key)
+
+    def body(carry: tuple, xs: tuple) -> tuple[tuple, tuple]:
+        train, snaps, snap_states = carry
+        step, slot, batch = xs
+        if static.data_fn is not None:
+            batch = _function_batch(static, data_key, step)
+        step_key_t = jax.random.fold_in(step_key, step) if static.stochastic else None
+        train, loss, aux = pure_train_step(tx, static.loss, train, batch, step_key_t,
+                                           accumulation_steps=static.accumulation_steps)
+        snaps = _write_row(snaps, slot, train.params)
+        snap_states = _write_row(snap_states, slot, train.state)
+        lr = jnp.asarray(schedule(step), jnp.float32)
+        return (train, snaps, snap_states), (loss.astype(jnp.float32), lr, aux)
+
+    carry = (TrainCarry(params, tx.init(params), state), _empty_buffer(params, static.num_kept),
+             _empty_buffer(state, static.num_kept))
+    xs = (jnp.arange(static.num_steps), slots, data)
+    (_, snaps, snap_states), (losses, lrs, aux) = jax.lax.scan(body, carry, xs)
+    return snaps, snap_states, losses, lrs, aux
+
+
+_PROGRAMS: dict[Any, tuple[PureModel, Callable[..., Any]]] = {}
+_PROGRAMS_SIZE = 32
+
+
+def _model_key(params: Any) -> Any:
+    """What the pure loss closes over besides ``loss_fn``: nnx's graph, Equinox's static part.
+
+    Equal keys give equal pure losses, so a repeated call reuses the compiled program; an
+    unhashable model gets a fresh key (and a fresh compile) every call.
+    """
+    kind = model_kind(params)
+    if kind == "pytree":
+        return kind
+    if kind == "nnx":
+        nnx = sys.modules["flax.nnx"]
+        static = nnx.split(params, nnx.Param, ...)[0]
+    else:
+        eqx = sys.modules["equinox"]
+        static = eqx.partition(params, eqx.is_inexact_array)[1]
+    try:
+        hash(static)
+    except TypeError:
+        return object()
+    return kind, static
+
+
+def _program(loss_fn: LossFn, params: Any, state: PyTree, has_aux: bool, stochastic: bool,
+             options: dict) -> tuple[PureModel, Callable[..., Any]]:
+    """The pure model of this call and the jitted training, cached on everything they read."""
+    key = (_cache_key(loss_fn), _model_key(params), state is None, has_aux, stochastic,
+           *((name, _cache_key(value)) for name, value in options.items()))
+    try:
+        cached = _PROGRAMS.get(key)
+    except TypeError:  # unhashable option (e.g. a lambda-holding partial): no cache
+        key, cached = object(), None
+    model = pure_model(loss_fn, params, state=state, has_aux=has_aux, stochastic=stochastic)
+    if cached is not None:
+        return model, cached[1]
+    static = _Static(loss=model.loss, stochastic=stochastic, **options)
+    program = jax.jit(functools.partial(_run, static))
+    if len(_PROGRAMS) >= _PROGRAMS_SIZE:
+        _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    _PROGRAMS[key] = (model, program)
+    return model, program
+
+
+def _prepare_data(data: Any, num_steps: int, accumulation_steps: int,
+                  mesh: Mesh | None, data_axis: str) -> tuple[PyTree, Any, Mesh | None]:
+    """``(stacked data or None, data function or None, mesh)``, data placed on device."""
+    needed = num_steps * accumulation_steps
+    form = _data_form(data)
+    if form == "function":
+        return None, data, mesh
+    if form == "iterable":
+        iterator = iter(data)
+        data = _stack_chunk(_pull(iterator, needed, needed, 0), needed)
+    else:
+        data = _stacked_steps(data, needed)
+    if accumulation_steps > 1:
+        data = jax.tree.map(
+            lambda x: jnp.reshape(x, (num_steps, accumulation_steps) + np.shape(x)[1:]), data)
+    leading = 1 if accumulation_steps == 1 else 2
+    mesh = _resolve_mesh(mesh, data_axis, _batch_sizes(data, leading))
+    if mesh is None:
+        return _place(data, None), None, None
+
+    def sharding(x: Any) -> NamedSharding:
+        spec = () if np.ndim(x) <= leading else (None,) * leading + (data_axis,)
+        return NamedSharding(mesh, PartitionSpec(*spec))
+
+    return _place(data, sharding), None, mesh
+
+
+def _resolve_ends(num_steps: int, num_cycles: int, schedule: optax.Schedule | None,
+                  cycle_ends: Sequence[int] | None) -> np.ndarray:
+    if cycle_ends is not None:
+        return _check_cycle_ends(cycle_ends, num_steps, num_cycles)
+    if schedule is None:
+        return snapshot_cycle_ends(num_steps, num_cycles)
+    ends = schedule_cycle_ends(schedule, num_steps)
+    if ends.size != num_cycles:
+        raise ValueError(
+            f"num_cycles={num_cycles}, but the schedule has {ends.size} cycles in {num_steps} "
+            f"steps (ending at steps {ends.tolist()[:10]}{'...' if ends.size > 10 else ''}); "
+            "pass num_cycles to match, or cycle_ends=[...] explicitly."
+        )
+    return ends
+
+
+def train_snapshots(
+    loss_fn: LossFn,
+    params: PyTree,
+    optimizer: OptimizerFactory,
+    data: Any,
+    *,
+    num_steps: int,
+    num_cycles: int,
+    init_value: float | None = None,
+    schedule: optax.Schedule | None = None,
+    cycle_ends: Sequence[int] | None = None,
+    keep_last: int | None = None,
+    state: PyTree = None,
+    has_aux: bool = False,
+    stochastic: bool = False,
+    accumulation_steps: int = 1,
+    key: jax.Array | int | None = None,
+    mesh: Mesh | None = None,
+    data_axis: str = "data",
+) -> SnapshotResult:
+    """Trains once on a cyclic schedule and keeps the params at the end of every cycle.
+
+    By default the schedule is :func:`snapshot_schedule` ``(init_value, num_steps,
+    num_cycles)`` and the snapshots are taken after steps ``C - 1, 2C - 1, ..., T - 1``
+    (:func:`snapshot_cycle_ends`). With ``schedule=`` (any SGDR / CLR / custom cyclic
+    schedule) the ends are ``cycle_ends`` or, by default, read off the schedule
+    (:func:`schedule_cycle_ends`). Step ``t`` is the train step of
+    :func:`lrjax.make_train_step` on batch ``t`` with ``optimizer(learning_rate=schedule)``;
+    all steps run as one ``jax.jit`` of a ``lax.scan``, compiled once per configuration
+    (``init_value`` and the data's values are runtime inputs: changing them never
+    recompiles).
+
+    Memory: the snapshots are a buffer of ``num_cycles`` (or ``keep_last``) copies of
+    the params on device, besides the params and optimizer state being trained.
+
+    Data forms, as :func:`lrjax.range_test`: a pytree of arrays with a leading step axis
+    of length ``>= num_steps * accumulation_steps``; an iterable of batches (the
+    ``num_steps * accumulation_steps`` batches are pulled and stacked on the host up
+    front); or a function ``(key, i) -> batch`` run on device with
+    ``key = fold_in(data_key, i)``. Real models take the forms of :func:`lrjax.range_test`
+    (through :func:`lrjax.pure_model`): ``state=`` (linen ``batch_stats``),
+    ``stochastic=True`` (a dropout key per step), or an ``nnx.Module`` / ``eqx.Module`` as
+    ``params`` with ``loss_fn(model, batch)``. With several devices the batch axis is sharded over
+    them when it divides evenly (``mesh=None``), or over ``mesh``'s ``data_axis``.
+
+    Args:
+      loss_fn: ``(params, batch) -> scalar loss`` (or ``(loss, aux)`` with ``has_aux``).
+      params: initial params pytree (never modified or donated).
+      optimizer: factory taking ``learning_rate``, e.g. ``optax.sgd`` or
+        ``functools.partial(optax.sgd, momentum=0.9)``.
+      data: stacked pytree, iterable of batches, or ``(key, i) -> batch``.
+      num_steps: steps to train, ``T >= 1``.
+      num_cycles: cycles (snapshots), ``M`` in ``[1, T]``.
+      init_value: the restart learning rate of the default schedule (``>= 0``).
+      schedule: a cyclic schedule used instead (then leave ``init_value`` out).
+      cycle_ends: the ``num_cycles`` steps after which to take the snapshots, increasing.
+      keep_last: keep only the last ``m`` snapshots (memory ``m`` copies), ``1 <= m <= M``.
+      state: initial threaded state (e.g. Flax linen ``batch_stats``): then
+        ``loss_fn(params, state, batch) -> (loss, new_state)``; snapshotted with the params.
+      has_aux: whether ``loss_fn`` returns aux (``(loss, aux)``, with state
+        ``(loss, (new_state, aux))``); aux is returned per step.
+      stochastic: pass ``loss_fn`` a keyword ``key=`` (e.g. dropout), a fresh key each
+        step: ``fold_in(k, step)`` of a key split from ``key``, reproducible.
+      accumulation_steps: micro-batches averaged per step (data's step axis holds
+        ``num_steps * accumulation_steps`` micro-batches).
+      key: seed (int) or PRNG key of the data function's keys (default 0).
+      mesh: a ``jax.sharding.Mesh`` to shard the batch axis over, or None (automatic).
+      data_axis: the mesh axis of the batch.
+
+    Returns:
+      A :class:`SnapshotResult`: ``params`` (stacked snapshots on device, oldest first),
+      ``losses``, ``learning_rates``, ``steps`` (of the kept snapshots), ``cycle_ends``.
+
+    Example:
+      >>> def loss_fn(w, batch):
+      ...     return jnp.mean((batch["x"] @ w - batch["y"]) ** 2)
+      >>> data = {"x": jnp.ones((40, 8, 3)), "y": jnp.ones((40, 8))}
+      >>> snaps, losses = train_snapshots(loss_fn, jnp.zeros(3), optax.sgd, data,
+      ...                                 num_steps=40, num_cycles=4, init_value=0.1)
+      >>> snaps.shape, losses.shape
+      ((4, 3), (40,))
+
+    References:
+      Huang et al., `Snapshot Ensembles: Train 1, get M for free
+      <https://arxiv.org/abs/1704.00109>`_, ICLR 2017.
+    """
+    _check_callables(loss_fn, optimizer, None, None)
+    num_steps = check_steps("num_steps", num_steps)
+    num_cycles = check_steps("num_cycles", num_cycles, 1, num_steps)
+    accumulation_steps = check_steps("accumulation_steps", accumulation_steps)
+    if keep_last is not None:
+        keep_last = check_steps("keep_last", keep_last, 1, num_cycles)
+    if schedule is None:
+        if init_value is None:
+            raise ValueError("give init_value (the snapshot schedule's restart value) or a schedule.")
+        check_value("init_value", init_value, low=0.0)
+    elif init_value is not None:
+        raise ValueError("give either init_value (snapshot schedule) or schedule, not both.")
+    elif not callable(schedule):
+        raise ValueError(f"schedule must be an optax schedule (callable), got {schedule!r}.")
+    has_aux, stochastic = check_flag("has_aux", has_aux), check_flag("stochastic", stochastic)
+    ends = _resolve_ends(num_steps, num_cycles, schedule, cycle_ends)
+    kept = ends[num_cycles - (keep_last or num_cycles):]
+    slots = np.full(num_steps, -1, np.int32)
+    slots[kept] = np.arange(kept.size, dtype=np.int32)
+
+    stacked, data_fn, mesh = _prepare_data(data, num_steps, accumulation_steps, mesh, data_axis)
+    options = dict(optimizer=optimizer, schedule=schedule, data_fn=data_fn, num_steps=num_steps,
+                   cycle_length=-(-num_steps // num_cycles), num_kept=int(kept.size),
+                   accumulation_steps=accumulation_steps)
+    model, program = _program(loss_fn, params, state, has_aux, stochastic, options)
+    if not jax.tree.leaves(model.params):
+        raise ValueError("params has no trainable arrays.")
+    trained = jax.tree.map(jnp.asarray, (model.params, model.state))
+    if mesh is not None:  # params and state replicated, the batch sharded
+        trained = jax.device_put(trained, NamedSharding(mesh, PartitionSpec()))
+    key = _seed_key(0 if key is None else int(key)) if _is_seed(key) else key
+    value = jnp.asarray(0.0 if init_value is None else init_value, jnp.float32)
+    snaps, snap_states, losses, lrs, aux = program(*trained, stacked, slots, value, key)
+    losses, lrs = jax.device_get((losses, lrs))
+    return SnapshotResult(
+        params=snaps, losses=np.asarray(losses), learning_rates=np.asarray(lrs), steps=kept,
+        cycle_ends=ends, state=snap_states, aux=aux if has_aux else None,
+        merge=None if model.kind == "pytree" else model.merge)
+
+
+# --------------------------------------------------------------------------------------
+# Prediction.
+# --------------------------------------------------------------------------------------
+def _members(stacked_params: PyTree, last: int | None) -> tuple[PyTree, int]:
+    if isinstance(stacked_params, SnapshotResult):
+        stacked_params = stacked_params.params
+    leaves = jax.tree.leaves(stacked_params)
+    if not leaves:
+        raise ValueError("stacked_params is empty (no arrays).")
+    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError("stacked_params: every leaf needs the same leading snapshot axis, got "
+                         f"sizes {sorted(map(str, sizes))}.")
+    (count,) = sizes
+    if last is None:
+        return stacked_params, count
+    if isinstance(last, bool) or not isinstance(last, (int, np.integer)) or not 1 <= last <= count:
+        raise ValueError(f"last must be None or an integer in [1, {count}] (the snapshots), "
+                         f"got {last!r}.")
+    return jax.tree.map(lambda x: x[count - last:], stacked_params), int(last)
+
+
+def ensemble_members(apply_fn: Callable[[PyTree, Any], jax.Array], stacked_params: PyTree,
+                     x: Any, *, last: int | None = None) -> jax.Array:
+    """Each member's softmax probabilities: ``softmax(apply_fn(params_k, x))`` for every k.
+
+    Args:
+      apply_fn: ``(params, x) -> logits`` with classes on the last axis.
+      stacked_params: params with a leading member axis (e.g. ``train_snapshots(...).params``,
+        or the :class:`SnapshotResult` itself).
+      x: the inputs, shared by every member.
+      last: use only the last ``m`` members (the latest snapshots), ``1 <= m <= M``.
+
+    Returns:
+      float32 probabilities of shape ``(m, *logits.shape)``, vmapped over the members.
+
+    Example:
+      >>> w = jnp.stack([jnp.eye(3), -jnp.eye(3)])
+      >>> ensemble_members(lambda p, x: x @ p, w, jnp.ones((2, 3))).shape
+      (2, 2, 3)
+
+    References:
+      Huang et al., `Snapshot Ensembles <https://arxiv.org/abs/1704.00109>`_, ICLR 2017.
+    """
+    members, _ = _members(stacked_params, last)
+
+    def probabilities(params: PyTree) -> jax.Array:
+        logits = jnp.asarray(apply_fn(params, x))
+        return jax.nn.softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
+
+    return jax.vmap(probabilities)(members)
+
+
+def ensemble_predict(apply_fn: Callable[[PyTree, Any], jax.Array], stacked_params: PyTree,
+                     x: Any, *, last: int | None = None) -> jax.Array:
+    """The snapshot ensemble's prediction: the mean of the members' softmax probabilities.
+
+    ``p(y | x) = 1/m * sum_k softmax(apply_fn(params_k, x))`` over the last ``m`` members
+    (all by default). Probabilities are averaged, as in the paper, not logits.
+    :func:`ensemble_members` gives the members' own probabilities.
+
+    Args:
+      apply_fn: ``(params, x) -> logits`` with classes on the last axis.
+      stacked_params: params with a leading member axis, or a :class:`SnapshotResult`.
+      x: the inputs.
+      last: use only the last ``m`` snapshots, ``1 <= m <= M``.
+
+    Returns:
+      float32 probabilities with the logits' shape (each row sums to 1).
+
+    Example:
+      >>> w = jnp.stack([jnp.eye(3), -jnp.eye(3)])
+      >>> ensemble_predict(lambda p, x: x @ p, w, jnp.ones((2, 3))).round(3).tolist()[0]
+      [0.333, 0.333, 0.333]
+
+    References:
+      Huang et al., `Snapshot Ensembles: Train 1, get M for free
+      <https://arxiv.org/abs/1704.00109>`_, ICLR 2017, sec. 3.
+    """
+    return jnp.mean(ensemble_members(apply_fn, stacked_params, x, last=last), axis=0)
+
