@@ -194,7 +194,8 @@ def noise_scale_monitor(
     * ``axis_name=None``: the updates carry a leading axis of ``S >= 2`` split gradients
       (micro-batches of ``batch_size`` examples, e.g. ``vmap(grad)`` over a reshaped batch;
       with that axis sharded over a mesh, ``jit`` makes the mean the all-reduce); the
-      transform passes on their mean, the whole batch's gradient.
+      transform passes on their mean, the whole batch's gradient. Pass ``params`` to
+      ``update`` and the stacking is checked against them.
     * ``axis_name="..."`` (inside ``shard_map``/``pmap``): the updates are this device's
       gradient of its ``batch_size`` examples; the transform passes on their ``pmean``
       over ``axis_name`` (the usual data-parallel all-reduce) and adds one scalar
@@ -240,13 +241,16 @@ def noise_scale_monitor(
         return NoiseScaleMonitorState(jnp.zeros([], jnp.int32), jnp.ones([], jnp.float32), zero, zero, zero, zero)
 
     def update_fn(updates: Any, state: NoiseScaleMonitorState, params: Any = None) -> tuple[Any, NoiseScaleMonitorState]:
-        del params
         if axis_name is None:
             sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in jax.tree.leaves(updates)}
-            if None in sizes or len(sizes) != 1 or sizes == {1}:
+            stacked = params is None or all(
+                jnp.shape(u)[1:] == jnp.shape(p) for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params))
+            )
+            if None in sizes or len(sizes) != 1 or sizes == {1} or not stacked:
                 raise ValueError(
                     "noise_scale_monitor with axis_name=None needs updates stacked on a leading "
-                    f"axis of >= 2 split gradients, got leading sizes {sorted(map(str, sizes))}."
+                    f"axis of >= 2 split gradients (shape (S, *param.shape)), got leading sizes "
+                    f"{sorted(map(str, sizes))}."
                 )
             num_splits = sizes.pop()
             mean = jax.tree.map(lambda g: jnp.mean(g, axis=0), updates)
