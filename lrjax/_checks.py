@@ -28,6 +28,7 @@ __all__ = [
     "FLOAT32_MAX",
     "MAX_COUNT",
     "check_flag",
+    "check_static",
     "check_steps",
     "check_value",
     "concrete_float",
@@ -127,6 +128,31 @@ def check_value(
     if below or above:
         raise ValueError(f"{name} must be in {_interval(low, high, low_open, high_open)}, got {number!r}.")
     return value
+
+
+def check_static(name: str, value: Any, **bounds: Any) -> float:
+    """A static (shape-defining) float such as ``period_mult`` or ``pct_start``, checked.
+
+    Like :func:`check_value`, but a traced value is a ``TypeError``: the argument fixes
+    the program's shape (restart table, phase boundaries), so it must be known at
+    construction.
+
+    Args:
+      name: the argument's name, quoted in the message.
+      value: a Python/numpy number or a concrete JAX scalar.
+      **bounds: ``low``, ``high``, ``low_open``, ``high_open`` as in :func:`check_value`.
+
+    Returns:
+      ``float(value)``.
+
+    Example:
+      >>> check_static("pct_start", 0.3, low=0.0, high=1.0, low_open=True, high_open=True)
+      0.3
+    """
+    if is_traced(value):
+        raise TypeError(f"{name} fixes the schedule's shape and must be a Python number, not a traced value.")
+    check_value(name, value, **bounds)
+    return concrete_float(name, value)
 
 
 def check_flag(name: str, value: Any) -> bool:

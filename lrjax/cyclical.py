@@ -1,7 +1,9 @@
 """Cyclical schedules: SGDR warm restarts, CLR, one-cycle (and their momentum twins).
 
 Same conventions as :mod:`lrjax.schedules`: counts start at 0, are clamped to
-``[0, 2**31 - 1]``, and values come back in the default float dtype.
+``[0, 2**31 - 1]``, values come back in the default float dtype, value-like arguments
+(values, ``decay``, ``gamma``, div factors, momenta) may be traced, and shape-defining ones
+(periods, ``period_mult``, step sizes, ``pct_start``, modes, flags) are static.
 """
 
 from __future__ import annotations
@@ -15,18 +17,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lrjax._checks import check_flag, check_static, check_steps, check_value, is_traced
 from lrjax.schedules import (
     _MAX_COUNT,
+    _as_float,
     _check_choice,
-    _check_nonnegative,
+    _check_derived,
     _check_ordered,
-    _check_positive,
-    _check_step_count,
-    _check_unit_interval,
     _cosine_interpolate,
     _float_dtype,
+    _fraction,
     _integer_count,
     _linear_interpolate,
+    _safe_pow,
 )
 
 # --------------------------------------------------------------------------------------
@@ -43,10 +46,9 @@ _MAX_RESTARTS = 2**16
 _BOUNDARY_RTOL = 1e-10
 
 
-def _check_sgdr_period(period: int, period_mult: float) -> int:
-    period = _check_step_count("period", period)
-    if not period_mult >= 1:
-        raise ValueError(f"period_mult must be >= 1, got {period_mult!r}.")
+def _check_sgdr_period(period: int, period_mult: float) -> tuple[int, float]:
+    period = check_steps("period", period)
+    period_mult = check_static("period_mult", period_mult, low=1.0)
     if period_mult > 1:
         cycles_below_max = math.log1p(_MAX_COUNT * (period_mult - 1) / period) / math.log(
             period_mult
@@ -57,7 +59,7 @@ def _check_sgdr_period(period: int, period_mult: float) -> int:
                 f"{cycles_below_max:.0f} restarts below 2**31; at most {_MAX_RESTARTS} are "
                 "supported: use period_mult=1.0 (fixed cycles) or a period_mult further from 1."
             )
-    return period
+    return period, period_mult
 
 
 @functools.lru_cache(maxsize=128)
@@ -115,7 +117,7 @@ def sgdr_cycle(
       Loshchilov & Hutter, `SGDR: Stochastic Gradient Descent with Warm Restarts
       <https://arxiv.org/abs/1608.03983>`_, ICLR 2017.
     """
-    period = _check_sgdr_period(period, period_mult)
+    period, period_mult = _check_sgdr_period(period, period_mult)
     count = _integer_count(count)
     dtype = _float_dtype()
     if period_mult == 1:
@@ -123,7 +125,7 @@ def sgdr_cycle(
         start = index * period  # <= count, so no int32 overflow
         length = jnp.full(count.shape, period, dtype)
     else:
-        starts, lengths = _restart_table(period, float(period_mult))
+        starts, lengths = _restart_table(period, period_mult)
         index = jnp.searchsorted(starts, count, side="right").astype(jnp.int32) - 1
         start = jnp.asarray(starts)[index]
         length = jnp.asarray(lengths, dtype)[index]
@@ -151,12 +153,12 @@ def sgdr(
     whose float logarithm misplaces restarts such as ``period_mult=3, t=121``; this does not).
 
     Args:
-      max_value: value at the first restart, ``>= min_value``.
-      period: length of the first cycle in steps, an integer ``>= 1``.
-      period_mult: growth of the cycle length per restart, a float ``>= 1``; a fractional
-        restart boundary lands on the next integer step.
-      min_value: value the cosine anneals towards, ``>= 0``.
-      decay: factor applied to the max at each restart, in ``(0, 1]``.
+      max_value: value at the first restart, ``>= min_value`` (may be traced).
+      period: length of the first cycle in steps, an integer ``>= 1`` (static).
+      period_mult: growth of the cycle length per restart, a finite float ``>= 1``
+        (static); a fractional restart boundary lands on the next integer step.
+      min_value: value the cosine anneals towards, ``>= 0`` (may be traced).
+      decay: factor applied to the max at each restart, in ``(0, 1]`` (may be traced).
 
     Returns:
       An optax schedule ``count -> value``, values in ``[min_value, max_value]``.
@@ -169,16 +171,18 @@ def sgdr(
       Loshchilov & Hutter, `SGDR: Stochastic Gradient Descent with Warm Restarts
       <https://arxiv.org/abs/1608.03983>`_, ICLR 2017.
     """
-    _check_nonnegative("min_value", min_value)
+    check_value("max_value", max_value, low=0.0)
+    check_value("min_value", min_value, low=0.0)
     _check_ordered("min_value", min_value, "max_value", max_value)
-    _check_sgdr_period(period, period_mult)
-    _check_unit_interval("decay", decay)
+    period, period_mult = _check_sgdr_period(period, period_mult)
+    check_value("decay", decay, low=0.0, high=1.0, low_open=True)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
         index, position, length = sgdr_cycle(count, period, period_mult)
-        dtype = _float_dtype()
-        cycle_max = jnp.maximum(max_value * jnp.asarray(decay, dtype) ** index, min_value)
-        return _cosine_interpolate(cycle_max, jnp.asarray(min_value, dtype), position / length)
+        low = _as_float(min_value)
+        decayed = _as_float(max_value) * _safe_pow(_as_float(decay), index.astype(_float_dtype()))
+        # position < length: the fraction is exactly 0 at a restart, below 1 inside a cycle.
+        return _cosine_interpolate(jnp.maximum(decayed, low), low, position / length)
 
     return schedule
 
@@ -204,24 +208,24 @@ def _clr_fraction(
     ``step_size_down``; ``scale`` is ``scale_fn`` of the cycle number (from 1) or of the
     global count, as in PyTorch's ``CyclicLR``.
     """
-    step_size_up = _check_step_count("step_size_up", step_size_up)
-    step_size_down = _check_step_count(
+    step_size_up = check_steps("step_size_up", step_size_up)
+    step_size_down = check_steps(
         "step_size_down", step_size_up if step_size_down is None else step_size_down
     )
-    cycle_size = _check_step_count("step_size_up + step_size_down", step_size_up + step_size_down)
+    cycle_size = check_steps("step_size_up + step_size_down", step_size_up + step_size_down)
     _check_choice("mode", mode, _CLR_MODES)
     _check_choice("scale_mode", scale_mode, _CLR_SCALE_MODES)
     # gamma > 1 would overflow gamma**t to inf (and 0 * inf = NaN at the cycle's base).
-    _check_unit_interval("gamma", gamma)
+    check_value("gamma", gamma, low=0.0, high=1.0, low_open=True)
     if scale_fn is None:
-        if gamma != 1.0 and mode != "exp_range":
+        if not is_traced(gamma) and gamma != 1.0 and mode != "exp_range":
             raise ValueError(f"gamma is used only by mode='exp_range', got mode={mode!r}.")
         if scale_mode != "cycle":
             raise ValueError("scale_mode applies only to a custom scale_fn; leave it 'cycle'.")
         scale_fn, scale_mode = {
             "triangular": (lambda cycle: jnp.ones_like(cycle), "cycle"),
-            "triangular2": (lambda cycle: 0.5 ** (cycle - 1.0), "cycle"),
-            "exp_range": (lambda t: jnp.asarray(gamma, t.dtype) ** t, "iterations"),
+            "triangular2": (lambda cycle: _safe_pow(jnp.asarray(0.5, cycle.dtype), cycle - 1.0), "cycle"),
+            "exp_range": (lambda t: _safe_pow(jnp.asarray(gamma, t.dtype), t), "iterations"),
         }[mode]
     elif not callable(scale_fn):
         raise ValueError(f"scale_fn must be a callable, got {scale_fn!r}.")
@@ -233,12 +237,13 @@ def _clr_fraction(
         dtype = _float_dtype()
         count = _integer_count(count)
         cycle = count // cycle_size + 1  # integers: exact at every cycle boundary
-        position = count - (cycle - 1) * cycle_size
+        position = (count - (cycle - 1) * cycle_size).astype(dtype)
+        # Exactly 1 at the peak and 0 at the base under jit (see _fraction).
         triangle = jnp.where(
             position <= step_size_up,
-            position / step_size_up,
-            (cycle_size - position) / step_size_down,
-        ).astype(dtype)
+            _fraction(position, step_size_up),
+            _fraction(cycle_size - position, step_size_down),
+        )
         scale_argument = cycle if scale_mode == "cycle" else count
         return triangle * jnp.asarray(scale_fn(scale_argument.astype(dtype)), dtype)
 
@@ -294,14 +299,25 @@ def cyclic(
       Smith, `Cyclical Learning Rates for Training Neural Networks
       <https://arxiv.org/abs/1506.01186>`_, WACV 2017.
     """
-    _check_nonnegative("base_value", base_value)
-    _check_ordered("base_value", base_value, "max_value", max_value)
-    fraction = _clr_fraction(step_size_up, step_size_down, mode, gamma, scale_fn, scale_mode)
+    fraction = _clr_bounds_and_fraction(
+        base_value, max_value, step_size_up, step_size_down, mode, gamma, scale_fn, scale_mode
+    )
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        return base_value + (max_value - base_value) * fraction(count)
+        base = _as_float(base_value)
+        return base + (_as_float(max_value) - base) * fraction(count)
 
     return schedule
+
+
+def _clr_bounds_and_fraction(
+    base_value: float, max_value: float, *shape: object
+) -> Callable[[jax.typing.ArrayLike], jax.Array]:
+    """Checks the two bounds of a CLR cycle, then its shape (see :func:`_clr_fraction`)."""
+    check_value("base_value", base_value, low=0.0)
+    check_value("max_value", max_value, low=0.0)
+    _check_ordered("base_value", base_value, "max_value", max_value)
+    return _clr_fraction(*shape)
 
 
 def cyclic_momentum(
@@ -338,13 +354,14 @@ def cyclic_momentum(
       Smith, `A disciplined approach to neural network hyper-parameters: Part 1
       <https://arxiv.org/abs/1803.09820>`_, 2018.
     """
-    # max - (max - base) * f is the mirror image (base + max) - lr of the LR cycle.
-    lr_cycle = cyclic(
+    fraction = _clr_bounds_and_fraction(
         base_value, max_value, step_size_up, step_size_down, mode, gamma, scale_fn, scale_mode
     )
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        return (base_value + max_value) - lr_cycle(count)
+        # Written from the top (not (base + max) - lr) so that both ends are exact.
+        top = _as_float(max_value)
+        return top - (top - _as_float(base_value)) * fraction(count)
 
     return schedule
 
@@ -355,12 +372,27 @@ def cyclic_momentum(
 _ANNEALS = {"cos": _cosine_interpolate, "linear": _linear_interpolate}
 
 
+def _one_cycle_total_steps(
+    total_steps: int | None, epochs: int | None, steps_per_epoch: int | None
+) -> int:
+    """``total_steps``, or PyTorch ``OneCycleLR``'s ``epochs * steps_per_epoch``."""
+    if total_steps is not None:
+        if epochs is not None or steps_per_epoch is not None:
+            # PyTorch silently ignores epochs/steps_per_epoch then; we refuse the ambiguity.
+            raise ValueError("give either total_steps or epochs and steps_per_epoch, not both.")
+        return total_steps
+    if epochs is None or steps_per_epoch is None:
+        raise ValueError("give total_steps, or both epochs and steps_per_epoch.")
+    epochs = check_steps("epochs", epochs)
+    steps_per_epoch = check_steps("steps_per_epoch", steps_per_epoch)
+    return check_steps("epochs * steps_per_epoch", epochs * steps_per_epoch, minimum=2)
+
+
 def _one_cycle_phase_ends(total_steps: int, pct_start: float, three_phase: bool) -> list[float]:
     """Validates the one-cycle shape; returns each phase's last step (PyTorch's float ends)."""
-    total_steps = _check_step_count("total_steps", total_steps, minimum=2)
-    if not 0 < pct_start < 1:
-        raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}.")
-    if three_phase and not pct_start < 0.5:
+    total_steps = check_steps("total_steps", total_steps, minimum=2)
+    pct_start = check_static("pct_start", pct_start, low=0.0, high=1.0, low_open=True, high_open=True)
+    if check_flag("three_phase", three_phase) and not pct_start < 0.5:
         raise ValueError(f"pct_start must be in (0, 0.5) with three_phase=True, got {pct_start!r}.")
     warmup_end = pct_start * total_steps - 1
     if three_phase:
@@ -381,7 +413,7 @@ def _piecewise_anneal(
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
         dtype = _float_dtype()
-        t = jnp.minimum(_integer_count(count), phase_ends[-1]).astype(dtype)
+        t = jnp.minimum(_integer_count(count).astype(dtype), phase_ends[-1])
         value = jnp.zeros_like(t)
         for start, end, begin_value, end_value in reversed(
             list(zip(phase_starts, phase_ends, knots[:-1], knots[1:]))
@@ -392,9 +424,7 @@ def _piecewise_anneal(
             # Measured from the nearer end, so that both ends of a phase are hit exactly
             # (XLA may divide by multiplying with a rounded reciprocal).
             fraction = jnp.where(t - start <= end - t, (t - start) / span, 1.0 - (end - t) / span)
-            in_phase = interpolate(
-                jnp.asarray(begin_value, dtype), jnp.asarray(end_value, dtype), fraction
-            )
+            in_phase = interpolate(_as_float(begin_value), _as_float(end_value), fraction)
             value = in_phase if end == phase_ends[-1] else jnp.where(t <= end, in_phase, value)
         return value
 
@@ -403,12 +433,15 @@ def _piecewise_anneal(
 
 def one_cycle(
     max_value: float,
-    total_steps: int,
+    total_steps: int | None = None,
     pct_start: float = 0.3,
     div_factor: float = 25.0,
     final_div_factor: float = 1e4,
     anneal: str = "cos",
     three_phase: bool = False,
+    *,
+    epochs: int | None = None,
+    steps_per_epoch: int | None = None,
 ) -> optax.Schedule:
     """Smith's one-cycle policy, equal to PyTorch's ``OneCycleLR`` for ``t < total_steps``.
 
@@ -425,14 +458,20 @@ def one_cycle(
     ``cosine_onecycle_schedule`` places its phases differently and does not match PyTorch.)
 
     Args:
-      max_value: peak value, ``> 0``.
-      total_steps: length of the cycle, an integer ``>= 2``.
+      max_value: peak value, ``> 0`` (may be traced, as may the two div factors).
+      total_steps: length of the cycle, an integer ``>= 2``; or leave it out and give
+        ``epochs`` and ``steps_per_epoch`` (PyTorch's form).
       pct_start: fraction of the steps spent rising, in ``(0, 1)`` (``(0, 0.5)`` with
-        ``three_phase``).
+        ``three_phase``); static.
       div_factor: ``max_value / initial``, ``> 0``.
       final_div_factor: ``initial / final``, ``> 0``.
       anneal: ``"cos"`` or ``"linear"``.
-      three_phase: use the paper's symmetric rise and fall, then a final annihilation.
+      three_phase: use the paper's symmetric rise and fall, then a final annihilation (a
+        bool).
+      epochs: with ``steps_per_epoch``, sets ``total_steps = epochs * steps_per_epoch``
+        (PyTorch ``OneCycleLR(epochs=, steps_per_epoch=)``); not together with
+        ``total_steps``.
+      steps_per_epoch: optimizer steps per epoch (batches per epoch).
 
     Returns:
       An optax schedule ``count -> value``, values between the least and the greatest of
@@ -441,29 +480,38 @@ def one_cycle(
     Example:
       >>> schedule = one_cycle(0.1, total_steps=10_000)
       >>> optimizer = optax.sgd(learning_rate=schedule, momentum=0.9)
+      >>> per_epoch = one_cycle(0.1, epochs=10, steps_per_epoch=1000)  # the same schedule
 
     References:
       Smith & Topin, `Super-Convergence: Very Fast Training of Neural Networks Using Large
       Learning Rates <https://arxiv.org/abs/1708.07120>`_, 2017.
     """
-    _check_positive("max_value", max_value)
-    _check_positive("div_factor", div_factor)
-    _check_positive("final_div_factor", final_div_factor)
+    check_value("max_value", max_value, low=0.0, low_open=True)
+    check_value("div_factor", div_factor, low=0.0, low_open=True)
+    check_value("final_div_factor", final_div_factor, low=0.0, low_open=True)
     _check_choice("anneal", anneal, tuple(_ANNEALS))
+    total_steps = _one_cycle_total_steps(total_steps, epochs, steps_per_epoch)
     phase_ends = _one_cycle_phase_ends(total_steps, pct_start, three_phase)
+    # Python floats stay Python (float64) arithmetic; traced values become jnp arithmetic.
     initial = max_value / div_factor
     final = initial / final_div_factor
+    if not any(map(is_traced, (max_value, div_factor, final_div_factor))):
+        _check_derived("max_value / div_factor", initial)
+        _check_derived("max_value / div_factor / final_div_factor", final)
     knots = [initial, max_value, initial, final] if three_phase else [initial, max_value, final]
     return _piecewise_anneal(phase_ends, knots, anneal)
 
 
 def one_cycle_momentum(
-    total_steps: int,
+    total_steps: int | None = None,
     pct_start: float = 0.3,
     base_momentum: float = 0.85,
     max_momentum: float = 0.95,
     anneal: str = "cos",
     three_phase: bool = False,
+    *,
+    epochs: int | None = None,
+    steps_per_epoch: int | None = None,
 ) -> optax.Schedule:
     """The momentum cycle that mirrors :func:`one_cycle` (PyTorch ``OneCycleLR``'s momentum).
 
@@ -472,9 +520,10 @@ def one_cycle_momentum(
     last phase holds ``max_momentum``.
 
     Args:
-      total_steps, pct_start, anneal, three_phase: as in :func:`one_cycle`.
-      base_momentum: momentum at the learning rate's peak, ``>= 0``.
-      max_momentum: momentum at the start and end, ``>= base_momentum``.
+      total_steps, pct_start, anneal, three_phase, epochs, steps_per_epoch: as in
+        :func:`one_cycle`.
+      base_momentum: momentum at the learning rate's peak, ``>= 0`` (may be traced).
+      max_momentum: momentum at the start and end, ``>= base_momentum`` (may be traced).
 
     Returns:
       An optax schedule ``count -> momentum`` in ``[base_momentum, max_momentum]``.
@@ -487,9 +536,11 @@ def one_cycle_momentum(
       Smith, `A disciplined approach to neural network hyper-parameters: Part 1
       <https://arxiv.org/abs/1803.09820>`_, 2018.
     """
-    _check_nonnegative("base_momentum", base_momentum)
+    check_value("base_momentum", base_momentum, low=0.0)
+    check_value("max_momentum", max_momentum, low=0.0)
     _check_ordered("base_momentum", base_momentum, "max_momentum", max_momentum)
     _check_choice("anneal", anneal, tuple(_ANNEALS))
+    total_steps = _one_cycle_total_steps(total_steps, epochs, steps_per_epoch)
     phase_ends = _one_cycle_phase_ends(total_steps, pct_start, three_phase)
     knots = [max_momentum, base_momentum, max_momentum]
     if three_phase:

@@ -4,77 +4,106 @@ Every factory returns an optax ``Schedule``: a pure function ``count -> value`` 
 from 0 (as optax does), accepts a Python int, an integer or float array of any shape, and
 returns an array of the default float dtype (float32 unless ``jax_enable_x64`` is on).
 
-Counts are clamped to ``[0, 2**31 - 1]`` inside every schedule. ``optax.join_schedules``
-feeds a later schedule ``count - boundary`` (negative before the boundary) and
-``jnp.where`` evaluates both branches, so clamping keeps every branch finite: a negative
-count gives the value at count 0.
+**Hyperparameters are data.** Value-like arguments (initial/end/min values, ``gamma``,
+``decay_rate``, ``factor``, ...) may be JAX values, traced or not: they are checked when
+concrete and passed through when traced, so ``jax.vmap``/``jax.grad``/``jax.jit`` over them
+and ``optax.inject_hyperparams`` factories work. Shape-defining arguments (step counts,
+milestones, modes, flags) are static and validated at construction.
+
+Counts are clamped to ``[0, 2**31 - 1]`` inside every schedule, wide integers (int64,
+uint, Python ints beyond int32) before any cast, so a huge count clamps instead of
+wrapping. ``optax.join_schedules`` feeds a later schedule ``count - boundary`` (negative
+before the boundary) and ``jnp.where`` evaluates both branches, so clamping keeps every
+branch finite: a negative count gives the value at count 0.
+
+Exact under ``jit``: XLA divides by a constant through a rounded reciprocal and fuses
+``1 - t / T`` into an inexact multiply-add, so fractions of a phase are measured from the
+nearer end (:func:`_fraction`), and every power goes through :func:`_safe_pow` (a fused
+``pow`` of a base that should be 0 but is a rounding error below it is NaN).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-_MAX_COUNT = 2**31 - 1
+from lrjax._checks import MAX_COUNT, check_flag, check_steps, check_value, concrete_float, is_traced
+
+_MAX_COUNT = MAX_COUNT
 # The largest float32 below 2**31: float counts are clipped here before the cast to int32,
 # because float32(2**31 - 1) rounds up to 2**31, which int32 cannot hold.
 _MAX_FLOAT32_COUNT = 2**31 - 128
 
 
 # --------------------------------------------------------------------------------------
-# Static-argument validation (construction time only; traced values are never checked).
+# Argument validation (construction time; traced values pass through unchecked).
 # --------------------------------------------------------------------------------------
-def _check_positive(name: str, value: float) -> None:
-    if not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-
-
-def _check_unit_interval(name: str, value: float) -> None:
-    """Checks ``value`` in (0, 1]: a decay factor that keeps every schedule finite."""
-    if not 0 < value <= 1:
-        raise ValueError(f"{name} must be in (0, 1], got {value!r}.")
-
-
-def _check_nonnegative(name: str, value: float) -> None:
-    if not 0 <= value < math.inf:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-
-
 def _check_step_count(name: str, value: int, minimum: int = 1) -> int:
-    """Checks that ``value`` is an integral number of steps in ``[minimum, 2**31 - 1]``."""
-    if isinstance(value, bool) or not float(value).is_integer():
-        raise ValueError(f"{name} must be an integer number of steps, got {value!r}.")
-    if not minimum <= value <= _MAX_COUNT:
-        raise ValueError(f"{name} must be in [{minimum}, 2**31 - 1], got {value!r}.")
-    return int(value)
+    """An integral number of steps in ``[minimum, 2**31 - 1]`` (see ``check_steps``)."""
+    return check_steps(name, value, minimum)
 
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
 
 
-def _check_ordered(low_name: str, low: float, high_name: str, high: float) -> None:
-    if not low <= high:
+def _check_ordered(low_name: str, low: Any, high_name: str, high: Any) -> None:
+    """``low <= high`` when both are concrete (a traced pair cannot be compared)."""
+    if is_traced(low) or is_traced(high):
+        return
+    if not concrete_float(low_name, low) <= concrete_float(high_name, high):
         raise ValueError(f"{low_name} must be <= {high_name}, got {low!r} > {high!r}.")
 
 
+def _check_derived(name: str, value: Any) -> Any:
+    """A value computed from arguments (``max_value / div_factor``) must stay finite in float32."""
+    return check_value(name, value)
+
+
 # --------------------------------------------------------------------------------------
-# Count handling and interpolation shared by every schedule.
+# Count handling, interpolation and guarded arithmetic shared by every schedule.
 # --------------------------------------------------------------------------------------
 def _float_dtype() -> jnp.dtype:
     """The output dtype of every schedule: float32, or float64 under ``jax_enable_x64``."""
     return jnp.result_type(float)
 
 
+def _count_array(count: jax.typing.ArrayLike) -> jax.Array:
+    """The count as an int32 or float JAX array; wide integers clamped to ``[0, 2**31 - 1]``.
+
+    Python ints, int64 and unsigned counts are clipped before any cast to int32 (in
+    numpy for concrete counts, in their own dtype for traced ones), so a count beyond
+    int32 clamps to the largest count instead of wrapping or raising ``OverflowError``.
+    """
+    if not isinstance(count, jax.Array):  # Python numbers, numpy arrays, lists
+        if isinstance(count, numbers.Integral) and not isinstance(count, (bool, np.bool_)):
+            count = min(max(int(count), 0), _MAX_COUNT)
+        host = np.asarray(count)
+        if host.dtype == object or (
+            np.issubdtype(host.dtype, np.integer) and not np.can_cast(host.dtype, np.int32)
+        ):
+            host = np.clip(host, 0, _MAX_COUNT).astype(np.int32)
+        count = host
+    count = jnp.asarray(count)
+    if jnp.issubdtype(count.dtype, jnp.floating):
+        return count
+    if jnp.issubdtype(count.dtype, jnp.integer) and not jnp.can_cast(count.dtype, jnp.int32):
+        # int64 (x64), uint32, uint64: clip where the number is still exact.
+        count = jnp.clip(count, 0, _MAX_COUNT)
+    return count.astype(jnp.int32)
+
+
 def _clamped_count(count: jax.typing.ArrayLike) -> jax.Array:
     """The count as a float array clamped to ``[0, 2**31 - 1]`` (no NaN in joined branches)."""
-    return jnp.clip(jnp.asarray(count).astype(_float_dtype()), 0, _MAX_COUNT)
+    return jnp.clip(_count_array(count).astype(_float_dtype()), 0, _MAX_COUNT)
 
 
 def _integer_count(count: jax.typing.ArrayLike) -> jax.Array:
@@ -83,12 +112,36 @@ def _integer_count(count: jax.typing.ArrayLike) -> jax.Array:
     Staircase schedules work on integers so that switches happen exactly at the
     documented steps, even where float32 cannot represent the count.
     """
-    count = jnp.asarray(count)
+    count = _count_array(count)
     if jnp.issubdtype(count.dtype, jnp.floating):
-        count = jnp.floor(jnp.clip(count, 0, _MAX_FLOAT32_COUNT))
-    else:
-        count = jnp.clip(count, 0, _MAX_COUNT)
-    return count.astype(jnp.int32)
+        return jnp.floor(jnp.clip(count, 0, _MAX_FLOAT32_COUNT)).astype(jnp.int32)
+    return jnp.clip(count, 0, _MAX_COUNT)
+
+
+def _fraction(t: jax.Array, span: float) -> jax.Array:
+    """``t / span`` for ``0 <= t <= span``, exactly 0 at ``t = 0`` and exactly 1 at ``t = span``.
+
+    Measured from the nearer end: XLA turns ``(span - t) / span`` at ``t = span`` into an
+    exact 0, whereas ``t / span`` may come out one ulp below 1 and ``1 - t / span`` (fused
+    into a multiply-add with a rounded reciprocal) a few ulps off 0.
+    """
+    return jnp.where(2 * t <= span, t / span, 1.0 - (span - t) / span)
+
+
+def _safe_pow(base: jax.Array, exponent: jax.Array) -> jax.Array:
+    """``base ** exponent`` for ``base >= 0``, ``exponent >= 0``: never NaN, value or gradient.
+
+    ``0 ** 0 = 1`` and ``0 ** p = 0``: the power itself only ever sees a positive base
+    (the double ``where`` keeps the gradient of the unused branch finite, too).
+    """
+    positive = base > 0
+    power = jnp.where(positive, base, 1.0) ** exponent
+    return jnp.where(positive, power, jnp.where(exponent == 0, 1.0, 0.0).astype(power.dtype))
+
+
+def _as_float(value: Any) -> jax.Array:
+    """A (possibly traced) hyperparameter as a scalar of the default float dtype."""
+    return jnp.asarray(value, _float_dtype())
 
 
 def _cosine_interpolate(start: jax.Array, end: jax.Array, fraction: jax.Array) -> jax.Array:
@@ -122,7 +175,7 @@ def constant(value: float) -> optax.Schedule:
     Python number), the result has the count's shape and the default float dtype.
 
     Args:
-      value: the value, a finite number ``>= 0``.
+      value: the value, a finite number ``>= 0`` (may be traced).
 
     Returns:
       An optax schedule ``count -> value``.
@@ -133,10 +186,10 @@ def constant(value: float) -> optax.Schedule:
     References:
       No paper: the baseline every schedule is compared with (optax ``constant_schedule``).
     """
-    _check_nonnegative("value", value)
+    check_value("value", value, low=0.0)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        return jnp.full(jnp.shape(count), value, _float_dtype())
+        return jnp.broadcast_to(_as_float(value), jnp.shape(count))
 
     return schedule
 
@@ -162,14 +215,13 @@ def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> optax.S
       He et al., `Deep Residual Learning for Image Recognition
       <https://arxiv.org/abs/1512.03385>`_, CVPR 2016 (the divide-by-10 schedule).
     """
-    _check_nonnegative("init_value", init_value)
-    step_size = _check_step_count("step_size", step_size)
-    _check_unit_interval("gamma", gamma)
+    check_value("init_value", init_value, low=0.0)
+    step_size = check_steps("step_size", step_size)
+    check_value("gamma", gamma, low=0.0, high=1.0, low_open=True)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        return init_value * jnp.asarray(gamma, _float_dtype()) ** _stair_exponent(
-            count, step_size, staircase=True
-        )
+        exponent = _stair_exponent(count, step_size, staircase=True)
+        return _as_float(init_value) * _safe_pow(_as_float(gamma), exponent)
 
     return schedule
 
@@ -197,18 +249,20 @@ def multistep_decay(
       He et al., `Deep Residual Learning for Image Recognition
       <https://arxiv.org/abs/1512.03385>`_, CVPR 2016.
     """
-    _check_nonnegative("init_value", init_value)
-    _check_unit_interval("gamma", gamma)
+    check_value("init_value", init_value, low=0.0)
+    check_value("gamma", gamma, low=0.0, high=1.0, low_open=True)
+    if isinstance(milestones, (str, bytes)) or not isinstance(milestones, (Sequence, np.ndarray)):
+        raise ValueError(f"milestones must be a non-empty sequence of steps, got {milestones!r}.")
     if len(milestones) == 0:
         raise ValueError("milestones must be a non-empty sequence of steps, got [].")
     milestones = np.sort(
-        [_check_step_count("milestones", milestone, minimum=0) for milestone in milestones]
+        [check_steps("milestones", milestone, minimum=0) for milestone in milestones]
     ).astype(np.int32)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
         # Milestones passed = number of sorted milestones <= t.
         passed = jnp.searchsorted(milestones, _integer_count(count), side="right")
-        return init_value * jnp.asarray(gamma, _float_dtype()) ** passed.astype(_float_dtype())
+        return _as_float(init_value) * _safe_pow(_as_float(gamma), passed.astype(_float_dtype()))
 
     return schedule
 
@@ -221,11 +275,14 @@ def exponential_decay(
     ``value(t) = init_value * decay_rate ** (t / decay_steps)``; with ``staircase=True`` the
     exponent is ``floor(t / decay_steps)``.
 
+    Not built on ``optax.exponential_decay``: it branches in Python on ``decay_rate``
+    (``if decay_rate == 0``), which a traced rate cannot pass.
+
     Args:
       init_value: value at ``t = 0``, ``>= 0``.
       decay_rate: factor per ``decay_steps`` steps, in ``(0, 1]``.
       decay_steps: steps per factor ``decay_rate``, an integer ``>= 1``.
-      staircase: decay in discrete jumps every ``decay_steps`` steps.
+      staircase: decay in discrete jumps every ``decay_steps`` steps (a bool).
 
     Returns:
       An optax schedule ``count -> value``, values in ``[0, init_value]``.
@@ -238,16 +295,16 @@ def exponential_decay(
       ``ExponentialDecay`` and PyTorch ``ExponentialLR``; see Bengio, `Practical Recommendations
       for Gradient-Based Training of Deep Architectures <https://arxiv.org/abs/1206.5533>`_, 2012.
     """
-    _check_nonnegative("init_value", init_value)
-    _check_unit_interval("decay_rate", decay_rate)
-    decay_steps = _check_step_count("decay_steps", decay_steps)
-    if staircase:
-        # optax floors a float32 quotient, which misplaces stairs once t exceeds 2**24.
+    check_value("init_value", init_value, low=0.0)
+    check_value("decay_rate", decay_rate, low=0.0, high=1.0, low_open=True)
+    decay_steps = check_steps("decay_steps", decay_steps)
+    if check_flag("staircase", staircase):
+        # A float32 quotient, floored, misplaces stairs once t exceeds 2**24.
         return step_decay(init_value, decay_steps, decay_rate)
-    smooth = optax.exponential_decay(init_value, decay_steps, decay_rate)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        return smooth(_clamped_count(count)).astype(_float_dtype())
+        exponent = _stair_exponent(count, decay_steps, staircase=False)
+        return _as_float(init_value) * _safe_pow(_as_float(decay_rate), exponent)
 
     return schedule
 
@@ -264,10 +321,10 @@ def inverse_time_decay(
       init_value: value at ``t = 0``, ``>= 0``.
       decay_rate: finite rate ``>= 0``.
       decay_steps: steps per unit of ``t``, an integer ``>= 1``.
-      staircase: decay in discrete jumps every ``decay_steps`` steps.
+      staircase: decay in discrete jumps every ``decay_steps`` steps (a bool).
 
     Returns:
-      An optax schedule ``count -> value``, values in ``(0, init_value]``.
+      An optax schedule ``count -> value``, values in ``[0, init_value]``.
 
     Example:
       >>> schedule = inverse_time_decay(0.1, decay_rate=0.5, decay_steps=100)
@@ -276,12 +333,15 @@ def inverse_time_decay(
       Bottou, `Stochastic Gradient Descent Tricks
       <https://leon.bottou.org/publications/pdf/tricks-2012.pdf>`_, 2012 (the ``1/t`` rate).
     """
-    _check_nonnegative("init_value", init_value)
-    _check_nonnegative("decay_rate", decay_rate)
-    decay_steps = _check_step_count("decay_steps", decay_steps)
+    check_value("init_value", init_value, low=0.0)
+    check_value("decay_rate", decay_rate, low=0.0)
+    decay_steps = check_steps("decay_steps", decay_steps)
+    staircase = check_flag("staircase", staircase)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        return init_value / (1.0 + decay_rate * _stair_exponent(count, decay_steps, staircase))
+        # decay_rate >= 0 keeps the denominator >= 1; a huge one overflows to inf, giving 0.
+        ratio = _stair_exponent(count, decay_steps, staircase)
+        return _as_float(init_value) / (1.0 + _as_float(decay_rate) * ratio)
 
     return schedule
 
@@ -292,13 +352,16 @@ def polynomial_decay(
     """Polynomial decay from ``init_value`` to ``end_value`` (optax ``polynomial_schedule``).
 
     ``value(t) = end_value + (init_value - end_value) * (1 - min(t, T) / T) ** power`` with
-    ``T = total_steps``: the value holds ``end_value`` from ``t = T`` on.
+    ``T = total_steps``: the value holds ``end_value`` from ``t = T`` on, exactly, under
+    ``jit`` too. (Not built on ``optax.polynomial_schedule``: under ``jit`` XLA evaluates its
+    ``1 - t / T`` a rounding error away from 0 at ``t = T``, and the power of that is NaN for
+    ``power=0.9`` or ``1.5e-6`` instead of 0 for ``power=0.5``.)
 
     Args:
       init_value: value at ``t = 0``, ``>= 0``.
       end_value: value from ``total_steps`` on, ``>= 0`` (may exceed ``init_value``).
       total_steps: length of the decay, an integer ``>= 1``.
-      power: exponent, ``> 0`` (1 is linear).
+      power: exponent, ``> 0`` (1 is linear); a value, may be traced.
 
     Returns:
       An optax schedule ``count -> value``, values between ``init_value`` and ``end_value``.
@@ -310,15 +373,16 @@ def polynomial_decay(
       The "poly" policy of Chen et al., `DeepLab <https://arxiv.org/abs/1606.00915>`_, TPAMI
       2018 (``power=0.9, end_value=0``); optax ``polynomial_schedule``, PyTorch ``PolynomialLR``.
     """
-    _check_nonnegative("init_value", init_value)
-    _check_nonnegative("end_value", end_value)
-    total_steps = _check_step_count("total_steps", total_steps)
-    _check_positive("power", power)
-    # optax clips the count to [0, total_steps] itself; the float count fixes the dtype.
-    decay = optax.polynomial_schedule(init_value, end_value, power, total_steps)
+    check_value("init_value", init_value, low=0.0)
+    check_value("end_value", end_value, low=0.0)
+    total_steps = check_steps("total_steps", total_steps)
+    check_value("power", power, low=0.0, low_open=True)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        return decay(_clamped_count(count)).astype(_float_dtype())
+        # (T - min(t, T)) / T is exactly 0 from t = T on (1 - t / T is not, under jit).
+        remaining = (total_steps - jnp.minimum(_clamped_count(count), total_steps)) / total_steps
+        end = _as_float(end_value)
+        return end + (_as_float(init_value) - end) * _safe_pow(remaining, _as_float(power))
 
     return schedule
 
@@ -346,16 +410,13 @@ def cosine_annealing(init_value: float, total_steps: int, min_value: float = 0.0
       Loshchilov & Hutter, `SGDR: Stochastic Gradient Descent with Warm Restarts
       <https://arxiv.org/abs/1608.03983>`_, ICLR 2017.
     """
-    _check_nonnegative("init_value", init_value)
-    _check_nonnegative("min_value", min_value)
-    total_steps = _check_step_count("total_steps", total_steps)
+    check_value("init_value", init_value, low=0.0)
+    check_value("min_value", min_value, low=0.0)
+    total_steps = check_steps("total_steps", total_steps)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        dtype = _float_dtype()
-        fraction = jnp.minimum(_clamped_count(count), total_steps) / total_steps
-        return _cosine_interpolate(
-            jnp.asarray(init_value, dtype), jnp.asarray(min_value, dtype), fraction
-        )
+        fraction = _fraction(jnp.minimum(_clamped_count(count), total_steps), total_steps)
+        return _cosine_interpolate(_as_float(init_value), _as_float(min_value), fraction)
 
     return schedule
 
@@ -368,7 +429,7 @@ def noam(d_model: int, warmup_steps: int, factor: float = 1.0) -> optax.Schedule
     ``t + 1 == warmup_steps``.
 
     Args:
-      d_model: model width, ``> 0``.
+      d_model: model width, ``> 0`` (only a scale: may be traced, like ``factor``).
       warmup_steps: steps of linear warmup, an integer ``>= 1``.
       factor: overall scale, ``> 0``.
 
@@ -382,13 +443,17 @@ def noam(d_model: int, warmup_steps: int, factor: float = 1.0) -> optax.Schedule
       Vaswani et al., `Attention Is All You Need <https://arxiv.org/abs/1706.03762>`_,
       NeurIPS 2017, eq. (3).
     """
-    _check_positive("d_model", d_model)
-    warmup_steps = _check_step_count("warmup_steps", warmup_steps)
-    _check_positive("factor", factor)
-    scale = factor * d_model**-0.5
+    check_value("d_model", d_model, low=0.0, low_open=True)
+    warmup_steps = check_steps("warmup_steps", warmup_steps)
+    check_value("factor", factor, low=0.0, low_open=True)
+    if not (is_traced(d_model) or is_traced(factor)):
+        # The peak (at most the scale) must be a float32 number, too.
+        scale = concrete_float("factor", factor) * concrete_float("d_model", d_model) ** -0.5
+        _check_derived("factor * d_model**-0.5", scale)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        # The float count cannot overflow in `count + 1`, unlike int32.
+        scale = _as_float(factor) * jax.lax.rsqrt(_as_float(d_model))
+        # The float count cannot overflow in `count + 1`, unlike int32; s >= 1.
         s = _clamped_count(count) + 1.0
         return scale * jnp.minimum(jax.lax.rsqrt(s), s * warmup_steps**-1.5)
 
@@ -411,7 +476,8 @@ def warmup(
     - ``t >= W``: ``schedule(t - W)``;
     - ``mode="linear"``: ``v0 + (v1 - v0) * f`` (Goyal et al.'s gradual warmup);
     - ``mode="exponential"``: ``v0 * (v1 / v0) ** f``, the geometric interpolation (a
-      straight line on a log axis); needs ``init_value > 0`` and ``schedule(0) > 0``;
+      straight line on a log axis), computed as ``exp((1 - f) log v0 + f log v1)`` so no
+      ratio overflows; needs ``init_value > 0`` (``schedule(0) = 0`` gives 0 after ``t = 0``);
     - ``mode="constant"``: ``v0`` (He et al.'s constant warmup).
 
     ``warmup_steps=0`` returns ``schedule`` with negative counts clamped to 0.
@@ -419,7 +485,8 @@ def warmup(
     Args:
       schedule: the schedule to warm up into; it sees counts ``>= 0`` only.
       warmup_steps: warmup length, an integer ``>= 0``.
-      init_value: value at ``t = 0``, ``>= 0`` (``> 0`` for ``mode="exponential"``).
+      init_value: value at ``t = 0``, ``>= 0`` (``> 0`` for ``mode="exponential"``); may be
+        traced.
       mode: ``"linear"``, ``"exponential"`` or ``"constant"``.
 
     Returns:
@@ -435,28 +502,30 @@ def warmup(
     """
     if not callable(schedule):
         raise ValueError(f"schedule must be a callable count -> value, got {schedule!r}.")
-    warmup_steps = _check_step_count("warmup_steps", warmup_steps, minimum=0)
+    warmup_steps = check_steps("warmup_steps", warmup_steps, minimum=0)
     _check_choice("mode", mode, _WARMUP_MODES)
-    if mode == "exponential":
-        _check_positive("init_value", init_value)
-    else:
-        _check_nonnegative("init_value", init_value)
+    check_value("init_value", init_value, low=0.0, low_open=mode == "exponential")
 
     def warmed_up(count: jax.typing.ArrayLike) -> jax.Array:
-        count = jnp.clip(jnp.asarray(count), 0, _MAX_COUNT)  # keeps the caller's dtype
+        count = jnp.clip(_count_array(count), 0, _MAX_COUNT)  # int32 or the caller's float
         after = jnp.asarray(schedule(jnp.maximum(count - warmup_steps, 0)), _float_dtype())
         if warmup_steps == 0:
             return jnp.broadcast_to(after, count.shape)
         target = jnp.asarray(schedule(0), _float_dtype())
-        fraction = jnp.minimum(count.astype(_float_dtype()), warmup_steps) / warmup_steps
+        init = _as_float(init_value)
+        fraction = _fraction(jnp.minimum(count.astype(_float_dtype()), warmup_steps), warmup_steps)
         if mode == "linear":
-            ramp = _linear_interpolate(jnp.asarray(init_value, _float_dtype()), target, fraction)
+            ramp = _linear_interpolate(init, target, fraction)
         elif mode == "exponential":
-            # Clamping the ratio keeps the unused branch finite if schedule(0) <= 0.
-            ratio = jnp.maximum(target / init_value, jnp.finfo(_float_dtype()).tiny)
-            ramp = init_value * ratio**fraction
+            # Logs of positive numbers only (double where: finite gradients too); a target
+            # of 0 is the geometric limit: init at t = 0, then 0.
+            positive = (init > 0) & (target > 0)
+            log_init = jnp.log(jnp.where(positive, init, 1.0))
+            log_target = jnp.log(jnp.where(positive, target, 1.0))
+            geometric = jnp.exp(log_init + fraction * (log_target - log_init))
+            ramp = jnp.where(positive, geometric, jnp.where(fraction == 0, init, 0.0))
         else:
-            ramp = jnp.full(count.shape, init_value, _float_dtype())
+            ramp = jnp.broadcast_to(init, count.shape)
         return jnp.where(count < warmup_steps, ramp, after)
 
     return warmed_up
@@ -479,7 +548,7 @@ def schedule_values(schedule: optax.Schedule, num_steps: int) -> np.ndarray:
     References:
       None: a utility (one vectorised call of the schedule on ``arange(num_steps)``).
     """
-    num_steps = _check_step_count("num_steps", num_steps)
+    num_steps = check_steps("num_steps", num_steps)
     values = np.asarray(schedule(jnp.arange(num_steps)))
     if not np.issubdtype(values.dtype, np.floating):
         values = values.astype(np.float32)
