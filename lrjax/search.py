@@ -210,7 +210,7 @@ def search(
     adaptive = sampler is not None and method not in HOST_METHODS
     batch_size = default_batch_size(batch_size, num_trials, adaptive, mesh)
     mesh = check_mesh(mesh, batch_size)
-    runner = BatchRunner(fn, args, batch_size, root, mesh)
+    runner = BatchRunner(fn, args, batch_size, root, mesh, owner=train_fn)
     runner.compile(as_arrays(space, [center(space)] * batch_size), np.zeros(batch_size, np.int32))
     objective = resolve_objective(objective, runner.names, train_fn)
     method_name = method if isinstance(method, str) else type(method).__name__

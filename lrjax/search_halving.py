@@ -27,9 +27,10 @@ from lrjax.search import (
     progress_reporter,
     resolve_objective,
 )
-from lrjax.search_result import PRUNED, SearchResult, make_trial
+from lrjax.search_result import PRUNED, SearchResult, _finite_or_none, make_trial
 from lrjax.search_runner import (
     StructureRecorder,
+    cache_for,
     check_mesh,
     host_seed,
     padded_indices,
@@ -81,7 +82,8 @@ def successive_halving(
 
     Rung ``k`` keeps the best ``n // eta**k`` trials (by the objective after that rung's
     steps; NaN/inf trials fail and are dropped first) and trains them on to the next rung
-    (see :func:`rung_plan`). Stopped trials are ``"pruned"`` with the steps they reached.
+    (see :func:`rung_plan`). Stopped trials are ``"pruned"``; every trial records ``steps``
+    (how far it trained) and ``rungs``, its ``[steps, objective]`` after each rung it ran.
 
     Args:
         train_fn: a :class:`TrainFn` from :func:`make_train_fn` (its trainings can stop and
@@ -133,12 +135,12 @@ def successive_halving(
     plan = rung_plan(len(params), train_fn.num_steps, eta, min_steps)
     batch_size = default_batch_size(batch_size, len(params), False, mesh)
     mesh = check_mesh(mesh, batch_size)
-    programs = _Programs(train_fn, batch_size, mesh)
-    hparams = {k: jnp.asarray(v) for k, v in as_arrays(space, params).items()}
-    numbers = jnp.arange(len(params), dtype=jnp.int32)
-    states = programs.init(hparams, numbers, root)
+    programs = _programs(train_fn, batch_size, mesh)
+    hparams, states = programs.init(as_arrays(space, params),
+                                    np.arange(len(params), dtype=np.int32), root)
     alive = np.arange(len(params))
     records: dict[int, dict] = {}
+    history: dict[int, list] = {}
     done_steps = 0
     objective_name = None
     for rung, (_, steps) in enumerate(plan):
@@ -156,25 +158,43 @@ def successive_halving(
         for i, number in enumerate(alive):
             trial_metrics = {name: column[i] for name, column in metrics.items()}
             state = None if (last or i in survivors or not finite[i]) else PRUNED
+            history.setdefault(int(number), []).append([steps, _finite_or_none(values[i])])
             records[int(number)] = make_trial(number, params[number], trial_metrics,
-                                              objective_name, state, steps=steps)
+                                              objective_name, state, steps=steps,
+                                              rungs=history[int(number)])
         if report is not None:
             report(rung + 1, len(plan))
         if last:
             break
-        positions = np.array(sorted(survivors), dtype=np.int64)
-        states = jax.tree.map(lambda x: x[jnp.asarray(positions)], states)  # stays on device
-        alive = alive[positions]
+        # The survivors' states stay where they are on device; the next rung gathers them
+        # into new batches by index.
+        alive = alive[np.array(sorted(survivors), dtype=np.int64)]
     trials = [records[n] for n in sorted(records)]
     return SearchResult(trials, space, objective_name, direction, f"successive_halving/{method}")
 
 
-class _Programs:
-    """The compiled pieces: vmapped init, and advance + evaluate per rung length."""
+def _programs(train_fn: TrainFn, batch_size: int, mesh: Mesh | None) -> _Programs:
+    """The halving programs of ``train_fn``, made once per batch size and mesh (cached)."""
+    cache = cache_for(train_fn)
+    key = ("successive_halving", batch_size, mesh)
+    if key not in cache:
+        cache[key] = _Programs(train_fn, batch_size, mesh, cache["recorder"])
+    return cache[key]
 
-    def __init__(self, train_fn: TrainFn, batch_size: int, mesh: Mesh | None) -> None:
+
+class _Programs:
+    """Two compiled programs for a whole halving: vmapped init, and advance + evaluate.
+
+    The population's states live on device at their full size; ``advance`` takes the whole
+    population and a batch of indices, gathers those trials, trains them ``num_steps`` (a
+    traced count, so every rung reuses the program) and scatters them back. Padding repeats
+    the last index, so a padded row writes the same values twice.
+    """
+
+    def __init__(self, train_fn: TrainFn, batch_size: int, mesh: Mesh | None,
+                 recorder: StructureRecorder) -> None:
         self.train_fn, self.batch_size = train_fn, batch_size
-        self.recorder = StructureRecorder()
+        self.recorder = recorder
         self.sharded, replicated = trial_sharding(mesh)
         self.data = train_fn.data if replicated is None else jax.device_put(train_fn.data,
                                                                              replicated)
@@ -183,68 +203,55 @@ class _Programs:
             keys = jax.vmap(lambda n: jax.random.fold_in(root, n))(numbers)
             return jax.vmap(train_fn.init)(hparams, keys)
 
-        def advance(states: Any, hparams: Mapping, data: Any, start: jax.Array,
-                    num_steps: int) -> tuple[Any, dict]:
+        def advance(states: Any, hparams: Mapping, index: jax.Array, data: Any,
+                    start: jax.Array, num_steps: jax.Array) -> tuple[Any, dict]:
+            take = functools.partial(_take, index)
+            chunk, chunk_h = jax.tree.map(take, states), jax.tree.map(take, hparams)
+            if self.sharded is not None:
+                chunk = jax.lax.with_sharding_constraint(chunk, self.sharded)
+
             def one(state: Any, h: Mapping) -> tuple[Any, dict]:
                 state = train_fn.advance(state, h, data, start, num_steps)
                 return state, self.recorder.record(train_fn.evaluate(state))
 
-            return jax.vmap(one)(states, hparams)
+            new, metrics = jax.vmap(one)(chunk, chunk_h)
+            states = jax.tree.map(lambda whole, part: whole.at[index].set(part), states, new)
+            return states, metrics
 
         self._init = jax.jit(init)
-        self._advance = jax.jit(advance, static_argnums=4)
+        self._advance = jax.jit(advance)
 
     @property
     def names(self) -> tuple[str, ...]:
         assert self.recorder.names is not None
         return self.recorder.names
 
-    def _place(self, tree: Any) -> Any:
-        return tree if self.sharded is None else jax.device_put(tree, self.sharded)
+    def _chunks(self, positions: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        """Batches of ``positions``, each padded to ``batch_size``, with its real length."""
+        out = []
+        for s in range(0, len(positions), self.batch_size):
+            part = positions[s:s + self.batch_size]
+            out.append((part[padded_indices(len(part), self.batch_size)], len(part)))
+        return out
 
-    def _chunks(self, num: int) -> list[np.ndarray]:
-        return [padded_indices(min(self.batch_size, num - s), self.batch_size) + s
-                for s in range(0, num, self.batch_size)]
-
-    def init(self, hparams: Mapping, numbers: jax.Array, root: jax.Array) -> Any:
-        parts = []
-        for index in self._chunks(len(numbers)):
-            take = functools.partial(_take, jnp.asarray(index))
-            parts.append(self._init(self._place(jax.tree.map(take, hparams)),
-                                    self._place(take(numbers)), root))
-        return _concat(parts, len(numbers), self.batch_size)
+    def init(self, hparams: Mapping, numbers: np.ndarray, root: jax.Array) -> Any:
+        # Padded to a multiple of batch_size, so the programs see one population size.
+        index = np.concatenate([c for c, _ in self._chunks(np.arange(len(numbers)))])
+        hparams = {k: jnp.asarray(v[index]) for k, v in hparams.items()}
+        numbers = jnp.asarray(numbers[index])
+        if self.sharded is not None:
+            hparams, numbers = jax.device_put((hparams, numbers), self.sharded)
+        return hparams, self._init(hparams, numbers, root)
 
     def advance(self, states: Any, hparams: Mapping, alive: np.ndarray, start: int,
                 num_steps: int) -> tuple[Any, dict[str, np.ndarray]]:
-        parts, outs = [], []
-        for index in self._chunks(len(alive)):
-            take = functools.partial(_take, jnp.asarray(index))
-            chunk_h = {k: v[jnp.asarray(alive[index])] for k, v in hparams.items()}
-            new, metrics = self._advance(self._place(jax.tree.map(take, states)),
-                                         self._place(chunk_h), self.data,
-                                         jnp.int32(start), num_steps)
-            parts.append(new)
-            outs.append(metrics)
-        metrics = {name: np.concatenate([np.asarray(o[name], np.float64) for o in outs])
-                   for name in outs[0]}
-        keep = _kept(len(alive), self.batch_size)
-        return _concat(parts, len(alive), self.batch_size), {k: v[keep] for k, v in metrics.items()}
+        outs = []
+        for index, num in self._chunks(alive):
+            states, metrics = self._advance(states, hparams, jnp.asarray(index, jnp.int32),
+                                            self.data, jnp.int32(start), jnp.int32(num_steps))
+            outs.append({k: np.asarray(v, np.float64)[:num] for k, v in metrics.items()})
+        return states, {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
 def _take(index: jax.Array, x: jax.Array) -> jax.Array:
     return x[index]
-
-
-def _kept(num: int, batch_size: int) -> np.ndarray:
-    """Positions of the real (unpadded) rows when chunks of ``batch_size`` are concatenated."""
-    rows = [np.arange(s, s + min(batch_size, num - s)) for s in range(0, num, batch_size)]
-    padded_starts = [i * batch_size for i in range(len(rows))]
-    return np.concatenate([np.arange(len(r)) + p for r, p in zip(rows, padded_starts)])
-
-
-def _concat(parts: list, num: int, batch_size: int) -> Any:
-    keep = jnp.asarray(_kept(num, batch_size))
-    if len(parts) == 1:
-        return jax.tree.map(lambda x: x[keep], parts[0])
-    return jax.tree.map(lambda *xs: jnp.concatenate(xs)[keep], *parts)
-

@@ -128,6 +128,19 @@ def padded_indices(num: int, batch_size: int) -> np.ndarray:
     return np.concatenate([np.arange(num), np.full(batch_size - num, num - 1)]).astype(np.int32)
 
 
+def cache_for(owner: Any) -> dict:
+    """``{"recorder": StructureRecorder, signature: program}`` kept on ``owner`` (a train_fn).
+
+    A second search with the same train_fn and batch shape reuses its executable. The cache
+    lives in the function's own ``__dict__``, so it goes when the function goes; an object
+    without one gets a fresh, unshared cache.
+    """
+    attributes = getattr(owner, "__dict__", None)
+    if not isinstance(attributes, dict):
+        return {"recorder": StructureRecorder()}
+    return attributes.setdefault("_lrjax_search_cache", {"recorder": StructureRecorder()})
+
+
 class BatchRunner:
     """``runner(hparams, numbers) -> name -> (n,) float numpy``, one executable for all batches.
 
@@ -137,12 +150,16 @@ class BatchRunner:
         batch_size: trials per call of the compiled program.
         key: the search's root key.
         mesh: shard the trial axis over this mesh's devices, or None.
+        owner: the user's train_fn: executables are cached per owner and batch signature,
+            and its metric names must stay the same across calls.
     """
 
     def __init__(self, fn: Callable, args: tuple, batch_size: int, key: jax.Array,
-                 mesh: Mesh | None, recorder: StructureRecorder | None = None) -> None:
+                 mesh: Mesh | None, owner: Any = None) -> None:
         self.batch_size = batch_size
-        self.recorder = recorder or StructureRecorder()
+        self._cache = cache_for(fn if owner is None else owner)
+        self.recorder: StructureRecorder = self._cache["recorder"]
+        self._mesh = mesh
         self.trial_sharding, self.replicated = trial_sharding(mesh)
 
         def batched(hparams: dict, numbers: jax.Array, root: jax.Array, *extra: Any) -> dict:
@@ -163,10 +180,17 @@ class BatchRunner:
 
     def compile(self, hparams: dict[str, np.ndarray], numbers: np.ndarray) -> None:
         """Trace and compile once (checks train_fn's output before any trial runs)."""
-        lowered = self._jitted.lower(self._place(hparams, replicated=False),
-                                     self._place(numbers, replicated=False),
-                                     self._root, *self._args)
-        self._compiled = lowered.compile()
+        signature = (self.batch_size, self._mesh,
+                     tuple((k, np.asarray(v).dtype.str) for k, v in hparams.items()),
+                     tuple((np.shape(a), getattr(a, "dtype", None))
+                           for a in jax.tree.leaves(self._args)),
+                     jax.tree.structure(self._args))
+        if signature not in self._cache:
+            lowered = self._jitted.lower(self._place(hparams, replicated=False),
+                                         self._place(numbers, replicated=False),
+                                         self._root, *self._args)
+            self._cache[signature] = lowered.compile()
+        self._compiled = self._cache[signature]
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ class TrialState(NamedTuple):
     params: PyTree
     opt_state: PyTree
     data_key: jax.Array  # fixes this trial's order of the batches
-    losses: jax.Array  # the last ``loss_window`` training losses seen
+    losses: jax.Array  # the last ``loss_window`` training losses (a ring buffer, NaN unfilled)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -63,25 +63,32 @@ class TrainFn:
         return TrialState(params, opt_state, data_key, losses)
 
     def advance(self, state: TrialState, hparams: Mapping[str, jax.Array], data: PyTree,
-                start: jax.Array, num_steps: int) -> TrialState:
-        """Train ``num_steps`` more steps (static), from global step ``start`` (may be traced)."""
+                start: jax.Array, num_steps: int | jax.Array) -> TrialState:
+        """Train ``num_steps`` more steps from global step ``start``; both may be traced.
+
+        A traced ``num_steps`` makes the loop a ``while_loop``, so one compiled program serves
+        rungs of any length; a Python int makes it a ``scan``. Both do the same arithmetic.
+        """
         tx = self.optimizer_fn(hparams)
         if self.shuffle:
             order = jax.random.permutation(state.data_key, self.num_batches)
         else:
             order = jnp.arange(self.num_batches)
+        start = jnp.asarray(start, jnp.int32)
 
-        def step(carry: tuple, t: jax.Array) -> tuple[tuple, jax.Array]:
-            params, opt_state = carry
-            index = order[t % self.num_batches]
-            batch = jax.tree.map(lambda x: x[index], data)
+        def step(i: jax.Array, carry: tuple) -> tuple:
+            params, opt_state, window = carry
+            t = start + i
+            batch = jax.tree.map(lambda x: x[order[t % self.num_batches]], data)
             loss, grads = jax.value_and_grad(self.loss_fn)(params, batch)
             updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss.astype(jnp.float32)
+            # A ring buffer indexed by the global step: the last loss_window losses in any
+            # split of the steps into rungs.
+            window = window.at[t % self.loss_window].set(loss.astype(jnp.float32))
+            return optax.apply_updates(params, updates), opt_state, window
 
-        steps = jnp.asarray(start, jnp.int32) + jnp.arange(num_steps, dtype=jnp.int32)
-        (params, opt_state), losses = jax.lax.scan(step, (state.params, state.opt_state), steps)
-        window = jnp.concatenate([state.losses, losses])[-self.loss_window:]
+        carry = (state.params, state.opt_state, state.losses)
+        params, opt_state, window = jax.lax.fori_loop(0, num_steps, step, carry)
         return TrialState(params, opt_state, state.data_key, window)
 
     def evaluate(self, state: TrialState) -> Metrics:
@@ -120,7 +127,7 @@ def make_train_fn(
 
     A trial splits its key into an init key and a data key: ``params = init_fn(init_key)``,
     ``tx = optimizer_fn(hparams)``, then ``num_steps`` steps
-    ``params <- params + tx.update(grad loss_fn(params, batch_t))`` in one ``lax.scan``, with
+    ``params <- params + tx.update(grad loss_fn(params, batch_t))`` in one compiled loop, with
     ``batch_t = data[order[t mod B]]`` for a permutation ``order`` of the ``B`` stacked batches
     drawn from the data key (the identity when ``shuffle=False``).
 
