@@ -15,7 +15,10 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -25,12 +28,22 @@ import numpy as np
 
 from lrjax import __version__
 from lrjax.suggest import SUGGESTERS
-from lrjax.terminal_plot import UNICODE_GLYPHS, text_plot
+from lrjax.terminal_plot import UNICODE_GLYPHS, loss_limits, rule_label, text_plot
 
 TABLE_ROWS = 8
 PROGRESS_UPDATES = 10  # chunks of the compiled test, one progress report after each
 TRAIN_IMAGES = 1438  # digits images left for training by lrjax.digits' 80/20 split
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+MAX_SEEDS = 1024  # every seed is one more copy of the model and optimizer in one program
+MAX_HIDDEN = 65536
+MAX_SEED = 2**63 - 1  # jax.random.key takes an int64
+# The one compiled program holds every seed's params, gradients and optimizer state at
+# once, and every step's batch: past this estimate, refuse instead of RESOURCE_EXHAUSTED.
+MEMORY_BUDGET = 4 * 2**30
+FLOAT32 = np.finfo(np.float32)
+# matplotlib formats that need more than matplotlib and Pillow (pgf needs LaTeX).
+PLOT_FORMATS_EXCLUDED = ("pgf",)
 
 OptimizerFactory = Callable[..., Any]
 
@@ -49,14 +62,17 @@ class _Parser(argparse.ArgumentParser):
 # --- argument types: each rejects a bad value with a message naming the rule ----------
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
+def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An integer parser: ``>= minimum``, and ``<= maximum`` when one is given."""
+    allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {text!r}")
         return value
 
     return parse
@@ -169,10 +185,19 @@ def _add_find_command(commands: Any) -> None:
     number("--max-lr", 10.0, "LR", "learning rate of the last step, > --min-lr")
     _add_valued(find, _int_at_least(2), "--steps", 100, "N", "number of steps, >= 2")
     choice("--mode", "exp", None, "learning-rate ramp: exp or linear", ["exp", "linear"])
-    count("--seeds", 1, "N", "initialisations run in one program; suggestions are medians")
-    _add_valued(find, int, "--seed", 0, "N", "seed of the weights and the batch order")
+    _add_valued(
+        find,
+        _int_at_least(1, MAX_SEEDS),
+        "--seeds",
+        1,
+        "N",
+        f"initialisations run in one program, at most {MAX_SEEDS}; suggestions are medians",
+    )
+    _add_valued(
+        find, _int_at_least(0, MAX_SEED), "--seed", 0, "N", "seed of the weights and the batch order"
+    )
     count("--batch-size", 64, "N", f"images per step, at most {TRAIN_IMAGES}")
-    count("--hidden", 64, "N", "width of the hidden layer")
+    _add_valued(find, _int_at_least(1, MAX_HIDDEN), "--hidden", 64, "N", "width of the hidden layer")
     number("--momentum", 0.9, "M", "momentum of --optimizer sgd, 0 for plain SGD")
     number("--weight-decay", 1e-4, "WD", "decoupled weight decay of --optimizer adamw")
     number("--smoothing", 0.98, "BETA", "EMA factor of the smoothed loss, in [0, 1)")
@@ -185,7 +210,11 @@ def _add_find_command(commands: Any) -> None:
         "stop once the smoothed loss exceeds X times the best, X > 1; inf: only at NaN",
     )
     choice("--suggest", "valley", None, "the rule whose lr is the suggestion", list(SUGGESTERS))
-    find.add_argument("--plot", metavar="FILE.png", help="save a matplotlib plot (lrjax[plot])")
+    find.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="save a matplotlib plot (lrjax[plot]); the extension picks the format, .png if none",
+    )
     find.add_argument("--json", metavar="FILE.json", help="save the suggestions and the curve")
     find.add_argument("--ascii", action="store_true", help="draw the terminal plot in ASCII")
     find.add_argument("--no-terminal-plot", action="store_true", help="skip the terminal plot")
@@ -246,13 +275,119 @@ def _check_find_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--momentum must be in [0, 1), got {args.momentum:g}")
     if args.weight_decay < 0:
         raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay:g}")
-    for option, path in (("--plot", args.plot), ("--json", args.json)):
-        if path is not None and os.path.isdir(path):
-            raise UsageError(f"{option}: {path!r} is a folder, not a file name")
-        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise UsageError(f"{option}: the folder of {path!r} does not exist")
-    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
-        raise UsageError("--plot needs matplotlib: pip install lrjax[plot]")
+    _check_memory(args)
+    _check_float32_ramp(args)
+    _check_outputs(args)
+
+
+def _check_float32_ramp(args: argparse.Namespace) -> None:
+    """The range test trains in float32: every lr of the ramp must be a distinct,
+    normal float32, and the exp ramp's ratio ``max_lr / min_lr`` must be one too."""
+    for option, value in (("--min-lr", args.min_lr), ("--max-lr", args.max_lr)):
+        if not FLOAT32.tiny <= value <= FLOAT32.max:
+            raise UsageError(
+                f"{option} must be within float32's range [{FLOAT32.tiny:.3g}, "
+                f"{FLOAT32.max:.3g}] (the test trains in float32), got {value:g}"
+            )
+    ratio = args.max_lr / args.min_lr
+    if args.mode == "exp" and ratio > FLOAT32.max:
+        raise UsageError(
+            f"--max-lr {args.max_lr:g} is {ratio:.3g} times --min-lr {args.min_lr:g}, more "
+            f"than float32 holds ({FLOAT32.max:.3g}): the exp ramp would reach inf"
+        )
+    fraction = np.arange(args.steps) / (args.steps - 1)
+    lrs = (
+        args.min_lr * ratio**fraction
+        if args.mode == "exp"
+        else args.min_lr + (args.max_lr - args.min_lr) * fraction
+    ).astype(np.float32)
+    if not np.all(np.diff(lrs) > 0):
+        raise UsageError(
+            f"--min-lr {args.min_lr:g} and --max-lr {args.max_lr:g} are too close for "
+            f"{args.steps} distinct float32 learning rates: widen the range or lower --steps"
+        )
+
+
+def _check_memory(args: argparse.Namespace) -> None:
+    """Refuse a program that cannot fit, before XLA tries (RESOURCE_EXHAUSTED).
+
+    A rough count of float32 values the program holds at once: per seed, the MLP's
+    params times 6 (params, gradients, two optimizer moments, updates, the new params)
+    and the activations of one batch (forward and backward); for all seeds, every
+    step's batch of 64 pixels and a label (the data is stacked on a step axis).
+    """
+    params = 64 * args.hidden + args.hidden + args.hidden * 10 + 10
+    per_seed = 6 * params + 4 * args.batch_size * (args.hidden + 10) + 3 * args.steps
+    model_bytes = 4 * args.seeds * per_seed
+    data_bytes = 4 * args.steps * args.batch_size * 65
+    if model_bytes + data_bytes > MEMORY_BUDGET:
+        options = "--seeds or --hidden" if model_bytes > data_bytes else "--steps or --batch-size"
+        raise UsageError(
+            f"--seeds {args.seeds}, --hidden {args.hidden}, --steps {args.steps} and "
+            f"--batch-size {args.batch_size} need about "
+            f"{(model_bytes + data_bytes) / 2**30:.1f} GiB in one program, more than "
+            f"lrjax find allows ({MEMORY_BUDGET / 2**30:.0f} GiB): lower {options}"
+        )
+
+
+def _plot_formats() -> list[str]:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    return sorted(name for name in formats if name not in PLOT_FORMATS_EXCLUDED)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Check --plot and --json before the run, so a bad path costs no training.
+
+    ``--plot`` without an extension gets ``.png`` (matplotlib's default) and ``args.plot``
+    names the file really written; an extension matplotlib cannot write is refused.
+    """
+    if args.plot is not None:
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError("--plot needs matplotlib: pip install lrjax[plot]")
+        root, extension = os.path.splitext(args.plot)
+        if not extension:
+            args.plot += ".png"
+        elif extension[1:].lower() not in _plot_formats():
+            raise UsageError(
+                f"--plot: matplotlib cannot save {extension!r} files ({args.plot!r}); use one "
+                f"of {', '.join(_plot_formats())}, e.g. {root}.png"
+            )
+    outputs = [(option, path) for option, path in (("--plot", args.plot), ("--json", args.json))
+               if path is not None]
+    for option, path in outputs:
+        _check_writable(option, path)
+    if len(outputs) == 2 and _same_file(args.plot, args.json):
+        raise UsageError(f"--plot and --json name the same file {args.json!r}")
+
+
+def _same_file(first: str, second: str) -> bool:
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)  # e.g. hard links
+    except OSError:  # one does not exist yet
+        return False
+
+
+def _check_writable(option: str, path: str) -> None:
+    if os.path.isdir(path):
+        raise UsageError(f"{option}: {path!r} is a folder, not a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option}: the folder of {path!r} does not exist")
+    if os.path.exists(path) and not os.path.isfile(path):
+        # The file is replaced by a rename: never do that to a device or a pipe.
+        raise UsageError(f"{option}: {path!r} exists and is not a regular file")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UsageError(f"{option}: {path!r} is not writable")
+    try:  # the output is written next to its target and renamed: try that folder for real
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".lrjax-check-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise UsageError(f"{option}: cannot write in {folder!r}: {error.strerror}") from None
 
 
 def _require_examples_extra() -> None:
@@ -303,6 +438,7 @@ class Findings(NamedTuple):
     spreads: dict[str, float]
     cyclical_bounds: tuple[float, float]
     curve: np.ndarray  # smoothed loss before divergence (median over seeds), NaN after
+    raw_curve: np.ndarray  # the raw loss, the same way
     warnings: list[str]
 
 
@@ -313,9 +449,11 @@ def _diverged_steps(result: Any) -> np.ndarray:
     return np.asarray(result.diverged_at)
 
 
-def _plotted_curve(result: Any) -> np.ndarray:
-    """Smoothed loss up to (not including) each curve's divergence; median over curves."""
-    curves = result.smoothed_before_divergence().reshape(-1, result.num_steps)
+def _plotted_curve(result: Any, raw: bool = False) -> np.ndarray:
+    """Smoothed (or raw) loss up to (not including) each curve's divergence; median over
+    curves."""
+    before = result.losses_before_divergence() if raw else result.smoothed_before_divergence()
+    curves = before.reshape(-1, result.num_steps)
     recorded = np.isfinite(curves).any(axis=0)
     median = np.full(result.num_steps, np.nan)
     median[recorded] = np.nanmedian(curves[:, recorded], axis=0)
@@ -329,7 +467,9 @@ def _read_findings(result: Any, seeds: int) -> Findings:
         spreads = {name: result.spread(name) for name in suggestions} if seeds > 1 else {}
         bounds = tuple(float(v) for v in result.cyclical_bounds())
     messages = list(dict.fromkeys(str(w.message) for w in caught))  # unique, in order
-    return Findings(suggestions, spreads, bounds, _plotted_curve(result), messages)
+    return Findings(
+        suggestions, spreads, bounds, _plotted_curve(result), _plotted_curve(result, True), messages
+    )
 
 
 def _table_rows(curve: np.ndarray) -> list[int]:
@@ -339,21 +479,6 @@ def _table_rows(curve: np.ndarray) -> list[int]:
         return []
     picks = np.linspace(0, recorded.size - 1, min(TABLE_ROWS, recorded.size))
     return [int(recorded[round(p)]) for p in picks]
-
-
-def _plot_y_limits(curve: np.ndarray) -> tuple[float, float] | None:
-    """y axis from the lowest loss to a little above the highest loss before it.
-
-    The rise towards divergence can reach ``diverge_threshold`` times the minimum and
-    would squeeze the descent, which is what the plot is read for, into a few rows.
-    """
-    finite = np.flatnonzero(np.isfinite(curve))
-    if finite.size == 0:
-        return None
-    lowest = int(finite[np.argmin(curve[finite])])
-    low, high = float(curve[lowest]), float(np.nanmax(curve[: lowest + 1]))
-    top = max(high + 0.15 * (high - low), float(np.nanmax(curve)) if high == low else low)
-    return (low, top) if top > low else None
 
 
 def _divergence_line(result: Any) -> str:
@@ -392,10 +517,13 @@ def _format_report(
             text_plot(
                 result.lrs,
                 findings.curve,
-                marks={args.suggest: findings.suggestions[args.suggest]},
-                y_limits=_plot_y_limits(findings.curve),
+                background=findings.raw_curve,
+                labels=("smoothed loss", "raw loss"),
+                marks={rule_label(args.suggest): findings.suggestions[args.suggest]},
+                y_limits=loss_limits([findings.curve, findings.raw_curve]),
                 ascii_only=ascii_only,
-                x_label=f"learning rate; smoothed loss{seeds}",
+                x_label="learning rate",
+                y_label=f"training loss{seeds}",
             ),
             "",
         ]
@@ -410,7 +538,7 @@ def _format_report(
             f"  (seeds spread {findings.spreads[method]:.2f} decades)" if findings.spreads else ""
         )
         chosen = "  <- --suggest" if method == args.suggest else ""
-        lines.append(f"{method:>14}  {value:.3e}{spread}{chosen}")
+        lines.append(f"{rule_label(method):>14}  {value:.3e}{spread}{chosen}")
     base_lr, max_lr = findings.cyclical_bounds
     lines.append(f"{'cyclic bounds':>14}  {base_lr:.3e} .. {max_lr:.3e}  (base_lr .. max_lr)")
     return "\n".join(lines)
@@ -480,44 +608,161 @@ def _find(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     stderr.writelines(f"lrjax: warning: {message}\n" for message in findings.warnings)
     ascii_only = args.ascii or not _can_draw_unicode(stdout)
     stdout.write(_format_report(result, findings, args, seconds, ascii_only) + "\n")
-    try:
-        if args.json is not None:
-            with open(args.json, "w", encoding="utf-8") as file:
-                json.dump(_json_payload(result, findings, args), file, allow_nan=False)
-            stdout.write(f"wrote {args.json}\n")
-        if args.plot is not None:
-            _save_plot(result, args.plot)
-            stdout.write(f"wrote {args.plot}\n")
-    except OSError as error:
-        raise UsageError(f"cannot write {error.filename}: {error.strerror}") from error
+    if args.json is not None:
+        payload = _json_payload(result, findings, args)
+        _write_replacing(
+            "--json",
+            args.json,
+            lambda file: json.dump(payload, file, allow_nan=False),
+            text=True,
+        )
+        stdout.write(f"wrote {args.json}\n")
+    if args.plot is not None:
+        _write_replacing("--plot", args.plot, functools.partial(_save_plot, result, args))
+        stdout.write(f"wrote {args.plot}\n")
     return 0
 
 
-def _save_plot(result: Any, path: str) -> None:
+def _write_replacing(
+    option: str, path: str, write: Callable[[Any], None], text: bool = False
+) -> None:
+    """Write through ``write(file)`` into a temporary file beside ``path``, then rename it.
+
+    The rename is atomic: ``path`` is either its old self or the complete new file, even
+    when Ctrl-C or an error comes in the middle; the temporary file is removed then.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(
+        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part"
+    )
+    try:
+        with (
+            open(handle, "w", encoding="utf-8") if text else open(handle, "wb")
+        ) as file:
+            write(file)
+        _copy_mode(path, temporary)
+        os.replace(temporary, path)
+    except OSError as error:
+        _remove_quietly(temporary)
+        raise UsageError(f"{option}: cannot write {path!r}: {error.strerror}") from error
+    except BaseException:
+        _remove_quietly(temporary)
+        raise
+
+
+def _copy_mode(path: str, temporary: str) -> None:
+    """Give the new file the old one's permissions, or the umask's (mkstemp makes 0600)."""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        mode = 0o666 & ~mask
+    try:
+        os.chmod(temporary, mode)
+    except OSError:  # a file system without permissions: keep what mkstemp gave
+        pass
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _save_plot(result: Any, args: argparse.Namespace, file: Any) -> None:
     # A bare Figure needs no pyplot backend, so no window can open and no global state changes.
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7, 4.5))
-    result.plot(ax=figure.subplots())
+    from lrjax.plotting import plot_range_test
+
+    figure = Figure(figsize=(7.5, 4.8))
+    plot_range_test(result, ax=figure.subplots(), method=args.suggest)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    extension = os.path.splitext(args.plot)[1][1:].lower()
+    figure.savefig(file, dpi=120, format=extension)
+
+
+class _InterruptFlag:
+    """A SIGINT handler that remembers the interrupt as well as raising KeyboardInterrupt.
+
+    Python code that JAX calls back from C++ (tracing, compilation) can have its
+    KeyboardInterrupt swallowed there; the command checks :meth:`raise_if_set` after the
+    run, so Ctrl-C is honoured anyway.
+    """
+
+    def __init__(self) -> None:
+        self.set = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _InterruptFlag:
+        # Only the main thread may install handlers; leave a custom handler alone.
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.set = True
+        raise KeyboardInterrupt
+
+    def raise_if_set(self) -> None:
+        if self.set:
+            raise KeyboardInterrupt
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``lrjax`` command on ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    parser = build_parser()
+    """Run the ``lrjax`` command on ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Bad input: one line ``lrjax: error: ...`` on stderr, exit 2. Ctrl-C: one line, exit
+    130, and no partial output file. Run as the program itself (``argv`` None), an
+    interrupted command ends the process at once: tearing the interpreter down while
+    XLA's compiler threads still run can crash it.
+    """
     try:
-        args = parser.parse_args(argv)
-        if args.command is None:
-            parser.print_help(sys.stdout)
+        status = _main(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("lrjax: interrupted\n")
+        status = EXIT_INTERRUPTED
+    if status == EXIT_INTERRUPTED and argv is None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    with _InterruptFlag() as interrupt:
+        try:
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help(sys.stdout)
+                return EXIT_USAGE
+            status = args.handler(args, sys.stdout, sys.stderr)
+            interrupt.raise_if_set()
+            return status
+        except UsageError as error:
+            interrupt.raise_if_set()  # an interrupt turned into an error on its way up
+            sys.stderr.write(f"lrjax: error: {_one_line(str(error))}\n")
             return EXIT_USAGE
-        return args.handler(args, sys.stdout, sys.stderr)
-    except UsageError as error:
-        sys.stderr.write(f"lrjax: error: {error}\n")
-        return EXIT_USAGE
-    except SystemExit as exit_request:  # --help and --version exit through argparse
-        return exit_request.code if isinstance(exit_request.code, int) else 0
-    except BrokenPipeError:  # e.g. `lrjax find | head`: stop quietly, as Unix tools do
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail
-        return 1
+        except SystemExit as exit_request:  # --help and --version exit through argparse
+            return exit_request.code if isinstance(exit_request.code, int) else 0
+        except BrokenPipeError:  # e.g. `lrjax find | head`: stop quietly, as Unix tools do
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail
+            return 1

@@ -6,12 +6,14 @@ function asks for it through :func:`_require_matplotlib` when called.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import inspect
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import optax
 
 from lrjax.schedules import schedule_values
+from lrjax.terminal_plot import loss_limits, rule_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -58,37 +60,221 @@ def plot_schedule(schedule: optax.Schedule, num_steps: int, ax: Axes | None = No
     return ax
 
 
-def _curve_stats(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Median, min and max over the leading (seed) axis, ignoring NaN columns quietly."""
-    curves = np.asarray(curves, dtype=np.float64).reshape(-1, curves.shape[-1])
-    finite = np.isfinite(curves)
+RULE_MARKERS = ("s", "^", "D", "v", "P", "X", "h")
+SUGGESTION_COLOR = "#d62728"  # the chosen suggestion's dot and line (red, as fastai's)
+OTHER_RULE_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+DIVERGED_COLOR = "#7f0000"
+
+
+class _Group(NamedTuple):
+    """The curves drawn as one: a sweep point (or the whole result), over its seeds."""
+
+    label: str
+    raw: np.ndarray  # (seeds, steps): NaN after each seed's diverging step
+    smoothed: np.ndarray  # same
+    val: np.ndarray | None
+    diverged: np.ndarray  # (seeds,) step of divergence, -1 for never
+    suggestion: float  # the chosen rule's lr: median over this group's seeds
+
+
+def _default_method(result: Any) -> str:
+    """The rule ``result.suggest()`` uses when given none (the project's default)."""
+    parameter = inspect.signature(result.suggest).parameters.get("method")
+    default = None if parameter is None else parameter.default
+    return default if isinstance(default, str) else "valley"
+
+
+def _until_divergence(values: np.ndarray, diverged: np.ndarray) -> np.ndarray:
+    """``values`` as float64 rows ``(curves, steps)``, NaN AFTER each diverging step.
+
+    The diverging step itself is kept: the plot shows the jump that ended the test.
+    """
+    rows = np.array(values, np.float64).reshape(len(diverged), -1)
+    for row, step in zip(rows, diverged):
+        if step >= 0:
+            row[step + 1 :] = np.nan
+    return rows
+
+
+def _median(rows: np.ndarray) -> np.ndarray:
+    """Median over the rows, NaN where no row has a finite value (quietly)."""
+    finite = np.isfinite(rows)
+    out = np.full(rows.shape[-1], np.nan)
     columns = finite.any(axis=0)
-    median, low, high = (np.full(curves.shape[-1], np.nan) for _ in range(3))
-    masked = np.where(finite, curves, np.nan)[:, columns]
-    median[columns] = np.nanmedian(masked, axis=0)
-    low[columns] = np.nanmin(masked, axis=0)
-    high[columns] = np.nanmax(masked, axis=0)
-    return median, low, high
+    out[columns] = np.nanmedian(np.where(finite, rows, np.nan)[:, columns], axis=0)
+    return out
 
 
-def _sweep_labels(result: Any) -> list[str]:
-    """One label per sweep grid point, e.g. ``weight_decay=0.001, b1=0.9``."""
-    return [", ".join(f"{n}={v:g}" for n, v in point.items()) for point in result.sweep_points()]
+def _band(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest row at each step, NaN where no row is finite (quietly)."""
+    finite = np.isfinite(rows)
+    low = np.where(finite, rows, np.inf).min(axis=0)
+    high = np.where(finite, rows, -np.inf).max(axis=0)
+    none = ~finite.any(axis=0)
+    low[none] = high[none] = np.nan
+    return low, high
 
 
-def plot_range_test(result: Any, ax: Axes | None = None) -> Axes:
-    """Draws a range test: loss against learning rate on a log axis, suggestions marked.
+def _groups(result: Any, method: str) -> list[_Group]:
+    """Split ``result``'s curves into what is drawn as one curve: one group per sweep
+    point (all its seeds), or one group holding every curve."""
+    steps = result.num_steps
+    seeds = result.batch_shape[-1] if result.batch_axes[-1:] == ("seed",) else 1
+    diverged = (np.full(result.batch_shape, -1) if result.diverged_at is None
+                else np.asarray(result.diverged_at)).reshape(-1, seeds)
+    raw = np.asarray(result.losses).reshape(-1, seeds, steps)
+    smoothed = np.asarray(result.smoothed_losses).reshape(-1, seeds, steps)
+    val = None if result.val_losses is None else np.asarray(result.val_losses)
+    val = None if val is None else val.reshape(-1, seeds, steps)
+    chosen = np.asarray(result.suggest(method, per_curve=True), np.float64).reshape(-1, seeds)
+    labels = (
+        [", ".join(f"{n}={v:g}" for n, v in p.items()) for p in result.sweep_points()]
+        if result.sweep
+        else [""]
+    )
+    return [
+        _Group(
+            label,
+            _until_divergence(raw[i], diverged[i]),
+            _until_divergence(smoothed[i], diverged[i]),
+            None if val is None else _until_divergence(val[i], diverged[i]),
+            diverged[i],
+            float(np.median(chosen[i])),
+        )
+        for i, label in enumerate(labels)
+    ]
 
-    One curve: the raw loss (thin) and the smoothed loss. Several seeds: the median
-    smoothed loss with a band from the lowest to the highest seed. A sweep: one smoothed
-    curve (median over seeds, with its band) per swept value. Every suggestion of
-    ``result.suggestions()`` is a dashed vertical line, ``result.cyclical_bounds()`` a
-    grey band; the y range stops a little above
-    the highest smoothed loss before divergence, so the blow-up does not flatten the curve.
+
+def _on_curve(lrs: np.ndarray, curve: np.ndarray, lr: float) -> float:
+    """The curve's height at ``lr``, read linearly in log10(lr) as the log axis shows it."""
+    finite = np.isfinite(curve)
+    if not finite.any() or not lrs[finite][0] <= lr <= lrs[finite][-1]:
+        return np.nan
+    return float(np.interp(np.log10(lr), np.log10(lrs[finite]), curve[finite]))
+
+
+def _mark_divergence(ax: Axes, lrs: np.ndarray, group: _Group, color: str, label: str) -> None:
+    """An x at the top edge at each diverged curve's lr (the loss there is off the scale)."""
+    hit = group.diverged[group.diverged >= 0]
+    if hit.size == 0:
+        return
+    first = lrs[int(hit.min())]
+    ax.plot(
+        lrs[hit],
+        np.full(hit.size, 0.97),
+        ls="none",
+        marker="x",
+        ms=8,
+        mew=2,
+        color=color,
+        transform=ax.get_xaxis_transform(),  # x in data, y as a fraction of the axes
+        clip_on=False,
+        zorder=6,
+        label=label.format(first=first, hit=hit.size, total=group.diverged.size),
+    )
+    ax.axvline(first, color=color, ls=":", lw=1, zorder=1)
+
+
+def _draw_single(ax: Axes, result: Any, group: _Group, method: str, show_raw: bool) -> list:
+    """One curve (or one curve's seeds): raw, smoothed, validation, every rule's mark."""
+    lrs = np.asarray(result.lrs, np.float64)
+    seeds = group.raw.shape[0]
+    of_seeds = f" (median of {seeds} seeds)" if seeds > 1 else ""
+    smoothed = _median(group.smoothed)
+    drawn = [smoothed]
+    if show_raw:
+        raw = _median(group.raw)
+        ax.plot(lrs, raw, color="C0", lw=0.9, alpha=0.45, label="raw loss" + of_seeds, zorder=2)
+        drawn.append(raw)
+    ax.plot(lrs, smoothed, color="C0", lw=2.2, label="smoothed loss" + of_seeds, zorder=3)
+    if seeds > 1:
+        ax.fill_between(lrs, *_band(group.smoothed), color="C0", alpha=0.18, lw=0, zorder=1,
+                        label=f"smoothed loss, lowest to highest of {seeds} seeds")
+    if group.val is not None:
+        val = _median(group.val)
+        ax.plot(lrs, val, color="C1", lw=1.6, ls="--", label="validation loss" + of_seeds,
+                zorder=3)
+        drawn.append(val)
+    suggestions = result.suggestions()
+    others = [m for m in suggestions if m != method]
+    for index, name in enumerate(others):
+        value = suggestions[name]
+        ax.plot([value], [_on_curve(lrs, smoothed, value)], ls="none",
+                marker=RULE_MARKERS[index % len(RULE_MARKERS)], ms=7, mec="black", mew=0.6,
+                color=OTHER_RULE_COLORS[index % len(OTHER_RULE_COLORS)], zorder=5,
+                label=f"{rule_label(name)}: {value:.2g}")
+    chosen = suggestions.get(method, group.suggestion)
+    ax.axvline(chosen, color=SUGGESTION_COLOR, lw=1, ls="--", alpha=0.8, zorder=2)
+    ax.plot([chosen], [_on_curve(lrs, smoothed, chosen)], ls="none", marker="o", ms=10,
+            mec="black", mew=1, color=SUGGESTION_COLOR, zorder=7,
+            label=f"suggestion ({rule_label(method)}): {chosen:.2g}")
+    base_lr, max_lr = result.cyclical_bounds()
+    ax.axvspan(base_lr, max_lr, color="C2", alpha=0.1, lw=0, zorder=0,
+               label=f"cyclical bounds {base_lr:.2g} to {max_lr:.2g}")
+    label = ("diverged at lr {first:.2g}" if seeds == 1
+             else "diverged: {hit} of {total} seeds, first at lr {first:.2g}")
+    _mark_divergence(ax, lrs, group, DIVERGED_COLOR, label)
+    return drawn
+
+
+def _draw_sweep(ax: Axes, result: Any, groups: list[_Group], method: str,
+                show_raw: bool) -> list:
+    """One smoothed curve per sweep point, each with its own suggestion dot and band."""
+    lrs = np.asarray(result.lrs, np.float64)
+    drawn = []
+    colors = ([f"C{i}" for i in range(len(groups))] if len(groups) <= 10 else
+              [_require_matplotlib().cm.viridis(i / (len(groups) - 1)) for i in range(len(groups))])
+    for group, color in zip(groups, colors):
+        smoothed = _median(group.smoothed)
+        drawn.append(smoothed)
+        if show_raw:
+            raw = _median(group.raw)
+            ax.plot(lrs, raw, color=color, lw=0.7, alpha=0.3, zorder=2)
+            drawn.append(raw)
+        ax.plot(lrs, smoothed, color=color, lw=2, zorder=3,
+                label=f"{group.label}: {rule_label(method)} {group.suggestion:.2g}")
+        if group.raw.shape[0] > 1:
+            ax.fill_between(lrs, *_band(group.smoothed), color=color, alpha=0.15, lw=0,
+                            zorder=1)
+        if group.val is not None:
+            val = _median(group.val)
+            ax.plot(lrs, val, color=color, lw=1.2, ls="--", zorder=3)
+            drawn.append(val)
+        ax.plot([group.suggestion], [_on_curve(lrs, smoothed, group.suggestion)], ls="none",
+                marker="o", ms=9, mec="black", mew=1, color=color, zorder=7)
+        _mark_divergence(ax, lrs, group, color, "_nolegend_")
+    # Key entries for what the per-curve styles mean (drawn off-data, legend only).
+    ax.plot([], [], ls="none", marker="o", ms=9, mec="black", color="0.6",
+            label=f"suggestion ({rule_label(method)}) of each curve")
+    if any(group.val is not None for group in groups):
+        ax.plot([], [], color="0.4", ls="--", label="validation loss")
+    if any((group.diverged >= 0).any() for group in groups):
+        ax.plot([], [], ls="none", marker="x", mew=2, color="0.3", label="diverged")
+    return drawn
+
+
+def plot_range_test(result: Any, ax: Axes | None = None, *, method: str | None = None,
+                    title: str | None = None, show_raw: bool = True) -> Axes:
+    """Draws a range test: loss against learning rate (log axis), the suggestion marked.
+
+    One curve: the raw loss (thin) and the smoothed loss (thick), the validation loss
+    (dashed) when recorded, a red dot on the smoothed curve at the chosen suggestion
+    (``method``), a marker of its own for every other rule (the minimum rule is labelled
+    ``minimum/10``: its lr is a tenth of the minimum's), ``result.cyclical_bounds()`` as a
+    band, and an x at the top where the loss diverged. Seeds: the median curves with a
+    band from the lowest to the highest seed's smoothed loss. A sweep: one curve per swept
+    value, each with its own suggestion dot in its colour. The y range
+    (:func:`lrjax.terminal_plot.loss_limits`) runs from the lowest loss drawn, raw included,
+    to the highest before each curve's minimum, so the blow-up does not flatten the part
+    the answer is read from.
 
     Args:
       result: a :class:`lrjax.RangeTestResult`.
       ax: the matplotlib Axes to draw into; a new figure's Axes when ``None``.
+      method: the suggestion rule to mark as *the* suggestion; default the rule
+        ``result.suggest()`` uses.
+      title: the title; default says the suggestion (or the swept names).
+      show_raw: draw the raw (unsmoothed) loss too.
 
     Returns:
       The Axes drawn into.
@@ -98,34 +284,29 @@ def plot_range_test(result: Any, ax: Axes | None = None) -> Axes:
       >>> ax.figure.savefig("range_test.png")  # doctest: +SKIP
 
     References:
-      Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, fig. 3.
+      Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, fig. 3;
+      fastai ``lr_find`` and torch-lr-finder mark the suggestion with a dot on the curve.
     """
     plt = _require_matplotlib()
+    method = _default_method(result) if method is None else method
     if ax is None:
-        _, ax = plt.subplots()
-    lrs = np.asarray(result.lrs, dtype=np.float64)
-    smoothed = np.asarray(result.smoothed_losses, dtype=np.float64)
-    seeds = "seed" in result.batch_axes
-    groups = smoothed.reshape((-1,) + (smoothed.shape[-2:] if seeds else smoothed.shape[-1:]))
-    labels = _sweep_labels(result) if result.sweep else ["smoothed loss"]
-    if smoothed.ndim == 1:
-        ax.plot(lrs, result.losses, lw=0.8, alpha=0.4, label="loss")
-    for group, label in zip(groups, labels):
-        median, low, high = _curve_stats(group)
-        line = ax.plot(lrs, median, lw=1.8, label=label + (" (median over seeds)" if seeds else ""))[0]
-        if seeds:
-            ax.fill_between(lrs, low, high, color=line.get_color(), alpha=0.2, lw=0)
-    for index, (method, value) in enumerate(result.suggestions().items()):
-        ax.axvline(value, ls="--", lw=1, color=f"C{(index + 3) % 10}", label=f"{method} {value:.2g}")
-    base_lr, max_lr = result.cyclical_bounds()
-    ax.axvspan(base_lr, max_lr, color="0.5", alpha=0.15, lw=0,
-               label=f"cyclical bounds {base_lr:.2g}..{max_lr:.2g}")
-    before = result.smoothed_before_divergence()
-    if np.isfinite(before).any():
-        low, high = np.nanmin(before), np.nanmax(before)
-        ax.set_ylim(low - 0.05 * (high - low), high + 0.1 * (high - low) + 1e-12)
+        _, ax = plt.subplots(figsize=(7.5, 4.8))
+    groups = _groups(result, method)
     ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
+    if result.sweep:
+        drawn = _draw_sweep(ax, result, groups, method, show_raw)
+        default_title = f"LR range test: sweep over {', '.join(result.sweep)}"
+    else:
+        drawn = _draw_single(ax, result, groups[0], method, show_raw)
+        suggestion = result.suggest(method)
+        default_title = f"LR range test: suggested lr {suggestion:.2g} ({rule_label(method)})"
+    limits = loss_limits(drawn)
+    if limits is not None:
+        ax.set_ylim(*limits)
+    ax.set_xlim(float(result.lrs[0]), float(result.lrs[-1]))
+    ax.set_title(default_title if title is None else title)
+    ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("loss")
-    ax.legend(fontsize="small")
+    ax.grid(True, which="major", color="0.9", lw=0.8, zorder=0)
+    ax.legend(fontsize="small", loc="lower left", framealpha=0.9)
     return ax

@@ -12,11 +12,14 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 UNICODE_GLYPHS = {
     "point": "•",
+    "background": "·",
     "mark": "┊",
     "y_axis": "│",
     "y_tick": "┤",
@@ -26,6 +29,7 @@ UNICODE_GLYPHS = {
 }
 ASCII_GLYPHS = {
     "point": "*",
+    "background": ".",
     "mark": "|",
     "y_axis": "|",
     "y_tick": "+",
@@ -33,8 +37,68 @@ ASCII_GLYPHS = {
     "x_tick": "+",
     "corner": "+",
 }
+# What a suggestion rule is called on plots and in reports: the minimum rule's lr is a
+# tenth of the lr at the loss minimum, and its label says so.
+RULE_LABELS = {"minimum": "minimum/10"}
 MIN_WIDTH = 16
 MIN_HEIGHT = 3
+TOP_QUANTILE = 0.98  # of a raw curve before its minimum: one noisy batch does not set the top
+PAD_BELOW, PAD_ABOVE = 0.05, 0.08  # margins, as fractions of the y range
+
+
+def rule_label(method: str) -> str:
+    """How a suggestion rule is named on plots: ``minimum`` is ``minimum/10``.
+
+    Example:
+        >>> rule_label("minimum"), rule_label("valley")
+        ('minimum/10', 'valley')
+    """
+    return RULE_LABELS.get(method, method)
+
+
+def loss_limits(curves: Iterable[Sequence[float]]) -> tuple[float, float] | None:
+    """y limits that show where a range test's answer is: the descent and the minimum.
+
+    ``low`` is the lowest finite value of any curve (the raw minimum included, so it never
+    falls off the bottom); ``high`` is the highest value any curve takes up to its own
+    minimum (its ``TOP_QUANTILE`` quantile, so a single noisy batch does not stretch the
+    axis). The rise after the minimum, up to divergence, may leave the frame at the top:
+    it can reach ``diverge_threshold`` times the minimum and would squeeze the descent
+    into a few rows. Both ends get a small margin (none below 0 for a loss that is >= 0).
+
+    Args:
+        curves: 1-D loss curves (NaN/inf allowed, ignored), e.g. raw, smoothed, validation.
+
+    Returns:
+        ``(low, high)`` with ``low < high``, or ``None`` when no curve has a finite value.
+
+    Example:
+        >>> low, high = loss_limits([[3.0, 2.0, 0.5, 9.0]])
+        >>> bool(low < 0.5 < 3.0 < high < 9.0)
+        True
+    """
+    lows, highs, wholes = [], [], []
+    for curve in curves:
+        values = np.asarray(curve, np.float64).reshape(-1)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            continue
+        head = values[: int(np.argmin(values)) + 1]
+        lows.append(float(values.min()))
+        highs.append(float(np.quantile(head, TOP_QUANTILE)))
+        wholes.append(float(np.quantile(values, TOP_QUANTILE)))
+    if not lows:
+        return None
+    low, high = min(lows), max(highs)
+    if high <= low:  # every curve rises from its first point: show the start of the rise
+        high = max(wholes)
+    if high <= low:  # constant curves
+        half = max(abs(low) * 0.05, 1e-6)
+        return low - half, low + half
+    span = high - low
+    # A loss that never goes below 0 gets no negative values on its axis.
+    bottom = max(low - PAD_BELOW * span, 0.0) if low >= 0 else low - PAD_BELOW * span
+    return bottom, high + PAD_ABOVE * span
 
 
 class Frame(NamedTuple):
@@ -130,6 +194,9 @@ def text_plot(
     y_limits: tuple[float, float] | None = None,
     ascii_only: bool = False,
     x_label: str = "learning rate",
+    y_label: str | None = None,
+    background: Sequence[float] | None = None,
+    labels: tuple[str, str] | None = None,
 ) -> str:
     """Render ``losses`` against ``lrs`` as a text scatter plot with vertical marker lines.
 
@@ -139,7 +206,8 @@ def text_plot(
     non-finite value, with ``lr <= 0`` on a log axis, or outside ``y_limits`` are left out;
     on an axis of zero extent (one lr, or a constant loss) points sit in the middle cell.
     Each mark draws a vertical line in its column, headed by the first letter of its name,
-    and gets a legend line with its value.
+    and gets a legend line with its value. ``background`` (e.g. the raw loss behind the
+    smoothed one) is drawn in a lighter glyph under ``losses``.
 
     Args:
         lrs: learning rates (x).
@@ -149,9 +217,13 @@ def text_plot(
         width: columns of the plot area (>= 16).
         height: rows of the plot area (>= 3).
         log_x: logarithmic x axis (the default) or linear.
-        y_limits: ``(low, high)`` of the y axis; default the range of the plotted losses.
+        y_limits: ``(low, high)`` of the y axis; default the range of the plotted values.
         ascii_only: draw with ASCII characters only (for terminals without Unicode).
-        x_label: caption under the x axis.
+        x_label: caption under the x axis (`` (log scale)`` is added on a log axis).
+        y_label: what the y values are, written above the y axis; none when ``None``.
+        background: a second curve over the same ``lrs``, drawn under ``losses``.
+        labels: ``(losses name, background name)``: a key line under the plot saying
+            which glyph is which.
 
     Returns:
         The plot as one string of lines (no trailing newline); a one-line note when there
@@ -161,18 +233,33 @@ def text_plot(
         >>> text = text_plot([1e-4, 1e-3, 1e-2], [2.0, 1.0, 3.0], width=20, height=4)
     """
     _validate(lrs, losses, width, height, y_limits)
+    if background is not None and len(background) != len(lrs):
+        raise ValueError(
+            f"background must have the length of lrs ({len(lrs)}), got {len(background)}"
+        )
     glyph = ASCII_GLYPHS if ascii_only else UNICODE_GLYPHS
     points = _finite_points(lrs, losses, log_x)
+    behind = [] if background is None else _finite_points(lrs, background, log_x)
     if not points:
         return "(nothing to plot: no finite loss)"
-    frame = _frame(points, y_limits)
+    frame = _frame(points + behind, y_limits)
     grid = [[" "] * width for _ in range(height)]
     mark_columns = _draw_marks(grid, marks or {}, frame, log_x, glyph)
-    for x, y in points:
-        if frame.y_low <= y <= frame.y_high:
-            row = height - 1 - _cell(y, frame.y_low, frame.y_high, height)
-            grid[row][_cell(x, frame.x_low, frame.x_high, width)] = glyph["point"]
-    return "\n".join(_assemble(grid, frame, mark_columns, marks or {}, log_x, glyph, x_label))
+    for series, char in ((behind, glyph["background"]), (points, glyph["point"])):
+        for x, y in series:
+            if frame.y_low <= y <= frame.y_high:
+                row = height - 1 - _cell(y, frame.y_low, frame.y_high, height)
+                grid[row][_cell(x, frame.x_low, frame.x_high, width)] = char
+    lines = _assemble(grid, frame, mark_columns, marks or {}, log_x, glyph, x_label)
+    if labels is not None:  # under the caption, where the legend starts
+        key = f"{glyph['point']} {labels[0]}"
+        if background is not None:
+            key += f"   {glyph['background']} {labels[1]}"
+        indent = lines[height].index(glyph["corner"]) + 1
+        lines.insert(height + 3, " " * indent + key)
+    if y_label is not None:
+        lines.insert(0, y_label)
+    return "\n".join(lines)
 
 
 def _draw_marks(
