@@ -12,11 +12,13 @@ samplers), ``search_runner.py`` (the compiled batch), ``search_optuna.py`` (the 
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import numpy as np
 from jax.sharding import Mesh
 
@@ -25,6 +27,7 @@ from lrjax.search_result import SearchResult, make_trial
 from lrjax.search_runner import BatchRunner, check_mesh, host_seed, root_key
 from lrjax.search_space import (
     HOST_METHODS,
+    HostPoints,
     Space,
     as_arrays,
     center,
@@ -155,6 +158,10 @@ def search(
             metric, or ``make_train_fn``'s ``eval_loss``/``train_loss``).
         direction: ``"minimize"`` or ``"maximize"``.
         key: int seed or JAX key: the trials' keys and the samplers' seeds come from it.
+            Trial ``n``'s key, and its point for grid/random/quasirandom, depend only on
+            ``key`` and ``n``; with ``storage``, ``tpe``/``gp`` are also seeded by the process
+            id and the study's size, so that processes sharing a study (and resumed runs)
+            draw different points.
         storage: an Optuna storage URL (``"sqlite:///search.db"``, ``"postgresql://..."``),
             a journal file path, or an Optuna storage: the study persists, a rerun resumes
             it, and processes sharing it split the trials.
@@ -195,6 +202,7 @@ def search(
     seed = host_seed(root)
     use_optuna = storage is not None or not isinstance(method, str) \
         or method in search_optuna.OPTUNA_METHODS
+    host_method = isinstance(method, str) and method in HOST_METHODS
     host_trials = None
     if method == "grid" or not use_optuna:
         host_trials = sample_params(method, space, num_trials, seed, grid_points)
@@ -204,10 +212,11 @@ def search(
         num_trials = len(host_trials)
     sampler = None
     if use_optuna:  # fail before compiling when Optuna is missing
-        sampler = search_optuna.make_sampler(method, space, seed, num_trials, grid_points)
+        points = HostPoints(method, space, seed, host_trials) if host_method else None
+        sampler = search_optuna.make_sampler(method, space, seed, points)
     if mesh is not None and not isinstance(mesh, Mesh):
         raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {mesh!r}.")
-    adaptive = sampler is not None and method not in HOST_METHODS
+    adaptive = not host_method
     batch_size = default_batch_size(batch_size, num_trials, adaptive, mesh)
     mesh = check_mesh(mesh, batch_size)
     runner = BatchRunner(fn, args, batch_size, root, mesh, owner=train_fn)
@@ -219,6 +228,12 @@ def search(
         result = SearchResult(trials, space, objective, direction, method_name)
     else:
         study = search_optuna.open_study(storage, study_name, direction, sampler)
+        if storage is not None and method in search_optuna.OPTUNA_METHODS:
+            # Processes sharing a study, and a resumed run, must not draw the startup points
+            # already drawn: seed from the key, the process and the trials already there.
+            resumed = jax.random.fold_in(root, len(study.get_trials(deepcopy=False)))
+            study.sampler = search_optuna.make_sampler(
+                method, space, host_seed(jax.random.fold_in(resumed, os.getpid())))
         _run_study(runner, study, space, num_trials, batch_size, objective, report)
         trials = [make_trial(n, p, m, objective, state)
                   for n, p, m, state in search_optuna.study_trials(study, objective)]

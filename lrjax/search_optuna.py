@@ -6,7 +6,7 @@ from the study, run as one compiled program and told back; with TPE, the trials 
 are asked with the constant liar (running trials count as bad), so they spread out.
 
 The trial budget ``num_trials`` counts the study's trials, across processes and resumed
-runs: before each ask a process counts the finished, running and waiting trials, and a
+runs: before each ask a process counts the finished and running trials, and a
 trial that a concurrent ask pushed past the budget is closed unused. Trials interrupted by
 Ctrl-C are closed and their parameters queued again, so a resumed search runs them.
 """
@@ -16,16 +16,19 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import socket
 import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from lrjax.search_space import SEARCH_EXTRA, Choice, Dimension, LogUniform, grid_axes
+from lrjax.search_space import HOST_METHODS, SEARCH_EXTRA, Choice, Dimension, LogUniform
 
 OPTUNA_METHODS = ("tpe", "gp")
 ATTR = "lrjax"  # user attribute marking trials that do not count: "unused", "interrupted"
 METRICS_ATTR = "lrjax_metrics"
+WORKER_ATTR = "lrjax_worker"
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
 
 
 def require_optuna(what: str) -> Any:
@@ -57,19 +60,41 @@ def distributions(space: Mapping[str, Dimension]) -> dict[str, Any]:
     return out
 
 
-def make_sampler(method: Any, space: Mapping[str, Dimension], seed: int, num_trials: int,
-                 grid_points: int | None) -> Any:
-    """The Optuna sampler for a method name (or ``method`` itself if it is a sampler)."""
+def host_sampler(points: Any) -> Any:
+    """An Optuna sampler whose trial ``n`` gets ``points(n)`` (grid, random, quasi-random).
+
+    Optuna keeps the study (storage, numbering, states); the point of a trial is a function
+    of the search key and its number only, so processes sharing a study never draw the same
+    point twice and a study reproduces the trials of a search without storage.
+    """
+    optuna = require_optuna("storage=")
+
+    class NumberedSampler(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            self._cache: dict[int, dict] = {}
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict:
+            return {}
+
+        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict:
+            return {}
+
+        def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+            if trial.number not in self._cache:
+                self._cache = {trial.number: points(trial.number)}  # one trial at a time
+            return self._cache[trial.number][name]
+
+    return NumberedSampler()
+
+
+def make_sampler(method: Any, space: Mapping[str, Dimension], seed: int,
+                 points: Any = None) -> Any:
+    """The sampler of a method name, or ``method`` itself if it is an Optuna sampler."""
     optuna = require_optuna(f"method={method!r}" if isinstance(method, str) else "an Optuna sampler")
     if not isinstance(method, str):
         return method
-    if method == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if method == "quasirandom":
-        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
-                                          warn_asynchronous_seeding=False)
-    if method == "grid":
-        return optuna.samplers.GridSampler(grid_axes(space, num_trials, grid_points), seed=seed)
+    if method in HOST_METHODS:
+        return host_sampler(points)
     if method == "tpe":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -109,9 +134,12 @@ def open_study(storage: Any, study_name: str | None, direction: str, sampler: An
 
 
 def counted_trials(study: Any) -> list[Any]:
-    """The study's trials that use up the budget (all but those closed unused/interrupted)."""
+    """The study's trials that use up the budget: running or finished, not closed unused or
+    interrupted (queued trials count once asked: ``ask`` takes them first)."""
+    optuna = require_optuna("an Optuna search")
     return [t for t in study.get_trials(deepcopy=False)
-            if t.user_attrs.get(ATTR) not in ("unused", "interrupted")]
+            if t.user_attrs.get(ATTR) not in ("unused", "interrupted")
+            and t.state != optuna.trial.TrialState.WAITING]
 
 
 def ask_batch(study: Any, space: Mapping[str, Dimension], size: int, num_trials: int) -> list:
@@ -139,6 +167,7 @@ def tell_batch(study: Any, trials: list, metrics: dict[str, Any], objective: str
         values = {name: float(column[i]) for name, column in metrics.items()}
         trial.set_user_attr(METRICS_ATTR, {k: (v if math.isfinite(v) else None)
                                            for k, v in values.items()})
+        trial.set_user_attr(WORKER_ATTR, WORKER)
         value = values[objective]
         if math.isfinite(value):
             study.tell(trial, value)

@@ -193,18 +193,24 @@ def from_unit(space: Space, unit: np.ndarray) -> list[Params]:
     return out
 
 
-def random_params(space: Space, num: int, seed: int) -> list[Params]:
-    """``num`` independent uniform draws from the space (numpy's PCG64 seeded by ``seed``)."""
-    unit = np.random.default_rng(seed).random((num, len(space)))
+def random_params(space: Space, num: int, seed: int, start: int = 0) -> list[Params]:
+    """Independent uniform draws for trials ``start .. start+num-1``.
+
+    Trial ``i``'s point comes from its own stream, numpy's PCG64 seeded by ``(seed, i)``, so
+    it depends only on the seed and the trial number (also when processes share a study).
+    """
+    unit = np.stack([np.random.default_rng([seed, i]).random(len(space))
+                     for i in range(start, start + num)])
     return from_unit(space, unit)
 
 
-def quasirandom_params(space: Space, num: int, seed: int) -> list[Params]:
-    """The first ``num`` points of a scrambled Sobol sequence (scipy), mapped to the space.
+def quasirandom_params(space: Space, num: int, seed: int, start: int = 0) -> list[Params]:
+    """Points ``start .. start+num-1`` of a scrambled Sobol sequence (scipy), mapped to the space.
 
     Scrambling (Owen) keeps the low discrepancy and makes the points an unbiased, seedable
-    sample. Sobol points are balanced for powers of two; other counts are still far more
-    even than random draws, so scipy's warning about them is silenced.
+    sample; point ``i`` is the ``i``-th of the sequence fixed by ``seed``. Sobol points are
+    balanced for powers of two; other counts are still far more even than random draws, so
+    scipy's warning about them is silenced.
     """
     try:
         from scipy.stats import qmc
@@ -213,6 +219,8 @@ def quasirandom_params(space: Space, num: int, seed: int) -> list[Params]:
     sampler = qmc.Sobol(d=len(space), scramble=True, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        if start:
+            sampler.fast_forward(start)
         unit = sampler.random(num)
     return from_unit(space, unit)
 
@@ -298,6 +306,26 @@ def sample_params(method: str, space: Space, num_trials: int, seed: int,
     if method == "quasirandom":
         return quasirandom_params(space, num_trials, seed)
     return random_params(space, num_trials, seed)
+
+
+class HostPoints:
+    """Trial number -> point of a host method, for any number (trials shared by processes).
+
+    The grid's points are numbered in :func:`grid_params` order (numbers past the grid wrap
+    around); random and quasi-random points are those of :func:`random_params` and
+    :func:`quasirandom_params` for that number, so a study gives the same trials as a search
+    without storage.
+    """
+
+    def __init__(self, method: str, space: Space, seed: int, grid: list[Params] | None) -> None:
+        self.method, self.space, self.seed, self.grid = method, space, seed, grid
+
+    def __call__(self, number: int) -> Params:
+        if self.method == "grid":
+            assert self.grid is not None
+            return dict(self.grid[number % len(self.grid)])
+        draw = quasirandom_params if self.method == "quasirandom" else random_params
+        return draw(self.space, 1, self.seed, start=number)[0]
 
 
 def center(space: Space) -> Params:
