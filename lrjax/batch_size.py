@@ -400,8 +400,9 @@ def batch_size_plan(
     Walks the original schedule's ``num_steps`` base-batch steps: update ``u`` starts at
     micro-batch ``s_u`` (``s_0 = 0``, ``s_{u+1} = s_u + k_u``), accumulates
     ``k_u = clip(floor(lr(0) / lr(s_u)), 1, max_batch_size // base_batch_size)``
-    micro-batches and trains at ``lr(s_u) * k_u``. The last update may run past
-    ``num_steps`` when ``k`` does not divide what is left.
+    micro-batches and trains at ``lr(s_u) * k_u``. The last update takes the micro-batches
+    that are left (fewer than ``k`` when ``k`` does not divide them), so the plan covers
+    exactly ``num_steps`` micro-batches, each once.
 
     Args:
       lr_schedule: the learning-rate schedule at ``base_batch_size``; must be concrete
@@ -416,8 +417,10 @@ def batch_size_plan(
 
     Example:
       >>> plan = batch_size_plan(lambda t: 0.1 * 0.1 ** (t // 50), 32, 1024, num_steps=150)
-      >>> plan.num_updates  # 50 updates of 32, 5 of 320, then 50 // 32 + 1 of 1024 at a 10x lower rate
+      >>> plan.num_updates  # 50 updates of 32, 5 of 320, then 1024 and the 576 left, at a 10x lower rate
       57
+      >>> plan.accumulation[-3:].tolist(), int(plan.accumulation.sum())
+      ([10, 32, 18], 150)
 
     References:
       Smith, Kindermans, Ying & Le, `Don't Decay the Learning Rate, Increase the Batch Size
@@ -441,7 +444,9 @@ def batch_size_plan(
     step = 0
     while step < num_steps:  # host loop over updates: at most num_steps rows
         starts.append(step)
-        ks.append(int(all_k[step]))
+        # The last update takes what is left, so the plan ends exactly at num_steps (its
+        # rate still compensates: lr / batch stays exact).
+        ks.append(min(int(all_k[step]), num_steps - step))
         step += ks[-1]
     starts_arr, ks_arr = np.asarray(starts, np.int64), np.asarray(ks, np.int64)
     rates = (values[starts_arr] * ks_arr.astype(np.float32)).astype(np.float32)

@@ -179,11 +179,12 @@ def _numpy_plan_training(plan, w0, xs, ys, momentum):
 
 
 def test_multisteps_alignment_end_to_end():
-    num_steps, base = 48, 4
+    num_steps, base = 50, 4  # the last update gets the 2 micro-batches left
     decay = lrjax.multistep_decay(0.05, milestones=[12, 30], gamma=0.25)
     plan = batch_size_plan(decay, base, 64, num_steps=num_steps)
-    # One extra micro-batch per update the plan may run past num_steps (see its docstring).
-    total = int(plan.micro_step[-1] + plan.accumulation[-1])
+    np.testing.assert_array_equal(plan.accumulation, [1] * 12 + [4] * 5 + [16, 2])
+    total = int(plan.accumulation.sum())
+    assert total == num_steps and plan.micro_step[-1] + plan.accumulation[-1] == num_steps
     rng = np.random.default_rng(0)
     xs = rng.normal(size=(total, base, 3)).astype(np.float32)
     ys = (xs @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=(total, base))).astype(np.float32)
@@ -209,7 +210,7 @@ def test_multisteps_alignment_end_to_end():
     expected = _numpy_plan_training(plan, w0, xs, ys, momentum=0.9)
     np.testing.assert_allclose(w, expected, rtol=2e-5, atol=1e-6)
     # MultiSteps counted updates, not micro-batches, and so did the inner optimizer.
-    assert int(state.gradient_step) == plan.num_updates < total
+    assert int(state.gradient_step) == plan.num_updates < num_steps
     assert int(state.mini_step) == 0
     # The base-step schedules (no num_steps) are not for MultiSteps: they stretch the decay.
     w_stretched, _ = train(*batch_size_schedule(decay, base, 64))
