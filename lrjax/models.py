@@ -50,9 +50,12 @@ class PureModel(NamedTuple):
             is read only; nnx and Equinox models run in eval/inference mode); ``None``
             when ``loss_fn`` is stochastic and no ``eval_fn`` was given.
         split: ``obj -> (params, state)`` for another object of the same kind (what an
-            ``init_fn`` returns).
+            ``init_fn`` returns); ``state`` is ``None`` for pytrees and Equinox (their
+            ``init_fn`` returns params only, the given state is shared).
         merge: ``(params, state) -> obj``: a new model (nnx, Equinox) or the params.
         kind: ``"pytree"``, ``"nnx"`` or ``"equinox"``.
+        static: what the functions close over besides ``loss_fn``/``eval_fn``: the nnx
+            graph definition, the Equinox non-array part, ``None`` for pytrees.
     """
 
     params: PyTree
@@ -62,6 +65,7 @@ class PureModel(NamedTuple):
     split: Callable[[Any], tuple[PyTree, PyTree]]
     merge: Callable[[PyTree, PyTree], Any]
     kind: str
+    static: Any = None
 
 
 def model_kind(obj: Any) -> str:
@@ -179,14 +183,14 @@ def pure_model(loss_fn: Callable, params: Any, *, state: PyTree = None, has_aux:
         infer = getattr(eqx.nn, "inference_mode", None) or eqx.tree_inference
         return _functional(loss_fn, trainable, state, has_aux, stochastic, eval_fn, combine,
                            lambda m: infer(m, True), "equinox",
-                           lambda m: eqx.partition(m, eqx.is_inexact_array)[0])
+                           lambda m: eqx.partition(m, eqx.is_inexact_array)[0], static)
     return _functional(loss_fn, params, state, has_aux, stochastic, eval_fn, lambda p: p,
-                       lambda p: p, "pytree", lambda p: p)
+                       lambda p: p, "pytree", lambda p: p, None)
 
 
 def _functional(loss_fn: Callable, params: PyTree, state: PyTree, has_aux: bool,
                 stochastic: bool, eval_fn: Callable | None, build: Callable, eval_mode: Callable,
-                kind: str, trainable: Callable) -> PureModel:
+                kind: str, trainable: Callable, static: Any) -> PureModel:
     """Pytrees and Equinox: ``build(params)`` is what ``loss_fn`` receives."""
     has_state = state is not None
 
@@ -207,8 +211,8 @@ def _functional(loss_fn: Callable, params: PyTree, state: PyTree, has_aux: bool,
 
     return PureModel(params=params, state=state, loss=loss,
                      evaluate=None if stochastic and eval_fn is None else evaluate,
-                     split=lambda obj: (trainable(obj), state),
-                     merge=lambda p, s: build(p), kind=kind)
+                     split=lambda obj: (trainable(obj), None),
+                     merge=lambda p, s: build(p), kind=kind, static=static)
 
 
 def _nnx_model(loss_fn: Callable, model: Any, state: PyTree, has_aux: bool, stochastic: bool,
@@ -248,7 +252,7 @@ def _nnx_model(loss_fn: Callable, model: Any, state: PyTree, has_aux: bool, stoc
 
     return PureModel(params=_fresh(params), state=_fresh(rest), loss=loss,
                      evaluate=None if stochastic and eval_fn is None else evaluate,
-                     split=split, merge=build, kind="nnx")
+                     split=split, merge=build, kind="nnx", static=graphdef)
 
 
 def is_model(obj: Any) -> bool:

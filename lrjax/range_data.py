@@ -92,15 +92,35 @@ def _pull(iterator: Iterator, count: int, needed: int, pulled: int) -> list:
     return batches
 
 
-def _stack_chunk(batches: list, count: int) -> PyTree:
-    """Stacks batches on the host, padding a short last chunk by repeating its last batch."""
-    batches = batches + [batches[-1]] * (count - len(batches))
-    structure = jax.tree.structure(batches[0])
-    for batch in batches:
+def _take(iterator: Iterator, count: int, needed: int, pulled: int) -> list:
+    """The next ``min(count, needed - pulled)`` batches: never more than are used."""
+    return _pull(iterator, min(count, needed - pulled), needed, pulled)
+
+
+def _shapes(batch: PyTree) -> list:
+    return [(np.shape(x), np.result_type(x)) for x in jax.tree.leaves(batch)]
+
+
+def _stack_chunk(batches: list, count: int, template: PyTree = None, pulled: int = 0) -> PyTree:
+    """Stacks batches on the host, padding a short last chunk by repeating its last batch.
+
+    Every batch must have the structure, shapes and dtypes of ``template`` (default: the
+    first batch): the compiled loop has one batch shape, and a smaller last batch would
+    otherwise fail deep inside XLA (or in the sharding over devices).
+    """
+    template = batches[0] if template is None else template
+    structure, shapes = jax.tree.structure(template), _shapes(template)
+    for index, batch in enumerate(batches):
         if jax.tree.structure(batch) != structure:
             raise ValueError(f"every batch must have the structure {structure}, got "
-                             f"{jax.tree.structure(batch)}.")
+                             f"{jax.tree.structure(batch)} (batch {pulled + index}).")
+        if _shapes(batch) != shapes:
+            raise ValueError(
+                f"data: batch {pulled + index} has leaf shapes/dtypes {_shapes(batch)}, the "
+                f"first batch {shapes}; every batch must have the same shapes (drop an "
+                "incomplete last batch, e.g. drop_last=True).")
     _check_array_leaves("each batch", batches[0], 0)
+    batches = batches + [batches[-1]] * (count - len(batches))
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
 
 

@@ -37,9 +37,13 @@ def _encode(values: np.ndarray) -> dict:
     return {"dtype": str(values.dtype), "shape": list(values.shape), "data": flat}
 
 
-def _decode(blob: dict) -> np.ndarray:
-    flat = [float(v) for v in blob["data"]]
-    return np.asarray(flat, np.float64).astype(blob["dtype"]).reshape(blob["shape"])
+def _decode(name: str, blob: Any) -> np.ndarray:
+    try:
+        flat = [float(v) for v in blob["data"]]
+        return np.asarray(flat, np.float64).astype(blob["dtype"]).reshape(blob["shape"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{name}: not an encoded array ({{dtype, shape, data}}): {error}"
+                         ) from None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -185,20 +189,49 @@ class RangeTestResult:
 
     @classmethod
     def from_dict(cls, blob: Mapping[str, Any]) -> RangeTestResult:
-        arrays = {name: None if blob.get(name) is None else _decode(blob[name])
+        """Inverts :meth:`to_dict`, checking the keys and that the shapes fit together."""
+        if not isinstance(blob, Mapping):
+            raise ValueError(f"a range test result must be a JSON object, got {type(blob).__name__}.")
+        missing = [k for k in ("lrs", "losses", "smoothed_losses", "diverged_at") if k not in blob]
+        if missing:
+            raise ValueError(f"not a range test result: missing keys {missing}.")
+        arrays = {name: None if blob.get(name) is None else _decode(name, blob[name])
                   for name in _ARRAY_FIELDS}
+        lrs, losses = arrays["lrs"], arrays["losses"]
+        if lrs.ndim != 1 or lrs.size < 2:
+            raise ValueError(f"lrs must be 1-D with >= 2 steps, got shape {lrs.shape}.")
+        for name in _ARRAY_FIELDS[1:]:
+            value = arrays[name]
+            if value is not None and (value.ndim < 1 or value.shape[-1] != lrs.size
+                                      or value.shape != losses.shape):
+                raise ValueError(f"{name} has shape {value.shape}; with {lrs.size} lrs it must "
+                                 f"be (*batch, {lrs.size}) like losses {losses.shape}.")
         diverged = blob["diverged_at"]
+        batch_shape = losses.shape[:-1]
         if isinstance(diverged, list):
             diverged = np.asarray(diverged, dtype=np.int64)
-        return cls(**arrays, diverged_at=diverged, batch_axes=tuple(blob.get("batch_axes", ())),
+            if diverged.shape != batch_shape:
+                raise ValueError(f"diverged_at has shape {diverged.shape}, the curves "
+                                 f"{batch_shape}.")
+        elif diverged is not None and (isinstance(diverged, bool) or not isinstance(diverged, int)
+                                       or batch_shape):
+            raise ValueError(f"diverged_at must be an int, null or a list shaped like the "
+                             f"curves {batch_shape}, got {diverged!r}.")
+        axes = tuple(blob.get("batch_axes", ()))
+        if len(axes) != len(batch_shape):
+            raise ValueError(f"batch_axes {list(axes)} do not name the curves' axes "
+                             f"{batch_shape}.")
+        return cls(**arrays, diverged_at=diverged, batch_axes=axes,
                    sweep=blob.get("sweep"), settings=dict(blob.get("settings", {})))
 
     def to_json(self, **kwargs: Any) -> str:
         """Strict JSON (NaN/inf stored as strings); ``kwargs`` go to ``json.dumps``."""
-        return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
+        kwargs.setdefault("allow_nan", False)
+        return json.dumps(self.to_dict(), **kwargs)
 
     @classmethod
     def from_json(cls, text: str) -> RangeTestResult:
+        """Reads :meth:`to_json`'s output; a ValueError says what is wrong with bad input."""
         return cls.from_dict(json.loads(text))
 
     def plot(self, ax: Any = None) -> Any:

@@ -224,19 +224,14 @@ def test_no_recompile_on_second_call():
     assert len(traces) == chunked
 
 
-def test_repeated_calls_reuse_the_plan_and_new_inputs_are_checked_again(monkeypatch):
-    module = importlib.import_module("lrjax.range_test")
-    plans = []
-    make_plan = module._make_plan
-    monkeypatch.setattr(module, "_make_plan", lambda *a: plans.append(1) or make_plan(*a))
-    module._PLANS.clear()
+def test_repeated_calls_check_new_inputs_again():
+    # No plan is cached across calls (measured not to pay): a call with the same structure
+    # but other shapes or types is checked in full, and stacked data is cut every time.
     first = lrjax.range_test(mse, PARAMS, optax.sgd, (X, Y), **RANGE)  # X: 2 * STEPS, cut
     again = lrjax.range_test(mse, PARAMS, optax.sgd, (X, Y), **{**RANGE, "smoothing": 0.5})
-    assert len(plans) == 1  # the second call reused the validated plan
-    np.testing.assert_array_equal(again.losses, first.losses)  # and cut the data again
+    np.testing.assert_array_equal(again.losses, first.losses)
     smoothed, _ = ref_smooth_and_diverge(again.losses[:3].astype(np.float64), 0.5, 4.0)
     np.testing.assert_allclose(again.smoothed_losses[:3], smoothed, rtol=1e-6)  # new smoothing
-    # Same structure, other shapes or types: not the cached plan; every check runs.
     with pytest.raises(ValueError, match="same leading step axis"):
         lrjax.range_test(mse, PARAMS, optax.sgd, (X, Y[:40]), **RANGE)
     with pytest.raises(ValueError, match="steps along its leading axis"):
@@ -245,13 +240,12 @@ def test_repeated_calls_reuse_the_plan_and_new_inputs_are_checked_again(monkeypa
         lrjax.range_test(mse, {"w": PARAMS["w"], "b": "zero"}, optax.sgd, (X, Y), **RANGE)
     with pytest.raises(TypeError, match="progress"):
         lrjax.range_test(mse, PARAMS, optax.sgd, (X, Y), progress=3, **RANGE)
-    assert len(plans) == 5
 
 
 def test_results_come_back_bit_exact_through_one_packed_buffer():
     # Records travel to the host as one int32 vector of float bits (one transfer): every
     # float, NaN, inf, -0.0 and a denormal included, must come back bit for bit.
-    module = importlib.import_module("lrjax.range_test")
+    module = importlib.import_module("lrjax.range_program")
     special = np.array([np.nan, np.inf, -np.inf, -0.0, 1e-45, 3.5, -2.0], np.float32)
     loss = np.stack([special, special[::-1]])
     records = {"loss": loss, "smoothed": loss * 2, "val": -loss, "aux": {"n": np.arange(3)}}
@@ -422,29 +416,6 @@ def hand_made_result(batch_shape=(), batch_axes=(), sweep=None):
     return lrjax.RangeTestResult(lrs=lrs, losses=smoothed + 0.01, smoothed_losses=smoothed,
                                  diverged_at=diverged, batch_axes=batch_axes, sweep=sweep,
                                  settings={"mode": "exp"})
-
-
-def test_plot_single_seeds_and_sweep():
-    pytest.importorskip("matplotlib")
-    from matplotlib.figure import Figure
-
-    single = hand_made_result()
-    ax = Figure().subplots()
-    assert single.plot(ax=ax) is ax
-    assert ax.get_xscale() == "log"
-    # raw + smoothed + one dashed line per suggestion; a band between the cyclical bounds
-    assert len(ax.get_lines()) == 2 + 4
-    (band,) = ax.patches
-    band_lrs = band.get_path().transformed(band.get_patch_transform()).vertices[:, 0]
-    assert (band_lrs.min(), band_lrs.max()) == pytest.approx(single.cyclical_bounds())
-    assert ax.get_ylim()[1] < 20  # the NaN tail and blow-up do not set the range
-    seeds = hand_made_result((3,), ("seed",))
-    ax = lrjax.plot_range_test(seeds, ax=Figure().subplots())
-    assert len(ax.collections) == 1  # the band over seeds
-    sweep = hand_made_result((2, 3), ("weight_decay", "seed"), sweep={"weight_decay": [0.0, 1e-3]})
-    ax = lrjax.plot_range_test(sweep, ax=Figure().subplots())
-    labels = [line.get_label() for line in ax.get_lines()]
-    assert any("weight_decay=0.001" in label for label in labels) and len(ax.collections) == 2
 
 
 def test_hand_made_result_suggestions():
