@@ -232,6 +232,7 @@ def _add_find_command(commands: Any) -> None:
 # Adding a command is one line here, e.g. ``"search": "lrjax.cli_search:add_search_command"``.
 COMMANDS: dict[str, Callable[[Any], None] | str] = {
     "find": _add_find_command,
+    "search": "lrjax.cli_search:add_search_command",
 }
 
 
