@@ -172,7 +172,8 @@ def schedule_cycle_ends(schedule: optax.Schedule, num_steps: int) -> np.ndarray:
       Loshchilov & Hutter, `SGDR <https://arxiv.org/abs/1608.03983>`_, ICLR 2017.
     """
     num_steps = check_steps("num_steps", num_steps)
-    values = np.asarray(schedule(jnp.arange(num_steps + 1)), np.float64)
+    # One compiled evaluation: many small eager ops cost far more than one compile.
+    values = np.asarray(jax.jit(schedule)(jnp.arange(num_steps + 1)), np.float64)
     if values.shape != (num_steps + 1,) or not np.all(np.isfinite(values)):
         raise ValueError("schedule must map an array of counts to finite values of its shape.")
     tolerance = _RISE_RTOL * max(float(np.max(np.abs(values))), np.finfo(np.float32).tiny)
@@ -212,6 +213,8 @@ class SnapshotResult:
       state: the threaded state (batch statistics, nnx RNG counters) at each kept snapshot,
         stacked like ``params``; None without state.
       aux: per-step aux (leading step axis) with ``has_aux``, else None.
+      opt_state: the optimizer state after the last step (e.g. for
+        :func:`lrjax.swa_params` when the optimizer is wrapped in :func:`lrjax.swa`).
     """
 
     params: PyTree
@@ -221,6 +224,7 @@ class SnapshotResult:
     cycle_ends: np.ndarray
     state: PyTree = None
     aux: Any = None
+    opt_state: optax.OptState = None
     merge: Callable[[PyTree, PyTree], Any] | None = dataclasses.field(default=None, repr=False)
 
     def __iter__(self):
@@ -280,7 +284,7 @@ def _write_row(buffer: PyTree, slot: jax.Array, tree: PyTree) -> PyTree:
 
 
 def _run(static: _Static, params: PyTree, state: PyTree, data: PyTree, slots: jax.Array,
-         init_value: jax.Array, key: jax.Array) -> tuple[PyTree, PyTree, jax.Array, jax.Array, Any]:
+         init_value: jax.Array, key: jax.Array) -> tuple:
     schedule = static.schedule or _snapshot_values(init_value, static.cycle_length)
     tx = static.optimizer(learning_rate=schedule)
     data_key, step_key = jax.random.split(key)
@@ -301,8 +305,8 @@ def _run(static: _Static, params: PyTree, state: PyTree, data: PyTree, slots: ja
     carry = (TrainCarry(params, tx.init(params), state), _empty_buffer(params, static.num_kept),
              _empty_buffer(state, static.num_kept))
     xs = (jnp.arange(static.num_steps), slots, data)
-    (_, snaps, snap_states), (losses, lrs, aux) = jax.lax.scan(body, carry, xs)
-    return snaps, snap_states, losses, lrs, aux
+    (train, snaps, snap_states), (losses, lrs, aux) = jax.lax.scan(body, carry, xs)
+    return snaps, snap_states, losses, lrs, aux, train.opt_state
 
 
 _PROGRAMS: dict[Any, tuple[PureModel, Callable[..., Any]]] = {}
@@ -512,38 +516,44 @@ def train_snapshots(
         trained = jax.device_put(trained, NamedSharding(mesh, PartitionSpec()))
     key = _seed_key(0 if key is None else int(key)) if _is_seed(key) else key
     value = jnp.asarray(0.0 if init_value is None else init_value, jnp.float32)
-    snaps, snap_states, losses, lrs, aux = program(*trained, stacked, slots, value, key)
+    snaps, snap_states, losses, lrs, aux, opt_state = program(*trained, stacked, slots, value, key)
     losses, lrs = jax.device_get((losses, lrs))
     return SnapshotResult(
         params=snaps, losses=np.asarray(losses), learning_rates=np.asarray(lrs), steps=kept,
-        cycle_ends=ends, state=snap_states, aux=aux if has_aux else None,
+        cycle_ends=ends, state=snap_states, aux=aux if has_aux else None, opt_state=opt_state,
         merge=None if model.kind == "pytree" else model.merge)
 
 
 # --------------------------------------------------------------------------------------
 # Prediction.
 # --------------------------------------------------------------------------------------
-def _members(stacked_params: PyTree, last: int | None) -> tuple[PyTree, int]:
-    if isinstance(stacked_params, SnapshotResult):
-        stacked_params = stacked_params.params
-    leaves = jax.tree.leaves(stacked_params)
+def _leading_size(name: str, tree: PyTree) -> int:
+    leaves = jax.tree.leaves(tree)
     if not leaves:
-        raise ValueError("stacked_params is empty (no arrays).")
+        raise ValueError(f"{name} is empty (no arrays).")
     sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
     if len(sizes) != 1 or None in sizes:
-        raise ValueError("stacked_params: every leaf needs the same leading snapshot axis, got "
+        raise ValueError(f"{name}: every leaf needs the same leading snapshot axis, got "
                          f"sizes {sorted(map(str, sizes))}.")
-    (count,) = sizes
+    return sizes.pop()
+
+
+def _members(stacked_params: PyTree, state: PyTree, last: int | None) -> tuple[PyTree, PyTree]:
+    if isinstance(stacked_params, SnapshotResult):
+        stacked_params = stacked_params.params
+    count = _leading_size("stacked_params", stacked_params)
+    if state is not None and _leading_size("state", state) != count:
+        raise ValueError(f"state must hold {count} members like stacked_params, got "
+                         f"{_leading_size('state', state)}.")
     if last is None:
-        return stacked_params, count
-    if isinstance(last, bool) or not isinstance(last, (int, np.integer)) or not 1 <= last <= count:
-        raise ValueError(f"last must be None or an integer in [1, {count}] (the snapshots), "
-                         f"got {last!r}.")
-    return jax.tree.map(lambda x: x[count - last:], stacked_params), int(last)
+        return stacked_params, state
+    last = check_steps("last", last, 1, count)
+    tail = lambda tree: jax.tree.map(lambda x: x[count - last:], tree)  # noqa: E731
+    return tail(stacked_params), tail(state)
 
 
-def ensemble_members(apply_fn: Callable[[PyTree, Any], jax.Array], stacked_params: PyTree,
-                     x: Any, *, last: int | None = None) -> jax.Array:
+def ensemble_members(apply_fn: Callable[..., jax.Array], stacked_params: PyTree, x: Any, *,
+                     last: int | None = None, state: PyTree = None) -> jax.Array:
     """Each member's softmax probabilities: ``softmax(apply_fn(params_k, x))`` for every k.
 
     Args:
@@ -552,6 +562,8 @@ def ensemble_members(apply_fn: Callable[[PyTree, Any], jax.Array], stacked_param
         or the :class:`SnapshotResult` itself).
       x: the inputs, shared by every member.
       last: use only the last ``m`` members (the latest snapshots), ``1 <= m <= M``.
+      state: the members' stacked state (e.g. ``result.state``, linen ``batch_stats``):
+        then ``apply_fn(params_k, state_k, x)``.
 
     Returns:
       float32 probabilities of shape ``(m, *logits.shape)``, vmapped over the members.
@@ -564,17 +576,18 @@ def ensemble_members(apply_fn: Callable[[PyTree, Any], jax.Array], stacked_param
     References:
       Huang et al., `Snapshot Ensembles <https://arxiv.org/abs/1704.00109>`_, ICLR 2017.
     """
-    members, _ = _members(stacked_params, last)
+    members, states = _members(stacked_params, state, last)
 
-    def probabilities(params: PyTree) -> jax.Array:
-        logits = jnp.asarray(apply_fn(params, x))
+    def probabilities(params: PyTree, member_state: PyTree) -> jax.Array:
+        args = (params, x) if state is None else (params, member_state, x)
+        logits = jnp.asarray(apply_fn(*args))
         return jax.nn.softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
 
-    return jax.vmap(probabilities)(members)
+    return jax.vmap(probabilities)(members, states)
 
 
-def ensemble_predict(apply_fn: Callable[[PyTree, Any], jax.Array], stacked_params: PyTree,
-                     x: Any, *, last: int | None = None) -> jax.Array:
+def ensemble_predict(apply_fn: Callable[..., jax.Array], stacked_params: PyTree, x: Any, *,
+                     last: int | None = None, state: PyTree = None) -> jax.Array:
     """The snapshot ensemble's prediction: the mean of the members' softmax probabilities.
 
     ``p(y | x) = 1/m * sum_k softmax(apply_fn(params_k, x))`` over the last ``m`` members
@@ -586,6 +599,7 @@ def ensemble_predict(apply_fn: Callable[[PyTree, Any], jax.Array], stacked_param
       stacked_params: params with a leading member axis, or a :class:`SnapshotResult`.
       x: the inputs.
       last: use only the last ``m`` snapshots, ``1 <= m <= M``.
+      state: the members' stacked state: then ``apply_fn(params_k, state_k, x)``.
 
     Returns:
       float32 probabilities with the logits' shape (each row sums to 1).
@@ -599,5 +613,5 @@ def ensemble_predict(apply_fn: Callable[[PyTree, Any], jax.Array], stacked_param
       Huang et al., `Snapshot Ensembles: Train 1, get M for free
       <https://arxiv.org/abs/1704.00109>`_, ICLR 2017, sec. 3.
     """
-    return jnp.mean(ensemble_members(apply_fn, stacked_params, x, last=last), axis=0)
+    return jnp.mean(ensemble_members(apply_fn, stacked_params, x, last=last, state=state), axis=0)
 

@@ -79,12 +79,16 @@ def mse(params, batch):
 def hand_loop(lrs, ends, loss=mse):
     """An eager Python loop: SGD momentum at the given per-step rates, params kept at ``ends``."""
     tx = optax.sgd(learning_rate=lambda count: jnp.asarray(lrs, jnp.float32)[count], momentum=0.9)
-    params, state, kept, losses = PARAMS, tx.init(PARAMS), [], []
-    for t in range(STEPS):
-        batch = {"x": X[t], "y": Y[t]}
+
+    @jax.jit  # one step compiled (eager ops are slow on a busy CPU); the loop stays in Python
+    def step(params, state, batch):
         value, grads = jax.value_and_grad(loss)(params, batch)
         updates, state = tx.update(grads, state, params)
-        params = optax.apply_updates(params, updates)
+        return optax.apply_updates(params, updates), state, value
+
+    params, state, kept, losses = PARAMS, tx.init(PARAMS), [], []
+    for t in range(STEPS):
+        params, state, value = step(params, state, {"x": X[t], "y": Y[t]})
         losses.append(float(value))
         if t in ends:
             kept.append(params)
@@ -163,20 +167,31 @@ def test_state_and_dropout_key_forms_match_a_hand_loop():
     step_key = jax.random.split(key)[1]
     lrs = eq2_numpy(0.05, STEPS, 2, np.arange(STEPS))
     tx = optax.sgd(learning_rate=lambda c: jnp.asarray(lrs, jnp.float32)[c], momentum=0.9)
-    params, opt_state, state, kept = PARAMS, tx.init(PARAMS), state0, []
-    for t in range(STEPS):
-        batch = {"x": X[t], "y": Y[t]}
-        k = jax.random.fold_in(step_key, t)
+
+    @jax.jit
+    def step(params, opt_state, state, batch, k):
         (_, new_state), grads = jax.value_and_grad(
             lambda p: loss_fn(p, state, batch, k), has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        params, state = optax.apply_updates(params, updates), new_state
+        return optax.apply_updates(params, updates), opt_state, new_state
+
+    params, opt_state, state, kept = PARAMS, tx.init(PARAMS), state0, []
+    for t in range(STEPS):
+        params, opt_state, state = step(params, opt_state, state, {"x": X[t], "y": Y[t]},
+                                        jax.random.fold_in(step_key, t))
         if t in (9, 19):
             kept.append((params["w"], state))
     np.testing.assert_allclose(result.params["w"], [w for w, _ in kept], rtol=2e-5, atol=1e-6)
     np.testing.assert_allclose(result.state, [s for _, s in kept], rtol=2e-5, atol=1e-6)
     params_k, state_k = result.model(-1)
     np.testing.assert_array_equal(state_k, result.state[1])
+    # the members' state reaches apply_fn with state=
+    two_class = lambda p, s, xs: jnp.stack([xs @ p["w"] + p["b"], xs @ s], -1)  # noqa: E731
+    want = np.mean([numpy_softmax(np.stack([X[0] @ w + b, X[0] @ s], -1).astype(np.float64))
+                    for w, b, s in zip(np.asarray(result.params["w"]), np.asarray(
+                        result.params["b"]), np.asarray(result.state))], axis=0)
+    np.testing.assert_allclose(lrjax.ensemble_predict(two_class, result, X[0], state=result.state),
+                               want, rtol=1e-5, atol=1e-7)
 
 
 def test_nnx_model_snapshots_equal_its_pytree_form():
