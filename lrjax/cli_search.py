@@ -29,7 +29,7 @@ def digits_train_fn(num_steps: int = 300, hidden: int = 64, batch_size: int = 64
     """The search problem of ``lrjax search`` (and ``benchmarks/search.py``).
 
     ``hparams`` ``lr`` (peak of a cosine decay to 0 over ``num_steps``), ``weight_decay``
-    (decoupled, lrjax.adamw) and ``b1``; metrics ``train_loss``, ``val_loss`` and
+    (decoupled, lrjax.adamw) and ``b1`` (0.9 when the space has none); metrics ``train_loss``, ``val_loss`` and
     ``val_accuracy`` (held-out test images). Needs lrjax[examples].
     """
     import optax
@@ -41,7 +41,7 @@ def digits_train_fn(num_steps: int = 300, hidden: int = 64, batch_size: int = 64
 
     def optimizer_fn(h: dict) -> Any:
         schedule = optax.cosine_decay_schedule(h["lr"], num_steps)
-        return lrjax.adamw(schedule, b1=h["b1"], weight_decay=h["weight_decay"])
+        return lrjax.adamw(schedule, b1=h.get("b1", 0.9), weight_decay=h["weight_decay"])
 
     return lrjax.make_train_fn(loss_fn, init_fn, optimizer_fn, data, num_steps=num_steps,
                                eval_fn=validation_metrics(hidden))
