@@ -233,6 +233,9 @@ class SnapshotResult:
     def __len__(self) -> int:
         return 2
 
+    def __getitem__(self, index: int) -> Any:
+        return (self.params, self.losses)[index]
+
     def model(self, index: int) -> Any:
         """Snapshot ``index`` (negative counts from the last) as the kind of object trained:
         the params pytree, ``(params, state)`` with ``state=``, or a new nnx / Equinox
@@ -605,9 +608,10 @@ def ensemble_predict(apply_fn: Callable[..., jax.Array], stacked_params: PyTree,
       float32 probabilities with the logits' shape (each row sums to 1).
 
     Example:
-      >>> w = jnp.stack([jnp.eye(3), -jnp.eye(3)])
-      >>> ensemble_predict(lambda p, x: x @ p, w, jnp.ones((2, 3))).round(3).tolist()[0]
-      [0.333, 0.333, 0.333]
+      >>> w = jnp.stack([jnp.eye(3), -jnp.eye(3)])  # two members: logits x and -x
+      >>> probs = ensemble_predict(lambda p, x: x @ p, w, jnp.array([[1.0, 0.0, 0.0]]))
+      >>> [round(float(v), 3) for v in probs[0]]  # mean of [.576 .212 .212], [.155 .422 .422]
+      [0.366, 0.317, 0.317]
 
     References:
       Huang et al., `Snapshot Ensembles: Train 1, get M for free

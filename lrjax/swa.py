@@ -82,7 +82,7 @@ def swa(inner: optax.GradientTransformation, start_step: int,
       >>> for _ in range(4):
       ...     updates, state = tx.update(-jnp.ones(2), state, params)
       ...     params = optax.apply_updates(params, updates)
-      >>> swa_params(state).round(4).tolist()  # mean of the iterates .3 and .4
+      >>> [round(float(v), 4) for v in swa_params(state)]  # mean of the iterates .3 and .4
       [0.35, 0.35]
 
     References:

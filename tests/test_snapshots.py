@@ -117,6 +117,7 @@ def test_snapshots_equal_a_hand_written_loop_at_the_cycle_ends(kind):
     np.testing.assert_allclose(result.learning_rates, lrs, rtol=1e-6, atol=1e-9)
     snaps, losses = result  # unpacks as the pair the contract names
     assert snaps is result.params and losses is result.losses
+    assert result[0] is result.params and result[1] is result.losses
 
 
 def test_keep_last_no_recompile_and_params_untouched():
@@ -218,6 +219,27 @@ def test_nnx_model_snapshots_equal_its_pytree_form():
                                from_pytree.params["kernel"][-1], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(nnx.to_pure_dict(nnx.state(model))["kernel"],
                                   params["kernel"])  # the user's model is untouched
+
+
+def test_equinox_model_snapshots_equal_its_pytree_form():
+    eqx = pytest.importorskip("equinox")
+    model = eqx.nn.Linear(3, 1, key=jax.random.key(0))
+
+    def model_loss(m, batch):
+        return jnp.mean((jax.vmap(m)(batch["x"])[:, 0] - batch["y"]) ** 2)
+
+    def pytree_loss(p, batch):
+        return jnp.mean((batch["x"] @ p["weight"][0] + p["bias"][0] - batch["y"]) ** 2)
+
+    kw = dict(num_steps=STEPS, num_cycles=2, init_value=0.05)
+    from_model = lrjax.train_snapshots(model_loss, model, SGD, DATA, **kw)
+    from_pytree = lrjax.train_snapshots(
+        pytree_loss, {"weight": model.weight, "bias": model.bias}, SGD, DATA, **kw)
+    np.testing.assert_allclose(from_model.params.weight, from_pytree.params["weight"],
+                               rtol=1e-5, atol=1e-6)
+    last = from_model.model(-1)
+    assert isinstance(last, eqx.nn.Linear) and last.weight.shape == (1, 3)
+    np.testing.assert_allclose(last.bias, from_pytree.params["bias"][-1], rtol=1e-5, atol=1e-6)
 
 
 # --- the ensemble's prediction ------------------------------------------------------------
