@@ -119,8 +119,18 @@ _RANGE_TEST: list[str] = [
 # --- porting from PyTorch (porting.py) ------------------------------------------
 _PORTING: list[str] = []
 
-# --- real models in the range test (models.py) ---------------------------------
-_MODELS: list[str] = []
+# --- real models in the range test (models.py, train_step.py) -------------------
+from lrjax.models import PureModel, pure_model
+from lrjax.train_step import ModelStep, TrainCarry, make_model_step, pure_train_step
+
+_MODELS: list[str] = [
+    "pure_model",
+    "PureModel",
+    "make_model_step",
+    "ModelStep",
+    "TrainCarry",
+    "pure_train_step",
+]
 
 # --- hyperparameter search (search*.py) -----------------------------------------
 from lrjax.search import search

@@ -36,7 +36,7 @@ from lrjax.train_step import OptimizerFactory, PyTree, _check_int
 
 MODES = ("exp", "linear")
 DEFAULT_CHUNK_SIZE = 50
-_F32 = np.finfo(np.float32)
+_F32_TINY, _F32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
 # Known ranges of common optimizer hyperparameters, checked for swept values (optax's
 # factories check nothing, so a swept weight_decay of -1 would otherwise run).
 _SWEEP_RANGES = {"weight_decay": (0.0, math.inf), "momentum": (0.0, 1.0), "b1": (0.0, 1.0),
@@ -67,9 +67,9 @@ def _check_ramp(min_lr: Any, max_lr: Any, num_steps: int, mode: str) -> tuple[fl
     for name, value in (("min_lr", lo), ("max_lr", hi)):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-        if not _F32.tiny <= value <= _F32.max:
+        if not _F32_TINY <= value <= _F32_MAX:
             raise ValueError(f"{name}={value!r} is outside float32's normal range "
-                             f"[{_F32.tiny:.3g}, {_F32.max:.3g}] (the ramp runs in float32).")
+                             f"[{_F32_TINY:.3g}, {_F32_MAX:.3g}] (the ramp runs in float32).")
     if not lo < hi:
         raise ValueError(f"min_lr must be < max_lr, got min_lr={min_lr!r} >= max_lr={max_lr!r}.")
     if not np.float32(lo) < np.float32(hi):
@@ -77,9 +77,9 @@ def _check_ramp(min_lr: Any, max_lr: Any, num_steps: int, mode: str) -> tuple[fl
     _check_int("num_steps", num_steps, 2)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-    if mode == "exp" and not hi / lo <= _F32.max:
+    if mode == "exp" and not hi / lo <= _F32_MAX:
         raise ValueError(f"max_lr / min_lr = {hi / lo:.3g} overflows float32 (max "
-                         f"{_F32.max:.3g}): the exp ramp would train at inf; narrow the range.")
+                         f"{_F32_MAX:.3g}): the exp ramp would train at inf; narrow the range.")
     return lo, hi
 
 

@@ -123,3 +123,20 @@ def test_find_lr_flax_example_trains_to_high_accuracy(optimizer):
     assert bounds and 0 < float(bounds[1]) < float(bounds[2])
     accuracy = float(re.search(r"test accuracy: (\S+)", completed.stdout)[1])
     assert accuracy > 0.9, completed.stdout
+
+
+@pytest.mark.parametrize("example", ["find_lr_linen", "find_lr_nnx", "find_lr_equinox"])
+def test_range_test_model_examples_train_to_high_accuracy(example):
+    # linen BatchNorm + Dropout (state=, stochastic=True, eval_fn), an nnx module with
+    # Dropout, an Equinox module with Dropout keys: each range test, then cyclical training.
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", PYTHONPATH=str(ROOT))
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / f"{example}.py"), "--range-steps", "40",
+         "--epochs", "2"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    bounds = re.search(r"cyclical bounds (\S+) \.\. (\S+)", completed.stdout)
+    assert bounds and 0 < float(bounds[1]) < float(bounds[2]) <= 10.0
+    accuracy = float(re.search(r"test accuracy: (\S+)", completed.stdout)[1])
+    assert accuracy > 0.85, completed.stdout

@@ -108,3 +108,27 @@ def test_train_step_accumulation_equals_big_batch():
     p_big, _, loss_big, _ = big.step(PARAMS, big.init(PARAMS), (X[0], Y[0]))
     np.testing.assert_allclose(loss_acc, loss_big, rtol=1e-6)
     np.testing.assert_allclose(p_acc["w"], p_big["w"], rtol=1e-5)
+
+
+def bn_dropout_loss(params, state, batch, *, key):
+    """A running input mean as state (BatchNorm's shape) and a dropout mask per step."""
+    x, y = batch
+    mean = 0.5 * state["mean"] + 0.5 * jnp.mean(x, axis=0)
+    mask = jax.random.bernoulli(key, 0.7, (3,)).astype(x.dtype)
+    loss = jnp.mean((((x - mean) * mask) @ params["w"] + params["b"] - y) ** 2)
+    return loss, {"mean": mean}
+
+
+def test_state_and_dropout_keys_on_eight_devices(meshes):
+    common = dict(state={"mean": jnp.zeros(3)}, stochastic=True, key=3, **RANGE)
+    one = lrjax.range_test(bn_dropout_loss, PARAMS, optax.adam, (X, Y), mesh=meshes["one"],
+                           **common)
+    eight = lrjax.range_test(bn_dropout_loss, PARAMS, optax.adam, (X, Y), mesh=meshes["eight"],
+                             **common)
+    assert_close(eight, one)
+
+
+def test_a_smaller_last_batch_is_refused_before_it_reaches_the_devices(meshes):
+    batches = list(zip(X, Y))[: STEPS - 1] + [(X[-1, :12], Y[-1, :12])]
+    with pytest.raises(ValueError, match="batch 19 has leaf shapes"):
+        lrjax.range_test(mse, PARAMS, optax.adam, batches, chunk_size=5, **RANGE)
