@@ -74,6 +74,14 @@ def nll_and_accuracy(probs: jax.Array, labels: np.ndarray) -> tuple[float, float
         probs.argmax(axis=1) == labels))
 
 
+@functools.lru_cache(maxsize=None)
+def schedules(peak: float, steps: int, swa_start: int, swa_lr: float) -> tuple[Any, Any]:
+    """The single model's and SWA's schedules, made once: the same schedule objects let
+    ``train_snapshots`` reuse its compiled program for every seed."""
+    return (lrjax.cosine_annealing(peak, steps),
+            lrjax.cosine_annealing(peak, swa_start, min_value=swa_lr))
+
+
 def run_seed(seed: int, args: argparse.Namespace, apply: Any, loss_fn: Any,
              split: digits.DigitsSplit) -> dict[str, tuple[float, float]]:
     """The three methods on one seed (same init, same batches): name -> (nll, accuracy)."""
@@ -82,10 +90,12 @@ def run_seed(seed: int, args: argparse.Namespace, apply: Any, loss_fn: Any,
     x_test, y_test = jnp.asarray(split.x_test), np.asarray(split.y_test)
     steps = args.steps
     common = dict(num_steps=steps, data=data, loss_fn=loss_fn, params=params, key=seed)
+    swa_start = int(0.75 * steps)
+    swa_lr = args.lr * args.swa_ratio
+    cosine, swa_schedule = schedules(args.lr, steps, swa_start, swa_lr)
     out = {}
 
-    single = lrjax.train_snapshots(optimizer=SGD, num_cycles=1,
-                                   schedule=lrjax.cosine_annealing(args.lr, steps), **common)
+    single = lrjax.train_snapshots(optimizer=SGD, num_cycles=1, schedule=cosine, **common)
     out["single (cosine)"] = nll_and_accuracy(lrjax.ensemble_predict(apply, single, x_test), y_test)
 
     snaps = lrjax.train_snapshots(optimizer=SGD, num_cycles=args.cycles, init_value=args.lr,
@@ -96,13 +106,10 @@ def run_seed(seed: int, args: argparse.Namespace, apply: Any, loss_fn: Any,
     each = np.array([nll_and_accuracy(p, y_test) for p in members])
     out["snapshot (members, mean)"] = tuple(each.mean(axis=0))
 
-    swa_start = int(0.75 * steps)
-    swa_lr = args.lr * args.swa_ratio
     swa_run = lrjax.train_snapshots(
         optimizer=functools.partial(swa_sgd, start_step=swa_start,
                                     every_steps=max(1, len(split.y_train) // BATCH_SIZE)),
-        num_cycles=1, schedule=lrjax.cosine_annealing(args.lr, swa_start, min_value=swa_lr),
-        **common)
+        num_cycles=1, schedule=swa_schedule, **common)
     averaged = lrjax.swa_params(swa_run.opt_state)
     out["swa"] = nll_and_accuracy(jax.nn.softmax(apply(averaged, x_test)), y_test)
     return out

@@ -312,7 +312,9 @@ def _run(static: _Static, params: PyTree, state: PyTree, data: PyTree, slots: ja
     return snaps, snap_states, losses, lrs, aux, train.opt_state
 
 
-_PROGRAMS: dict[Any, tuple[PureModel, Callable[..., Any]]] = {}
+# Only the jitted programs are cached: their pure losses close over the loss_fn and the
+# model's static structure, never over arrays, so the cache holds no user params.
+_PROGRAMS: dict[Any, Callable[..., Any]] = {}
 _PROGRAMS_SIZE = 32
 
 
@@ -349,12 +351,12 @@ def _program(loss_fn: LossFn, params: Any, state: PyTree, has_aux: bool, stochas
         key, cached = object(), None
     model = pure_model(loss_fn, params, state=state, has_aux=has_aux, stochastic=stochastic)
     if cached is not None:
-        return model, cached[1]
+        return model, cached
     static = _Static(loss=model.loss, stochastic=stochastic, **options)
     program = jax.jit(functools.partial(_run, static))
     if len(_PROGRAMS) >= _PROGRAMS_SIZE:
         _PROGRAMS.pop(next(iter(_PROGRAMS)))
-    _PROGRAMS[key] = (model, program)
+    _PROGRAMS[key] = program
     return model, program
 
 
@@ -431,7 +433,8 @@ def train_snapshots(
     :func:`lrjax.make_train_step` on batch ``t`` with ``optimizer(learning_rate=schedule)``;
     all steps run as one ``jax.jit`` of a ``lax.scan``, compiled once per configuration
     (``init_value`` and the data's values are runtime inputs: changing them never
-    recompiles).
+    recompiles; the callables are keys, so pass the same ``loss_fn``, ``schedule`` and data
+    function objects again, or equal ``functools.partial`` s, to reuse the program).
 
     Memory: the snapshots are a buffer of ``num_cycles`` (or ``keep_last``) copies of
     the params on device, besides the params and optimizer state being trained.

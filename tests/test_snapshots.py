@@ -151,6 +151,16 @@ def test_data_forms_and_devices_give_the_same_snapshots(num_devices):
     assert num_devices == 8
 
 
+def test_accumulated_micro_batches_equal_the_whole_batch():
+    # mean-reduced loss, equal micro-batches: the mean gradient is the whole batch's gradient
+    micro = {"x": X.reshape(2 * STEPS, 4, 3), "y": Y.reshape(2 * STEPS, 4)}
+    kw = dict(num_steps=STEPS, num_cycles=2, init_value=0.05)
+    accumulated = lrjax.train_snapshots(mse, PARAMS, SGD, micro, accumulation_steps=2, **kw)
+    whole = lrjax.train_snapshots(mse, PARAMS, SGD, DATA, **kw)
+    np.testing.assert_allclose(accumulated.params["w"], whole.params["w"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(accumulated.losses, whole.losses, rtol=1e-5)
+
+
 def test_state_and_dropout_key_forms_match_a_hand_loop():
     """A running statistic as the state and a dropout mask from the per-step key."""
     key = jax.random.key(3)
