@@ -139,6 +139,17 @@ def test_batch_size_schedule_smooth_decay_floors_and_handles_zero():
     assert [int(acc10(t)) for t in (0, 5, 10, 15)] == [1, 10, 100, 1000]
 
 
+def test_batch_size_schedule_with_a_traced_rate():
+    # The base-step form is traceable: vmap over the initial rate of the original schedule.
+    def at_25(lr0):
+        lr, acc = batch_size_schedule(lrjax.step_decay(lr0, 10), 16, 128)  # gamma 0.1, K = 8
+        return lr(25), acc(25)
+
+    rates, ks = jax.jit(jax.vmap(at_25))(jnp.array([0.1, 0.5, 2.0]))
+    np.testing.assert_array_equal(ks, [8, 8, 8])  # factor 100, capped at 8
+    np.testing.assert_allclose(rates, np.array([0.1, 0.5, 2.0]) * 0.01 * 8, rtol=1e-5)
+
+
 def test_batch_size_schedule_traces_once():
     traces = []
 
