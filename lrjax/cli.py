@@ -41,7 +41,8 @@ MAX_SEED = 2**63 - 1  # jax.random.key takes an int64
 # The one compiled program holds every seed's params, gradients and optimizer state at
 # once, and every step's batch: past this estimate, refuse instead of RESOURCE_EXHAUSTED.
 MEMORY_BUDGET = 4 * 2**30
-FLOAT32 = np.finfo(np.float32)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # smallest normal float32
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # matplotlib formats that need more than matplotlib and Pillow (pgf needs LaTeX).
 PLOT_FORMATS_EXCLUDED = ("pgf",)
 
@@ -285,16 +286,16 @@ def _check_float32_ramp(args: argparse.Namespace) -> None:
     """The range test trains in float32: every lr of the ramp must be a distinct,
     normal float32, and the exp ramp's ratio ``max_lr / min_lr`` must be one too."""
     for option, value in (("--min-lr", args.min_lr), ("--max-lr", args.max_lr)):
-        if not FLOAT32.tiny <= value <= FLOAT32.max:
+        if not FLOAT32_TINY <= value <= FLOAT32_MAX:
             raise UsageError(
-                f"{option} must be within float32's range [{FLOAT32.tiny:.3g}, "
-                f"{FLOAT32.max:.3g}] (the test trains in float32), got {value:g}"
+                f"{option} must be within float32's range [{FLOAT32_TINY:.3g}, "
+                f"{FLOAT32_MAX:.3g}] (the test trains in float32), got {value:g}"
             )
     ratio = args.max_lr / args.min_lr
-    if args.mode == "exp" and ratio > FLOAT32.max:
+    if args.mode == "exp" and ratio > FLOAT32_MAX:
         raise UsageError(
             f"--max-lr {args.max_lr:g} is {ratio:.3g} times --min-lr {args.min_lr:g}, more "
-            f"than float32 holds ({FLOAT32.max:.3g}): the exp ramp would reach inf"
+            f"than float32 holds ({FLOAT32_MAX:.3g}): the exp ramp would reach inf"
         )
     fraction = np.arange(args.steps) / (args.steps - 1)
     lrs = (
@@ -304,7 +305,7 @@ def _check_float32_ramp(args: argparse.Namespace) -> None:
     ).astype(np.float32)
     if not np.all(np.diff(lrs) > 0):
         raise UsageError(
-            f"--min-lr {args.min_lr:g} and --max-lr {args.max_lr:g} are too close for "
+            f"--min-lr {args.min_lr!r} and --max-lr {args.max_lr!r} are too close for "
             f"{args.steps} distinct float32 learning rates: widen the range or lower --steps"
         )
 
@@ -344,23 +345,22 @@ def _check_outputs(args: argparse.Namespace) -> None:
     ``--plot`` without an extension gets ``.png`` (matplotlib's default) and ``args.plot``
     names the file really written; an extension matplotlib cannot write is refused.
     """
+    root, extension = os.path.splitext(args.plot or "")
+    if args.plot is not None and not extension:
+        args.plot += ".png"
+    if args.plot is not None and args.json is not None and _same_file(args.plot, args.json):
+        raise UsageError(f"--plot and --json name the same file {args.json!r}")
     if args.plot is not None:
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError("--plot needs matplotlib: pip install lrjax[plot]")
-        root, extension = os.path.splitext(args.plot)
-        if not extension:
-            args.plot += ".png"
-        elif extension[1:].lower() not in _plot_formats():
+        if extension and extension[1:].lower() not in _plot_formats():
             raise UsageError(
                 f"--plot: matplotlib cannot save {extension!r} files ({args.plot!r}); use one "
                 f"of {', '.join(_plot_formats())}, e.g. {root}.png"
             )
-    outputs = [(option, path) for option, path in (("--plot", args.plot), ("--json", args.json))
-               if path is not None]
-    for option, path in outputs:
-        _check_writable(option, path)
-    if len(outputs) == 2 and _same_file(args.plot, args.json):
-        raise UsageError(f"--plot and --json name the same file {args.json!r}")
+    for option, path in (("--plot", args.plot), ("--json", args.json)):
+        if path is not None:
+            _check_writable(option, path)
 
 
 def _same_file(first: str, second: str) -> bool:
@@ -415,6 +415,7 @@ def _progress_reporter(stream: TextIO) -> Callable[[int, int], None]:
     interactive = stream.isatty()
 
     def report(steps_done: int, num_steps: int) -> None:
+        _INTERRUPT.raise_if_set()  # a Ctrl-C lost inside the last chunk stops the next
         filled = int(30 * steps_done / max(num_steps, 1))
         note = " (compiling)" if steps_done == 0 else ""
         text = (
@@ -603,7 +604,9 @@ def _find(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     try:
         result = _run_range_test(args, optimizer, stderr)
     except ValueError as error:  # range_test's checks of its static arguments
+        _INTERRUPT.raise_if_set()
         raise UsageError(str(error)) from error
+    _INTERRUPT.raise_if_set()  # before anything is printed or written
     seconds = time.perf_counter() - start
     findings = _read_findings(result, args.seeds)
     stderr.writelines(f"lrjax: warning: {message}\n" for message in findings.warnings)
@@ -698,6 +701,7 @@ class _InterruptFlag:
         self.previous: Any = None
 
     def __enter__(self) -> _InterruptFlag:
+        self.set = False
         # Only the main thread may install handlers; leave a custom handler alone.
         if (
             threading.current_thread() is threading.main_thread()
@@ -709,6 +713,7 @@ class _InterruptFlag:
     def __exit__(self, *exc: Any) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.set = True
@@ -717,6 +722,9 @@ class _InterruptFlag:
     def raise_if_set(self) -> None:
         if self.set:
             raise KeyboardInterrupt
+
+
+_INTERRUPT = _InterruptFlag()  # installed by main() for the command's duration
 
 
 def _one_line(message: str) -> str:
@@ -748,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    with _InterruptFlag() as interrupt:
+    with _INTERRUPT as interrupt:
         try:
             args = parser.parse_args(argv)
             if args.command is None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrjax.terminal_plot import text_plot
+from lrjax.terminal_plot import PAD_ABOVE, PAD_BELOW, TOP_QUANTILE, loss_limits, text_plot
 
 POINT, MARK, POINT_ASCII = "•", "┊", "*"
 
@@ -154,3 +154,54 @@ def test_any_curve_renders_within_its_frame(losses, width, height):
     assert len(lines) == height + 4  # area, x axis, x labels, caption, one legend line
     area = plot_area(text, height)
     assert cells_of(area, POINT) == expected_cells(lrs, losses, width, height)
+
+
+def test_y_label_background_and_key():
+    lrs = np.logspace(-4, 0, 30)
+    smoothed = np.linspace(3.0, 1.0, 30)
+    raw = smoothed - 0.8  # the raw loss falls lower than its lagging average
+    text = text_plot(lrs, smoothed, background=raw, y_label="training loss",
+                     labels=("smoothed loss", "raw loss"), width=30, height=10)
+    lines = text.split("\n")
+    assert lines[0] == "training loss"  # says what the y values are, above the axis
+    area = plot_area("\n".join(lines[1:]), 10)
+    limits = (min(raw.min(), smoothed.min()), max(raw.max(), smoothed.max()))
+    main = expected_cells(lrs, smoothed, 30, 10, y_limits=limits)
+    behind = expected_cells(lrs, raw, 30, 10, y_limits=limits)
+    assert cells_of(area, POINT) == main
+    assert cells_of(area, "·") == behind - main  # drawn under the main curve
+    assert "• smoothed loss   · raw loss" in text
+    assert lines[13].strip() == "learning rate (log scale)"
+    ascii_text = text_plot(lrs, smoothed, background=raw, ascii_only=True,
+                           labels=("smoothed loss", "raw loss"), width=30, height=10)
+    assert "* smoothed loss   . raw loss" in ascii_text
+
+
+def test_background_of_the_wrong_length_is_rejected():
+    with pytest.raises(ValueError, match="background"):
+        text_plot([1e-3, 1e-2], [1.0, 2.0], background=[1.0])
+
+
+def test_loss_limits_span_the_minimum_and_the_start_not_the_blow_up():
+    curve = [3.0, 2.0, 0.5, 9.0]
+    low, high = loss_limits([curve])
+    top = np.quantile([3.0, 2.0, 0.5], TOP_QUANTILE)  # the values up to the minimum
+    span = top - 0.5
+    np.testing.assert_allclose([low, high], [0.5 - PAD_BELOW * span, top + PAD_ABOVE * span])
+    # A second (raw) curve lower than the first sets the bottom; NaN/inf are ignored.
+    low2, high2 = loss_limits([curve, [math.nan, 2.5, 0.1, math.inf]])
+    span2 = top - 0.1
+    np.testing.assert_allclose([low2, high2], [0.0, top + PAD_ABOVE * span2])  # 0: no pad below 0
+
+
+@pytest.mark.parametrize(
+    "curves, check",
+    [
+        ([[math.nan, math.inf]], lambda limits: limits is None),
+        ([[1.0, 1.0, 1.0]], lambda limits: limits[0] < 1.0 < limits[1]),
+        ([[0.02, 1.0, 3.0]], lambda limits: limits[0] == 0.0 and limits[1] > 2.9),  # only rises
+        ([[-1.0, -3.0, 5.0]], lambda limits: limits[0] < -3.0 and -1.0 < limits[1] < 5.0),
+    ],
+)
+def test_loss_limits_edge_cases(curves, check):
+    assert check(loss_limits(curves))
