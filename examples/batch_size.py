@@ -33,7 +33,14 @@ import numpy as np
 import optax
 
 import lrjax
-from lrjax.digits import accuracy, cross_entropy_loss, load_digits_split, make_mlp, pure_model, stacked_batches
+from lrjax.digits import (
+    accuracy,
+    cross_entropy_loss,
+    load_digits_split,
+    make_mlp,
+    pure_model,
+    stacked_batches,
+)
 
 MOMENTUM = 0.9
 SPLITS = 4  # each micro-batch is split in 4 for the noise-scale monitor
@@ -61,7 +68,11 @@ def make_runs(args: argparse.Namespace, num_steps: int) -> dict[str, dict[str, A
     milestones = [num_steps // 2, (3 * num_steps) // 4]
     decay = lrjax.multistep_decay(args.lr, milestones, gamma=args.gamma)
     growth = round(1 / args.gamma)
-    runs = {"step decay": {"plan": lrjax.batch_size_plan(decay, args.batch_size, args.batch_size, num_steps)}}
+    runs = {
+        "step decay": {
+            "plan": lrjax.batch_size_plan(decay, args.batch_size, args.batch_size, num_steps)
+        }
+    }
     runs["step decay"]["optimizer"] = optax.sgd(decay, momentum=MOMENTUM)
     for name, top in (("batch growth", growth**2), ("growth, capped", growth)):
         max_batch = top * args.batch_size
@@ -69,16 +80,22 @@ def make_runs(args: argparse.Namespace, num_steps: int) -> dict[str, dict[str, A
         runs[name] = {
             "plan": lrjax.batch_size_plan(decay, args.batch_size, max_batch, num_steps),
             # MultiSteps counts updates: lr and acc are schedules of the update count.
-            "optimizer": optax.MultiSteps(optax.sgd(lr, momentum=MOMENTUM), every_k_schedule=acc).gradient_transformation(),
+            "optimizer": optax.MultiSteps(
+                optax.sgd(lr, momentum=MOMENTUM), every_k_schedule=acc
+            ).gradient_transformation(),
         }
     for run in runs.values():
         run["phase_starts"] = [0, *milestones]
         # B_simple is read after the first epoch and at each phase's end.
-        run["read_at"] = [num_steps // args.epochs - 1] + [m - 1 for m in milestones] + [num_steps - 1]
+        run["read_at"] = (
+            [num_steps // args.epochs - 1] + [m - 1 for m in milestones] + [num_steps - 1]
+        )
     return runs
 
 
-def train(loss_fn: Any, params: Any, optimizer: optax.GradientTransformation, batches: Any) -> tuple[Any, Any, jax.Array]:
+def train(
+    loss_fn: Any, params: Any, optimizer: optax.GradientTransformation, batches: Any
+) -> tuple[Any, Any, jax.Array]:
     """One compiled pass over the micro-batches; returns params, state, B_simple per micro-step."""
     chain = optax.chain(lrjax.noise_scale_monitor(batches["y"].shape[1] // SPLITS), optimizer)
 
@@ -87,7 +104,9 @@ def train(loss_fn: Any, params: Any, optimizer: optax.GradientTransformation, ba
         split = jax.tree.map(lambda a: a.reshape(SPLITS, -1, *a.shape[1:]), batch)
         grads = jax.vmap(jax.grad(loss_fn), in_axes=(None, 0))(params, split)  # (SPLITS, ...)
         updates, state = chain.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state), lrjax.noise_scale_estimate(state).b_simple
+        return (optax.apply_updates(params, updates), state), lrjax.noise_scale_estimate(
+            state
+        ).b_simple
 
     (params, state), b_simple = jax.lax.scan(step, (params, chain.init(params)), batches)
     return params, state, b_simple
@@ -98,10 +117,19 @@ def phase_rows(plan: lrjax.BatchSizePlan, starts: list[int]) -> list[int]:
     return [int(np.searchsorted(plan.micro_step, start, side="left")) for start in starts]
 
 
-def phase_noise_scales(plan: lrjax.BatchSizePlan, dataset_size: int, base_batch: int, rows: list[int]) -> list[float]:
+def phase_noise_scales(
+    plan: lrjax.BatchSizePlan, dataset_size: int, base_batch: int, rows: list[int]
+) -> list[float]:
     """SGD's noise scale ``lr (N/B - 1)/(1 - m)`` of the given updates."""
     return [
-        float(lrjax.noise_scale(float(plan.learning_rate[r]), dataset_size, int(plan.accumulation[r]) * base_batch, MOMENTUM))
+        float(
+            lrjax.noise_scale(
+                float(plan.learning_rate[r]),
+                dataset_size,
+                int(plan.accumulation[r]) * base_batch,
+                MOMENTUM,
+            )
+        )
         for r in rows
     ]
 
@@ -114,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = make_runs(args, num_steps)
     compiled = {name: jax.jit(train, static_argnums=(0, 2)) for name in runs}
 
-    results: dict[str, dict[str, list[Any]]] = {name: {"acc": [], "loss": [], "b": [], "updates": []} for name in runs}
+    results: dict[str, dict[str, list[Any]]] = {
+        name: {"acc": [], "loss": [], "b": [], "updates": []} for name in runs
+    }
     train_set = {"x": jnp.asarray(x_train), "y": jnp.asarray(y_train)}
     apply, _ = pure_model(make_mlp(args.hidden, key=0))
     loss_fn = cross_entropy_loss(apply)  # one loss_fn for all seeds: one compile per run
@@ -127,26 +157,39 @@ def main(argv: list[str] | None = None) -> int:
             results[name]["loss"].append(float(jax.jit(loss_fn)(final, train_set)))
             results[name]["b"].append(np.asarray(b_simple)[run["read_at"]])
             inner = state[1]
-            updates = int(inner.gradient_step) if isinstance(inner, optax.MultiStepsState) else num_steps
+            updates = (
+                int(inner.gradient_step) if isinstance(inner, optax.MultiStepsState) else num_steps
+            )
             assert updates == run["plan"].num_updates, (name, updates, run["plan"].num_updates)
             results[name]["updates"].append(updates)
 
-    print(f"digits, MLP {args.hidden}, SGD momentum {MOMENTUM}, {args.epochs} epochs of {per_epoch} "
-          f"micro-batches of {args.batch_size}, rate {args.lr} (x{args.gamma} at 50% and 75%), {args.seeds} seeds")
+    print(
+        f"digits, MLP {args.hidden}, SGD momentum {MOMENTUM}, {args.epochs} epochs of "
+        f"{per_epoch} micro-batches of {args.batch_size}, rate {args.lr} "
+        f"(x{args.gamma} at 50% and 75%), {args.seeds} seeds"
+    )
     print()
-    print("| run | batch per phase | rate per phase | parameter updates | SGD noise scale g per phase "
-          "| measured B_simple (epoch 1, phase ends) | final train loss | test accuracy |")
+    print(
+        "| run | batch per phase | rate per phase | parameter updates "
+        "| SGD noise scale g per phase | measured B_simple (epoch 1, phase ends) "
+        "| final train loss | test accuracy |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, run in runs.items():
         plan = run["plan"]
         rows = phase_rows(plan, run["phase_starts"])
         batches_txt = " / ".join(str(int(plan.accumulation[r]) * args.batch_size) for r in rows)
         rates_txt = " / ".join(f"{plan.learning_rate[r]:.3g}" for r in rows)
-        g_txt = " / ".join(f"{g:.3g}" for g in phase_noise_scales(plan, len(y_train), args.batch_size, rows))
+        g_txt = " / ".join(
+            f"{g:.3g}" for g in phase_noise_scales(plan, len(y_train), args.batch_size, rows)
+        )
         b_txt = " / ".join(f"{b:.3g}" for b in np.median(results[name]["b"], axis=0))
         acc = np.asarray(results[name]["acc"])
-        print(f"| {name} | {batches_txt} | {rates_txt} | {results[name]['updates'][0]} | {g_txt} | {b_txt} "
-              f"| {np.mean(results[name]['loss']):.5f} | {acc.mean():.4f} ± {acc.std():.4f} |")
+        updates = results[name]["updates"][0]
+        print(
+            f"| {name} | {batches_txt} | {rates_txt} | {updates} | {g_txt} | {b_txt} "
+            f"| {np.mean(results[name]['loss']):.5f} | {acc.mean():.4f} ± {acc.std():.4f} |"
+        )
     return 0
 
 

@@ -84,7 +84,7 @@ def noise_scale_from_norms(
       A :class:`GradientNoiseScale`.
 
     Example:
-      >>> est = noise_scale_from_norms(small_norm_sq=3.0, big_norm_sq=1.5, small_batch_size=1, big_batch_size=4)
+      >>> est = noise_scale_from_norms(3.0, 1.5, small_batch_size=1, big_batch_size=4)
       >>> float(est.grad_norm_sq), float(est.trace_sigma), float(est.b_simple)
       (1.0, 2.0, 2.0)
 
@@ -98,7 +98,9 @@ def noise_scale_from_norms(
     small_norm_sq, big_norm_sq = (jnp.asarray(v, jnp.float32) for v in (small_norm_sq, big_norm_sq))
     grad_norm_sq = (big * big_norm_sq - small * small_norm_sq) / (big - small)
     trace_sigma = (small_norm_sq - big_norm_sq) / (1.0 / small - 1.0 / big)
-    return GradientNoiseScale(trace_sigma / grad_norm_sq, trace_sigma, grad_norm_sq, small_norm_sq, big_norm_sq)
+    return GradientNoiseScale(
+        trace_sigma / grad_norm_sq, trace_sigma, grad_norm_sq, small_norm_sq, big_norm_sq
+    )
 
 
 def _batch_size(batch: Any) -> int:
@@ -107,7 +109,10 @@ def _batch_size(batch: Any) -> int:
         raise ValueError("batch must hold at least one array with a leading batch axis.")
     sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
     if None in sizes or len(sizes) != 1:
-        raise ValueError(f"every array in batch must share one leading batch axis, got sizes {sorted(map(str, sizes))}.")
+        raise ValueError(
+            "every array in batch must share one leading batch axis, got sizes "
+            f"{sorted(map(str, sizes))}."
+        )
     return int(sizes.pop())
 
 
@@ -157,7 +162,10 @@ def gradient_noise_scale(
     """
     size = _batch_size(batch)
     num_splits = _check_splits(num_splits, size)
-    split = jax.tree.map(lambda leaf: jnp.reshape(leaf, (num_splits, size // num_splits, *jnp.shape(leaf)[1:])), batch)
+    split = jax.tree.map(
+        lambda leaf: jnp.reshape(leaf, (num_splits, size // num_splits, *jnp.shape(leaf)[1:])),
+        batch,
+    )
     grads = jax.vmap(jax.grad(loss_fn), in_axes=(None, 0))(params, split)
     small_norm_sq = jnp.mean(jax.vmap(_sq_norm)(grads))
     big_norm_sq = _sq_norm(jax.tree.map(lambda g: jnp.mean(g, axis=0), grads))
@@ -238,13 +246,20 @@ def noise_scale_monitor(
     def init_fn(params: Any) -> NoiseScaleMonitorState:
         del params
         zero = jnp.zeros([], jnp.float32)
-        return NoiseScaleMonitorState(jnp.zeros([], jnp.int32), jnp.ones([], jnp.float32), zero, zero, zero, zero)
+        return NoiseScaleMonitorState(
+            jnp.zeros([], jnp.int32), jnp.ones([], jnp.float32), zero, zero, zero, zero
+        )
 
-    def update_fn(updates: Any, state: NoiseScaleMonitorState, params: Any = None) -> tuple[Any, NoiseScaleMonitorState]:
+    def update_fn(
+        updates: Any, state: NoiseScaleMonitorState, params: Any = None
+    ) -> tuple[Any, NoiseScaleMonitorState]:
         if axis_name is None:
-            sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in jax.tree.leaves(updates)}
+            sizes = {
+                jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in jax.tree.leaves(updates)
+            }
             stacked = params is None or all(
-                jnp.shape(u)[1:] == jnp.shape(p) for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params))
+                jnp.shape(u)[1:] == jnp.shape(p)
+                for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params))
             )
             if None in sizes or len(sizes) != 1 or sizes == {1} or not stacked:
                 raise ValueError(
@@ -259,7 +274,9 @@ def noise_scale_monitor(
             num_splits = jax.lax.psum(1, axis_name)
             mean = jax.lax.pmean(updates, axis_name)
             small_norm_sq = jax.lax.pmean(_sq_norm(updates), axis_name)
-        measured = noise_scale_from_norms(small_norm_sq, _sq_norm(mean), batch_size, batch_size * num_splits)
+        measured = noise_scale_from_norms(
+            small_norm_sq, _sq_norm(mean), batch_size, batch_size * num_splits
+        )
         keep = jnp.isfinite(measured.trace_sigma) & jnp.isfinite(measured.grad_norm_sq)
         d = jnp.asarray(decay, jnp.float32)
 
@@ -293,8 +310,9 @@ def _find_state(state: Any) -> NoiseScaleMonitorState:
 def noise_scale_estimate(state: Any) -> GradientNoiseScale:
     """The monitor's bias-corrected moving averages and ``B_simple`` from them.
 
-    ``part = ema / (1 - decay**count)`` for each part (``decay**count`` is kept in the state), ``b_simple = tr(Sigma) / |G|^2``
-    of the corrected averages; NaN before the first finite measurement.
+    ``part = ema / (1 - decay**count)`` for each part (``decay**count`` is kept in the
+    state), ``b_simple = tr(Sigma) / |G|^2`` of the corrected averages; NaN before the
+    first finite measurement.
 
     Args:
       state: a :class:`NoiseScaleMonitorState`, or any optimizer state holding exactly one

@@ -23,7 +23,12 @@ from lrjax.batch_size import (
 )
 
 # (learning_rate, dataset_size, batch_size, momentum)
-NOISE_CASES = [(0.1, 50_000, 128, 0.0), (0.1, 50_000, 128, 0.9), (3.0, 1_000, 1_000, 0.5), (1e-3, 60, 7, 0.99)]
+NOISE_CASES = [
+    (0.1, 50_000, 128, 0.0),
+    (0.1, 50_000, 128, 0.9),
+    (3.0, 1_000, 1_000, 0.5),
+    (1e-3, 60, 7, 0.99),
+]
 
 
 @pytest.mark.parametrize("lr,n,b,m", NOISE_CASES)
@@ -36,17 +41,23 @@ def test_noise_scale_closed_form_and_inverse(lr, n, b, m):
     new_b = n / (1.0 + expected * (1.0 - 0.8) / (2 * lr))
     np.testing.assert_allclose(rescale_batch_size(b, n, lr, 2 * lr, m, 0.8), new_b, rtol=1e-5)
     if new_b >= 1:  # (from m = 0.99 to 0.8 the answer is below one example)
-        np.testing.assert_allclose(noise_scale(2 * lr, n, new_b, 0.8), expected, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            noise_scale(2 * lr, n, new_b, 0.8), expected, rtol=1e-4, atol=1e-6
+        )
 
 
 def test_noise_scale_traced_under_jit_vmap_and_grad():
     rates = jnp.array([0.01, 0.1, 1.0])
     batches = jnp.array([16.0, 64.0, 256.0])
     got = jax.jit(jax.vmap(lambda lr, b: noise_scale(lr, 1024, b, 0.9)))(rates, batches)
-    np.testing.assert_allclose(got, [noise_scale(float(r), 1024, float(b), 0.9) for r, b in zip(rates, batches)], rtol=1e-6)
+    np.testing.assert_allclose(
+        got, [noise_scale(float(r), 1024, float(b), 0.9) for r, b in zip(rates, batches)], rtol=1e-6
+    )
     # d g / d lr = (N/B - 1) / (1 - m); d g / d m = g / (1 - m)
     np.testing.assert_allclose(jax.grad(noise_scale)(0.1, 1024.0, 64.0, 0.9), 15.0 / 0.1, rtol=1e-5)
-    np.testing.assert_allclose(jax.grad(noise_scale, argnums=3)(0.1, 1024.0, 64.0, 0.5), 1.5 / 0.25, rtol=1e-5)
+    np.testing.assert_allclose(
+        jax.grad(noise_scale, argnums=3)(0.1, 1024.0, 64.0, 0.5), 1.5 / 0.25, rtol=1e-5
+    )
     # The momentum form: raising m from 0.9 to 0.98 at a fixed rate needs ~5x the batch.
     np.testing.assert_allclose(rescale_batch_size(100, 10**7, 0.1, 0.1, 0.9, 0.98), 500, rtol=1e-3)
 
@@ -70,7 +81,10 @@ def test_noise_scale_traced_under_jit_vmap_and_grad():
         (lambda: scale_adam(2.0, 1e-3, b2=1.0), "b2"),
         (lambda: batch_size_schedule(optax.constant_schedule(0.1), 0, 64), "base_batch_size"),
         (lambda: batch_size_schedule(optax.constant_schedule(0.1), 64, 32), "max_batch_size"),
-        (lambda: batch_size_schedule(optax.constant_schedule(0.1), 32, 64, num_steps=0), "num_steps"),
+        (
+            lambda: batch_size_schedule(optax.constant_schedule(0.1), 32, 64, num_steps=0),
+            "num_steps",
+        ),
         (lambda: batch_size_plan(lambda t: -0.1 + 0.0 * t, 32, 64, 10), "lr_schedule"),
     ],
 )
@@ -81,7 +95,9 @@ def test_bad_input_names_the_argument(call, name):
 
 @pytest.mark.parametrize("rule,factor", [("linear", 8.0), ("sqrt", np.sqrt(8.0))])
 def test_scale_learning_rate_rules(rule, factor):
-    np.testing.assert_allclose(scale_learning_rate(0.05, 256, 32, rule=rule), 0.05 * factor, rtol=1e-6)
+    np.testing.assert_allclose(
+        scale_learning_rate(0.05, 256, 32, rule=rule), 0.05 * factor, rtol=1e-6
+    )
     scaled = scale_learning_rate(optax.cosine_decay_schedule(0.05, 100), 256, 32, rule=rule)
     np.testing.assert_allclose(scaled(50), 0.05 * 0.5 * factor, rtol=1e-5)
     traced = jax.jit(lambda lr, b: scale_learning_rate(lr, b, 32, rule=rule))(0.05, 256.0)
@@ -110,7 +126,11 @@ def test_batch_size_schedule_by_base_step_follows_the_decay():
     decay = lrjax.step_decay(0.1, step_size=10, gamma=0.5)
     lr, acc = batch_size_schedule(decay, base, top)
     t = jnp.arange(60)
-    k, rate, original = np.asarray(jax.jit(acc)(t)), np.asarray(jax.jit(lr)(t)), np.asarray(decay(t))
+    k, rate, original = (
+        np.asarray(jax.jit(acc)(t)),
+        np.asarray(jax.jit(lr)(t)),
+        np.asarray(decay(t)),
+    )
     assert k.dtype == np.int32
     # Factor 2**floor(t/10) in whole micro-batches (floor), capped at 6: 1, 2, 4, 6, 6, 6.
     expected_k = np.minimum(np.floor(2.0 ** (np.arange(60) // 10)), 6)
@@ -127,7 +147,11 @@ def test_batch_size_schedule_smooth_decay_floors_and_handles_zero():
     decay = optax.cosine_decay_schedule(1.0, 100)  # reaches 0 at t = 100
     lr, acc = batch_size_schedule(decay, 8, 64)
     t = jnp.arange(0, 120)
-    k, rate, original = np.asarray(acc(t)), np.asarray(lr(t)), np.asarray(decay(t)).astype(np.float64)
+    k, rate, original = (
+        np.asarray(acc(t)),
+        np.asarray(lr(t)),
+        np.asarray(decay(t)).astype(np.float64),
+    )
     with np.errstate(divide="ignore"):
         factor = np.where(original > 0, 1.0 / original, np.inf)
     np.testing.assert_array_equal(k, np.clip(np.floor(factor * (1 + 1e-5)), 1, 8))
@@ -175,7 +199,9 @@ def test_batch_size_plan_closed_form():
     assert plan.num_updates == 30 and plan.num_steps == 64
     # Beyond the cap the rate decays: with K = 2, phases 3 and 4 keep k = 2 at 0.2 * 2 / 4, / 8.
     capped = batch_size_plan(lrjax.step_decay(0.2, 16, 0.5), 10, 29, num_steps=64)
-    np.testing.assert_array_equal(capped.accumulation, np.concatenate([np.ones(16), np.full(24, 2)]))
+    np.testing.assert_array_equal(
+        capped.accumulation, np.concatenate([np.ones(16), np.full(24, 2)])
+    )
     np.testing.assert_allclose(capped.learning_rate[-8:], 0.2 * 2 / 8, rtol=1e-6)
 
 

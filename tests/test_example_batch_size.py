@@ -19,7 +19,12 @@ def test_batch_size_example_small_mode():
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", PYTHONPATH=str(ROOT))
     completed = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "batch_size.py"), "--small"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = {
@@ -37,7 +42,10 @@ def test_batch_size_example_small_mode():
     assert [int(r[2]) for r in rows.values()] == expected_updates
     assert expected_updates[1] < expected_updates[2] < 0.7 * num_steps
     assert rows["step decay"][0] == "16 / 16 / 16" and rows["batch growth"][0] == "16 / 80 / 400"
-    assert rows["growth, capped"][0] == "16 / 80 / 80" and rows["growth, capped"][1] == "0.05 / 0.05 / 0.01"
+    assert (
+        rows["growth, capped"][0] == "16 / 80 / 80"
+        and rows["growth, capped"][1] == "0.05 / 0.05 / 0.01"
+    )
     for cells in rows.values():
         b_first_epoch = float(cells[4].split(" / ")[0])
         assert 16 < b_first_epoch < 1e5  # a batch of 16 is well below digits' noise scale

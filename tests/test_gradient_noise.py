@@ -39,7 +39,10 @@ def loss_fn(w, batch):
 def sample(key, size):
     kx, ke = jax.random.split(key)
     x = jax.random.normal(kx, (size, D))
-    return {"x": x, "y": x @ jnp.asarray(W_STAR, jnp.float32) + SIGMA * jax.random.normal(ke, (size,))}
+    return {
+        "x": x,
+        "y": x @ jnp.asarray(W_STAR, jnp.float32) + SIGMA * jax.random.normal(ke, (size,)),
+    }
 
 
 W = jnp.asarray(W_STAR + DELTA, jnp.float32)
@@ -48,14 +51,22 @@ W = jnp.asarray(W_STAR + DELTA, jnp.float32)
 def test_estimators_invert_the_expected_norms():
     # E|G_b|^2 = |G|^2 + tr(Sigma) / b exactly; the estimators must give back both parts.
     for small, big in [(1, 2), (8, 64), (32, 4096)]:
-        est = noise_scale_from_norms(TRUE_GRAD_SQ + TRUE_TRACE / small, TRUE_GRAD_SQ + TRUE_TRACE / big, small, big)
-        np.testing.assert_allclose([est.grad_norm_sq, est.trace_sigma, est.b_simple], [TRUE_GRAD_SQ, TRUE_TRACE, TRUE_B_SIMPLE], rtol=1e-4)
+        est = noise_scale_from_norms(
+            TRUE_GRAD_SQ + TRUE_TRACE / small, TRUE_GRAD_SQ + TRUE_TRACE / big, small, big
+        )
+        np.testing.assert_allclose(
+            [est.grad_norm_sq, est.trace_sigma, est.b_simple],
+            [TRUE_GRAD_SQ, TRUE_TRACE, TRUE_B_SIMPLE],
+            rtol=1e-4,
+        )
 
 
 @pytest.mark.parametrize("num_splits", [4, 32])
 def test_matches_numpy_per_example_gradients(num_splits):
     batch = sample(jax.random.key(1), 32)
-    est = jax.jit(gradient_noise_scale, static_argnums=(0,), static_argnames="num_splits")(loss_fn, W, batch, num_splits=num_splits)
+    est = jax.jit(gradient_noise_scale, static_argnums=(0,), static_argnames="num_splits")(
+        loss_fn, W, batch, num_splits=num_splits
+    )
     x, y, w = (np.asarray(v, np.float64) for v in (batch["x"], batch["y"], W))
     per_example = x * (x @ w - y)[:, None]
     small = per_example.reshape(num_splits, -1, D).mean(axis=1)
@@ -65,9 +76,15 @@ def test_matches_numpy_per_example_gradients(num_splits):
     trace = (small_sq - big_sq) / (1 / b - 1 / big_b)
     np.testing.assert_allclose(est.small_norm_sq, small_sq, rtol=1e-5)
     np.testing.assert_allclose(est.big_norm_sq, big_sq, rtol=1e-5)
-    np.testing.assert_allclose([est.grad_norm_sq, est.trace_sigma, est.b_simple], [grad_sq, trace, trace / grad_sq], rtol=1e-4)
+    np.testing.assert_allclose(
+        [est.grad_norm_sq, est.trace_sigma, est.b_simple],
+        [grad_sq, trace, trace / grad_sq],
+        rtol=1e-4,
+    )
     if num_splits == 32:  # per-example: tr(Sigma) is the unbiased sample variance's trace
-        np.testing.assert_allclose(est.trace_sigma, per_example.var(axis=0, ddof=1).sum(), rtol=1e-4)
+        np.testing.assert_allclose(
+            est.trace_sigma, per_example.var(axis=0, ddof=1).sum(), rtol=1e-4
+        )
 
 
 def test_known_noise_within_ten_percent_and_unbiased_over_seeds():
@@ -82,7 +99,9 @@ def test_known_noise_within_ten_percent_and_unbiased_over_seeds():
     @jax.jit
     def many(keys):
         traces.append(1)
-        return jax.vmap(lambda k: gradient_noise_scale(loss_fn, W, sample(k, 64), num_splits=64))(keys)
+        return jax.vmap(lambda k: gradient_noise_scale(loss_fn, W, sample(k, 64), num_splits=64))(
+            keys
+        )
 
     est = many(jax.random.split(jax.random.key(2), 400))
     many(jax.random.split(jax.random.key(3), 400))
@@ -99,12 +118,25 @@ def test_known_noise_within_ten_percent_and_unbiased_over_seeds():
     [
         (lambda b: gradient_noise_scale(loss_fn, W, b, num_splits=3), "num_splits"),
         (lambda b: gradient_noise_scale(loss_fn, W, b, num_splits=1), "num_splits"),
-        (lambda b: gradient_noise_scale(loss_fn, W, {"x": b["x"], "y": b["y"][:4]}, num_splits=2), "batch"),
+        (
+            lambda b: gradient_noise_scale(
+                loss_fn, W, {"x": b["x"], "y": b["y"][:4]}, num_splits=2
+            ),
+            "batch",
+        ),
         (lambda b: noise_scale_monitor(batch_size=0), "batch_size"),
         (lambda b: noise_scale_monitor(batch_size=8, decay=1.0), "decay"),
         (lambda b: noise_scale_from_norms(1.0, 1.0, 0, 4), "small_batch_size"),
-        (lambda b: noise_scale_monitor(8).update({"w": jnp.ones(3)}, noise_scale_monitor(8).init(None), {"w": jnp.ones(3)}), "stacked"),
-        (lambda b: noise_scale_estimate(optax.sgd(0.1).init(jnp.ones(2))), "NoiseScaleMonitorState"),
+        (
+            lambda b: noise_scale_monitor(8).update(
+                {"w": jnp.ones(3)}, noise_scale_monitor(8).init(None), {"w": jnp.ones(3)}
+            ),
+            "stacked",
+        ),
+        (
+            lambda b: noise_scale_estimate(optax.sgd(0.1).init(jnp.ones(2))),
+            "NoiseScaleMonitorState",
+        ),
     ],
 )
 def test_bad_input_names_the_argument(call, name):
@@ -134,7 +166,7 @@ def _numpy_monitor(batches):
     """Reference: per-step gradient_noise_scale, then bias-corrected EMAs on the host."""
     ema, out = np.zeros(2), []
     for t in range(STEPS):
-        batch = jax.tree.map(lambda a: a[t], batches)
+        batch = jax.tree.map(lambda a, t=t: a[t], batches)
         est = _per_step(batch)
         ema = DECAY * ema + (1 - DECAY) * np.array([est.trace_sigma, est.grad_norm_sq], np.float64)
         out.append(ema / (1 - DECAY ** (t + 1)))
@@ -185,7 +217,9 @@ def test_monitor_under_jit_and_on_eight_devices_equals_single_device():
     if shard_map is None:  # jax < 0.7 kept it in experimental
         from jax.experimental.shard_map import shard_map
     mapped = jax.jit(
-        shard_map(lambda g: per_device(g[0])[1][None], mesh=mesh, in_specs=P("data"), out_specs=P("data"))
+        shard_map(
+            lambda g: per_device(g[0])[1][None], mesh=mesh, in_specs=P("data"), out_specs=P("data")
+        )
     )(by_device)
     np.testing.assert_allclose(mapped, np.broadcast_to(single, mapped.shape), rtol=1e-5)
 
