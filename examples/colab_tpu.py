@@ -130,8 +130,7 @@ space = {
 found = lrjax.search(train_fn, space, num_trials=8 if SMALL else 16, method="quasirandom")
 print(found)
 print("best:", found.best_params, f"test loss {found.best_value:.4f}")
-found.plot()
-plt.show()
+found.plot()  # a matplotlib Figure: objective against each hyperparameter, best so far
 
 # %% [markdown]
 # ## A snapshot ensemble
