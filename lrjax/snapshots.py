@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -57,9 +58,6 @@ from lrjax.train_step import (
 _RISE_RTOL = 1e-6
 
 
-# --------------------------------------------------------------------------------------
-# Validation shared with lrjax.swa.
-# --------------------------------------------------------------------------------------
 # --------------------------------------------------------------------------------------
 # The schedule (Huang et al. 2017, eq. 2).
 # --------------------------------------------------------------------------------------
@@ -524,6 +522,11 @@ def train_snapshots(
     value = jnp.asarray(0.0 if init_value is None else init_value, jnp.float32)
     snaps, snap_states, losses, lrs, aux, opt_state = program(*trained, stacked, slots, value, key)
     losses, lrs = jax.device_get((losses, lrs))
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        warnings.warn(f"train_snapshots: the loss is not finite from step {bad[0]} on (lr "
+                      f"{float(lrs[bad[0]]):.3g}); snapshots taken after it may be NaN/inf: "
+                      "lower init_value or the schedule's peak.", RuntimeWarning, stacklevel=2)
     return SnapshotResult(
         params=snaps, losses=np.asarray(losses), learning_rates=np.asarray(lrs), steps=kept,
         cycle_ends=ends, state=snap_states, aux=aux if has_aux else None, opt_state=opt_state,

@@ -317,6 +317,13 @@ def test_bad_input_names_the_argument(call, name):
         call()
 
 
+def test_a_diverging_training_warns_with_the_step():
+    with pytest.warns(RuntimeWarning, match="not finite from step"):
+        result = lrjax.train_snapshots(mse, PARAMS, optax.sgd, {"x": X * 1e3, "y": Y},
+                                       num_steps=STEPS, num_cycles=2, init_value=10.0)
+    assert not np.all(np.isfinite(result.losses))
+
+
 def test_optimizer_must_be_a_factory():
     with pytest.raises(TypeError, match="factory"):
         lrjax.train_snapshots(mse, PARAMS, optax.sgd(0.1), DATA, num_steps=STEPS, num_cycles=2,
