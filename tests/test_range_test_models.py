@@ -188,15 +188,16 @@ def test_nnx_model_equals_the_pure_function_and_is_not_mutated():
     assert len({tuple(m) for m in first.aux}) > 3
     for after, before in zip(host_leaves(nnx.state(dropped)), snapshot, strict=True):
         np.testing.assert_array_equal(after, before)  # params, RNG counts and keys
-    # val_data runs the model in eval mode (no dropout): the pure model's val curve.
-    val = (X[0], Y[0])
-    evaluated = lrjax.range_test(loss_fn, Net(nnx.Rngs(0), rate=0.5), optax.adam, (X, Y),
-                                 val_data=val, **RANGE)
-    assert np.all(np.isfinite(evaluated.val_losses))
-    # Seeds from an init_fn that builds a model per key.
-    seeds = lrjax.range_test(loss_fn, model, optax.adam, (X, Y), num_seeds=2,
-                             init_fn=lambda key: Net(nnx.Rngs(key)), **RANGE)
+    # Seeds from an init_fn that builds a model per key; val_data runs in eval mode.
+    rngs = lambda key: nnx.Rngs(key, dropout=jax.random.fold_in(key, 1))  # noqa: E731
+    seeds = lrjax.range_test(loss_fn, dropped, optax.adam, (X, Y), num_seeds=2,
+                             init_fn=lambda key: Net(rngs(key), rate=0.5),
+                             val_data=(X[0], Y[0]), **RANGE)
     assert seeds.losses.shape == (2, STEPS) and not np.allclose(seeds.losses[0], seeds.losses[1])
+    assert np.all(np.isfinite(seeds.val_losses))
+    with pytest.raises(ValueError, match="nnx graph definitions differ"):
+        lrjax.range_test(loss_fn, model, optax.adam, (X, Y), num_seeds=2,
+                         init_fn=lambda key: Net(rngs(key), rate=0.5), **RANGE)
 
 
 def test_equinox_model_equals_the_pure_function_with_dropout_keys():
