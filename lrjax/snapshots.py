@@ -444,8 +444,9 @@ def train_snapshots(
     ``key = fold_in(data_key, i)``. Real models take the forms of :func:`lrjax.range_test`
     (through :func:`lrjax.pure_model`): ``state=`` (linen ``batch_stats``),
     ``stochastic=True`` (a dropout key per step), or an ``nnx.Module`` / ``eqx.Module`` as
-    ``params`` with ``loss_fn(model, batch)``. With several devices the batch axis is sharded over
-    them when it divides evenly (``mesh=None``), or over ``mesh``'s ``data_axis``.
+    ``params`` with ``loss_fn(model, batch)``. With several devices the batch axis of
+    stacked or iterable data is sharded over them when it divides evenly (``mesh=None``),
+    or over ``mesh``'s ``data_axis``; params, state and snapshots are replicated.
 
     Args:
       loss_fn: ``(params, batch) -> scalar loss`` (or ``(loss, aux)`` with ``has_aux``).
