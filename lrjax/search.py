@@ -108,6 +108,17 @@ def fn_and_args(train_fn: Any) -> tuple[Callable, tuple]:
     return (lambda hparams, key: train_fn(hparams, key)), ()
 
 
+def resolve_vectorize(vectorize: Any, mesh: Mesh | None) -> str:
+    if vectorize not in ("auto", "vmap", "map"):
+        raise ValueError(f"vectorize must be 'auto', 'vmap' or 'map', got {vectorize!r}.")
+    if vectorize == "map" and mesh is not None:
+        raise ValueError("vectorize='map' runs trials one after another: it cannot shard them "
+                         "over a mesh; use vectorize='vmap' (or 'auto') with mesh=.")
+    if vectorize == "auto":
+        return "map" if mesh is None and jax.default_backend() == "cpu" else "vmap"
+    return vectorize
+
+
 def default_batch_size(batch_size: Any, num_trials: int, adaptive: bool, mesh: Mesh | None) -> int:
     if batch_size is None:
         batch_size = min(num_trials, DEFAULT_ADAPTIVE_BATCH) if adaptive else num_trials
@@ -133,11 +144,13 @@ def search(
     progress: Any = None,
     mesh: Mesh | None = None,
     grid_points: int | None = None,
+    vectorize: str = "auto",
 ) -> SearchResult:
     """Search hyperparameters, ``batch_size`` trials at a time in one compiled program.
 
     Trial ``i`` runs ``train_fn(hparams_i, fold_in(key, i))``; ``vmap(train_fn)`` is compiled
-    once (for the batch shape) and called for every batch, a short last batch padded.
+    once (for the batch shape) and called for every batch, a short last batch padded (on a
+    CPU, ``lax.map(train_fn)`` by default: see ``vectorize``).
     The objective of a trial is ``metrics[objective]``; a NaN/inf objective marks the trial
     failed (Optuna's FAIL): it is recorded, never the best, and the search goes on.
 
@@ -169,6 +182,11 @@ def search(
         progress: ``progress(done, total)`` called after each batch, or True for stderr lines.
         mesh: a ``jax.sharding.Mesh``; the trial axis of each batch is split over its devices.
         grid_points: points per float axis of ``method="grid"``.
+        vectorize: how a batch runs inside its program: ``"vmap"`` (a batch of trainings,
+            what fills an accelerator), ``"map"`` (``lax.map``: one trial after another,
+            still one compiled call per batch) or ``"auto"``: ``"map"`` on a CPU backend
+            without ``mesh``, where XLA takes about twice as long to compile the vmapped
+            program and runs it no faster (``benchmarks/search.py``), else ``"vmap"``.
 
     Returns:
         A :class:`SearchResult` (``study`` set when Optuna ran).
@@ -219,7 +237,8 @@ def search(
     adaptive = not host_method
     batch_size = default_batch_size(batch_size, num_trials, adaptive, mesh)
     mesh = check_mesh(mesh, batch_size)
-    runner = BatchRunner(fn, args, batch_size, root, mesh, owner=train_fn)
+    vectorize = resolve_vectorize(vectorize, mesh)
+    runner = BatchRunner(fn, args, batch_size, root, mesh, owner=train_fn, vectorize=vectorize)
     runner.compile(as_arrays(space, [center(space)] * batch_size), np.zeros(batch_size, np.int32))
     objective = resolve_objective(objective, runner.names, train_fn)
     method_name = method if isinstance(method, str) else type(method).__name__

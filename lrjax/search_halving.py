@@ -5,12 +5,15 @@ and so on until ``num_steps`` (Jamieson & Talwalkar 2016; the rungs of Li et al.
 Hyperband brackets). Between rungs the survivors' params and optimizer states stay on the
 device: they are gathered by index into new batches (re-batched) and trained on from the
 step they reached, so a survivor's final metrics equal those of the same trial trained
-without stops. One program is compiled per rung length (plus one for initialisation).
+without stops. The step count is traced, so programs are compiled per batch shape only (a
+power of two up to ``batch_size``), plus one for initialisation; :func:`hyperband` runs
+brackets of successive halving on the same programs.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +40,15 @@ from lrjax.search_runner import (
     root_key,
     trial_sharding,
 )
-from lrjax.search_space import HOST_METHODS, Space, as_arrays, check_space, sample_params
+from lrjax.search_space import (
+    HOST_METHODS,
+    Space,
+    as_arrays,
+    check_space,
+    quasirandom_params,
+    random_params,
+    sample_params,
+)
 from lrjax.search_train import TrainFn
 
 
@@ -136,32 +147,145 @@ def successive_halving(
     batch_size = default_batch_size(batch_size, len(params), False, mesh)
     mesh = check_mesh(mesh, batch_size)
     programs = _programs(train_fn, batch_size, mesh)
-    hparams, states = programs.init(as_arrays(space, params),
-                                    np.arange(len(params), dtype=np.int32), root)
-    alive = np.arange(len(params))
+    numbers = np.arange(len(params))
+    trials, name = _run_rungs(programs, space, params, numbers, plan, root, objective,
+                              direction, report, len(params))
+    return SearchResult(trials, space, name, direction, f"successive_halving/{method}")
+
+
+def hyperband_brackets(num_steps: int, reduction_factor: int = 3,
+                       min_steps: int = 1) -> list[list[tuple[int, int]]]:
+    """The rung plans of Hyperband's brackets ``s = s_max .. 0`` (Li et al. 2018, Alg. 1).
+
+    ``s_max`` is the largest ``s`` with ``min_steps * eta**s <= num_steps``; bracket ``s``
+    starts ``ceil((s_max + 1) / (s + 1) * eta**s)`` trials at ``num_steps / eta**s`` steps.
+
+    Example:
+        >>> [plan[0] for plan in hyperband_brackets(81, 3)]
+        [(81, 1), (34, 3), (15, 9), (8, 27), (5, 81)]
+    """
+    eta = reduction_factor
+    s_max = 0
+    while min_steps * eta ** (s_max + 1) <= num_steps:
+        s_max += 1
+    brackets = []
+    for s in range(s_max, -1, -1):
+        num = math.ceil((s_max + 1) / (s + 1) * eta**s)
+        brackets.append(rung_plan(num, num_steps, eta, num_steps / eta**s))
+    return brackets
+
+
+def hyperband(
+    train_fn: TrainFn,
+    space: Space,
+    *,
+    reduction_factor: int = 3,
+    min_steps: int = 1,
+    batch_size: int | None = None,
+    method: str = "random",
+    objective: str | None = None,
+    direction: str = "minimize",
+    key: Any = 0,
+    progress: Any = None,
+    mesh: Mesh | None = None,
+) -> SearchResult:
+    """Hyperband: successive halving in brackets, from many short trainings to few long ones.
+
+    Bracket ``s`` runs :func:`successive_halving` on its own trials (see
+    :func:`hyperband_brackets`); trials are numbered across brackets (their keys are
+    ``trial_key(key, number)``, their points the ``number``-th of the method's sequence) and
+    record their ``bracket``. All brackets share the population size, so they reuse the
+    compiled programs.
+
+    Args:
+        train_fn: a :class:`TrainFn` from :func:`make_train_fn`; ``num_steps`` is the most
+            steps a trial trains (Hyperband's ``R``).
+        space: as in :func:`search`.
+        reduction_factor: ``eta >= 2``.
+        min_steps: the fewest steps of a rung (Hyperband's ``r``), in ``1..num_steps``.
+        batch_size, method, objective, direction, key, progress, mesh: as in
+            :func:`successive_halving` (``method``: ``"random"`` or ``"quasirandom"``).
+
+    Returns:
+        A :class:`SearchResult` of every bracket's trials.
+
+    Example:
+        >>> import jax.numpy as jnp, optax, lrjax
+        >>> data = {"x": jnp.ones((4, 8, 3)), "y": jnp.zeros((4, 8))}
+        >>> loss = lambda w, b: jnp.mean((b["x"] @ w - b["y"]) ** 2)
+        >>> train_fn = lrjax.make_train_fn(loss, lambda k: jnp.ones(3),
+        ...                                lambda h: optax.sgd(h["lr"]), data, num_steps=4)
+        >>> result = hyperband(train_fn, {"lr": lrjax.log_uniform(1e-3, 0.3)}, reduction_factor=2)
+        >>> sorted({t["bracket"] for t in result.trials})
+        [0, 1, 2]
+
+    References:
+        Li et al., "Hyperband: A Novel Bandit-Based Approach to Hyperparameter
+        Optimization", JMLR 2018.
+    """
+    if not isinstance(train_fn, TrainFn):
+        raise TypeError(f"hyperband needs a train_fn made by lrjax.make_train_fn, got {train_fn!r}.")
+    space = check_space(space)
+    eta = check_int("reduction_factor", reduction_factor, 2)
+    min_steps = check_int("min_steps", min_steps, 1)
+    if min_steps > train_fn.num_steps:
+        raise ValueError(f"min_steps={min_steps} must be <= num_steps={train_fn.num_steps}.")
+    direction = check_direction(direction)
+    method = check_method(method, ("random", "quasirandom"), optuna_ok=False)
+    report = progress_reporter(progress)
+    if mesh is not None and not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {mesh!r}.")
+    root = root_key(key)
+    brackets = hyperband_brackets(train_fn.num_steps, eta, min_steps)
+    population = max(plan[0][0] for plan in brackets)
+    batch_size = default_batch_size(batch_size, population, False, mesh)
+    mesh = check_mesh(mesh, batch_size)
+    programs = _programs(train_fn, batch_size, mesh)
+    draw = quasirandom_params if method == "quasirandom" else random_params
+    trials, name, offset = [], None, 0
+    for bracket, plan in enumerate(brackets):
+        num = plan[0][0]
+        params = draw(space, num, host_seed(root), start=offset)
+        numbers = np.arange(offset, offset + num)
+        found, name = _run_rungs(programs, space, params, numbers, plan, root, objective,
+                                 direction, None, population)
+        trials += [dict(t, bracket=bracket) for t in found]
+        offset += num
+        if report is not None:
+            report(bracket + 1, len(brackets))
+    return SearchResult(trials, space, name, direction, f"hyperband/{method}")
+
+
+def _run_rungs(programs: _Programs, space: Space, params: list[dict], numbers: np.ndarray,
+               plan: list[tuple[int, int]], root: jax.Array, objective: str | None,
+               direction: str, report: Any, population: int) -> tuple[list[dict], str]:
+    """Run one successive-halving bracket; trial ``numbers[i]`` has ``params[i]``."""
+    hparams, states = programs.init(as_arrays(space, params), numbers.astype(np.int32), root,
+                                    population)
+    alive = np.arange(len(params))  # positions in the population
     records: dict[int, dict] = {}
     history: dict[int, list] = {}
     done_steps = 0
-    objective_name = None
+    name = None
+    sign = 1.0 if direction == "minimize" else -1.0
     for rung, (_, steps) in enumerate(plan):
         states, metrics = programs.advance(states, hparams, alive, done_steps, steps - done_steps)
         done_steps = steps
-        if objective_name is None:
-            objective_name = resolve_objective(objective, programs.names, train_fn)
-        values = metrics[objective_name]
+        if name is None:
+            name = resolve_objective(objective, programs.names, programs.train_fn)
+        values = metrics[name]
         last = rung == len(plan) - 1
         keep = len(alive) if last else plan[rung + 1][0]
-        sign = 1.0 if direction == "minimize" else -1.0
         finite = np.isfinite(values)
         order = sorted(np.flatnonzero(finite), key=lambda i: (sign * values[i], alive[i]))
         survivors = set(order[:keep])
-        for i, number in enumerate(alive):
-            trial_metrics = {name: column[i] for name, column in metrics.items()}
+        for i, position in enumerate(alive):
+            number = int(numbers[position])
+            trial_metrics = {k: column[i] for k, column in metrics.items()}
             state = None if (last or i in survivors or not finite[i]) else PRUNED
-            history.setdefault(int(number), []).append([steps, _finite_or_none(values[i])])
-            records[int(number)] = make_trial(number, params[number], trial_metrics,
-                                              objective_name, state, steps=steps,
-                                              rungs=history[int(number)])
+            history.setdefault(number, []).append([steps, _finite_or_none(values[i])])
+            records[number] = make_trial(number, params[position], trial_metrics, name, state,
+                                         steps=steps, rungs=history[number])
         if report is not None:
             report(rung + 1, len(plan))
         if last:
@@ -169,8 +293,8 @@ def successive_halving(
         # The survivors' states stay where they are on device; the next rung gathers them
         # into new batches by index.
         alive = alive[np.array(sorted(survivors), dtype=np.int64)]
-    trials = [records[n] for n in sorted(records)]
-    return SearchResult(trials, space, objective_name, direction, f"successive_halving/{method}")
+    assert name is not None
+    return [records[n] for n in sorted(records)], name
 
 
 def _programs(train_fn: TrainFn, batch_size: int, mesh: Mesh | None) -> _Programs:
@@ -183,12 +307,13 @@ def _programs(train_fn: TrainFn, batch_size: int, mesh: Mesh | None) -> _Program
 
 
 class _Programs:
-    """Two compiled programs for a whole halving: vmapped init, and advance + evaluate.
+    """The compiled programs of a halving: vmapped init, and advance + evaluate per batch shape.
 
     The population's states live on device at their full size; ``advance`` takes the whole
     population and a batch of indices, gathers those trials, trains them ``num_steps`` (a
-    traced count, so every rung reuses the program) and scatters them back. Padding repeats
-    the last index, so a padded row writes the same values twice.
+    traced count, so rungs of any length reuse the program of their batch shape) and
+    scatters them back. Padding repeats the last index, so a padded row writes the same
+    values twice.
     """
 
     def __init__(self, train_fn: TrainFn, batch_size: int, mesh: Mesh | None,
@@ -196,6 +321,7 @@ class _Programs:
         self.train_fn, self.batch_size = train_fn, batch_size
         self.recorder = recorder
         self.sharded, replicated = trial_sharding(mesh)
+        self.devices = 1 if mesh is None else mesh.size
         self.data = train_fn.data if replicated is None else jax.device_put(train_fn.data,
                                                                              replicated)
 
@@ -227,16 +353,26 @@ class _Programs:
         return self.recorder.names
 
     def _chunks(self, positions: np.ndarray) -> list[tuple[np.ndarray, int]]:
-        """Batches of ``positions``, each padded to ``batch_size``, with its real length."""
+        """Batches of ``positions``, each padded, with its real length.
+
+        A batch holds ``batch_size`` trials, or fewer when fewer are left: the next power of
+        two (a multiple of the mesh's devices), so a late rung with few survivors does not
+        pay for a full batch, and the programs come in a few batch shapes only.
+        """
+        size = min(self.batch_size, 1 << max(len(positions) - 1, 0).bit_length())
+        size = -(-size // self.devices) * self.devices
         out = []
-        for s in range(0, len(positions), self.batch_size):
-            part = positions[s:s + self.batch_size]
-            out.append((part[padded_indices(len(part), self.batch_size)], len(part)))
+        for s in range(0, len(positions), size):
+            part = positions[s:s + size]
+            out.append((part[padded_indices(len(part), size)], len(part)))
         return out
 
-    def init(self, hparams: Mapping, numbers: np.ndarray, root: jax.Array) -> Any:
-        # Padded to a multiple of batch_size, so the programs see one population size.
-        index = np.concatenate([c for c, _ in self._chunks(np.arange(len(numbers)))])
+    def init(self, hparams: Mapping, numbers: np.ndarray, root: jax.Array,
+             population: int) -> Any:
+        # Padded to one population size (a multiple of batch_size), so that every bracket
+        # reuses the same programs.
+        size = -(-population // self.batch_size) * self.batch_size
+        index = padded_indices(len(numbers), size)
         hparams = {k: jnp.asarray(v[index]) for k, v in hparams.items()}
         numbers = jnp.asarray(numbers[index])
         if self.sharded is not None:

@@ -1,5 +1,7 @@
 """Run batches of trials as one compiled program: ``vmap(train_fn)``, compiled once.
 
+(Or ``lax.map(train_fn)``: see ``vectorize`` in :func:`lrjax.search`.)
+
 The program takes a batch of hyperparameters (``name -> (batch_size,)``), the trials'
 numbers and the search's root key; trial ``i`` trains with ``fold_in(root, i)``, so its key
 depends only on the search key and its number (not on the batch it lands in). A short last
@@ -150,13 +152,15 @@ class BatchRunner:
         batch_size: trials per call of the compiled program.
         key: the search's root key.
         mesh: shard the trial axis over this mesh's devices, or None.
+        vectorize: ``"vmap"`` (a batch of trainings) or ``"map"`` (``lax.map``: the trials of
+            a batch one after another, in the same single program).
         owner: the user's train_fn: executables are cached per owner and batch signature,
             and its metric names must stay the same across calls.
     """
 
     def __init__(self, fn: Callable, args: tuple, batch_size: int, key: jax.Array,
-                 mesh: Mesh | None, owner: Any = None) -> None:
-        self.batch_size = batch_size
+                 mesh: Mesh | None, owner: Any = None, vectorize: str = "vmap") -> None:
+        self.batch_size, self.vectorize = batch_size, vectorize
         self._cache = cache_for(fn if owner is None else owner)
         self.recorder: StructureRecorder = self._cache["recorder"]
         self._mesh = mesh
@@ -165,6 +169,8 @@ class BatchRunner:
         def batched(hparams: dict, numbers: jax.Array, root: jax.Array, *extra: Any) -> dict:
             keys = jax.vmap(lambda n: jax.random.fold_in(root, n))(numbers)
             one = lambda h, k: self.recorder.record(fn(h, k, *extra))  # noqa: E731
+            if vectorize == "map":  # one trial after another inside the program
+                return jax.lax.map(lambda hk: one(*hk), (hparams, keys))
             return jax.vmap(one)(hparams, keys)
 
         self._jitted = jax.jit(batched)
@@ -180,7 +186,7 @@ class BatchRunner:
 
     def compile(self, hparams: dict[str, np.ndarray], numbers: np.ndarray) -> None:
         """Trace and compile once (checks train_fn's output before any trial runs)."""
-        signature = (self.batch_size, self._mesh,
+        signature = (self.batch_size, self.vectorize, self._mesh,
                      tuple((k, np.asarray(v).dtype.str) for k, v in hparams.items()),
                      tuple((np.shape(a), getattr(a, "dtype", None))
                            for a in jax.tree.leaves(self._args)),

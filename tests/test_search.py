@@ -1,4 +1,4 @@
-"""lrjax.search: vmapped trials == trials alone, one compile, known optima, failures, results."""
+"""lrjax.search: batched trials == trials alone, one compile, known optima, failures, results."""
 
 import json
 import math
@@ -56,7 +56,13 @@ def regression():
 SPACE = {"lr": lrjax.log_uniform(1e-3, 3e-1), "wd": lrjax.log_uniform(1e-5, 1e-1)}
 
 
-def test_vmapped_trials_equal_each_trial_alone_and_compile_once(regression):
+@pytest.fixture(scope="module")
+def alone(regression):
+    return jax.jit(regression)
+
+
+@pytest.mark.parametrize("vectorize", ["vmap", "map"])
+def test_batched_trials_equal_each_trial_alone_and_compile_once(regression, alone, vectorize):
     traces = []
 
     def counted(hparams, key):
@@ -64,13 +70,12 @@ def test_vmapped_trials_equal_each_trial_alone_and_compile_once(regression):
         return regression(hparams, key)
 
     result = lrjax.search(counted, SPACE, num_trials=10, batch_size=4, key=7,
-                          objective="eval_loss")
+                          objective="eval_loss", vectorize=vectorize)
     assert len(traces) == 1  # one trace for 3 batches, the short last one padded
     again = lrjax.search(counted, SPACE, num_trials=6, batch_size=4, key=8,
-                         objective="eval_loss")
+                         objective="eval_loss", vectorize=vectorize)
     assert len(traces) == 1 and len(again.trials) == 6  # same batch shape: same executable
     assert [t["number"] for t in result.trials] == list(range(10))
-    alone = jax.jit(regression)
     for trial in result.trials[::3]:
         hparams = {k: jnp.float32(v) for k, v in trial["params"].items()}
         metrics = alone(hparams, lrjax.trial_key(7, trial["number"]))
@@ -86,7 +91,8 @@ def test_vmapped_trials_equal_each_trial_alone_and_compile_once(regression):
 
 
 def test_runner_reuses_one_executable():
-    runner = BatchRunner(lambda h, k: h["lr"] * 2.0, (), 4, jax.random.key(0), None)
+    runner = BatchRunner(lambda h, k: h["lr"] * 2.0, (), 4, jax.random.key(0), None,
+                         vectorize="vmap")
     for n in (4, 1, 3):
         out = runner({"lr": np.arange(n, dtype=np.float32)}, np.arange(n))
         np.testing.assert_array_equal(out["value"], 2.0 * np.arange(n))
@@ -182,6 +188,8 @@ def test_trial_axis_sharded_over_the_mesh(num_devices):
     for a, b in zip(sharded.trials, single.trials):
         assert a["params"] == b["params"]
         np.testing.assert_allclose(a["value"], b["value"], rtol=1e-6, atol=1e-12)
+    with pytest.raises(ValueError, match="cannot shard them"):
+        lrjax.search(quadratic_train_fn, SPACE, num_trials=8, mesh=mesh, vectorize="map")
     with pytest.raises(ValueError, match="multiple of the mesh's 8 devices"):
         lrjax.search(quadratic_train_fn, SPACE, num_trials=12, batch_size=4, mesh=mesh)
 
@@ -208,6 +216,7 @@ def _nonscalar(h, k):
         (dict(batch_size=0), ValueError, "batch_size must be an integer >= 1"),
         (dict(progress="yes"), TypeError, "progress must be"),
         (dict(grid_points=3), ValueError, "grid_points is only for method='grid'"),
+        (dict(vectorize="pmap"), ValueError, "vectorize must be"),
     ],
 )
 def test_bad_input(kwargs, error, message):

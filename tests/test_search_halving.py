@@ -86,3 +86,37 @@ def test_nan_trials_fail_and_bad_input():
         lrjax.successive_halving(_problem(), SPACE, num_trials=4, reduction_factor=1)
     with pytest.raises(ValueError, match="method must be one of"):
         lrjax.successive_halving(_problem(), SPACE, num_trials=4, method="tpe")
+
+
+def test_hyperband_brackets_follow_li_et_al():
+    # Li et al. 2018, Table 1 (R = 81, eta = 3): (n_i, r_i) of each bracket's rungs.
+    assert lrjax.hyperband_brackets(81, 3) == [
+        [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)],
+        [(34, 3), (11, 9), (3, 27), (1, 81)],
+        [(15, 9), (5, 27), (1, 81)],
+        [(8, 27), (2, 81)],
+        [(5, 81)],
+    ]
+    assert lrjax.hyperband_brackets(8, 2, min_steps=4) == [[(2, 4), (1, 8)], [(2, 8)]]
+
+
+def test_hyperband_runs_every_bracket_and_numbers_trials_across_them(num_devices):
+    train_fn = _problem(num_steps=8)
+    result = lrjax.hyperband(train_fn, SPACE, reduction_factor=2, min_steps=2, key=1)
+    brackets = lrjax.hyperband_brackets(8, 2, min_steps=2)
+    sizes = [plan[0][0] for plan in brackets]
+    assert [t["number"] for t in result.trials] == list(range(sum(sizes)))
+    assert [sum(t["bracket"] == b for t in result.trials) for b in range(len(sizes))] == sizes
+    complete = [t for t in result.trials if t["state"] == "complete"]
+    assert all(t["steps"] == 8 for t in complete)
+    assert len(complete) == sum(plan[-1][0] for plan in brackets)
+    best = result.best_trial
+    alone = jax.jit(train_fn)(_hparams(best), lrjax.trial_key(1, best["number"]))
+    np.testing.assert_allclose(best["value"], float(alone["train_loss"]), rtol=1e-5)
+    if num_devices >= 8:  # the trial axis sharded over 8 devices gives the same trials
+        mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]), ("trials",))
+        sharded = lrjax.hyperband(train_fn, SPACE, reduction_factor=2, min_steps=2, key=1,
+                                  mesh=mesh)
+        for a, b in zip(sharded.trials, result.trials):
+            assert a["params"] == b["params"] and a["state"] == b["state"]
+            np.testing.assert_allclose(a["value"] or np.nan, b["value"] or np.nan, rtol=1e-5)
