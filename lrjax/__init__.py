@@ -134,7 +134,7 @@ _MODELS: list[str] = [
 
 # --- hyperparameter search (search*.py) -----------------------------------------
 from lrjax.search import search
-from lrjax.search_halving import rung_plan, successive_halving
+from lrjax.search_halving import hyperband, hyperband_brackets, rung_plan, successive_halving
 from lrjax.search_result import SearchResult
 from lrjax.search_runner import trial_key
 from lrjax.search_space import choice, log_uniform, uniform
@@ -151,6 +151,8 @@ _SEARCH: list[str] = [
     "trial_key",
     "successive_halving",
     "rung_plan",
+    "hyperband",
+    "hyperband_brackets",
     "SearchResult",
 ]
 
