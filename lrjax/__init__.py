@@ -63,6 +63,7 @@ from lrjax.sign import (
 from lrjax.weight_decay import (
     DecoupledWeightDecayState,
     decoupled_weight_decay,
+    effective_learning_rate,
     normalized_weight_decay,
 )
 
@@ -77,6 +78,7 @@ _OPTIMIZERS: list[str] = [
     "decoupled_weight_decay",
     "DecoupledWeightDecayState",
     "normalized_weight_decay",
+    "effective_learning_rate",
     "powersign",
     "addsign",
     "scale_by_powersign",

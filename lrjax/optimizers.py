@@ -22,16 +22,19 @@ gradients underflow, so keep float32 master params (or raise ``eps``) for float1
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from lrjax._checks import check_flag, check_steps, check_value, concrete_float
 from lrjax.cyclical import sgdr, sgdr_cycle
 from lrjax.weight_decay import (
     MaskOrFn,
-    _check_hyperparameter,
+    _check_rate,
     decoupled_weight_decay,
     normalized_weight_decay,
 )
@@ -47,14 +50,23 @@ __all__ = [
 ]
 
 
-def _in_unit_interval(v: float) -> bool:
-    return 0 <= v < 1
+def _check_decay_rate(name: str, value: Any) -> Any:
+    """A moment decay in [0, 1), also below 1 once rounded to float32.
+
+    ``b2 = 1 - 1e-9`` is below 1 as a Python float but is 1.0 in float32, where Adam's
+    bias correction ``1 - b2**t`` is 0 and the update NaN: refused here.
+    """
+    check_value(name, value, low=0.0, high=1.0, high_open=True)
+    number = concrete_float(name, value)
+    if number is not None and np.float32(number) >= 1:
+        raise ValueError(f"{name} must be in [0, 1) in float32, got {number!r} (rounds to 1.0).")
+    return value
 
 
 def _check_adam_args(b1: Any, b2: Any, eps: Any) -> None:
-    _check_hyperparameter("b1", b1, "in [0, 1)", _in_unit_interval)
-    _check_hyperparameter("b2", b2, "in [0, 1)", _in_unit_interval)
-    _check_hyperparameter("eps", eps, ">= 0", lambda v: v >= 0)
+    _check_decay_rate("b1", b1)
+    _check_decay_rate("b2", b2)
+    check_value("eps", eps, low=0.0)
 
 
 def adamw(
@@ -103,7 +115,7 @@ def adamw(
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (Algorithm 2).
     """
     _check_adam_args(b1, b2, eps)
-    _check_hyperparameter("eps_root", eps_root, ">= 0", lambda v: v >= 0)
+    check_value("eps_root", eps_root, low=0.0)
     return optax.chain(
         optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype),
         decoupled_weight_decay(learning_rate, weight_decay, multiplier=multiplier, mask=mask),
@@ -149,52 +161,52 @@ def sgdw(
       Loshchilov & Hutter, `Decoupled Weight Decay Regularization
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (Algorithm 1).
     """
-    _check_hyperparameter("momentum", momentum, "in [0, 1)", _in_unit_interval)
+    _check_decay_rate("momentum", momentum)
+    nesterov = check_flag("nesterov", nesterov)
     return optax.chain(
         optax.trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype),
         decoupled_weight_decay(learning_rate, weight_decay, multiplier=multiplier, mask=mask),
     )
 
 
+# The restart table is built at construction, so these must be Python numbers.
+_STATIC_RESTART_ARGS = ("period_epochs", "steps_per_epoch", "period_mult")
+
+
 def _period_steps(period_epochs: float, steps_per_epoch: int) -> int:
-    _check_hyperparameter("period_epochs", period_epochs, "> 0", lambda v: v > 0)
-    _check_hyperparameter("steps_per_epoch", steps_per_epoch, "> 0", lambda v: v > 0)
-    steps = period_epochs * steps_per_epoch
-    if not float(steps).is_integer():
+    check_value("period_epochs", period_epochs, low=0.0, low_open=True)
+    steps_per_epoch = check_steps("steps_per_epoch", steps_per_epoch)
+    steps = float(period_epochs) * steps_per_epoch
+    if not steps.is_integer():
         raise ValueError(
             "period_epochs * steps_per_epoch must be a whole number of steps, "
             f"got {period_epochs!r} * {steps_per_epoch!r} = {steps!r}"
         )
-    return int(steps)
+    return check_steps("period_epochs * steps_per_epoch", steps)
 
 
 def _warm_restarts(
     period_epochs: float,
     steps_per_epoch: int,
     period_mult: float,
-    weight_decay_norm: float,
-    min_multiplier: float,
-    restart_decay: float,
+    weight_decay_norm: Any,
+    min_multiplier: Any,
+    restart_decay: Any,
 ) -> tuple[optax.Schedule, optax.Schedule]:
     """The SGDR multiplier and the weight decay normalized by the current cycle's length."""
-    static = dict(
-        period_epochs=period_epochs,
-        steps_per_epoch=steps_per_epoch,
-        period_mult=period_mult,
-        min_multiplier=min_multiplier,
-        restart_decay=restart_decay,
-    )
+    static = dict(period_epochs=period_epochs, steps_per_epoch=steps_per_epoch, period_mult=period_mult)
     for name, value in static.items():
         # They fix the restart table when the schedule is traced, so arrays cannot work.
-        if not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(
                 f"{name} must be a Python number, got {type(value).__name__}; under "
-                f"optax.inject_hyperparams pass static_args={tuple(static)}"
+                f"optax.inject_hyperparams pass static_args={_STATIC_RESTART_ARGS}"
             )
     period = _period_steps(period_epochs, steps_per_epoch)
-    _check_hyperparameter("weight_decay_norm", weight_decay_norm, ">= 0", lambda v: v >= 0)
-    _check_hyperparameter("min_multiplier", min_multiplier, "in [0, 1]", lambda v: 0 <= v <= 1)
-    _check_hyperparameter("restart_decay", restart_decay, "in (0, 1]", lambda v: 0 < v <= 1)
+    period_mult = float(check_value("period_mult", period_mult, low=1.0))
+    check_value("weight_decay_norm", weight_decay_norm, low=0.0)
+    check_value("min_multiplier", min_multiplier, low=0.0, high=1.0)
+    check_value("restart_decay", restart_decay, low=0.0, high=1.0, low_open=True)
     multiplier = sgdr(1.0, period, period_mult, min_value=min_multiplier, decay=restart_decay)
 
     def weight_decay(count: jax.Array) -> jax.Array:
@@ -234,8 +246,9 @@ def adamwr(
     steps, ``t_cur`` steps of it have passed and ``m = min_multiplier``.
 
     Under ``optax.inject_hyperparams`` pass ``static_args=("period_epochs",
-    "steps_per_epoch", "period_mult", "min_multiplier", "restart_decay")``: they fix the
-    restart table at trace time.
+    "steps_per_epoch", "period_mult")``: they fix the restart table at construction.
+    The effective learning rate ``eta_t * alpha_t`` of each step is in the state: read it
+    with :func:`lrjax.effective_learning_rate` (e.g. to log it).
 
     Args:
       learning_rate: ``alpha``, a float or a schedule (the multiplier scales it).
@@ -301,7 +314,7 @@ def sgdwr(
         u_t = -\eta_t (\alpha_t d_t + \lambda_{norm} \theta_{t-1} / \sqrt{S_i})
 
     Under ``optax.inject_hyperparams`` pass the same ``static_args`` as for
-    :func:`adamwr`.
+    :func:`adamwr`; :func:`lrjax.effective_learning_rate` reads ``eta_t * alpha_t``.
 
     Args:
       learning_rate: ``alpha``, a float or a schedule.
@@ -390,6 +403,7 @@ def scale_by_amsgrad(
       <https://openreview.net/forum?id=ryQu7f-RZ>`_, ICLR 2018 (Algorithm 2).
     """
     _check_adam_args(b1, b2, eps)
+    bias_correction = check_flag("bias_correction", bias_correction)
 
     def init_fn(params: optax.Params) -> ScaleByAmsgradState:
         return ScaleByAmsgradState(
@@ -416,7 +430,8 @@ def scale_by_amsgrad(
         else:
             sqrt_scale, shift = None, eps
 
-        def direction(g: jax.Array, m: jax.Array, v_max: jax.Array) -> jax.Array:
+        def direction(g: Any, m: jax.Array, v_max: jax.Array) -> jax.Array:
+            g = jnp.asarray(g)  # Python-float leaves work as in optax
             root = jnp.sqrt(v_max)
             if sqrt_scale is not None:
                 root = root * jnp.asarray(sqrt_scale, root.dtype)
@@ -469,6 +484,7 @@ def amsgrad(
       Reddi, Kale & Kumar, `On the Convergence of Adam and Beyond
       <https://openreview.net/forum?id=ryQu7f-RZ>`_, ICLR 2018.
     """
+    _check_rate("learning_rate", learning_rate)
     return optax.chain(
         scale_by_amsgrad(b1, b2, eps, bias_correction=bias_correction, mu_dtype=mu_dtype),
         optax.scale_by_learning_rate(learning_rate),

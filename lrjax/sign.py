@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lrjax.schedules import _MAX_COUNT, _check_step_count, _float_dtype, _integer_count
-from lrjax.weight_decay import _check_hyperparameter
+from lrjax._checks import MAX_COUNT, check_steps, check_value, concrete_float
+from lrjax.schedules import _float_dtype, _integer_count
+from lrjax.weight_decay import _check_rate
 
 __all__ = [
     "ScaleBySignState",
@@ -34,21 +35,59 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 # Sign decays: schedules of the step count, 1 at the start.
 # --------------------------------------------------------------------------------------
-def _check_periods(num_periods: float, zero_after: float | None) -> None:
-    _check_hyperparameter("num_periods", num_periods, "> 0", lambda v: v > 0)
-    _check_hyperparameter("zero_after", zero_after, ">= 0 or None", lambda v: v >= 0)
+def _check_periods(num_periods: Any, zero_after: Any) -> None:
+    check_value("num_periods", num_periods, low=0.0, low_open=True)
+    if zero_after is not None:
+        check_value("zero_after", zero_after, low=0.0)
 
 
-def _zero_from_step(decay_steps: int, num_periods: float, zero_after: float | None) -> int | None:
-    """First step with ``num_periods * t / decay_steps >= zero_after`` (exact), or None."""
+def _zero_after_fn(
+    decay_steps: int, num_periods: Any, zero_after: Any
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """``(value, count) ->`` value, zeroed from the step where ``num_periods t / D >= zero_after``.
+
+    With both numbers concrete the first zero step is found exactly (in fractions) at
+    construction, so the switch lands on the right step even where float32 rounds; a
+    traced one is compared in the default float dtype (the value jumps there, so its
+    derivative with respect to ``zero_after`` is 0).
+    """
     if zero_after is None:
-        return None
-    step = math.ceil(Fraction(zero_after) * decay_steps / Fraction(num_periods))
-    return step if step <= _MAX_COUNT else None
+        return lambda value, count: value
+    periods, after = concrete_float("num_periods", num_periods), concrete_float("zero_after", zero_after)
+    if periods is not None and after is not None:
+        step = math.ceil(Fraction(after) * decay_steps / Fraction(periods))
+        if step > MAX_COUNT:
+            return lambda value, count: value
+        return lambda value, count: jnp.where(count >= step, 0.0, value)
+
+    def zero(value: jax.Array, count: jax.Array) -> jax.Array:
+        dtype = _float_dtype()
+        periods_done = num_periods * (count.astype(dtype) / decay_steps)
+        return jnp.where(periods_done >= zero_after, 0.0, value)
+
+    return zero
 
 
-def _zero_after(value: jax.Array, count: jax.Array, zero_from: int | None) -> jax.Array:
-    return value if zero_from is None else jnp.where(count >= zero_from, 0.0, value)
+def _fraction_of_multiple(factor: Any, multiple: jax.Array, max_multiple: int) -> jax.Array:
+    """``frac(factor * multiple)`` for an int32 ``multiple`` in ``[0, max_multiple]``.
+
+    ``factor * multiple`` can exceed 2**24, where float32 has no fractional digits left. For
+    a concrete ``factor`` the multiple is split into hexadecimal digits ``d_k``, and
+    ``frac(factor * 16**k)`` is taken exactly in float64 at construction, so
+    ``frac(sum_k frac(c_k d_k))`` only multiplies numbers below 16: the phase stays within
+    about 1e-5 for every count up to 2**31 - 1. A traced factor is multiplied directly.
+    """
+    dtype = _float_dtype()
+    number = concrete_float("num_periods", factor)
+    if number is None:
+        whole = factor * multiple.astype(dtype)
+        return whole - jnp.floor(whole)
+    total = jnp.zeros(multiple.shape, dtype)
+    for k in range(max(1, math.ceil(max_multiple.bit_length() / 4))):
+        digit = ((multiple >> (4 * k)) & 15).astype(dtype)
+        term = math.fmod(number * 16.0**k, 1.0) * digit  # 16**k scales exactly in float64
+        total = total + (term - jnp.floor(term))
+    return total - jnp.floor(total)
 
 
 def linear_sign_decay(decay_steps: int) -> optax.Schedule:
@@ -67,7 +106,7 @@ def linear_sign_decay(decay_steps: int) -> optax.Schedule:
       Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017 (Section 5).
     """
-    decay_steps = _check_step_count("decay_steps", decay_steps)
+    decay_steps = check_steps("decay_steps", decay_steps)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
         count = _integer_count(count)
@@ -100,9 +139,9 @@ def cosine_sign_decay(
       Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017 (Section 5).
     """
-    decay_steps = _check_step_count("decay_steps", decay_steps)
+    decay_steps = check_steps("decay_steps", decay_steps)
     _check_periods(num_periods, zero_after)
-    zero_from = _zero_from_step(decay_steps, num_periods, zero_after)
+    zero_after_fn = _zero_after_fn(decay_steps, num_periods, zero_after)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
         count = _integer_count(count)
@@ -110,7 +149,7 @@ def cosine_sign_decay(
         fraction = jnp.minimum(count, decay_steps).astype(_float_dtype()) / decay_steps
         value = 0.5 * (1.0 + jnp.cos(2.0 * jnp.pi * num_periods * fraction))
         value = jnp.where(count >= decay_steps, 0.0, value)
-        return _zero_after(value, count, zero_from)
+        return zero_after_fn(value, count)
 
     return schedule
 
@@ -140,21 +179,20 @@ def restart_sign_decay(
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017 (Section 5);
       Loshchilov & Hutter, `SGDR <https://arxiv.org/abs/1608.03983>`_, ICLR 2017.
     """
-    decay_steps = _check_step_count("decay_steps", decay_steps)
+    decay_steps = check_steps("decay_steps", decay_steps)
     _check_periods(num_periods, zero_after)
-    zero_from = _zero_from_step(decay_steps, num_periods, zero_after)
+    zero_after_fn = _zero_after_fn(decay_steps, num_periods, zero_after)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
         count = _integer_count(count)
         dtype = _float_dtype()
         # num_periods * t / D = num_periods * q + num_periods * r / D with t = q D + r:
-        # splitting off whole blocks in integers keeps the phase exact for large counts.
-        whole_blocks = num_periods * (count // decay_steps).astype(dtype)
-        phase = whole_blocks - jnp.floor(whole_blocks)
+        # the whole blocks q are split off in integers (see _fraction_of_multiple).
+        phase = _fraction_of_multiple(num_periods, count // decay_steps, MAX_COUNT // decay_steps)
         phase = phase + num_periods * (count % decay_steps).astype(dtype) / decay_steps
         phase = phase - jnp.floor(phase)
         value = 0.5 * (1.0 + jnp.cos(jnp.pi * phase))
-        return _zero_after(value, count, zero_from)
+        return zero_after_fn(value, count)
 
     return schedule
 
@@ -180,7 +218,9 @@ def _scale_by_sign_agreement(
     ``sign(g) * sign(m)`` is -1, 0 or 1, so ``factor`` is evaluated on three scalars and
     each element only selects one: no transcendental per element.
     """
-    _check_hyperparameter("beta", beta, "in [0, 1)", lambda v: 0 <= v < 1)
+    check_value("beta", beta, low=0.0, high=1.0, high_open=True)
+    if sign_decay is not None and not callable(sign_decay):
+        check_value("sign_decay", sign_decay)
 
     def init_fn(params: optax.Params) -> ScaleBySignState:
         return ScaleBySignState(count=jnp.zeros([], jnp.int32), mu=optax.tree.zeros_like(params))
@@ -196,7 +236,8 @@ def _scale_by_sign_agreement(
             decay = sign_decay(state.count) if callable(sign_decay) else sign_decay
         agree, disagree, neutral = factor(decay), factor(-decay), factor(0.0)
 
-        def direction(g: jax.Array, m: jax.Array) -> jax.Array:
+        def direction(g: Any, m: jax.Array) -> jax.Array:
+            g = jnp.asarray(g)  # Python-float leaves work as in optax
             agreement = jnp.sign(g) * jnp.sign(m)
             scale = jnp.where(
                 agreement > 0,
@@ -243,8 +284,10 @@ def scale_by_powersign(
       Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
     """
-    _check_hyperparameter("base", base, "> 0", lambda v: v > 0)
-    log_base = math.log(base) if isinstance(base, (int, float)) else jnp.log(base)
+    check_value("base", base, low=0.0, low_open=True)
+    number = concrete_float("base", base)
+    # base**s = exp(ln(base) s) for the three values of s; ln is taken once, at construction.
+    log_base = jnp.log(base) if number is None else math.log(number)
     return _scale_by_sign_agreement(beta, sign_decay, lambda s: jnp.exp(log_base * s))
 
 
@@ -274,7 +317,7 @@ def scale_by_addsign(
       Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
     """
-    _check_hyperparameter("alpha", alpha, ">= 0", lambda v: v >= 0)
+    check_value("alpha", alpha, low=0.0)
     return _scale_by_sign_agreement(beta, sign_decay, lambda s: alpha + s)
 
 
@@ -306,6 +349,7 @@ def powersign(
       Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
     """
+    _check_rate("learning_rate", learning_rate)
     return optax.chain(
         scale_by_powersign(base, beta, sign_decay), optax.scale_by_learning_rate(learning_rate)
     )
@@ -339,6 +383,7 @@ def addsign(
       Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
     """
+    _check_rate("learning_rate", learning_rate)
     return optax.chain(
         scale_by_addsign(alpha, beta, sign_decay), optax.scale_by_learning_rate(learning_rate)
     )

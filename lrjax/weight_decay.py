@@ -16,38 +16,42 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lrjax._checks import check_value
+
 __all__ = [
     "DecoupledWeightDecayState",
     "decoupled_weight_decay",
+    "effective_learning_rate",
     "normalized_weight_decay",
 ]
 
 MaskOrFn = Any | Callable[[optax.Params], Any] | None
 
 
-def _check_hyperparameter(
-    name: str, value: Any, allowed: str, is_allowed: Callable[[float], bool]
-) -> None:
-    """Raise ``ValueError`` when a concrete Python number breaks its allowed range.
+def _check_rate(name: str, value: Any, *, low: float = 0.0, **bounds: Any) -> Any:
+    """A float hyperparameter that may also be a schedule: None refused, schedules passed.
 
-    Schedules and arrays pass unchecked: under ``optax.inject_hyperparams`` the
-    factories receive (possibly traced) arrays, and traced values cannot be tested.
+    A number (Python, numpy, concrete JAX scalar) is checked by :func:`lrjax._checks.check_value`
+    (finite, float32-representable, ``>= low``); a traced value or a schedule passes through.
 
     Args:
       name: the argument's name, quoted in the message.
-      value: the argument.
-      allowed: the allowed range in words, e.g. ``"in [0, 1)"``.
-      is_allowed: predicate on the number; written so that NaN fails it.
+      value: a number, a JAX scalar (traced or not) or a schedule ``count -> value``.
+      low: the smallest allowed value.
+      **bounds: further keyword arguments of ``check_value`` (``high``, ``low_open``...).
 
     Returns:
-      None.
+      ``value`` unchanged.
 
     Example:
-      >>> _check_hyperparameter("eps", 1e-8, ">= 0", lambda v: v >= 0)
+      >>> _check_rate("learning_rate", 1e-3)
+      0.001
     """
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if is_number and not is_allowed(value):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    if value is None:
+        raise TypeError(f"{name} must be a number or a schedule, got None.")
+    if callable(value):
+        return value
+    return check_value(name, value, low=low, **bounds)
 
 
 def normalized_weight_decay(
@@ -77,16 +81,24 @@ def normalized_weight_decay(
       Loshchilov & Hutter, `Decoupled Weight Decay Regularization
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019, Appendix B.1.
     """
-    _check_hyperparameter("weight_decay_norm", weight_decay_norm, ">= 0", lambda v: v >= 0)
-    _check_hyperparameter("steps_per_period", steps_per_period, "> 0", lambda v: v > 0)
+    check_value("weight_decay_norm", weight_decay_norm, low=0.0)
+    check_value("steps_per_period", steps_per_period, low=0.0, low_open=True)
     steps = jnp.asarray(steps_per_period, dtype=jnp.result_type(float))
     return weight_decay_norm * jax.lax.rsqrt(steps)
 
 
 class DecoupledWeightDecayState(NamedTuple):
-    """Step count, at which the learning-rate, decay and multiplier schedules are read."""
+    """Step count, and the effective learning rate of the latest update (for logging).
+
+    ``learning_rate`` is the factor on the direction, ``eta_t * alpha_t`` (``alpha_t``
+    without a multiplier): after ``update`` the rate that step applied, after ``init`` the
+    rate the first step will apply; in the params' widest float dtype (as
+    ``optax.inject_hyperparams`` stores its values). Read it with
+    :func:`effective_learning_rate`.
+    """
 
     count: jax.Array  # int32 scalar
+    learning_rate: jax.Array  # float scalar (the default float dtype)
 
 
 def _value_at(value: optax.ScalarOrSchedule, count: jax.Array) -> Any:
@@ -141,14 +153,33 @@ def decoupled_weight_decay(
       Loshchilov & Hutter, `Decoupled Weight Decay Regularization
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019, Algorithms 1 and 2.
     """
-    _check_hyperparameter("weight_decay", weight_decay, ">= 0", lambda v: v >= 0)
-    _check_hyperparameter("multiplier", multiplier, ">= 0", lambda v: v >= 0)
+    _check_rate("learning_rate", learning_rate)
+    _check_rate("weight_decay", weight_decay)
+    if multiplier is not None:
+        _check_rate("multiplier", multiplier)
     # A literal zero decay skips reading the params altogether.
     no_decay = isinstance(weight_decay, (int, float)) and weight_decay == 0
 
+    def scales(count: jax.Array) -> tuple[Any, Any, jax.Array]:
+        """Factors on the direction and on theta, and the effective learning rate."""
+        lr = _value_at(learning_rate, count)
+        decay = _value_at(weight_decay, count)
+        # Both conventions are u = a d + b theta with scalars a, b: one multiply-add per
+        # element, no more work than optax.adamw.
+        if multiplier is None:
+            step_size, decay_scale = lr, lr * decay
+        else:
+            eta = _value_at(multiplier, count)
+            step_size, decay_scale = eta * lr, eta * decay
+        return -step_size, -decay_scale, step_size
+
     def init_fn(params: optax.Params) -> DecoupledWeightDecayState:
-        del params
-        return DecoupledWeightDecayState(count=jnp.zeros([], jnp.int32))
+        count = jnp.zeros([], jnp.int32)
+        # Stored in the params' widest float dtype, as optax.inject_hyperparams does.
+        dtype = optax.tree.dtype(params, "highest")
+        if not jnp.issubdtype(dtype, jnp.floating):
+            dtype = jnp.result_type(float)
+        return DecoupledWeightDecayState(count, jnp.asarray(scales(count)[2], dtype))
 
     def update_fn(
         updates: optax.Updates, state: DecoupledWeightDecayState, params: optax.Params = None
@@ -157,17 +188,11 @@ def decoupled_weight_decay(
             raise ValueError(
                 "decoupled_weight_decay needs params: call update(grads, state, params)"
             )
-        lr = _value_at(learning_rate, state.count)
-        decay = _value_at(weight_decay, state.count)
-        # Both conventions are u = a d + b theta with scalars a, b: one multiply-add per
-        # element, no more work than optax.adamw.
-        if multiplier is None:
-            direction_scale, decay_scale = -lr, -lr * decay
-        else:
-            eta = _value_at(multiplier, state.count)
-            direction_scale, decay_scale = -eta * lr, -eta * decay
+        direction_scale, decay_scale, step_size = scales(state.count)
 
-        def leaf_update(direction: jax.Array, theta: jax.Array, decays: bool) -> jax.Array:
+        def leaf_update(direction: Any, theta: Any, decays: bool) -> jax.Array:
+            # Python-float leaves ({"w": 1.0}) work as in optax.
+            direction, theta = jnp.asarray(direction), jnp.asarray(theta)
             dtype = jnp.promote_types(direction.dtype, theta.dtype)
             update = jnp.asarray(direction_scale, dtype) * direction
             if decays and not no_decay:
@@ -175,6 +200,82 @@ def decoupled_weight_decay(
             return update.astype(theta.dtype)
 
         new_updates = jax.tree.map(leaf_update, updates, params, _full_decay_mask(mask, params))
-        return new_updates, DecoupledWeightDecayState(count=optax.safe_increment(state.count))
+        new_state = DecoupledWeightDecayState(
+            count=optax.safe_increment(state.count),
+            learning_rate=jnp.asarray(step_size, state.learning_rate.dtype),
+        )
+        return new_updates, new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def effective_learning_rate(state: optax.OptState) -> jax.Array:
+    r"""The effective learning rate in an optimizer state, for logging.
+
+    For the decoupled optimizers (:func:`lrjax.adamw`, :func:`lrjax.sgdw`,
+    :func:`lrjax.adamwr`, :func:`lrjax.sgdwr`) this is the factor their last update put
+    on the direction, ``eta_t * alpha_t`` (``alpha_t`` without a multiplier): for the
+    warm-restart forms, the learning rate times the SGDR multiplier. After ``init`` it is
+    the rate of the first step. The state is searched through chains, ``MultiSteps``,
+    ``inject_hyperparams`` and other wrappers; a state without a decoupled block but with
+    an ``optax.inject_hyperparams`` ``learning_rate`` returns that one (so
+    ``optax.inject_hyperparams(lrjax.amsgrad)`` works too).
+
+    Args:
+      state: an optimizer state (a pytree), possibly batched by ``vmap``.
+
+    Returns:
+      The effective learning rate, a scalar array (batched states give an array).
+
+    Raises:
+      ValueError: no learning rate can be read from ``state``, or more than one could.
+
+    Example:
+      >>> import lrjax
+      >>> opt = lrjax.sgdwr(0.1, period_epochs=1, steps_per_epoch=4, weight_decay_norm=0.0)
+      >>> params = {"w": jnp.ones(2)}
+      >>> state = opt.init(params)
+      >>> for _ in range(3):
+      ...     updates, state = opt.update(params, state, params)
+      >>> round(float(lrjax.effective_learning_rate(state)), 6)  # 0.1 * (1 + cos(pi * 2 / 4)) / 2
+      0.05
+
+    References:
+      Loshchilov & Hutter, `Decoupled Weight Decay Regularization
+      <https://arxiv.org/abs/1711.05101>`_, ICLR 2019.
+    """
+    decoupled = _nodes_of_type(state, DecoupledWeightDecayState)
+    if len(decoupled) == 1:
+        return decoupled[0].learning_rate
+    if not decoupled:
+        injected = [
+            node.hyperparams["learning_rate"]
+            for node in _nodes_of_type(state, _INJECT_STATES)
+            if "learning_rate" in node.hyperparams
+        ]
+        if len(injected) == 1:
+            return injected[0]
+        if not injected:
+            raise ValueError(
+                "effective_learning_rate found no learning rate in this state: use an lrjax "
+                "decoupled optimizer (adamw, sgdw, adamwr, sgdwr) or wrap the optimizer in "
+                "optax.inject_hyperparams."
+            )
+    raise ValueError(
+        "effective_learning_rate found several learning rates in this state (e.g. an "
+        "optax.multi_transform): read each sub-state's own instead."
+    )
+
+
+# optax.inject_hyperparams returns InjectStatefulHyperparamsState (optax >= 0.2.4), older
+# code InjectHyperparamsState; the two are unrelated classes.
+_INJECT_STATES = tuple(
+    getattr(optax, name)
+    for name in ("InjectHyperparamsState", "InjectStatefulHyperparamsState")
+    if hasattr(optax, name)
+)
+
+
+def _nodes_of_type(tree: Any, kind: type | tuple[type, ...]) -> list[Any]:
+    """The sub-trees of ``tree`` that are instances of ``kind`` (outermost ones)."""
+    return [n for n in jax.tree.leaves(tree, is_leaf=lambda n: isinstance(n, kind)) if isinstance(n, kind)]

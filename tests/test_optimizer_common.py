@@ -130,6 +130,22 @@ def test_vmap_over_independent_problems(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_python_float_leaves_work_like_float32_arrays(name):
+    """Params and gradients {"w": 1.0} (Python floats, as optax accepts) == float32 arrays."""
+    floats, grads = {"w": 1.0, "v": -2.0}, [{"w": 0.3, "v": -0.1}, {"w": -0.2, "v": 0.4}]
+
+    def two_steps(to_leaf):
+        opt, params = make_optimizer(name, 0.05), jax.tree.map(to_leaf, floats)
+        state = opt.init(params)
+        for g in grads:
+            updates, state = opt.update(jax.tree.map(to_leaf, g), state, params)
+            params = optax.apply_updates(params, updates)
+        return params
+
+    _assert_trees_close(two_steps(lambda x: x), two_steps(lambda x: jnp.asarray(x, jnp.float32)))
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_grad_through_update_matches_finite_difference(x64, name):
     """d/d(lr) of a loss after two steps: autodiff == central finite difference (float64)."""
     params, grads = _problem(3, 2, np.float64)

@@ -499,3 +499,94 @@ def test_decoupled_weight_decay_needs_params():
     params = {"w": jnp.ones(2)}
     with pytest.raises(ValueError, match="params"):
         opt.update(params, opt.init(params))
+
+
+# ------------------------------------------------------------------------------------
+# Hardening: bad values refused at construction, with the argument's name
+# ------------------------------------------------------------------------------------
+INF = float("inf")
+BAD_VALUES = [
+    (lambda: lrjax.adamw(1e-3, weight_decay=INF), ValueError, "weight_decay"),
+    (lambda: lrjax.adamw(1e-3, b1=np.float32(1.5)), ValueError, "b1"),  # numpy scalars checked
+    (lambda: lrjax.adamw(1e-3, b2=jnp.asarray(-0.5)), ValueError, "b2"),  # concrete arrays too
+    (lambda: lrjax.adamw(1e-3, b2=1 - 1e-9), ValueError, "b2"),  # 1.0 in float32: NaN update
+    (lambda: lrjax.adamw(1e39), ValueError, "learning_rate"),  # inf in float32
+    (lambda: lrjax.adamw(-1e-3), ValueError, "learning_rate"),
+    (lambda: lrjax.adamw(1e-3, multiplier=float("nan")), ValueError, "multiplier"),
+    (lambda: lrjax.sgdw(0.1, momentum=np.float64(INF)), ValueError, "momentum"),
+    (lambda: lrjax.amsgrad(0.1, eps=INF), ValueError, "eps"),
+    (lambda: lrjax.adamwr(0.1, period_mult=INF, **_RESTART), ValueError, "period_mult"),
+    (lambda: lrjax.sgdwr(0.1, period_mult=INF, **_RESTART), ValueError, "period_mult"),
+    (lambda: lrjax.sgdwr(0.1, period_mult=1e300, **_RESTART), ValueError, "period_mult"),
+    (lambda: lrjax.adamwr(0.1, **{**_RESTART, "period_epochs": INF}), ValueError, "period_epochs"),
+    (lambda: lrjax.adamwr(0.1, **{**_RESTART, "weight_decay_norm": INF}), ValueError, "weight_decay_norm"),
+    (lambda: lrjax.adamwr(0.1, **{**_RESTART, "steps_per_epoch": 2.5}), ValueError, "steps_per_epoch"),
+    (lambda: lrjax.normalized_weight_decay(INF, 10), ValueError, "weight_decay_norm"),
+    # None is not a learning rate: refused at construction, not at update time.
+    (lambda: lrjax.adamw(None), TypeError, "learning_rate"),
+    (lambda: lrjax.sgdw(None), TypeError, "learning_rate"),
+    (lambda: lrjax.amsgrad(None), TypeError, "learning_rate"),
+    (lambda: lrjax.adamwr(None, **_RESTART), TypeError, "learning_rate"),
+    (lambda: lrjax.adamw(1e-3, weight_decay=None), TypeError, "weight_decay"),
+    (lambda: lrjax.adamw(1e-3, b1=None), TypeError, "b1"),
+    (lambda: lrjax.adamw("1e-3"), TypeError, "learning_rate"),
+    # Flags are real bools: a truthy string is refused.
+    (lambda: lrjax.sgdw(0.1, nesterov="yes"), TypeError, "nesterov"),
+    (lambda: lrjax.sgdwr(0.1, nesterov=1, **_RESTART), TypeError, "nesterov"),
+    (lambda: lrjax.amsgrad(0.1, bias_correction="no"), TypeError, "bias_correction"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("make, error, name", BAD_VALUES, ids=[f"{i}-{c[2]}" for i, c in enumerate(BAD_VALUES)])
+def test_bad_values_raise_at_construction(make, error, name):
+    with pytest.raises(error, match=name):
+        make()
+
+
+def test_warm_restart_static_arguments_refuse_arrays_at_construction():
+    """period_mult as an array (inject_hyperparams without static_args) fails at once."""
+    with pytest.raises(TypeError, match="static_args"):
+        lrjax.adamwr(0.1, period_mult=jnp.asarray(2.0), **_RESTART)
+
+
+def test_effective_learning_rate_of_warm_restarts(x64):
+    """adamwr/sgdwr: the state holds alpha_t * eta_t of the step just taken (numpy SGDR),
+    read through MultiSteps, inject_hyperparams and jit alike."""
+    period, mult, lr = 3, 2.0, 0.05
+    kwargs = dict(period_epochs=1, steps_per_epoch=period, period_mult=mult, weight_decay_norm=0.1)
+    params = {"w": jnp.ones(3)}
+    np_mult = np_warm_restarts(period, mult, 0.1, 0.0)[0]
+    expected = [lr * np_mult(t) for t in range(10)]
+    for opt in (lrjax.adamwr(lr, **kwargs), lrjax.sgdwr(lr, **kwargs),
+                optax.inject_hyperparams(lrjax.sgdwr, static_args=tuple(kwargs))(lr, **kwargs)):  # fmt: skip
+        update = jax.jit(opt.update)
+        state = opt.init(params)
+        np.testing.assert_allclose(lrjax.effective_learning_rate(state), expected[0], rtol=1e-12)
+        logged = []
+        for _ in range(10):
+            _, state = update(params, state, params)
+            logged.append(float(lrjax.effective_learning_rate(state)))
+        np.testing.assert_allclose(logged, expected, rtol=1e-12)
+    # A learning-rate schedule times the multiplier; MultiSteps updates it every k-th step.
+    schedule = optax.linear_schedule(0.1, 0.0, 10)  # 0.08 at the inner count 2
+    opt = optax.MultiSteps(lrjax.adamwr(schedule, **kwargs), every_k_schedule=2)
+    state = opt.init(params)
+    for _ in range(6):
+        _, state = opt.update(params, state, params)
+    np.testing.assert_allclose(
+        lrjax.effective_learning_rate(state), 0.08 * np_mult(2), rtol=1e-6
+    )  # optax evaluates linear_schedule(int32 count) in float32
+
+
+def test_effective_learning_rate_of_other_optimizers():
+    params = {"w": jnp.ones(2)}
+    assert float(lrjax.effective_learning_rate(lrjax.adamw(0.3).init(params))) == np.float32(0.3)
+    injected = optax.inject_hyperparams(lrjax.amsgrad)(learning_rate=0.2)
+    np.testing.assert_allclose(lrjax.effective_learning_rate(injected.init(params)), 0.2)
+    with pytest.raises(ValueError, match="inject_hyperparams"):
+        lrjax.effective_learning_rate(lrjax.amsgrad(0.1).init(params))
+    both = optax.multi_transform(
+        {"a": lrjax.adamw(0.1), "b": lrjax.sgdw(0.2)}, {"w": "a", "v": "b"}
+    ).init({"w": jnp.ones(2), "v": jnp.ones(2)})
+    with pytest.raises(ValueError, match="several"):
+        lrjax.effective_learning_rate(both)
