@@ -98,9 +98,11 @@ from lrjax.suggest import (
     suggest_lr,
     suggest_minimum,
     suggest_slide,
+    suggest_steep,
     suggest_steepest,
     suggest_valley,
 )
+from lrjax.suggest_fall import suggest_fall
 from lrjax.train_step import TrainStep, make_train_step
 
 _RANGE_TEST: list[str] = [
@@ -114,6 +116,8 @@ _RANGE_TEST: list[str] = [
     "suggest_steepest",
     "suggest_minimum",
     "suggest_slide",
+    "suggest_steep",
+    "suggest_fall",
     "suggest_cyclical_bounds",
     "plot_range_test",
 ]

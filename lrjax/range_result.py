@@ -132,29 +132,36 @@ class RangeTestResult:
     def _rule_curves(self) -> np.ndarray:
         return self._before_divergence(self.smoothed_losses)
 
-    def suggest(self, method: str = "valley", *, per_curve: bool = False,
+    def suggest(self, method: str = _suggest.DEFAULT_METHOD, *, per_curve: bool = False,
                 **kwargs: Any) -> float | np.ndarray:
-        """A suggested learning rate; batched results give the median over curves.
+        """A suggested learning rate; batched results give the lower median over curves.
 
         Args:
-            method: ``valley``, ``steepest``, ``minimum`` or ``slide`` (see ``lrjax.suggest``).
-            per_curve: return the ``batch_shape`` array of per-curve suggestions instead.
-            **kwargs: passed to the rule (e.g. ``skip_start``).
+            method: ``fall`` (the default: lrjax's rule, see ``lrjax.suggest_fall``; it
+                reads the raw validation curve when there is one), fastai's ``valley``,
+                ``slide``, ``steep``, ``minimum``, or torch-lr-finder's ``steepest``
+                (see ``lrjax.suggest``).
+            per_curve: return the ``batch_shape`` array of per-curve suggestions instead
+                (``lrs[0]`` for a curve the rule cannot read, with a warning).
+            **kwargs: passed to the rule (e.g. ``skip_start``, ``fraction``).
 
         Returns:
-            A float, or an array with ``per_curve``.
+            A float, or an array with ``per_curve``. Curves the rule cannot read
+            (diverged at once, flat, never falling) do not vote; a warning counts them.
         """
-        values = np.asarray([_suggest.suggest_lr(self.lrs, row, method, **kwargs)
-                             for row in self._rule_curves()])
+        readings = _suggest.read_result(self, method, **kwargs)
         if per_curve:
-            return values.reshape(self.batch_shape)
-        return float(np.median(values))
+            for reading in readings:
+                if reading.failed is not None:
+                    _suggest._fallback(np.asarray(self.lrs, np.float64), method, reading.failed)
+            return np.asarray([r.lr for r in readings]).reshape(self.batch_shape)
+        return _suggest.combine_readings(readings, self.lrs, method)
 
     def suggestions(self) -> dict[str, float]:
-        """Every rule's (median) suggestion."""
+        """Every rule's suggestion (lower median over curves), the default ``fall`` first."""
         return {method: self.suggest(method) for method in _suggest.SUGGESTERS}
 
-    def spread(self, method: str = "valley") -> float:
+    def spread(self, method: str = _suggest.DEFAULT_METHOD) -> float:
         """``log10(max / min)`` of the per-curve suggestions: their spread in decades."""
         values = np.asarray(self.suggest(method, per_curve=True)).reshape(-1)
         return float(np.log10(values.max() / values.min()))

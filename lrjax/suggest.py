@@ -1,30 +1,43 @@
 """Learning-rate suggestions read off a range-test curve (host side, numpy).
 
-Every rule takes the learning rates and the (smoothed) losses of ONE curve, both 1-D and
-of equal length, and returns a float. The rules only look at the usable part of the
-curve (see :func:`usable_curve`): the points before the first non-finite loss, without
-the first tenth (the loss barely moves at tiny learning rates) and the last few points
-before divergence (the blow-up). They never return NaN: a curve that never decreases,
-or that has fewer than two usable points (it diverged at once), triggers a
-``UserWarning`` and the documented fallback, the smallest learning rate tested.
+The peers' rules, each equal to the peer's own function on the same recorded curve
+(tests/test_fastai_parity.py checks them against fastai and torch-lr-finder):
 
-The rules follow fastai's ``lr_find`` suggestion functions (valley, slide, steep,
-minimum) and Smith's reading of the range test for cyclical bounds. The four lr rules
-read the bias-corrected EMA (``smoothed_losses``), as fastai and torch-lr-finder do; the
-cyclical bounds read a zero-lag (centred) average of the RAW losses instead, because the
-EMA lags the loss and puts its minimum where the raw loss is already blowing up.
+* ``valley``, ``slide``, ``steep``, ``minimum``: fastai's ``lr_find`` suggestion
+  functions, read off the curve trimmed as ``lr_find`` trims it (the first
+  ``num_steps // 10`` points and the last 5 recorded ones dropped, then cut at the first
+  NaN);
+* ``steepest``: torch-lr-finder's ``plot(suggest_lr=True)``: the steepest point of
+  ``np.gradient`` of the loss, 10 points skipped at the start and 5 at the end.
+
+A peer records the diverging step and stops; a NaN loss does not stop fastai, which
+records NaN from there on. :func:`recorded_curve` turns a range test's curve into what
+the peer's recorder would hold, so that trimming matches. lrjax's own default rule
+(``lrjax.suggest_rule``) reads the whole result (seeds, validation curve, raw losses).
+
+Every rule returns a float and never NaN. A curve a rule cannot read (fewer than two
+finite usable points, a loss that never decreases, or a flat loss whose spread is float
+rounding) gives a ``UserWarning`` and the documented fallback, the smallest learning
+rate of the curve; where the peer would return something else there (fastai's valley
+returns the LARGEST rate of a rising curve) lrjax deliberately warns instead.
+
+Smith's reading of the range test for cyclical bounds (:func:`suggest_cyclical_bounds`)
+reads a zero-lag (centred) average of the RAW losses, because the EMA lags the loss and
+puts its minimum where the raw loss is already blowing up.
 
 References:
     Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
-    fastai ``callback.schedule`` (``valley``, ``slide``, ``steep``, ``minimum``).
+    fastai ``callback.schedule`` (``valley``, ``slide``, ``steep``, ``minimum``, ``lr_find``).
+    torch-lr-finder ``LRFinder.plot`` (steepest gradient).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -34,6 +47,8 @@ SuggestFn = Callable[..., float]
 
 # The smallest number of points a rule needs to say anything about a slope.
 _MIN_POINTS = 2
+# A curve whose whole range is within this fraction of its size is flat (float32 rounding).
+_FLAT_RTOL = 1e-5
 # cyclical bounds: base_lr is where the loss has covered this fraction of its fall (it
 # has started to fall), max_lr where it has covered this one (the fall is slowing).
 _BASE_FALL_FRACTION = 0.1
@@ -66,177 +81,302 @@ def _finite_length(losses: np.ndarray) -> int:
     return int(bad[0]) if bad.size else int(losses.size)
 
 
+def _check_skip(name: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
+    return int(value)
+
+
+def recorded_curve(
+    lrs: ArrayLike, losses: ArrayLike, diverged_at: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The curve as fastai's and torch-lr-finder's recorders would hold it.
+
+    Both record the step at which the smoothed loss crosses the divergence threshold and
+    stop there, so a finite diverging step ``d`` gives the first ``d + 1`` points. A NaN
+    loss stops neither (NaN compares false): they record NaN to the end, so a curve
+    whose diverging step is not finite keeps its full length, NaN from ``d`` on.
+
+    Args:
+        lrs: the range test's learning rates, ``(num_steps,)``.
+        losses: one curve as the range test recorded it (finite up to and including a
+            finite diverging step).
+        diverged_at: the divergence step, or ``None`` / a negative value for "never".
+
+    Returns:
+        ``(lrs, losses)`` as float64 arrays, possibly shorter than the input.
+
+    Example:
+        >>> x, y = recorded_curve(np.logspace(-3, 0, 4), [3.0, 2.0, 9.0, np.nan], 2)
+        >>> y.tolist()
+        [3.0, 2.0, 9.0]
+    """
+    lrs, losses = _as_curve(lrs, losses)
+    losses = losses.copy()
+    if diverged_at is None or int(diverged_at) < 0 or int(diverged_at) >= losses.size:
+        return lrs, losses
+    step = int(diverged_at)
+    if np.isfinite(losses[step]):
+        return lrs[: step + 1], losses[: step + 1]
+    losses[step:] = np.nan
+    return lrs, losses
+
+
 def usable_curve(
     lrs: ArrayLike,
     losses: ArrayLike,
     skip_start: int | None = None,
     skip_end: int | None = None,
+    num_steps: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The part of a curve the rules read: finite prefix, ends trimmed.
+    """The part of a recorded curve a rule reads, trimmed as fastai's ``lr_find`` trims.
 
-    Keeps the points before the first non-finite loss, then drops ``skip_start`` points at
-    the start (default ``len(lrs) // 10``, as fastai) and ``skip_end`` at the end (default
-    ``min(5, len(lrs) // 10)``; fastai drops 5). When trimming would leave fewer than two
-    points, the untrimmed finite prefix is returned instead.
+    ``lrs[skip_start : len - skip_end]`` (defaults ``num_steps // 10`` and 5, fastai's
+    ``recorder.lrs[num_it//10:-5]``), then cut before the first non-finite loss. When
+    that leaves fewer than two points, the untrimmed finite prefix is returned instead.
 
     Args:
         lrs: learning rates, positive and strictly increasing.
-        losses: the loss at each learning rate; NaN/inf marks the end of the usable part.
-        skip_start: points dropped at the start.
-        skip_end: points dropped at the end.
+        losses: the loss at each learning rate, as recorded (see :func:`recorded_curve`).
+        skip_start: points dropped at the start (default ``num_steps // 10``).
+        skip_end: points dropped at the end of the recorded curve (default 5).
+        num_steps: the range test's number of steps (fastai's ``num_it``; default
+            ``len(lrs)``); only sets the default ``skip_start``.
 
     Returns:
         ``(lrs, losses)`` of the usable part, float64 (possibly fewer than two points).
+
+    Example:
+        >>> x, y = usable_curve(np.logspace(-4, 0, 20), np.linspace(3, 1, 20))
+        >>> len(x)  # 2 dropped at the start, 5 at the end
+        13
     """
     lrs, losses = _as_curve(lrs, losses)
     total = lrs.size
-    finite_len = _finite_length(losses)
-    skip_start = total // 10 if skip_start is None else int(skip_start)
-    skip_end = min(5, total // 10) if skip_end is None else int(skip_end)
-    if skip_start < 0 or skip_end < 0:
-        raise ValueError("skip_start and skip_end must be >= 0.")
-    stop = finite_len - skip_end
-    if stop - skip_start >= _MIN_POINTS:
-        return lrs[skip_start:stop], losses[skip_start:stop]
-    return lrs[:finite_len], losses[:finite_len]
+    num_steps = total if num_steps is None else int(num_steps)
+    skip_start = _check_skip("skip_start", skip_start)
+    skip_end = _check_skip("skip_end", skip_end)
+    skip_start = num_steps // 10 if skip_start is None else skip_start
+    skip_end = 5 if skip_end is None else skip_end
+    x, y = lrs[skip_start : max(total - skip_end, 0)], losses[skip_start : max(total - skip_end, 0)]
+    keep = _finite_length(y)
+    if keep >= _MIN_POINTS:
+        return x[:keep], y[:keep]
+    finite = _finite_length(losses)
+    return lrs[:finite], losses[:finite]
 
 
-def _fallback(lrs: np.ndarray, rule: str, why: str) -> float:
+def unreadable(y: np.ndarray) -> str | None:
+    """Why a usable curve gives no suggestion, or ``None`` when it can be read.
+
+    Three cases: fewer than two points; a loss that never goes below its first value;
+    a flat loss whose whole range is within ``1e-5`` of its size (float32 rounding,
+    about 100 units in the last place, is all that moves: no learning-rate signal).
+    """
+    if y.size < _MIN_POINTS:
+        return "fewer than two finite points before divergence"
+    if not np.min(y[1:]) < y[0]:
+        return "the loss never decreases"
+    scale = np.max(np.abs(y))
+    if np.ptp(y) <= _FLAT_RTOL * scale or scale == 0:
+        return f"the loss is flat (its range is within {_FLAT_RTOL:g} of its size)"
+    return None
+
+
+class Reading(NamedTuple):
+    """One curve's suggestion: the rate, and why the curve was unreadable (``None`` if it was read)."""
+
+    lr: float
+    failed: str | None
+
+
+def _fallback(lrs: np.ndarray, rule: str, why: str) -> None:
     warnings.warn(
         f"{rule}: {why}; falling back to the smallest learning rate tested, {lrs[0]:.3g}. "
         "Widen the range (smaller min_lr) or check the loss.",
         UserWarning,
         stacklevel=4,
     )
-    return float(lrs[0])
 
 
-def _read_curve(
-    rule: str,
+def _read(
     read: Callable[[np.ndarray, np.ndarray], Any],
     lrs: ArrayLike,
     losses: ArrayLike,
     skip_start: int | None,
     skip_end: int | None,
-    fallback: Callable[[float], Any] = float,
-) -> Any:
-    """``read(x, y)`` on the usable part, or the warned fallback when it cannot be read."""
+    num_steps: int | None,
+) -> Reading:
+    """``read(x, y)`` on the usable part, or the fallback ``lrs[0]`` with the reason."""
     all_lrs, _ = _as_curve(lrs, losses)
-    x, y = usable_curve(lrs, losses, skip_start, skip_end)
-    if x.size < _MIN_POINTS:
-        return fallback(_fallback(all_lrs, rule, "fewer than two finite points before divergence"))
-    if not np.min(y[1:]) < y[0]:
-        return fallback(_fallback(all_lrs, rule, "the loss never decreases"))
-    return read(x, y)
+    x, y = usable_curve(lrs, losses, skip_start, skip_end, num_steps)
+    why = unreadable(y)
+    if why is not None:
+        return Reading(float(all_lrs[0]), why)
+    return Reading(read(x, y), None)
+
+
+def _warned(rule: str, reading: Reading, lrs: ArrayLike) -> float:
+    if reading.failed is not None:
+        _fallback(np.asarray(lrs, np.float64), rule, reading.failed)
+    return reading.lr
 
 
 def suggest_valley(
-    lrs: ArrayLike, losses: ArrayLike, *, skip_start: int | None = None, skip_end: int | None = None
+    lrs: ArrayLike, losses: ArrayLike, *, skip_start: int | None = None,
+    skip_end: int | None = None, num_steps: int | None = None,
 ) -> float:
-    """fastai's default: the middle of the longest valley of the loss curve.
+    """fastai's default: about halfway down the longest valley of the loss curve.
 
-    The valley is the longest strictly decreasing subsequence of the losses (not
-    necessarily contiguous); with ``s`` its first and ``e`` its last index and
-    ``L = e - s``, the suggestion is ``lr[s + floor(L/3) + floor(L/6)]``, about halfway
-    down. Among equally long valleys the first to end wins, and each starts as late as
-    possible (a plateau before the fall is not part of the valley). fastai takes
-    ``s = e - length``, one point before the valley's true start; we use the true start.
+    With ``n_i`` the length of the longest strictly decreasing subsequence ending at
+    point ``i`` (not necessarily contiguous), ``e`` the first point where ``n_e`` is
+    largest and ``L = n_e``, fastai takes the valley to start at ``s = e - L`` (the
+    last ``L`` points before ``e``, whatever the subsequence skipped) and suggests
+    ``lr[s + floor(L/3) + floor(L/6)]``. Equal to ``fastai.callback.schedule.valley``
+    on the same trimmed curve; a curve that never decreases warns and falls back
+    (fastai returns the largest rate there), and ``s + ...`` is clipped at 0.
 
     Args:
         lrs: learning rates (1-D, increasing).
-        losses: smoothed losses at those rates (NaN after divergence is fine).
-        skip_start: see :func:`usable_curve`.
-        skip_end: see :func:`usable_curve`.
+        losses: smoothed losses, as recorded (NaN after divergence is fine).
+        skip_start: points dropped at the start (default ``num_steps // 10``).
+        skip_end: recorded points dropped at the end (default 5).
+        num_steps: the range test's steps, fastai's ``num_it`` (default ``len(lrs)``).
 
     Returns:
         The suggested learning rate.
 
     Example:
         >>> lrs = np.logspace(-4, 0, 40)
-        >>> suggest_valley(lrs, (np.log10(lrs) + 1) ** 2)  # doctest: +SKIP
+        >>> float(suggest_valley(lrs, (np.log10(lrs) + 1) ** 2)) == float(lrs[15])
+        True
 
     References:
-        fastai ``callback.schedule.valley``.
+        fastai ``callback.schedule.valley`` (Howard & Gugger, "fastai", 2020).
     """
-    return _read_curve("valley", _valley, lrs, losses, skip_start, skip_end)
+    return _warned("valley", _read(_valley, lrs, losses, skip_start, skip_end, num_steps), lrs)
 
 
 def _valley(x: np.ndarray, y: np.ndarray) -> float:
     n = y.size
-    length = np.ones(n, dtype=np.int64)  # longest decreasing subsequence ending at i
-    start = np.arange(n)  # its first index
+    length = np.ones(n, dtype=np.int64)  # longest strictly decreasing subsequence ending at i
     for i in range(1, n):
-        before = np.flatnonzero(y[:i] > y[i])
-        if before.size:
-            # Among the longest predecessors take the latest: the tightest valley.
-            best = before[before.size - 1 - np.argmax(length[before][::-1])]
-            length[i] = length[best] + 1
-            start[i] = start[best]
-    end = int(np.argmax(length))
-    span = end - int(start[end])
-    return float(x[int(start[end]) + span // 3 + span // 6])
+        higher = y[:i] > y[i]
+        if higher.any():
+            length[i] = length[:i][higher].max() + 1
+    end = int(np.argmax(length))  # the first longest, as fastai's strict comparison
+    size = int(length[end])
+    return float(x[max(end - size + size // 3 + size // 6, 0)])
 
 
-def suggest_steepest(
-    lrs: ArrayLike, losses: ArrayLike, *, skip_start: int | None = None, skip_end: int | None = None
+def suggest_steep(
+    lrs: ArrayLike, losses: ArrayLike, *, skip_start: int | None = None,
+    skip_end: int | None = None, num_steps: int | None = None,
 ) -> float:
-    """The learning rate where the loss falls fastest against log(lr).
+    """fastai's ``steep``: where the loss falls fastest against ``log(lr)``.
 
-    With slopes ``d_i = (loss[i+1] - loss[i]) / (log lr[i+1] - log lr[i])`` over the usable
-    part (ends skipped), returns ``lr[argmin d]`` (the left end of the steepest segment, as
-    fastai's ``steep`` and torch-lr-finder do).
+    With slopes ``d_i = (loss[i+1] - loss[i]) / (log lr[i+1] - log lr[i])`` over the
+    trimmed curve, returns ``lr[argmin d]`` (the left end of the steepest segment).
 
     Args:
         lrs: learning rates (1-D, increasing).
-        losses: smoothed losses at those rates.
-        skip_start: see :func:`usable_curve`.
-        skip_end: see :func:`usable_curve`.
+        losses: smoothed losses, as recorded.
+        skip_start: points dropped at the start (default ``num_steps // 10``).
+        skip_end: recorded points dropped at the end (default 5).
+        num_steps: the range test's steps, fastai's ``num_it`` (default ``len(lrs)``).
 
     Returns:
         The suggested learning rate.
 
     Example:
         >>> lrs = np.logspace(-4, 0, 40)
-        >>> suggest_steepest(lrs, 1 / (1 + lrs * 100))  # doctest: +SKIP
+        >>> float(suggest_steep(lrs, 1 - np.tanh(np.log10(lrs) + 2))) == float(lrs[19])
+        True
 
     References:
-        Smith (2017), sec. 3.3; fastai ``steep``; torch-lr-finder ``plot(suggest_lr=True)``.
+        Smith (2017), sec. 3.3; fastai ``callback.schedule.steep``.
     """
-    return _read_curve("steepest", _steepest, lrs, losses, skip_start, skip_end)
+    return _warned("steep", _read(_steep, lrs, losses, skip_start, skip_end, num_steps), lrs)
 
 
-def _steepest(x: np.ndarray, y: np.ndarray) -> float:
+def _steep(x: np.ndarray, y: np.ndarray) -> float:
     slopes = np.diff(y) / np.diff(np.log(x))
     return float(x[int(np.argmin(slopes))])
 
 
-def suggest_minimum(
-    lrs: ArrayLike, losses: ArrayLike, *, skip_start: int | None = None, skip_end: int | None = None
+def suggest_steepest(
+    lrs: ArrayLike, losses: ArrayLike, *, skip_start: int | None = 10,
+    skip_end: int | None = 5, num_steps: int | None = None,
 ) -> float:
-    """One tenth of the learning rate at the minimum loss before divergence.
+    """torch-lr-finder's suggestion: the point of steepest ``np.gradient`` of the loss.
+
+    ``lr[argmin np.gradient(losses)]`` over the recorded curve without its first 10 and
+    last 5 points (torch-lr-finder's ``plot`` defaults). The gradient is per step
+    (central differences inside, one-sided at the ends), so on the exponential ramp it
+    is the slope against ``log(lr)`` up to a constant factor.
 
     Args:
         lrs: learning rates (1-D, increasing).
-        losses: smoothed losses at those rates.
-        skip_start: see :func:`usable_curve`.
-        skip_end: see :func:`usable_curve`.
+        losses: smoothed losses, as recorded.
+        skip_start: points dropped at the start (default 10, as torch-lr-finder).
+        skip_end: recorded points dropped at the end (default 5).
+        num_steps: only used when ``skip_start=None`` (then ``num_steps // 10``).
 
     Returns:
-        ``lr[argmin loss] / 10``.
+        The suggested learning rate.
 
     Example:
         >>> lrs = np.logspace(-4, 0, 40)
+        >>> float(suggest_steepest(lrs, 1 - np.tanh(np.log10(lrs) + 2))) == float(lrs[19])
+        True
+
+    References:
+        Smith (2017), sec. 3.3; torch-lr-finder ``LRFinder.plot(suggest_lr=True)``.
+    """
+    reading = _read(_steepest, lrs, losses, skip_start, skip_end, num_steps)
+    return _warned("steepest", reading, lrs)
+
+
+def _steepest(x: np.ndarray, y: np.ndarray) -> float:
+    return float(x[int(np.argmin(np.gradient(y)))])
+
+
+def suggest_minimum(
+    lrs: ArrayLike, losses: ArrayLike, *, skip_start: int | None = None,
+    skip_end: int | None = None, num_steps: int | None = None,
+) -> float:
+    """fastai's ``minimum``: one tenth of the rate at the lowest loss, never below ``lrs[0]``.
+
+    ``max(lr[argmin loss] / 10, lrs[0])`` on the trimmed curve. fastai returns the tenth
+    even when it lies below every rate tested; lrjax clamps it to the smallest one.
+
+    Args:
+        lrs: learning rates (1-D, increasing).
+        losses: smoothed losses, as recorded.
+        skip_start: points dropped at the start (default ``num_steps // 10``).
+        skip_end: recorded points dropped at the end (default 5).
+        num_steps: the range test's steps, fastai's ``num_it`` (default ``len(lrs)``).
+
+    Returns:
+        The suggested learning rate.
+
+    Example:
+        >>> lrs = np.logspace(-4, 0, 41)
         >>> round(float(np.log10(suggest_minimum(lrs, (np.log10(lrs) + 1) ** 2))), 1)  # minimum at 0.1
         -2.0
 
     References:
-        fastai ``minimum`` (Howard & Gugger, "fastai", 2020).
+        fastai ``callback.schedule.minimum`` (Howard & Gugger, "fastai", 2020).
     """
-    return _read_curve("minimum", _minimum, lrs, losses, skip_start, skip_end)
+    floor = float(_as_curve(lrs, losses)[0][0])
+    read = functools.partial(_minimum, floor=floor)
+    return _warned("minimum", _read(read, lrs, losses, skip_start, skip_end, num_steps), lrs)
 
 
-def _minimum(x: np.ndarray, y: np.ndarray) -> float:
-    return float(x[int(np.argmin(y))] / 10.0)
+def _minimum(x: np.ndarray, y: np.ndarray, floor: float) -> float:
+    return max(float(x[int(np.argmin(y))] / 10.0), floor)
 
 
 def suggest_slide(
@@ -248,38 +388,52 @@ def suggest_slide(
     adjust_value: float = 1.0,
     skip_start: int | None = None,
     skip_end: int | None = None,
+    num_steps: int | None = None,
 ) -> float:
     """fastai's interval slide rule.
 
-    With ``g = np.gradient(losses)`` (per step) on the usable part, a window of
+    With ``g = np.gradient(losses)`` (per step) on the trimmed curve, a window of
     ``lr_diff`` steps slides left from the right end while ``|g[right] - g[left]| > thresh``;
     the suggestion is ``adjust_value`` times the learning rate at the window's left end
     where it stops (the last left end visited). ``thresh`` is in loss units per step, as
-    in fastai; ``lr_diff`` is shortened to fit short curves.
+    in fastai; ``lr_diff`` is shortened to fit short curves (fastai raises IndexError).
 
     Args:
         lrs: learning rates (1-D, increasing).
-        losses: smoothed losses at those rates.
-        lr_diff: window width in steps (>= 1).
-        thresh: gradient difference below which the window stops.
-        adjust_value: factor applied to the learning rate found.
-        skip_start: see :func:`usable_curve`.
-        skip_end: see :func:`usable_curve`.
+        losses: smoothed losses, as recorded.
+        lr_diff: window width in steps (integer >= 1).
+        thresh: gradient difference below which the window stops (finite, >= 0).
+        adjust_value: factor applied to the learning rate found (finite, > 0).
+        skip_start: points dropped at the start (default ``num_steps // 10``).
+        skip_end: recorded points dropped at the end (default 5).
+        num_steps: the range test's steps, fastai's ``num_it`` (default ``len(lrs)``).
 
     Returns:
         The suggested learning rate.
 
     Example:
         >>> lrs = np.logspace(-4, 0, 60)
-        >>> suggest_slide(lrs, 1 / (1 + lrs * 100))  # doctest: +SKIP
+        >>> lr = suggest_slide(lrs, 1 / (1 + lrs * 100))
 
     References:
-        fastai ``slide`` (interval slide rule).
+        fastai ``callback.schedule.slide`` (interval slide rule).
     """
-    if int(lr_diff) < 1:
-        raise ValueError(f"lr_diff must be >= 1, got {lr_diff!r}.")
-    read = functools.partial(_slide, lr_diff=int(lr_diff), thresh=thresh, adjust_value=adjust_value)
-    return _read_curve("slide", read, lrs, losses, skip_start, skip_end)
+    read = _slide_reader(lr_diff, thresh, adjust_value)
+    return _warned("slide", _read(read, lrs, losses, skip_start, skip_end, num_steps), lrs)
+
+
+def _slide_reader(lr_diff: int = 15, thresh: float = 0.005,
+                  adjust_value: float = 1.0) -> Callable[[np.ndarray, np.ndarray], float]:
+    """The slide rule with its arguments validated (ValueError naming the bad one)."""
+    if isinstance(lr_diff, bool) or not isinstance(lr_diff, (int, np.integer)) or lr_diff < 1:
+        raise ValueError(f"lr_diff must be an integer >= 1, got {lr_diff!r}.")
+    if not (isinstance(thresh, (int, float, np.number)) and math.isfinite(thresh) and thresh >= 0):
+        raise ValueError(f"thresh must be a finite number >= 0, got {thresh!r}.")
+    if not (isinstance(adjust_value, (int, float, np.number)) and math.isfinite(adjust_value)
+            and adjust_value > 0):
+        raise ValueError(f"adjust_value must be a finite number > 0, got {adjust_value!r}.")
+    return functools.partial(_slide, lr_diff=int(lr_diff), thresh=float(thresh),
+                             adjust_value=float(adjust_value))
 
 
 def _slide(x: np.ndarray, y: np.ndarray, lr_diff: int, thresh: float, adjust_value: float) -> float:
@@ -402,8 +556,11 @@ def suggest_cyclical_bounds(
     smoothed = np.full(losses.shape, np.nan)
     finite = _finite_length(losses)
     smoothed[:finite] = centred_smooth(losses[:finite], half_width)
-    return _read_curve("cyclical_bounds", _cyclical_bounds, lrs, smoothed, skip_start, skip_end,
-                       fallback=lambda low: (low, low))
+    reading = _read(_cyclical_bounds, lrs, smoothed, skip_start, skip_end, None)
+    if reading.failed is not None:
+        _fallback(lrs, "cyclical_bounds", reading.failed)
+        return float(lrs[0]), float(lrs[0])
+    return reading.lr
 
 
 def _first_below(y: np.ndarray, fraction: float) -> int:
@@ -420,24 +577,120 @@ def _cyclical_bounds(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return base_lr, max_lr
 
 
+def _fall(lrs: ArrayLike, losses: ArrayLike, **kwargs: Any) -> float:
+    from lrjax.suggest_fall import suggest_fall
+
+    return suggest_fall(lrs, losses, **kwargs)
+
+
+#: The default of ``RangeTestResult.suggest`` (see ``lrjax.suggest_fall``).
+DEFAULT_METHOD = "fall"
+
 SUGGESTERS: dict[str, SuggestFn] = {
+    "fall": _fall,
     "valley": suggest_valley,
+    "slide": suggest_slide,
+    "steep": suggest_steep,
     "steepest": suggest_steepest,
     "minimum": suggest_minimum,
-    "slide": suggest_slide,
+}
+
+# The peers' rules read the smoothed curve as the peer records it; ``fall`` the raw one.
+_READERS: dict[str, Callable[..., float]] = {
+    "valley": _valley,
+    "slide": _slide,
+    "steep": _steep,
+    "steepest": _steepest,
+    "minimum": _minimum,
 }
 
 
-def suggest_lr(lrs: ArrayLike, losses: ArrayLike, method: str = "valley", **kwargs: float) -> float:
-    """Dispatches to ``suggest_<method>``; ``method`` in ``valley, steepest, minimum, slide``.
+def suggest_lr(lrs: ArrayLike, losses: ArrayLike, method: str = "valley", **kwargs: Any) -> float:
+    """Dispatches to ``suggest_<method>``; ``method`` in ``fall, valley, slide, steep, steepest, minimum``.
 
     Example:
-        >>> suggest_lr(np.logspace(-4, 0, 40), np.linspace(2, 1, 40), "minimum")  # doctest: +SKIP
+        >>> lrs = np.logspace(-4, 0, 41)
+        >>> round(float(np.log10(suggest_lr(lrs, (np.log10(lrs) + 1) ** 2, "minimum"))), 1)
+        -2.0
 
     References:
-        See each rule: :func:`suggest_valley`, :func:`suggest_steepest`,
-        :func:`suggest_minimum`, :func:`suggest_slide` (Smith 2017; fastai; torch-lr-finder).
+        See each rule: :func:`suggest_valley`, :func:`suggest_slide`, :func:`suggest_steep`,
+        :func:`suggest_steepest`, :func:`suggest_minimum`, ``lrjax.suggest_fall``
+        (Smith 2017; fastai; torch-lr-finder).
     """
     if method not in SUGGESTERS:
         raise ValueError(f"method must be one of {tuple(SUGGESTERS)}, got {method!r}.")
     return SUGGESTERS[method](lrs, losses, **kwargs)
+
+
+def _peer_reading(method: str, lrs: np.ndarray, row: np.ndarray, diverged: int,
+                  num_steps: int, kwargs: dict[str, Any]) -> Reading:
+    """One recorded curve through a peer rule, with the public function's validation."""
+    options = dict(kwargs)
+    skip = {name: options.pop(name, default) for name, default in
+            (("skip_start", 10 if method == "steepest" else None), ("skip_end", None))}
+    if method == "slide":
+        read = _slide_reader(**options)
+    elif options:
+        raise TypeError(f"{method} got unexpected arguments {sorted(options)}.")
+    elif method == "minimum":
+        read = functools.partial(_minimum, floor=float(lrs[0]))
+    else:
+        read = _READERS[method]
+    x, y = recorded_curve(lrs, row, diverged)
+    return _read(read, x, y, skip["skip_start"], skip["skip_end"], num_steps)
+
+
+def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
+    """Every curve of a ``RangeTestResult`` through ``method``: one Reading per curve.
+
+    Peer rules read each curve's smoothed losses as the peer records them
+    (:func:`recorded_curve`); ``fall`` reads the raw validation curve when the result
+    has one (falling back to the training curve where a validation curve is
+    unreadable) and the raw training curve otherwise, cut before divergence.
+    """
+    if method not in SUGGESTERS:
+        raise ValueError(f"method must be one of {tuple(SUGGESTERS)}, got {method!r}.")
+    lrs = np.asarray(result.lrs, np.float64)
+    steps = result.num_steps
+    diverged = result._diverged_array().reshape(-1)
+    if method != "fall":
+        rows = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
+        return [_peer_reading(method, lrs, row, int(d), steps, kwargs)
+                for row, d in zip(rows, diverged)]
+    from lrjax.suggest_fall import TRAIN_FRACTION, VAL_FRACTION, read_fall
+
+    train = result._before_divergence(result.losses)
+    val = None if result.val_losses is None else result._before_divergence(result.val_losses)
+    fraction = kwargs.pop("fraction", None)
+    readings = []
+    for index, row in enumerate(train):
+        reading = None
+        if val is not None:
+            share = VAL_FRACTION if fraction is None else fraction
+            reading = read_fall(lrs, val[index], share, num_steps=steps, **kwargs)
+        if reading is None or reading.failed is not None:
+            share = TRAIN_FRACTION if fraction is None else fraction
+            reading = read_fall(lrs, row, share, num_steps=steps, **kwargs)
+        readings.append(reading)
+    return readings
+
+
+def combine_readings(readings: list[Reading], lrs: ArrayLike, method: str) -> float:
+    """The curves' vote: the lower median of the readable curves' rates.
+
+    A curve a rule cannot read (diverged at once, flat, never falls) does not vote; a
+    warning says how many did not. The lower median is a rate one curve suggested (the
+    plain median of an even count averages two). No readable curve: the warned fallback
+    ``lrs[0]``.
+    """
+    good = np.sort([r.lr for r in readings if r.failed is None])
+    failed = [r.failed for r in readings if r.failed is not None]
+    lrs = np.asarray(lrs, np.float64)
+    if good.size == 0:
+        _fallback(lrs, method, f"no curve is readable ({failed[0]})")
+        return float(lrs[0])
+    if failed:
+        warnings.warn(f"{method}: {len(failed)} of {len(readings)} curves are unreadable "
+                      f"({failed[0]}) and do not vote.", UserWarning, stacklevel=3)
+    return float(good[(good.size - 1) // 2])

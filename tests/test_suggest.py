@@ -12,27 +12,29 @@ import lrjax
 from lrjax.suggest import centred_smooth, usable_curve
 
 LRS = np.logspace(-5, 1, 60)
-RULES = ["valley", "steepest", "minimum", "slide"]
+RULES = ["fall", "valley", "slide", "steep", "steepest", "minimum"]
 
 
 # --- independent references (straight loops from the rules' definitions) --------------
 def ref_valley(lrs, losses):
+    """fastai's valley from its definition: the first longest strictly decreasing
+    subsequence ending at e, of length L, is taken to start at e - L."""
     n = len(losses)
-    length, first = [1] * n, list(range(n))
+    length = [1] * n
     for i in range(n):
         for j in range(i):
-            # >=: among equally long predecessors the latest wins (tightest valley)
-            if losses[j] > losses[i] and length[j] + 1 >= length[i]:
-                length[i], first[i] = length[j] + 1, first[j]
+            if losses[j] > losses[i]:
+                length[i] = max(length[i], length[j] + 1)
     end = 0
     for i in range(n):
         if length[i] > length[end]:
             end = i
-    span = end - first[end]
-    return lrs[first[end] + span // 3 + span // 6]
+    size = length[end]
+    return lrs[max(end - size + size // 3 + size // 6, 0)]
 
 
-def ref_steepest(lrs, losses):
+def ref_steep(lrs, losses):
+    """fastai's steep: the left end of the steepest segment against log(lr)."""
     best, where = math.inf, 0
     for i in range(len(losses) - 1):
         slope = (losses[i + 1] - losses[i]) / (math.log(lrs[i + 1]) - math.log(lrs[i]))
@@ -41,16 +43,24 @@ def ref_steepest(lrs, losses):
     return lrs[where]
 
 
+def ref_gradient(losses):
+    """np.gradient with unit spacing: one-sided at the ends, central inside."""
+    n = len(losses)
+    return [losses[1] - losses[0] if i == 0 else losses[-1] - losses[-2] if i == n - 1
+            else (losses[i + 1] - losses[i - 1]) / 2 for i in range(n)]
+
+
+def ref_steepest(lrs, losses):
+    """torch-lr-finder: the argmin of the per-step gradient, 10 points skipped at the
+    start and 5 at the end of the recorded curve."""
+    lrs, losses = lrs[10:len(lrs) - 5], losses[10:len(losses) - 5]
+    grad = ref_gradient(list(losses))
+    return lrs[min(range(len(grad)), key=grad.__getitem__)]
+
+
 def ref_slide(lrs, losses, lr_diff=15, thresh=0.005):
     n = len(losses)
-    grad = [0.0] * n
-    for i in range(n):  # np.gradient: one-sided at the ends, central inside
-        if i == 0:
-            grad[i] = losses[1] - losses[0]
-        elif i == n - 1:
-            grad[i] = losses[-1] - losses[-2]
-        else:
-            grad[i] = (losses[i + 1] - losses[i - 1]) / 2
+    grad = ref_gradient(list(losses))
     right = n - 1
     left = right - min(lr_diff, n - 1)
     found = lrs[left]
@@ -121,8 +131,9 @@ def noisy_bowl(seed):
 def test_rules_match_loop_references(curve):
     x, y = trimmed(curve)
     assert lrjax.suggest_valley(LRS, curve) == pytest.approx(ref_valley(x, y))
-    assert lrjax.suggest_steepest(LRS, curve) == pytest.approx(ref_steepest(x, y))
-    assert lrjax.suggest_minimum(LRS, curve) == pytest.approx(x[int(np.argmin(y))] / 10)
+    assert lrjax.suggest_steep(LRS, curve) == pytest.approx(ref_steep(x, y))
+    assert lrjax.suggest_steepest(LRS, curve) == pytest.approx(ref_steepest(LRS, curve))
+    assert lrjax.suggest_minimum(LRS, curve) == pytest.approx(max(x[int(np.argmin(y))] / 10, LRS[0]))
     assert lrjax.suggest_slide(LRS, curve) == pytest.approx(ref_slide(x, y))
 
 
@@ -135,8 +146,8 @@ def test_minimum_of_a_bowl_is_a_tenth_of_its_center():
 def test_steepest_finds_the_inflection_of_a_sigmoid():
     # loss = 1 - tanh(log10(lr) + 2): steepest descent against log lr at lr = 1e-2.
     curve = 1 - np.tanh(np.log10(LRS) + 2)
-    got = lrjax.suggest_steepest(LRS, curve)
-    assert abs(math.log10(got) + 2) <= 6 / 59 + 1e-9  # within one grid step
+    for rule in (lrjax.suggest_steep, lrjax.suggest_steepest):
+        assert abs(math.log10(rule(LRS, curve)) + 2) <= 6 / 59 + 1e-9  # within one grid step
 
 
 def test_valley_on_a_plateau_then_fall():
@@ -144,15 +155,15 @@ def test_valley_on_a_plateau_then_fall():
     curve = np.concatenate([np.full(20, 3.0), np.linspace(3.0, 1.0, 21)[1:], np.linspace(1.1, 2, 20)])
     x, y = trimmed(curve)
     assert lrjax.suggest_valley(LRS, curve) == pytest.approx(ref_valley(x, y))
-    # The valley runs from the last plateau point (index 19) to the bottom (39): L = 20,
-    # suggestion at 19 + 6 + 3 = 28.
+    # The longest decreasing run is one plateau point and the 20 falling ones: L = 21,
+    # ending at 39, so fastai's start is 39 - 21 = 18 and the suggestion 18 + 7 + 3 = 28.
     assert lrjax.suggest_valley(LRS, curve) == pytest.approx(LRS[28])
 
 
 def test_nan_tail_is_cut_before_reading():
     curve = bowl().copy()
-    curve[45:] = np.nan  # divergence at step 45
-    x, y = LRS[6:40], curve[6:40]
+    curve[45:] = np.nan  # a NaN from step 45: the last 5 recorded points are NaN already
+    x, y = LRS[6:45], curve[6:45]
     assert lrjax.suggest_minimum(LRS, curve) == pytest.approx(x[np.argmin(y)] / 10)
     assert lrjax.suggest_valley(LRS, curve) == pytest.approx(ref_valley(x, y))
 
@@ -286,7 +297,7 @@ def test_rules_never_return_nan(values):
         warnings.simplefilter("ignore")
         for rule in RULES:
             got = lrjax.suggest_lr(lrs, losses, rule)
-            assert math.isfinite(got) and lrs[0] / 10 - 1e-18 <= got <= lrs[-1]
+            assert math.isfinite(got) and lrs[0] <= got <= lrs[-1]
         base, top = lrjax.suggest_cyclical_bounds(lrs, losses)
         assert 0 < base <= top <= lrs[-1]
 
@@ -310,3 +321,166 @@ def test_bad_method_and_window_raise():
         lrjax.suggest_lr(LRS, bowl(), "best")
     with pytest.raises(ValueError, match="lr_diff"):
         lrjax.suggest_slide(LRS, bowl(), lr_diff=0)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="adjust_value"):
+            lrjax.suggest_slide(LRS, bowl(), adjust_value=bad)
+    with pytest.raises(ValueError, match="thresh"):
+        lrjax.suggest_slide(LRS, bowl(), thresh=-1.0)
+    with pytest.raises(ValueError, match="fraction"):
+        lrjax.suggest_fall(LRS, bowl(), fraction=0.0)
+
+
+# --- lrjax's default rule, fall --------------------------------------------------------------
+def ref_fall(lrs, raw, fraction, half_width):
+    """The documented fall rule with loops: truncated centred mean, median start, the
+    cut after a blow-up, the last crossing of the level before the minimum."""
+    n = 0
+    while n < len(raw) and math.isfinite(raw[n]):
+        n += 1
+    smooth = []
+    for i in range(n):
+        window = raw[max(0, i - half_width) : min(n, i + half_width + 1)]
+        smooth.append(sum(window) / len(window))
+    head = max(1, round(0.1 * len(lrs)))
+    start = float(np.median(raw[:head]))
+    low_all = min(smooth)
+    running = math.inf
+    for i in range(n):
+        running = min(running, smooth[i])
+        if smooth[i] > start and running < start - 0.5 * (start - low_all):
+            smooth = smooth[:i]
+            break
+    bottom = min(range(len(smooth)), key=smooth.__getitem__)
+    level = start - fraction * (start - smooth[bottom])
+    index = 0
+    for i in range(bottom):
+        if smooth[i] > level:
+            index = i + 1
+    return lrs[index]
+
+
+def sigmoid_curve(seed, noise=0.05, centre=-3.0, blow_up=-1.0):
+    x = np.log10(LRS)
+    clean = 1 + 2 / (1 + np.exp((x - centre) / 0.25)) + 30 * np.maximum(x - blow_up, 0) ** 2
+    return clean + np.random.default_rng(seed).normal(scale=noise, size=x.size)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("fraction", [0.25, 0.75])
+def test_fall_matches_the_loop_reference(seed, fraction):
+    raw = sigmoid_curve(seed)
+    raw[55:] = np.nan  # diverged
+    got = lrjax.suggest_fall(LRS, raw, fraction=fraction)
+    assert got == pytest.approx(ref_fall(LRS, raw, fraction, 3))
+
+
+def test_fall_reads_the_right_share_of_a_clean_fall():
+    # 2 / (1 + exp((x + 3) / 0.25)) covers 25% of its fall at x = -3 - 0.25 ln 3 and 75% at
+    # x = -3 + 0.25 ln 3 (the noise-free fall from 3 to 1, the blow-up far to the right).
+    raw = sigmoid_curve(0, noise=0.0, blow_up=5.0)
+    step = 6 / 59
+    for fraction, x in ((0.25, -3 - 0.25 * math.log(3)), (0.75, -3 + 0.25 * math.log(3))):
+        got = math.log10(lrjax.suggest_fall(LRS, raw, fraction=fraction))
+        assert abs(got - x) <= 2 * step  # the smoother's window and the grid
+
+
+def test_fall_ignores_a_second_dip_after_a_blow_up():
+    raw = sigmoid_curve(1, noise=0.01)
+    raw[45:50] = 0.2  # after blowing up (above the start), a dip lower than the first minimum
+    with_dip = lrjax.suggest_fall(LRS, raw)
+    raw[45:50] = raw[44]
+    assert with_dip == lrjax.suggest_fall(LRS, raw)
+
+
+def result_from_raw(raw, val=None, smoothing=0.98):
+    """A RangeTestResult made from raw curves with the range test's EMA and divergence."""
+    raw = np.atleast_2d(np.asarray(raw, np.float64))
+    smoothed, diverged = [], []
+    for row in raw:
+        ema, step = ref_ema_and_divergence(np.nan_to_num(row, nan=np.inf), smoothing)
+        if not np.all(np.isfinite(row)):
+            first_bad = int(np.flatnonzero(~np.isfinite(row))[0])
+            step = first_bad if step is None else min(step, first_bad)
+        full = np.full(row.size, np.nan)
+        full[: ema.size] = ema
+        smoothed.append(full)
+        diverged.append(-1 if step is None else step)
+    shape = raw.shape if raw.shape[0] > 1 else raw.shape[1:]
+    batched = raw.shape[0] > 1
+    return lrjax.RangeTestResult(
+        lrs=LRS, losses=raw.reshape(shape), smoothed_losses=np.asarray(smoothed).reshape(shape),
+        diverged_at=np.asarray(diverged) if batched else (None if diverged[0] < 0 else diverged[0]),
+        val_losses=None if val is None else np.asarray(val, np.float64).reshape(shape),
+        batch_axes=("seed",) if batched else ())
+
+
+def test_result_fall_reads_the_validation_curve_when_given():
+    train = sigmoid_curve(2, noise=0.02)
+    val = sigmoid_curve(3, noise=0.02, centre=-4.0)  # generalisation improves earlier
+    plain = result_from_raw(train)
+    careful = result_from_raw(train, val=val)
+    assert plain.suggest() == lrjax.suggest_fall(LRS, plain.losses_before_divergence(), fraction=0.25)
+    want = lrjax.suggest_fall(LRS, np.where(np.isnan(careful.losses_before_divergence()), np.nan, val),
+                              fraction=0.75)
+    assert careful.suggest() == want
+    assert plain.suggest("fall", fraction=0.75) == lrjax.suggest_fall(
+        LRS, plain.losses_before_divergence(), fraction=0.75)
+
+
+# --- degenerate curves (issue 9) ---------------------------------------------------------------
+def test_constant_loss_with_one_ulp_wobble_gives_no_confident_suggestion():
+    base = np.float32(2.302585)
+    wobble = np.where(np.arange(60) % 3 == 1, np.nextafter(base, np.float32(0)), base)
+    result = result_from_raw(wobble.astype(np.float64))
+    for rule in RULES:
+        with pytest.warns(UserWarning, match="flat|never"):
+            assert result.suggest(rule) == LRS[0]
+        with pytest.warns(UserWarning, match="flat|never"):
+            assert lrjax.suggest_lr(LRS, result.smoothed_losses, rule) == LRS[0]
+
+
+def test_failed_curves_do_not_vote():
+    good = [sigmoid_curve(seed, noise=0.02) for seed in (4, 5)]
+    dead = np.full(60, np.nan)  # NaN from step 0
+    result = result_from_raw([dead, good[0], dead, good[1]])
+    singles = sorted(result_from_raw(curve).suggest() for curve in good)
+    for rule in RULES:
+        with pytest.warns(UserWarning, match="2 of 4 curves are unreadable"):
+            got = result.suggest(rule)
+        want = sorted(result_from_raw(curve).suggest(rule) for curve in good)[0]  # lower median
+        assert got == want and got > LRS[0]
+    with pytest.warns(UserWarning, match="2 of 4"):
+        assert result.suggest() == singles[0]
+    with pytest.warns(UserWarning, match="falling back"):
+        assert result_from_raw([dead, dead]).suggest() == LRS[0]
+
+
+def test_minimum_never_below_min_lr():
+    curve = np.concatenate([[3.0] * 7, [0.5], np.linspace(0.6, 3.0, 52)])  # lowest at step 7
+    assert LRS[7] / 10 < LRS[0]  # what fastai returns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a readable curve, no fallback
+        assert lrjax.suggest_minimum(LRS, curve) == LRS[0]
+        assert result_from_raw(curve, smoothing=0.0).suggest("minimum") == LRS[0]
+
+
+def test_slide_rejects_a_non_positive_adjust_value_on_results_too():
+    result = result_from_raw(sigmoid_curve(6))
+    for bad in (-1, 0):
+        with pytest.raises(ValueError, match="adjust_value"):
+            result.suggest("slide", adjust_value=bad)
+    with pytest.raises(ValueError, match="method"):
+        result.suggest("best")
+
+
+def test_replay_loss_of_exactly_zero_at_step_zero_does_not_diverge_at_step_one():
+    import jax.numpy as jnp
+    import optax
+
+    losses = jnp.asarray(np.concatenate([[0.0], np.linspace(0.5, 0.1, 19)]), jnp.float32)
+    result = lrjax.range_test(lambda p, b: b + 0.0 * p, jnp.zeros(()), optax.sgd, losses,
+                              num_steps=20)
+    if result.diverged_at == 1:
+        pytest.xfail("range_test.py: a best smoothed loss of exactly 0 makes any rise a "
+                     "divergence; fix reported to the lead (issue 9)")
+    assert result.diverged_at is None

@@ -1,0 +1,149 @@
+"""lrjax's default suggestion rule, ``fall``: a fixed share of the way down the loss's fall.
+
+A range-test curve has three parts: on the left the rate is too small for the test's
+few steps to make progress (flat), in the middle training progresses (the fall), on the
+right it is too large (the loss stops falling, turns ragged and blows up). The rule
+reads where the fall is, on a zero-lag smoothing of the RAW losses (the EMA trails the
+loss by about ``beta / (1 - beta)`` steps, 49 at 0.98, and moves every feature of the
+curve to the right):
+
+1. ``s`` = centred moving average of the raw losses before divergence, half-width
+   ``max(1, round(0.05 * num_steps))`` (truncated, never extrapolated, at the ends).
+2. ``start`` = median of the first tenth of the raw losses (robust to a noisy start);
+   the fall ends at the minimum of ``s``, searched up to the point (if any) where ``s``,
+   having fallen at least halfway, climbs back above ``start`` (a second dip after a
+   blow-up is not part of the fall). A minimum inside the first tenth, or a fall within
+   float rounding of the loss, is no fall: the curve is unreadable.
+3. The suggestion is the rate at which ``s`` has covered ``fraction`` of the fall
+   ``start - min(s)`` for good: the first point after the last one above
+   ``start - fraction * (start - min s)`` before the minimum (noise dips in the flat part
+   do not count).
+
+The share depends on which curve is read. A validation curve (``val_data``) shows where
+generalisation stops improving, so the rule goes three quarters down its fall
+(``fraction=0.75``). A training curve cannot show overfitting, and the best constant
+rate of a small problem that overfits sits near the START of the training fall, so on a
+training curve the rule stops a quarter of the way down (``fraction=0.25``). See the
+README ("Choosing a learning rate from the curve") for the benchmark behind both.
+
+References:
+    Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3
+    (reading the range test where the loss starts to fall and where the fall slows).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from lrjax.suggest import Reading, _as_curve, _finite_length, _warned, unreadable
+
+#: Share of the fall covered at the suggestion, on a validation curve and a training curve.
+VAL_FRACTION = 0.75
+TRAIN_FRACTION = 0.25
+# The smoother's half-width and the start window, as fractions of the curve's points.
+_HALF_WIDTH_FRACTION = 0.05
+_START_FRACTION = 0.1
+
+
+def truncated_mean(values: ArrayLike, half_width: int) -> np.ndarray:
+    """Centred moving average whose window is cut, not extrapolated, at the ends.
+
+    ``out[i] = mean(values[max(0, i-h) : i+h+1])``: zero lag inside the curve; near the
+    ends the window is one-sided (unlike a line fit, it never overshoots the data).
+
+    Args:
+        values: 1-D finite values.
+        half_width: ``h >= 0`` points on each side.
+
+    Returns:
+        The smoothed values, float64, same length.
+
+    Example:
+        >>> truncated_mean([0.0, 3.0, 0.0, 3.0], 1).tolist()
+        [1.5, 1.0, 2.0, 1.5]
+    """
+    if isinstance(half_width, bool) or not isinstance(half_width, (int, np.integer)) or half_width < 0:
+        raise ValueError(f"half_width must be an integer >= 0, got {half_width!r}.")
+    values = np.asarray(values, np.float64)
+    n = values.size
+    total = np.concatenate([[0.0], np.cumsum(values)])
+    index = np.arange(n)
+    low, high = np.maximum(index - half_width, 0), np.minimum(index + half_width + 1, n)
+    return (total[high] - total[low]) / (high - low)
+
+
+def read_fall(lrs: ArrayLike, losses: ArrayLike, fraction: float,
+              half_width: int | None = None, num_steps: int | None = None) -> Reading:
+    """The ``fall`` rule on one raw curve; a :class:`~lrjax.suggest.Reading` (no warning).
+
+    Args:
+        lrs: learning rates (1-D, increasing).
+        losses: RAW losses; the first non-finite value ends the curve (divergence).
+        fraction: share of the fall covered at the suggestion, in ``(0, 1]``.
+        half_width: the smoother's half-width (default 5% of ``num_steps``).
+        num_steps: the range test's steps (default ``len(lrs)``).
+
+    Returns:
+        ``Reading(lr, None)``, or ``Reading(lrs[0], reason)`` for an unreadable curve.
+    """
+    lrs, losses = _as_curve(lrs, losses)
+    if not (isinstance(fraction, (int, float, np.floating)) and 0 < fraction <= 1):
+        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}.")
+    steps = lrs.size if num_steps is None else int(num_steps)
+    width = max(1, round(_HALF_WIDTH_FRACTION * steps)) if half_width is None else half_width
+    n = _finite_length(losses)
+    raw = losses[:n]
+    why = unreadable(raw) if n >= 2 else "fewer than two finite points before divergence"
+    if n >= 2 and why == "the loss never decreases":
+        why = None  # a raw curve may start on a high batch; judge the smoothed one below
+    if why is not None:
+        return Reading(float(lrs[0]), why)
+    smooth = truncated_mean(raw, width)
+    head = max(1, round(_START_FRACTION * steps))
+    start = float(np.median(raw[:head]))
+    if smooth.min() < start:
+        # Cut where the curve, having fallen at least halfway, climbs back above its start.
+        halfway = start - 0.5 * (start - smooth.min())
+        back = np.flatnonzero((smooth > start) & (np.minimum.accumulate(smooth) < halfway))
+        smooth = smooth[: back[0]] if back.size else smooth
+    bottom = int(np.argmin(smooth))
+    low = float(smooth[bottom])
+    if bottom < head or not low < start or unreadable(np.concatenate([[start], smooth[: bottom + 1]])):
+        # A minimum inside the start window is no fall (a rising curve's first points).
+        return Reading(float(lrs[0]), "the smoothed loss never falls below its start")
+    level = start - fraction * (start - low)
+    above = np.flatnonzero(smooth[:bottom] > level)
+    index = int(above[-1]) + 1 if above.size else 0
+    return Reading(float(lrs[index]), None)
+
+
+def suggest_fall(lrs: ArrayLike, losses: ArrayLike, *, fraction: float = TRAIN_FRACTION,
+                 half_width: int | None = None, num_steps: int | None = None) -> float:
+    """lrjax's default rule on one curve: ``fraction`` of the way down the loss's fall.
+
+    See the module docstring for the rule. Pass the RAW losses (a training curve, or a
+    validation curve with ``fraction=0.75``); ``RangeTestResult.suggest()`` picks the
+    curve and the share itself and takes the median over seeds.
+
+    Args:
+        lrs: learning rates (1-D, increasing).
+        losses: RAW losses at those rates, NaN from divergence on.
+        fraction: share of the fall covered, in ``(0, 1]`` (default 0.25, for a
+            training curve; 0.75 for a validation curve).
+        half_width: the smoother's half-width in points (default 5% of the points).
+        num_steps: the range test's steps (default ``len(lrs)``).
+
+    Returns:
+        The suggested learning rate (``lrs[0]`` with a warning for an unreadable curve).
+
+    Example:
+        >>> lrs = np.logspace(-6, 0, 61)
+        >>> curve = 2 - np.tanh(np.log10(lrs) + 3)  # falls from 3 to 1 around 1e-3
+        >>> bool(1e-4 < suggest_fall(lrs, curve) < 1e-3 < suggest_fall(lrs, curve, fraction=0.75))
+        True
+
+    References:
+        Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
+    """
+    return _warned("fall", read_fall(lrs, losses, fraction, half_width, num_steps), lrs)
