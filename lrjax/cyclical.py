@@ -27,9 +27,11 @@ from lrjax.schedules import (
     _cosine_interpolate,
     _float_dtype,
     _fraction,
+    _fractions,
     _integer_count,
     _linear_interpolate,
     _safe_pow,
+    _search_method,
 )
 
 # --------------------------------------------------------------------------------------
@@ -126,7 +128,8 @@ def sgdr_cycle(
         length = jnp.full(count.shape, period, dtype)
     else:
         starts, lengths = _restart_table(period, period_mult)
-        index = jnp.searchsorted(starts, count, side="right").astype(jnp.int32) - 1
+        index = jnp.searchsorted(starts, count, side="right", method=_search_method(starts))
+        index = index.astype(jnp.int32) - 1
         start = jnp.asarray(starts)[index]
         length = jnp.asarray(lengths, dtype)[index]
     return index, (count - start).astype(dtype), length
@@ -182,7 +185,8 @@ def sgdr(
         low = _as_float(min_value)
         decayed = _as_float(max_value) * _safe_pow(_as_float(decay), index.astype(_float_dtype()))
         # position < length: the fraction is exactly 0 at a restart, below 1 inside a cycle.
-        return _cosine_interpolate(jnp.maximum(decayed, low), low, position / length)
+        fraction, remaining = _fractions(position, length - position, length)
+        return _cosine_interpolate(jnp.maximum(decayed, low), low, fraction, remaining)
 
     return schedule
 
@@ -304,8 +308,8 @@ def cyclic(
     )
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        base = _as_float(base_value)
-        return base + (_as_float(max_value) - base) * fraction(count)
+        # An interpolation, not base + (max - base) * f: both bounds are then exact.
+        return _linear_interpolate(_as_float(base_value), _as_float(max_value), fraction(count))
 
     return schedule
 
@@ -359,9 +363,8 @@ def cyclic_momentum(
     )
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        # Written from the top (not (base + max) - lr) so that both ends are exact.
-        top = _as_float(max_value)
-        return top - (top - _as_float(base_value)) * fraction(count)
+        # From the top down (not (base + max) - lr), as an interpolation: both ends exact.
+        return _linear_interpolate(_as_float(max_value), _as_float(base_value), fraction(count))
 
     return schedule
 
@@ -421,10 +424,9 @@ def _piecewise_anneal(
             # A zero-length phase (pct_start * total_steps == 1) would divide 0 by 0
             # (PyTorch raises there); its only step takes the phase's first value.
             span = end - start if end != start else 1.0
-            # Measured from the nearer end, so that both ends of a phase are hit exactly
-            # (XLA may divide by multiplying with a rounded reciprocal).
-            fraction = jnp.where(t - start <= end - t, (t - start) / span, 1.0 - (end - t) / span)
-            in_phase = interpolate(_as_float(begin_value), _as_float(end_value), fraction)
+            # Measured from the nearer end: both ends of a phase are hit exactly.
+            fraction, remaining = _fractions(t - start, end - t, span)
+            in_phase = interpolate(_as_float(begin_value), _as_float(end_value), fraction, remaining)
             value = in_phase if end == phase_ends[-1] else jnp.where(t <= end, in_phase, value)
         return value
 

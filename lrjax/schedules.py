@@ -118,14 +118,28 @@ def _integer_count(count: jax.typing.ArrayLike) -> jax.Array:
     return jnp.clip(count, 0, _MAX_COUNT)
 
 
-def _fraction(t: jax.Array, span: float) -> jax.Array:
-    """``t / span`` for ``0 <= t <= span``, exactly 0 at ``t = 0`` and exactly 1 at ``t = span``.
+def _search_method(table: np.ndarray) -> str:
+    """``jnp.searchsorted``'s method: one comparison per entry for a short table (cheaper to
+    compile and run than the default scan), the scan for a long one (bounded memory)."""
+    return "compare_all" if len(table) <= 256 else "scan"
 
-    Measured from the nearer end: XLA turns ``(span - t) / span`` at ``t = span`` into an
-    exact 0, whereas ``t / span`` may come out one ulp below 1 and ``1 - t / span`` (fused
-    into a multiply-add with a rounded reciprocal) a few ulps off 0.
+
+def _fractions(elapsed: jax.Array, remaining: jax.Array, span: Any) -> tuple[jax.Array, jax.Array]:
+    """``(f, 1 - f)`` with ``f = elapsed / span``, ``elapsed + remaining = span``, each from the nearer end.
+
+    Exactly ``(0, 1)`` at ``elapsed = 0`` and ``(1, 0)`` at ``remaining = 0``, under jit too:
+    XLA divides by a constant through a rounded reciprocal, so ``t / span`` may come out one
+    ulp below 1 and ``1 - t / span`` (fused into a multiply-add) a few ulps off 0. The small
+    one of the pair is a quotient (full relative precision), the large one ``1 -`` it.
     """
-    return jnp.where(2 * t <= span, t / span, 1.0 - (span - t) / span)
+    near_start = elapsed <= remaining
+    small = jnp.where(near_start, elapsed, remaining) / span
+    return jnp.where(near_start, small, 1.0 - small), jnp.where(near_start, 1.0 - small, small)
+
+
+def _fraction(t: jax.Array, span: Any) -> jax.Array:
+    """``t / span`` for ``0 <= t <= span``, exactly 0 at ``t = 0`` and 1 at ``t = span`` (see :func:`_fractions`)."""
+    return _fractions(t, span - t, span)[0]
 
 
 def _safe_pow(base: jax.Array, exponent: jax.Array) -> jax.Array:
@@ -144,18 +158,30 @@ def _as_float(value: Any) -> jax.Array:
     return jnp.asarray(value, _float_dtype())
 
 
-def _cosine_interpolate(start: jax.Array, end: jax.Array, fraction: jax.Array) -> jax.Array:
+def _cosine_interpolate(
+    start: jax.Array, end: jax.Array, fraction: jax.Array, remaining: jax.Array | None = None
+) -> jax.Array:
     """Half-cosine from ``start`` (fraction 0) to ``end`` (fraction 1).
 
-    Written as a weighted sum so that both ends are hit exactly in float32.
+    ``start * w + end * (1 - w)`` with ``w = (1 + cos(pi f)) / 2``, computed as
+    ``cos(pi f / 2)**2`` for ``f <= 1/2`` and ``sin(pi r / 2)**2`` with ``r = 1 - f`` beyond:
+    ``1 + cos(pi f)`` near ``f = 1`` cancels to a few correct digits (a 2% error at the
+    last step of a 10,000-step cycle), the sine keeps full relative precision. Pass
+    ``remaining = 1 - fraction`` when known exactly (see :func:`_fractions`). Both ends exact.
     """
-    weight = 0.5 * (1.0 + jnp.cos(jnp.pi * fraction))
+    remaining = 1.0 - fraction if remaining is None else remaining
+    weight = jnp.where(
+        fraction <= 0.5, jnp.cos(0.5 * jnp.pi * fraction) ** 2, jnp.sin(0.5 * jnp.pi * remaining) ** 2
+    )
     return start * weight + end * (1.0 - weight)
 
 
-def _linear_interpolate(start: jax.Array, end: jax.Array, fraction: jax.Array) -> jax.Array:
+def _linear_interpolate(
+    start: jax.Array, end: jax.Array, fraction: jax.Array, remaining: jax.Array | None = None
+) -> jax.Array:
     """Straight line from ``start`` (fraction 0) to ``end`` (fraction 1), both ends exact."""
-    return start * (1.0 - fraction) + end * fraction
+    remaining = 1.0 - fraction if remaining is None else remaining
+    return start * remaining + end * fraction
 
 
 def _stair_exponent(count: jax.typing.ArrayLike, steps: int, staircase: bool) -> jax.Array:
@@ -261,7 +287,8 @@ def multistep_decay(
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
         # Milestones passed = number of sorted milestones <= t.
-        passed = jnp.searchsorted(milestones, _integer_count(count), side="right")
+        count = _integer_count(count)
+        passed = jnp.searchsorted(milestones, count, side="right", method=_search_method(milestones))
         return _as_float(init_value) * _safe_pow(_as_float(gamma), passed.astype(_float_dtype()))
 
     return schedule
@@ -415,8 +442,9 @@ def cosine_annealing(init_value: float, total_steps: int, min_value: float = 0.0
     total_steps = check_steps("total_steps", total_steps)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        fraction = _fraction(jnp.minimum(_clamped_count(count), total_steps), total_steps)
-        return _cosine_interpolate(_as_float(init_value), _as_float(min_value), fraction)
+        t = jnp.minimum(_clamped_count(count), total_steps)
+        fraction, remaining = _fractions(t, total_steps - t, total_steps)
+        return _cosine_interpolate(_as_float(init_value), _as_float(min_value), fraction, remaining)
 
     return schedule
 
@@ -513,9 +541,10 @@ def warmup(
             return jnp.broadcast_to(after, count.shape)
         target = jnp.asarray(schedule(0), _float_dtype())
         init = _as_float(init_value)
-        fraction = _fraction(jnp.minimum(count.astype(_float_dtype()), warmup_steps), warmup_steps)
+        t = jnp.minimum(count.astype(_float_dtype()), warmup_steps)
+        fraction, remaining = _fractions(t, warmup_steps - t, warmup_steps)
         if mode == "linear":
-            ramp = _linear_interpolate(init, target, fraction)
+            ramp = _linear_interpolate(init, target, fraction, remaining)
         elif mode == "exponential":
             # Logs of positive numbers only (double where: finite gradients too); a target
             # of 0 is the geometric limit: init at t = 0, then 0.
