@@ -23,8 +23,13 @@ medians to (a) and, against (b), the median of the per-repeat ratios (a paired s
 the two runs of a repeat are adjacent in time, so load drifting on a shared machine
 cancels). The targets are checked on the paired ratio where there is one.
 
+``--overhead`` also times a whole ``range_test`` call on a 2-step, 3-parameter problem:
+almost all of it is host work (validation, planning, dispatch, the result), the most a
+cache of validated plans could save; it is printed beside (a)'s median.
+
 Usage:
     python benchmarks/range_test.py [--steps 200] [--repeats 100] [--only a b b2] [--json out.json]
+                                    [--overhead]
 """
 
 from __future__ import annotations
@@ -290,6 +295,23 @@ def check_targets(results: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+def host_overhead(repeats: int) -> float:
+    """Median seconds of a whole ``range_test`` call that does almost no device work."""
+    x, y = np.ones((2, 4, 3), np.float32), np.ones((2, 4), np.float32)
+    params = {"w": np.zeros(3, np.float32), "b": np.float32(0.0)}
+
+    def loss_fn(p: Any, batch: Any) -> Any:
+        return ((batch[0] @ p["w"] + p["b"] - batch[1]) ** 2).mean()
+
+    def run() -> Any:
+        return lrjax.range_test(loss_fn, params, optax.adam, (x, y), min_lr=1e-3, max_lr=1.0,
+                                num_steps=2)
+
+    for _ in range(10):
+        run()
+    return statistics.median(timed(run)[0] for _ in range(repeats))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
@@ -297,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--only", nargs="*", choices=tuple(LABELS), help="methods (default: all)")
     parser.add_argument("--json", help="also write the measurements here")
+    parser.add_argument("--overhead", action="store_true",
+                        help="also time the host work of one call (a 2-step test)")
     args = parser.parse_args(argv)
     builders: dict[str, Callable[[], Any]] = {
         "a": lambda: lrjax_finder(args.steps),
@@ -323,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: {LABELS[key]} recorded {row['steps_recorded']} of {args.steps} steps")
     for line in check_targets(results):
         print(line)
+    if args.overhead:
+        overhead = host_overhead(4 * args.repeats)
+        share = f" = {overhead / results['a']['median_s']:.1%} of (a)" if "a" in results else ""
+        print(f"host overhead of one range_test call (2-step test): {overhead * 1e6:.0f} us{share}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(
