@@ -126,21 +126,10 @@ def successive_halving(
         Jamieson & Talwalkar, "Non-stochastic Best Arm Identification and Hyperparameter
         Optimization", AISTATS 2016; Li et al., "Hyperband", JMLR 2018.
     """
-    if not isinstance(train_fn, TrainFn):
-        raise TypeError("successive_halving needs a train_fn made by lrjax.make_train_fn (its "
-                        f"trainings can stop and resume), got {train_fn!r}.")
-    space = check_space(space)
+    space, eta, direction, method, report = _check(
+        "successive_halving", train_fn, space, reduction_factor, min_steps, direction, method,
+        HOST_METHODS, progress, mesh)
     num_trials = check_int("num_trials", num_trials, 1)
-    eta = check_int("reduction_factor", reduction_factor, 2)
-    if min_steps is not None:
-        min_steps = check_int("min_steps", min_steps, 1)
-        if min_steps > train_fn.num_steps:
-            raise ValueError(f"min_steps={min_steps} must be <= num_steps={train_fn.num_steps}.")
-    direction = check_direction(direction)
-    method = check_method(method, HOST_METHODS, optuna_ok=False)
-    report = progress_reporter(progress)
-    if mesh is not None and not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {mesh!r}.")
     root = root_key(key)
     params = sample_params(method, space, num_trials, host_seed(root), grid_points)
     plan = rung_plan(len(params), train_fn.num_steps, eta, min_steps)
@@ -223,18 +212,10 @@ def hyperband(
         Li et al., "Hyperband: A Novel Bandit-Based Approach to Hyperparameter
         Optimization", JMLR 2018.
     """
-    if not isinstance(train_fn, TrainFn):
-        raise TypeError(f"hyperband needs a train_fn made by lrjax.make_train_fn, got {train_fn!r}.")
-    space = check_space(space)
-    eta = check_int("reduction_factor", reduction_factor, 2)
     min_steps = check_int("min_steps", min_steps, 1)
-    if min_steps > train_fn.num_steps:
-        raise ValueError(f"min_steps={min_steps} must be <= num_steps={train_fn.num_steps}.")
-    direction = check_direction(direction)
-    method = check_method(method, ("random", "quasirandom"), optuna_ok=False)
-    report = progress_reporter(progress)
-    if mesh is not None and not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {mesh!r}.")
+    space, eta, direction, method, report = _check(
+        "hyperband", train_fn, space, reduction_factor, min_steps, direction, method,
+        ("random", "quasirandom"), progress, mesh)
     root = root_key(key)
     brackets = hyperband_brackets(train_fn.num_steps, eta, min_steps)
     population = max(plan[0][0] for plan in brackets)
@@ -254,6 +235,25 @@ def hyperband(
         if report is not None:
             report(bracket + 1, len(brackets))
     return SearchResult(trials, space, name, direction, f"hyperband/{method}")
+
+
+def _check(name: str, train_fn: Any, space: Any, reduction_factor: Any, min_steps: Any,
+           direction: Any, method: Any, methods: tuple[str, ...], progress: Any,
+           mesh: Any) -> tuple:
+    """The arguments shared by successive_halving and hyperband, checked."""
+    if not isinstance(train_fn, TrainFn):
+        raise TypeError(f"{name} needs a train_fn made by lrjax.make_train_fn (its trainings "
+                        f"can stop and resume), got {train_fn!r}.")
+    space = check_space(space)
+    eta = check_int("reduction_factor", reduction_factor, 2)
+    if min_steps is not None:
+        min_steps = check_int("min_steps", min_steps, 1)
+        if min_steps > train_fn.num_steps:
+            raise ValueError(f"min_steps={min_steps} must be <= num_steps={train_fn.num_steps}.")
+    if mesh is not None and not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {mesh!r}.")
+    return (space, eta, check_direction(direction),
+            check_method(method, methods, optuna_ok=False), progress_reporter(progress))
 
 
 def _run_rungs(programs: _Programs, space: Space, params: list[dict], numbers: np.ndarray,
