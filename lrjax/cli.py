@@ -682,7 +682,9 @@ def _save_plot(result: Any, args: argparse.Namespace, file: Any) -> None:
     from lrjax.plotting import plot_range_test
 
     figure = Figure(figsize=(7.5, 4.8))
-    plot_range_test(result, ax=figure.subplots(), method=args.suggest)
+    with warnings.catch_warnings():  # the suggestions' warnings were reported already
+        warnings.simplefilter("ignore")
+        plot_range_test(result, ax=figure.subplots(), method=args.suggest)
     figure.tight_layout()
     extension = os.path.splitext(args.plot)[1][1:].lower()
     figure.savefig(file, dpi=120, format=extension)

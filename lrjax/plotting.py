@@ -6,6 +6,8 @@ function asks for it through :func:`_require_matplotlib` when called.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -74,7 +76,7 @@ class _Group(NamedTuple):
     smoothed: np.ndarray  # same
     val: np.ndarray | None
     diverged: np.ndarray  # (seeds,) step of divergence, -1 for never
-    suggestion: float  # the chosen rule's lr: median over this group's seeds
+    suggestion: float  # the chosen rule's lr: the result's vote over this group's seeds
 
 
 def _default_method(result: Any) -> str:
@@ -115,34 +117,53 @@ def _band(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def _groups(result: Any, method: str) -> list[_Group]:
-    """Split ``result``'s curves into what is drawn as one curve: one group per sweep
-    point (all its seeds), or one group holding every curve."""
+def _diverged_steps(result: Any) -> np.ndarray:
+    """Each curve's divergence step, ``batch_shape``, -1 for never."""
+    if result.diverged_at is None:
+        return np.full(result.batch_shape, -1)
+    return np.asarray(result.diverged_at).reshape(result.batch_shape)
+
+
+def _sweep_results(result: Any) -> list[Any]:
+    """One result per sweep point holding that point's curves (its seeds), so that each
+    curve's suggestion is the result's own rule and vote over seeds, exactly."""
+    seed_axes = ("seed",) if result.batch_axes[-1:] == ("seed",) else ()
+    inner = result.batch_shape[len(result.batch_shape) - len(seed_axes):]
     steps = result.num_steps
-    seeds = result.batch_shape[-1] if result.batch_axes[-1:] == ("seed",) else 1
-    diverged = (np.full(result.batch_shape, -1) if result.diverged_at is None
-                else np.asarray(result.diverged_at)).reshape(-1, seeds)
-    raw = np.asarray(result.losses).reshape(-1, seeds, steps)
-    smoothed = np.asarray(result.smoothed_losses).reshape(-1, seeds, steps)
-    val = None if result.val_losses is None else np.asarray(result.val_losses)
-    val = None if val is None else val.reshape(-1, seeds, steps)
-    chosen = np.asarray(result.suggest(method, per_curve=True), np.float64).reshape(-1, seeds)
+
+    def rows(values: Any) -> Any:
+        return None if values is None else np.asarray(values).reshape(-1, *inner, steps)
+
+    losses, smoothed, val = rows(result.losses), rows(result.smoothed_losses), rows(result.val_losses)
+    diverged = _diverged_steps(result).reshape(-1, *inner)
+    out = []
+    for i in range(losses.shape[0]):
+        step = diverged[i] if seed_axes else (None if diverged[i] < 0 else int(diverged[i]))
+        out.append(dataclasses.replace(
+            result, losses=losses[i], smoothed_losses=smoothed[i],
+            val_losses=None if val is None else val[i], diverged_at=step, aux=None,
+            batch_axes=seed_axes, sweep=None,
+        ))
+    return out
+
+
+def _groups(result: Any, method: str) -> list[_Group]:
+    """What is drawn as one curve: one group per sweep point (all its seeds), or one
+    group holding every curve."""
+    members = _sweep_results(result) if result.sweep else [result]
     labels = (
         [", ".join(f"{n}={v:g}" for n, v in p.items()) for p in result.sweep_points()]
         if result.sweep
         else [""]
     )
-    return [
-        _Group(
-            label,
-            _until_divergence(raw[i], diverged[i]),
-            _until_divergence(smoothed[i], diverged[i]),
-            None if val is None else _until_divergence(val[i], diverged[i]),
-            diverged[i],
-            float(np.median(chosen[i])),
-        )
-        for i, label in enumerate(labels)
-    ]
+    groups = []
+    for label, member in zip(labels, members):
+        diverged = _diverged_steps(member).reshape(-1)
+        rows = functools.partial(_until_divergence, diverged=diverged)
+        val = None if member.val_losses is None else rows(member.val_losses)
+        groups.append(_Group(label, rows(member.losses), rows(member.smoothed_losses), val,
+                             diverged, float(member.suggest(method))))
+    return groups
 
 
 def _on_curve(lrs: np.ndarray, curve: np.ndarray, lr: float) -> float:
@@ -200,7 +221,9 @@ def _draw_single(ax: Axes, result: Any, group: _Group, method: str, show_raw: bo
     for index, name in enumerate(others):
         value = suggestions[name]
         ax.plot([value], [_on_curve(lrs, smoothed, value)], ls="none",
-                marker=RULE_MARKERS[index % len(RULE_MARKERS)], ms=7, mec="black", mew=0.6,
+                # Shrinking sizes keep two rules at the same lr both visible.
+                marker=RULE_MARKERS[index % len(RULE_MARKERS)], ms=max(9 - index, 4),
+                mec="black", mew=0.6,
                 color=OTHER_RULE_COLORS[index % len(OTHER_RULE_COLORS)], zorder=5,
                 label=f"{rule_label(name)}: {value:.2g}")
     chosen = suggestions.get(method, group.suggestion)
@@ -224,7 +247,7 @@ def _draw_sweep(ax: Axes, result: Any, groups: list[_Group], method: str,
     drawn = []
     colors = ([f"C{i}" for i in range(len(groups))] if len(groups) <= 10 else
               [_require_matplotlib().cm.viridis(i / (len(groups) - 1)) for i in range(len(groups))])
-    for group, color in zip(groups, colors):
+    for index, (group, color) in enumerate(zip(groups, colors)):
         smoothed = _median(group.smoothed)
         drawn.append(smoothed)
         if show_raw:
@@ -240,8 +263,10 @@ def _draw_sweep(ax: Axes, result: Any, groups: list[_Group], method: str,
             val = _median(group.val)
             ax.plot(lrs, val, color=color, lw=1.2, ls="--", zorder=3)
             drawn.append(val)
+        # Later dots are smaller, so that dots at the same lr stay visible as rings.
         ax.plot([group.suggestion], [_on_curve(lrs, smoothed, group.suggestion)], ls="none",
-                marker="o", ms=9, mec="black", mew=1, color=color, zorder=7)
+                marker="o", ms=max(12 - 2 * index, 5), mec="black", mew=1, color=color,
+                zorder=7 + index / len(groups))
         _mark_divergence(ax, lrs, group, color, "_nolegend_")
     # Key entries for what the per-curve styles mean (drawn off-data, legend only).
     ax.plot([], [], ls="none", marker="o", ms=9, mec="black", color="0.6",

@@ -15,6 +15,7 @@ import pytest
 import lrjax
 from lrjax import cli
 from lrjax.digits import digits_problem
+from lrjax.suggest import SUGGESTERS
 
 FAST = ["--steps", "12", "--quiet", "--no-terminal-plot"]
 
@@ -341,7 +342,8 @@ def test_find_prints_report_shows_progress_writes_json_and_plot(tmp_path, capsys
     payload, result = load(out_json)
     # The file holds the suggestion of --suggest (valley), every rule and the curve.
     assert payload["method"] == "valley"
-    assert set(payload["suggestions"]) == {"valley", "steepest", "minimum", "slide"}
+    assert set(payload["suggestions"]) == set(SUGGESTERS)
+    assert set(SUGGESTERS) >= {"valley", "steepest", "minimum", "slide"}
     assert payload["suggestion"] == payload["suggestions"]["valley"]
     assert all(1e-7 <= v <= 10.0 for v in payload["suggestions"].values())
     base_lr, max_lr = payload["cyclical_bounds"]
