@@ -132,3 +132,19 @@ def test_a_smaller_last_batch_is_refused_before_it_reaches_the_devices(meshes):
     batches = list(zip(X, Y))[: STEPS - 1] + [(X[-1, :12], Y[-1, :12])]
     with pytest.raises(ValueError, match="batch 19 has leaf shapes"):
         lrjax.range_test(mse, PARAMS, optax.adam, batches, chunk_size=5, **RANGE)
+
+
+def test_nnx_dropout_model_on_eight_devices(meshes):
+    nnx = pytest.importorskip("flax.nnx")
+    model = nnx.Sequential(nnx.Linear(3, 4, rngs=nnx.Rngs(0)), nnx.Dropout(0.3, rngs=nnx.Rngs(1)),
+                           nnx.Linear(4, 1, rngs=nnx.Rngs(2)))
+
+    def loss_fn(m, batch):
+        x, y = batch
+        return jnp.mean((m(x)[:, 0] - y) ** 2)
+
+    one = lrjax.range_test(loss_fn, model, optax.adam, (X, Y), mesh=meshes["one"],
+                           val_data=(X[0], Y[0]), **RANGE)
+    eight = lrjax.range_test(loss_fn, model, optax.adam, (X, Y), val_data=(X[0], Y[0]), **RANGE)
+    assert_close(eight, one)
+    np.testing.assert_allclose(eight.val_losses, one.val_losses, rtol=2e-5, atol=1e-6)

@@ -233,3 +233,28 @@ def test_loss_fn_outputs_are_checked_with_clear_messages():
     with pytest.raises(ValueError, match="new state with the structure"):
         lrjax.range_test(lambda p, s, b: (mse(p, b), {"other": s["mean"]}), PARAMS, optax.sgd,
                          (X, Y), state=STATE, **RANGE)
+
+
+def test_model_arguments_are_checked():
+    nnx = pytest.importorskip("flax.nnx")
+    model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="nnx model carries its own state"):
+        lrjax.range_test(lambda m, b: mse, model, optax.sgd, (X, Y), state=STATE, **RANGE)
+    with pytest.raises(TypeError, match="eval_fn must be callable"):
+        lrjax.range_test(mse, PARAMS, optax.sgd, (X, Y), eval_fn=3, **RANGE)
+    with pytest.raises(ValueError, match="state is empty"):
+        lrjax.range_test(bn_loss, PARAMS, optax.sgd, (X, Y), state={}, **RANGE)
+    ms = make_model_step(dropout_loss, PARAMS, optax.sgd, 0.1, has_aux=True, stochastic=True)
+    with pytest.raises(ValueError, match=r"pass step\(carry, batch, key\)"):
+        ms.step(ms.carry, (X[0], Y[0]))
+
+
+def test_stochastic_accumulation_draws_one_key_per_micro_batch():
+    micro = (X.reshape(2 * STEPS, 3, 3), Y.reshape(2 * STEPS, 3))
+    result = lrjax.range_test(dropout_loss, PARAMS, optax.sgd, micro, stochastic=True,
+                              has_aux=True, accumulation_steps=2, key=5, **RANGE)
+    # aux is the mean over the 2 micro-batches of masks drawn from fold_in(step key, j).
+    step_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(5), 2), 3)
+    want = np.mean([jax.random.bernoulli(jax.random.fold_in(step_key, j), 0.5, (3,))
+                    for j in range(2)], axis=0)
+    np.testing.assert_allclose(result.aux[3], want)
