@@ -32,15 +32,13 @@ def digits_train_fn(num_steps: int = 300, hidden: int = 64, batch_size: int = 64
     (decoupled, lrjax.adamw) and ``b1`` (0.9 when the space has none); metrics ``train_loss``, ``val_loss`` and
     ``val_accuracy`` (held-out test images). Needs lrjax[examples].
     """
-    import optax
-
     import lrjax
     from lrjax.digits import digits_problem, validation_metrics
 
     loss_fn, _, data, init_fn = digits_problem(hidden, batch_size, num_steps, seed)
 
-    def optimizer_fn(h: dict) -> Any:
-        schedule = optax.cosine_decay_schedule(h["lr"], num_steps)
+    def optimizer_fn(h: dict) -> Any:  # an lrjax schedule built from a traced peak
+        schedule = lrjax.cosine_annealing(h["lr"], num_steps)
         return lrjax.adamw(schedule, b1=h.get("b1", 0.9), weight_decay=h["weight_decay"])
 
     return lrjax.make_train_fn(loss_fn, init_fn, optimizer_fn, data, num_steps=num_steps,

@@ -114,6 +114,35 @@ def test_finds_the_known_optimum(method):
         assert result.study is not None and len(result.study.trials) == 32
 
 
+T = 6
+SCHEDULES = {  # lrjax factories of traced hyperparameters, and numpy's formula for them
+    "cosine_annealing": (lambda h: lrjax.cosine_annealing(h["lr"], T),
+                         lambda h, t: h["lr"] * 0.5 * (1 + np.cos(np.pi * t / T))),
+    "exponential_decay": (lambda h: lrjax.exponential_decay(h["lr"], h["rate"]),
+                          lambda h, t: h["lr"] * h["rate"] ** t),
+    "sgdr": (lambda h: lrjax.sgdr(h["lr"], 3, decay=h["rate"]),
+             lambda h, t: h["lr"] * h["rate"] ** (t // 3) * 0.5 * (1 + np.cos(np.pi * (t % 3) / 3))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_lrjax_schedules_built_from_traced_hyperparameters(name):
+    make, formula = SCHEDULES[name]
+
+    def train_fn(h, key):  # T steps of gradient descent on A/2 (w - 3)^2 at lr_t
+        schedule = make(h)
+        w = jax.lax.fori_loop(0, T, lambda t, w: w - schedule(t) * A * (w - 3.0), 0.0)
+        return A / 2 * (w - 3.0) ** 2
+
+    space = {"lr": lrjax.log_uniform(0.01, 0.4), "rate": lrjax.uniform(0.5, 0.99)}
+    result = lrjax.search(train_fn, space, num_trials=8, method="quasirandom")
+    for trial in result.trials:
+        h = trial["params"]
+        factor = np.prod([1 - formula(h, t) * A for t in range(T)])
+        np.testing.assert_allclose(trial["value"], A / 2 * (3 * factor) ** 2, rtol=2e-4,
+                                   atol=1e-7)
+
+
 def test_gp_sampler_finds_the_optimum():
     pytest.importorskip("torch")
     result = lrjax.search(quadratic_train_fn, {"lr": lrjax.log_uniform(0.05, 1.0)},
