@@ -123,7 +123,9 @@ _RANGE_TEST: list[str] = [
 ]
 
 # --- porting from PyTorch (porting.py) ------------------------------------------
-_PORTING: list[str] = []
+from lrjax.porting import chain_schedules, linear_factor, per_epoch, with_cycled_momentum
+
+_PORTING: list[str] = ["per_epoch", "linear_factor", "chain_schedules", "with_cycled_momentum"]
 
 # --- real models in the range test (models.py, train_step.py) -------------------
 from lrjax.models import PureModel, pure_model
