@@ -27,6 +27,7 @@ from typing import Any, NamedTuple, NoReturn, TextIO
 import numpy as np
 
 from lrjax import __version__
+from lrjax import suggest as _suggest
 from lrjax.suggest import SUGGESTERS
 from lrjax.terminal_plot import UNICODE_GLYPHS, loss_limits, rule_label, text_plot
 
@@ -45,6 +46,8 @@ FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # smallest normal float32
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # matplotlib formats that need more than matplotlib and Pillow (pgf needs LaTeX).
 PLOT_FORMATS_EXCLUDED = ("pgf",)
+# The library's default suggestion rule (result.suggest() without a method).
+DEFAULT_RULE: str = getattr(_suggest, "DEFAULT_METHOD", "valley")
 
 OptimizerFactory = Callable[..., Any]
 
@@ -210,7 +213,9 @@ def _add_find_command(commands: Any) -> None:
         "X",
         "stop once the smoothed loss exceeds X times the best, X > 1; inf: only at NaN",
     )
-    choice("--suggest", "valley", None, "the rule whose lr is the suggestion", list(SUGGESTERS))
+    choice(
+        "--suggest", DEFAULT_RULE, None, "the rule whose lr is the suggestion", list(SUGGESTERS)
+    )
     find.add_argument(
         "--plot",
         metavar="FILE.png",

@@ -1,5 +1,6 @@
 """Tests of the ``lrjax`` command, run in-process through ``lrjax.cli.main``."""
 
+import inspect
 import io
 import json
 import os
@@ -340,11 +341,13 @@ def test_find_prints_report_shows_progress_writes_json_and_plot(tmp_path, capsys
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(os.listdir(tmp_path)) == ["lr.json", "lr.png"]  # no temporary file left
     payload, result = load(out_json)
-    # The file holds the suggestion of --suggest (valley), every rule and the curve.
-    assert payload["method"] == "valley"
+    # The file holds the suggestion of --suggest (the library's default rule), every rule
+    # and the curve.
+    default = inspect.signature(lrjax.RangeTestResult.suggest).parameters["method"].default
+    assert payload["method"] == default == cli.DEFAULT_RULE
     assert set(payload["suggestions"]) == set(SUGGESTERS)
     assert set(SUGGESTERS) >= {"valley", "steepest", "minimum", "slide"}
-    assert payload["suggestion"] == payload["suggestions"]["valley"]
+    assert payload["suggestion"] == payload["suggestions"][default] == result.suggest()
     assert all(1e-7 <= v <= 10.0 for v in payload["suggestions"].values())
     base_lr, max_lr = payload["cyclical_bounds"]
     assert 0 < base_lr <= max_lr
