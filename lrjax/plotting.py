@@ -222,7 +222,7 @@ def _draw_single(ax: Axes, result: Any, group: _Group, method: str, show_raw: bo
         value = suggestions[name]
         ax.plot([value], [_on_curve(lrs, smoothed, value)], ls="none",
                 # Shrinking sizes keep two rules at the same lr both visible.
-                marker=RULE_MARKERS[index % len(RULE_MARKERS)], ms=max(9 - index, 4),
+                marker=RULE_MARKERS[index % len(RULE_MARKERS)], ms=max(9 - 0.75 * index, 6),
                 mec="black", mew=0.6,
                 color=OTHER_RULE_COLORS[index % len(OTHER_RULE_COLORS)], zorder=5,
                 label=f"{rule_label(name)}: {value:.2g}")
