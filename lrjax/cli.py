@@ -15,23 +15,20 @@ import importlib.util
 import json
 import math
 import os
-import signal
 import sys
-import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 import numpy as np
 
 from lrjax import __version__
 from lrjax import suggest as _suggest
+from lrjax.cli_files import INTERRUPT, UsageError, check_output_paths, write_replacing
+from lrjax.cli_report import can_draw_unicode, format_report, json_payload, read_findings
 from lrjax.suggest import SUGGESTERS
-from lrjax.terminal_plot import UNICODE_GLYPHS, loss_limits, rule_label, text_plot
 
-TABLE_ROWS = 8
 PROGRESS_UPDATES = 10  # chunks of the compiled test, one progress report after each
 TRAIN_IMAGES = 1438  # digits images left for training by lrjax.digits' 80/20 split
 EXIT_USAGE = 2
@@ -44,16 +41,10 @@ MAX_SEED = 2**63 - 1  # jax.random.key takes an int64
 MEMORY_BUDGET = 4 * 2**30
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # smallest normal float32
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-# matplotlib formats that need more than matplotlib and Pillow (pgf needs LaTeX).
-PLOT_FORMATS_EXCLUDED = ("pgf",)
 # The library's default suggestion rule (result.suggest() without a method).
 DEFAULT_RULE: str = getattr(_suggest, "DEFAULT_METHOD", "valley")
 
 OptimizerFactory = Callable[..., Any]
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported as one line on stderr, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -284,7 +275,7 @@ def _check_find_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay:g}")
     _check_memory(args)
     _check_float32_ramp(args)
-    _check_outputs(args)
+    args.plot = check_output_paths(args.plot, args.json)
 
 
 def _check_float32_ramp(args: argparse.Namespace) -> None:
@@ -337,65 +328,6 @@ def _check_memory(args: argparse.Namespace) -> None:
         )
 
 
-def _plot_formats() -> list[str]:
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    formats = FigureCanvasBase.get_supported_filetypes()
-    return sorted(name for name in formats if name not in PLOT_FORMATS_EXCLUDED)
-
-
-def _check_outputs(args: argparse.Namespace) -> None:
-    """Check --plot and --json before the run, so a bad path costs no training.
-
-    ``--plot`` without an extension gets ``.png`` (matplotlib's default) and ``args.plot``
-    names the file really written; an extension matplotlib cannot write is refused.
-    """
-    root, extension = os.path.splitext(args.plot or "")
-    if args.plot is not None and not extension:
-        args.plot += ".png"
-    if args.plot is not None and args.json is not None and _same_file(args.plot, args.json):
-        raise UsageError(f"--plot and --json name the same file {args.json!r}")
-    if args.plot is not None:
-        if importlib.util.find_spec("matplotlib") is None:
-            raise UsageError("--plot needs matplotlib: pip install lrjax[plot]")
-        if extension and extension[1:].lower() not in _plot_formats():
-            raise UsageError(
-                f"--plot: matplotlib cannot save {extension!r} files ({args.plot!r}); use one "
-                f"of {', '.join(_plot_formats())}, e.g. {root}.png"
-            )
-    for option, path in (("--plot", args.plot), ("--json", args.json)):
-        if path is not None:
-            _check_writable(option, path)
-
-
-def _same_file(first: str, second: str) -> bool:
-    if os.path.realpath(first) == os.path.realpath(second):
-        return True
-    try:
-        return os.path.samefile(first, second)  # e.g. hard links
-    except OSError:  # one does not exist yet
-        return False
-
-
-def _check_writable(option: str, path: str) -> None:
-    if os.path.isdir(path):
-        raise UsageError(f"{option}: {path!r} is a folder, not a file name")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"{option}: the folder of {path!r} does not exist")
-    if os.path.exists(path) and not os.path.isfile(path):
-        # The file is replaced by a rename: never do that to a device or a pipe.
-        raise UsageError(f"{option}: {path!r} exists and is not a regular file")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise UsageError(f"{option}: {path!r} is not writable")
-    try:  # the output is written next to its target and renamed: try that folder for real
-        handle, probe = tempfile.mkstemp(dir=folder, prefix=".lrjax-check-")
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        raise UsageError(f"{option}: cannot write in {folder!r}: {error.strerror}") from None
-
-
 def _require_examples_extra() -> None:
     for module, package in (("sklearn", "scikit-learn"), ("flax", "flax")):
         try:
@@ -420,7 +352,7 @@ def _progress_reporter(stream: TextIO) -> Callable[[int, int], None]:
     interactive = stream.isatty()
 
     def report(steps_done: int, num_steps: int) -> None:
-        _INTERRUPT.raise_if_set()  # a Ctrl-C lost inside the last chunk stops the next
+        INTERRUPT.raise_if_set()  # a Ctrl-C lost inside the last chunk stops the next
         filled = int(30 * steps_done / max(num_steps, 1))
         note = " (compiling)" if steps_done == 0 else ""
         text = (
@@ -433,136 +365,6 @@ def _progress_reporter(stream: TextIO) -> Callable[[int, int], None]:
         stream.flush()
 
     return report
-
-
-# --- the report -----------------------------------------------------------------------
-
-
-class Findings(NamedTuple):
-    """What is read off the result once and then printed and saved."""
-
-    suggestions: dict[str, float]
-    spreads: dict[str, float]
-    cyclical_bounds: tuple[float, float]
-    curve: np.ndarray  # smoothed loss before divergence (median over seeds), NaN after
-    raw_curve: np.ndarray  # the raw loss, the same way
-    warnings: list[str]
-
-
-def _diverged_steps(result: Any) -> np.ndarray:
-    """Divergence step of every curve, -1 for a curve that never diverged."""
-    if result.diverged_at is None:
-        return np.full(result.smoothed_losses.shape[:-1], -1)
-    return np.asarray(result.diverged_at)
-
-
-def _plotted_curve(result: Any, raw: bool = False) -> np.ndarray:
-    """Smoothed (or raw) loss up to (not including) each curve's divergence; median over
-    curves."""
-    before = result.losses_before_divergence() if raw else result.smoothed_before_divergence()
-    curves = before.reshape(-1, result.num_steps)
-    recorded = np.isfinite(curves).any(axis=0)
-    median = np.full(result.num_steps, np.nan)
-    median[recorded] = np.nanmedian(curves[:, recorded], axis=0)
-    return median
-
-
-def _read_findings(result: Any, seeds: int) -> Findings:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        suggestions = {name: float(value) for name, value in result.suggestions().items()}
-        spreads = {name: result.spread(name) for name in suggestions} if seeds > 1 else {}
-        bounds = tuple(float(v) for v in result.cyclical_bounds())
-    messages = list(dict.fromkeys(str(w.message) for w in caught))  # unique, in order
-    return Findings(
-        suggestions, spreads, bounds, _plotted_curve(result), _plotted_curve(result, True), messages
-    )
-
-
-def _table_rows(curve: np.ndarray) -> list[int]:
-    """Up to TABLE_ROWS step indices spread evenly over the recorded (finite) part."""
-    recorded = np.flatnonzero(np.isfinite(curve))
-    if recorded.size == 0:
-        return []
-    picks = np.linspace(0, recorded.size - 1, min(TABLE_ROWS, recorded.size))
-    return [int(recorded[round(p)]) for p in picks]
-
-
-def _divergence_line(result: Any) -> str:
-    steps = _diverged_steps(result).reshape(-1)
-    hit = steps[steps >= 0]
-    if hit.size == 0:
-        return "the loss did not diverge within the range"
-    first = int(hit.min())
-    curves = f" ({hit.size} of {steps.size} seeds)" if steps.size > 1 else ""
-    return f"diverged at step {first} (lr {result.lrs[first]:.3e}){curves}; later steps skipped"
-
-
-def _can_draw_unicode(stream: TextIO) -> bool:
-    """Whether ``stream``'s encoding has the plot's box-drawing characters (cp1252 has not)."""
-    try:
-        "".join(UNICODE_GLYPHS.values()).encode(getattr(stream, "encoding", None) or "ascii")
-    except (UnicodeEncodeError, LookupError):
-        return False
-    return True
-
-
-def _format_report(
-    result: Any, findings: Findings, args: argparse.Namespace, seconds: float, ascii_only: bool
-) -> str:
-    seeds = f", median of {args.seeds} seeds" if args.seeds > 1 else ""
-    lines = [
-        (
-            f"lrjax find: {args.optimizer} on digits (MLP 64-{args.hidden}-10, batch "
-            f"{args.batch_size}), {args.steps} steps, lr {args.min_lr:g} -> {args.max_lr:g} "
-            f"({args.mode}), {seconds:.1f} s"
-        ),
-        "",
-    ]
-    if not args.no_terminal_plot:
-        lines += [
-            text_plot(
-                result.lrs,
-                findings.curve,
-                background=findings.raw_curve,
-                labels=("smoothed loss", "raw loss"),
-                marks={rule_label(args.suggest): findings.suggestions[args.suggest]},
-                y_limits=loss_limits([findings.curve, findings.raw_curve]),
-                ascii_only=ascii_only,
-                x_label="learning rate",
-                y_label=f"training loss{seeds}",
-            ),
-            "",
-        ]
-    lines.append(f"{'learning rate':>14}  smoothed loss{seeds}")
-    lines += [
-        f"{result.lrs[i]:>14.3e}  {findings.curve[i]:.4f}" for i in _table_rows(findings.curve)
-    ]
-    lines += ["", _divergence_line(result), ""]
-    lines.append(f"{'suggestion':>14}  learning rate")
-    for method, value in findings.suggestions.items():
-        spread = (
-            f"  (seeds spread {findings.spreads[method]:.2f} decades)" if findings.spreads else ""
-        )
-        chosen = "  <- --suggest" if method == args.suggest else ""
-        lines.append(f"{rule_label(method):>14}  {value:.3e}{spread}{chosen}")
-    base_lr, max_lr = findings.cyclical_bounds
-    lines.append(f"{'cyclic bounds':>14}  {base_lr:.3e} .. {max_lr:.3e}  (base_lr .. max_lr)")
-    return "\n".join(lines)
-
-
-def _json_payload(result: Any, findings: Findings, args: argparse.Namespace) -> dict[str, Any]:
-    """The result's own dict (so ``RangeTestResult.from_json`` reads the file back) plus the
-    chosen suggestion, the cyclical bounds and the command's settings."""
-    command = {key: value for key, value in vars(args).items() if key != "handler"}
-    return {
-        "suggestion": findings.suggestions[args.suggest],
-        "method": args.suggest,
-        **result.to_dict(),
-        "suggestions": findings.suggestions,
-        "cyclical_bounds": list(findings.cyclical_bounds),
-        "command": command,
-    }
 
 
 # --- the find command -----------------------------------------------------------------
@@ -609,17 +411,17 @@ def _find(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     try:
         result = _run_range_test(args, optimizer, stderr)
     except ValueError as error:  # range_test's checks of its static arguments
-        _INTERRUPT.raise_if_set()
+        INTERRUPT.raise_if_set()
         raise UsageError(str(error)) from error
-    _INTERRUPT.raise_if_set()  # before anything is printed or written
+    INTERRUPT.raise_if_set()  # before anything is printed or written
     seconds = time.perf_counter() - start
-    findings = _read_findings(result, args.seeds)
+    findings = read_findings(result, args.seeds)
     stderr.writelines(f"lrjax: warning: {message}\n" for message in findings.warnings)
-    ascii_only = args.ascii or not _can_draw_unicode(stdout)
-    stdout.write(_format_report(result, findings, args, seconds, ascii_only) + "\n")
+    ascii_only = args.ascii or not can_draw_unicode(stdout)
+    stdout.write(format_report(result, findings, args, seconds, ascii_only) + "\n")
     if args.json is not None:
-        payload = _json_payload(result, findings, args)
-        _write_replacing(
+        payload = json_payload(result, findings, args)
+        write_replacing(
             "--json",
             args.json,
             lambda file: json.dump(payload, file, allow_nan=False),
@@ -627,57 +429,9 @@ def _find(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         )
         stdout.write(f"wrote {args.json}\n")
     if args.plot is not None:
-        _write_replacing("--plot", args.plot, functools.partial(_save_plot, result, args))
+        write_replacing("--plot", args.plot, functools.partial(_save_plot, result, args))
         stdout.write(f"wrote {args.plot}\n")
     return 0
-
-
-def _write_replacing(
-    option: str, path: str, write: Callable[[Any], None], text: bool = False
-) -> None:
-    """Write through ``write(file)`` into a temporary file beside ``path``, then rename it.
-
-    The rename is atomic: ``path`` is either its old self or the complete new file, even
-    when Ctrl-C or an error comes in the middle; the temporary file is removed then.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(
-        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part"
-    )
-    try:
-        with (
-            open(handle, "w", encoding="utf-8") if text else open(handle, "wb")
-        ) as file:
-            write(file)
-        _copy_mode(path, temporary)
-        os.replace(temporary, path)
-    except OSError as error:
-        _remove_quietly(temporary)
-        raise UsageError(f"{option}: cannot write {path!r}: {error.strerror}") from error
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
-
-
-def _copy_mode(path: str, temporary: str) -> None:
-    """Give the new file the old one's permissions, or the umask's (mkstemp makes 0600)."""
-    try:
-        mode = os.stat(path).st_mode & 0o777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        mode = 0o666 & ~mask
-    try:
-        os.chmod(temporary, mode)
-    except OSError:  # a file system without permissions: keep what mkstemp gave
-        pass
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _save_plot(result: Any, args: argparse.Namespace, file: Any) -> None:
@@ -693,45 +447,6 @@ def _save_plot(result: Any, args: argparse.Namespace, file: Any) -> None:
     figure.tight_layout()
     extension = os.path.splitext(args.plot)[1][1:].lower()
     figure.savefig(file, dpi=120, format=extension)
-
-
-class _InterruptFlag:
-    """A SIGINT handler that remembers the interrupt as well as raising KeyboardInterrupt.
-
-    Python code that JAX calls back from C++ (tracing, compilation) can have its
-    KeyboardInterrupt swallowed there; the command checks :meth:`raise_if_set` after the
-    run, so Ctrl-C is honoured anyway.
-    """
-
-    def __init__(self) -> None:
-        self.set = False
-        self.previous: Any = None
-
-    def __enter__(self) -> _InterruptFlag:
-        self.set = False
-        # Only the main thread may install handlers; leave a custom handler alone.
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.set = True
-        raise KeyboardInterrupt
-
-    def raise_if_set(self) -> None:
-        if self.set:
-            raise KeyboardInterrupt
-
-
-_INTERRUPT = _InterruptFlag()  # installed by main() for the command's duration
 
 
 def _one_line(message: str) -> str:
@@ -763,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    with _INTERRUPT as interrupt:
+    with INTERRUPT as interrupt:
         try:
             args = parser.parse_args(argv)
             if args.command is None:

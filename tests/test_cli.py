@@ -15,6 +15,7 @@ import pytest
 
 import lrjax
 from lrjax import cli
+from lrjax.cli_report import can_draw_unicode
 from lrjax.digits import digits_problem
 from lrjax.suggest import SUGGESTERS
 
@@ -296,9 +297,9 @@ def test_progress_bar_redraws_in_place_on_a_terminal():
 
 
 def test_unicode_plot_only_where_the_output_encoding_has_it():
-    assert cli._can_draw_unicode(io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
-    assert not cli._can_draw_unicode(io.TextIOWrapper(io.BytesIO(), encoding="cp1252"))
-    assert not cli._can_draw_unicode(io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    assert can_draw_unicode(io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+    assert not can_draw_unicode(io.TextIOWrapper(io.BytesIO(), encoding="cp1252"))
+    assert not can_draw_unicode(io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
 
 
 def test_missing_lrjax_optimizer_is_a_clear_error(monkeypatch, capsys):
