@@ -658,19 +658,17 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
         rows = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
         return [_peer_reading(method, lrs, row, int(d), steps, kwargs)
                 for row, d in zip(rows, diverged)]
-    from lrjax.suggest_fall import TRAIN_FRACTION, VAL_FRACTION, read_fall
+    from lrjax.suggest_fall import FRACTION, read_fall
 
     train = result._before_divergence(result.losses)
     val = None if result.val_losses is None else result._before_divergence(result.val_losses)
-    fraction = kwargs.pop("fraction", None)
+    share = kwargs.pop("fraction", FRACTION)
     readings = []
     for index, row in enumerate(train):
         reading = None
         if val is not None:
-            share = VAL_FRACTION if fraction is None else fraction
             reading = read_fall(lrs, val[index], share, num_steps=steps, **kwargs)
         if reading is None or reading.failed is not None:
-            share = TRAIN_FRACTION if fraction is None else fraction
             reading = read_fall(lrs, row, share, num_steps=steps, **kwargs)
         readings.append(reading)
     return readings

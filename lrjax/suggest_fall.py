@@ -19,12 +19,13 @@ curve to the right):
    ``start - fraction * (start - min s)`` before the minimum (noise dips in the flat part
    do not count).
 
-The share depends on which curve is read. A validation curve (``val_data``) shows where
-generalisation stops improving, so the rule goes three quarters down its fall
-(``fraction=0.75``). A training curve cannot show overfitting, and the best constant
-rate of a small problem that overfits sits near the START of the training fall, so on a
-training curve the rule stops a quarter of the way down (``fraction=0.25``). See the
-README ("Choosing a learning rate from the curve") for the benchmark behind both.
+The share is one quarter (``fraction=0.25``) on whichever curve is read: the
+validation curve when the result has one (``val_data``), else the training curve. A
+training curve cannot show overfitting, and the best constant rate of a small problem
+that overfits sits near the START of the fall; on problems that do not overfit, a
+quarter of the way down is still well inside the fall, where training progresses. See
+the README ("Choosing a learning rate from the curve") for the benchmark behind it,
+including the shares that were measured and not chosen.
 
 References:
     Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3
@@ -38,9 +39,8 @@ from numpy.typing import ArrayLike
 
 from lrjax.suggest import Reading, _as_curve, _finite_length, _warned, unreadable
 
-#: Share of the fall covered at the suggestion, on a validation curve and a training curve.
-VAL_FRACTION = 0.75
-TRAIN_FRACTION = 0.25
+#: Share of the fall covered at the suggestion.
+FRACTION = 0.25
 # The smoother's half-width and the start window, as fractions of the curve's points.
 _HALF_WIDTH_FRACTION = 0.05
 _START_FRACTION = 0.1
@@ -118,19 +118,18 @@ def read_fall(lrs: ArrayLike, losses: ArrayLike, fraction: float,
     return Reading(float(lrs[index]), None)
 
 
-def suggest_fall(lrs: ArrayLike, losses: ArrayLike, *, fraction: float = TRAIN_FRACTION,
+def suggest_fall(lrs: ArrayLike, losses: ArrayLike, *, fraction: float = FRACTION,
                  half_width: int | None = None, num_steps: int | None = None) -> float:
     """lrjax's default rule on one curve: ``fraction`` of the way down the loss's fall.
 
-    See the module docstring for the rule. Pass the RAW losses (a training curve, or a
-    validation curve with ``fraction=0.75``); ``RangeTestResult.suggest()`` picks the
-    curve and the share itself and takes the median over seeds.
+    See the module docstring for the rule. Pass the RAW losses (a training or a
+    validation curve); ``RangeTestResult.suggest()`` picks the curve itself (validation
+    when there is one) and takes the lower median over seeds.
 
     Args:
         lrs: learning rates (1-D, increasing).
         losses: RAW losses at those rates, NaN from divergence on.
-        fraction: share of the fall covered, in ``(0, 1]`` (default 0.25, for a
-            training curve; 0.75 for a validation curve).
+        fraction: share of the fall covered, in ``(0, 1]`` (default 0.25).
         half_width: the smoother's half-width in points (default 5% of the points).
         num_steps: the range test's steps (default ``len(lrs)``).
 

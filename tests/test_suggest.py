@@ -419,12 +419,14 @@ def test_result_fall_reads_the_validation_curve_when_given():
     val = sigmoid_curve(3, noise=0.02, centre=-4.0)  # generalisation improves earlier
     plain = result_from_raw(train)
     careful = result_from_raw(train, val=val)
-    assert plain.suggest() == lrjax.suggest_fall(LRS, plain.losses_before_divergence(), fraction=0.25)
-    want = lrjax.suggest_fall(LRS, np.where(np.isnan(careful.losses_before_divergence()), np.nan, val),
-                              fraction=0.75)
-    assert careful.suggest() == want
-    assert plain.suggest("fall", fraction=0.75) == lrjax.suggest_fall(
-        LRS, plain.losses_before_divergence(), fraction=0.75)
+    cut = plain.losses_before_divergence()
+    assert plain.suggest() == lrjax.suggest_fall(LRS, cut)
+    assert careful.suggest() == lrjax.suggest_fall(LRS, np.where(np.isnan(cut), np.nan, val))
+    assert careful.suggest() < plain.suggest()
+    assert plain.suggest("fall", fraction=0.75) == lrjax.suggest_fall(LRS, cut, fraction=0.75)
+    # An unreadable validation curve (NaN from step 0) falls back to the training curve.
+    dead = result_from_raw(train, val=np.full(60, np.nan))
+    assert dead.suggest() == plain.suggest()
 
 
 # --- degenerate curves (issue 9) ---------------------------------------------------------------
