@@ -150,7 +150,7 @@ def _as_key(key: Any) -> jax.Array:
         return _seed_key(seed)
     if isinstance(key, jax.Array) and (
             jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()
-            or key.dtype == jnp.uint32 and key.shape == (2,)):
+            or key.dtype == jnp.uint32 and key.ndim == 1):
         return key
     raise TypeError("key must be an int seed, a jax.random.key(...) or a raw "
                     f"jax.random.PRNGKey(...), got {type(key).__name__} {key!r:.60}.")
