@@ -449,6 +449,13 @@ def _save_plot(result: Any, args: argparse.Namespace, file: Any) -> None:
     figure.savefig(file, dpi=120, format=extension)
 
 
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
+
 def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
@@ -464,7 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = _main(argv)
     except KeyboardInterrupt:
-        sys.stderr.write("lrjax: interrupted\n")
+        # On a terminal the progress bar may be mid-line (it is redrawn with \r).
+        sys.stderr.write(("\n" if _isatty(sys.stderr) else "") + "lrjax: interrupted\n")
         status = EXIT_INTERRUPTED
     if status == EXIT_INTERRUPTED and argv is None:
         for stream in (sys.stdout, sys.stderr):

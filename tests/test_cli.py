@@ -430,3 +430,17 @@ def test_seeds_and_linear_mode(tmp_path, capsys):
     assert result.losses.shape == (2, 10) and payload["batch_axes"] == ["seed"]
     np.testing.assert_allclose(result.lrs, 1e-3 + (0.5 - 1e-3) * np.arange(10) / 9, rtol=1e-5)
     assert result.losses[0, 0] != result.losses[1, 0]  # each seed has its own initial weights
+
+
+def test_ctrl_c_on_a_terminal_ends_the_progress_line_first(monkeypatch):
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+
+    def interrupted(args, optimizer, stderr):
+        cli._progress_reporter(stderr)(0, 12)  # the bar, redrawn in place: no newline yet
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_range_test", interrupted)
+    assert cli.main(["find", "--steps", "12", "--no-terminal-plot"]) == 130
+    bar, message = terminal.text.rsplit("\n", 2)[:2]
+    assert bar.startswith("\rrange test [") and message == "lrjax: interrupted"
