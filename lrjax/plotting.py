@@ -305,7 +305,14 @@ def plot_range_test(result: Any, ax: Axes | None = None, *, method: str | None =
       The Axes drawn into.
 
     Example:
-      >>> ax = plot_range_test(lrjax.range_test(loss_fn, params, optax.adam, data))  # doctest: +SKIP
+      >>> from matplotlib.figure import Figure
+      >>> from lrjax import RangeTestResult
+      >>> lrs = np.logspace(-5, 0, 50)
+      >>> losses = 2.0 - np.tanh(np.log10(lrs) + 2.5)  # falls around lr 3e-3
+      >>> result = RangeTestResult(lrs, losses, losses, diverged_at=None)
+      >>> ax = plot_range_test(result, ax=Figure().subplots(), method="valley")
+      >>> ax.get_title() == f"LR range test: suggested lr {result.suggest('valley'):.2g} (valley)"
+      True
       >>> ax.figure.savefig("range_test.png")  # doctest: +SKIP
 
     References:
