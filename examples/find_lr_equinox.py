@@ -5,7 +5,7 @@ batch)``: lrjax trains its float arrays (``eqx.partition(model, eqx.is_inexact_a
 Equinox dropout takes its key explicitly, so ``stochastic=True`` passes ``key=`` (fresh
 each step); evaluation runs ``eqx.nn.inference_mode``.
 
-Run ``python examples/find_lr_equinox.py --help``; needs ``pip install lrjax[examples]``.
+Run ``python examples/find_lr_equinox.py --help``; needs ``pip install "lrjax[examples,models]"``.
 """
 
 from __future__ import annotations

@@ -104,26 +104,33 @@ def _check_options(smoothing: Any, diverge_threshold: Any, accumulation_steps: i
 # --------------------------------------------------------------------------------------
 # Callables and keys.
 # --------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=256)
-def _cached_accepts(factory: Any, name: str) -> bool:
-    return _inspect_accepts(factory, name)
+_MEMO: dict[Any, Any] = {}
+
+
+def _memo(what: str, fn: Any, name: str, compute: Callable[[], Any]) -> Any:
+    """``compute()`` cached per ``(what, fn by content, name)``; unhashable: not cached.
+
+    For answers read off a factory (its signature, whether an argument traces), which
+    cost more than the rest of a call's validation.
+    """
+    try:
+        key = (what, _cache_key(fn), name)
+        hash(key)
+    except TypeError:
+        return compute()
+    if key not in _MEMO:
+        if len(_MEMO) >= 512:
+            _MEMO.clear()
+        _MEMO[key] = compute()
+    return _MEMO[key]
 
 
 def _accepts(factory: Callable[..., Any], name: str) -> bool:
-    """Whether ``factory`` takes a keyword ``name`` (True when the signature is opaque).
-
-    Cached per factory (an equal partial by content): ``inspect.signature`` costs more
-    than the rest of a call's validation.
-    """
-    try:
-        return _cached_accepts(_cache_key(factory), name)
-    except TypeError:  # unhashable: not cached
-        return _inspect_accepts(factory, name)
+    """Whether ``factory`` takes a keyword ``name`` (True when the signature is opaque)."""
+    return _memo("accepts", factory, name, functools.partial(_inspect_accepts, factory, name))
 
 
 def _inspect_accepts(factory: Any, name: str) -> bool:
-    if isinstance(factory, tuple):  # a partial's cache key
-        factory = factory[1]
     try:
         parameters = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -177,8 +184,7 @@ _NO_SWEEP = np.zeros((1, 0), np.float32)  # one curve, no swept values
 _NO_SWEEP.flags.writeable = False
 
 
-@functools.lru_cache(maxsize=256)
-def _traceable(optimizer_key: Any, optimizer: Any, name: str) -> bool:
+def _traceable(optimizer: Any, name: str) -> bool:
     """Whether ``optimizer``'s ``name`` can be a traced value (``inject_hyperparams``).
 
     Arguments that fix a shape or a Python branch (``adamwr``'s ``steps_per_epoch``, a
@@ -229,11 +235,8 @@ def _check_sweep(sweep: Any, optimizer: OptimizerFactory) -> tuple[dict, tuple[s
             except (ValueError, TypeError) as error:
                 raise ValueError(f"sweep[{name!r}]: the optimizer rejects {value!r}: {error}"
                                  ) from None
-        try:
-            traced = not any(flags) and _traceable(_cache_key(optimizer), optimizer, name)
-        except TypeError:  # an unhashable optimizer: not cached
-            traced = not any(flags) and _traceable.__wrapped__(None, optimizer, name)
-        if not traced:
+        if any(flags) or not _memo("traceable", optimizer, name,
+                                   functools.partial(_traceable, optimizer, name)):
             static.append(name)
     return values, tuple(static)
 
