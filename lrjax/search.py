@@ -192,7 +192,7 @@ def search(
         A :class:`SearchResult` (``study`` set when Optuna ran).
 
     Example:
-        >>> import jax.numpy as jnp
+        >>> from lrjax import log_uniform
         >>> def train_fn(hparams, key):  # final loss of 20 GD steps on (w - 3)^2
         ...     w = 0.0
         ...     for _ in range(20):

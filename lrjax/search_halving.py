@@ -29,11 +29,13 @@ from lrjax.search import (
     default_batch_size,
     progress_reporter,
     resolve_objective,
+    resolve_vectorize,
 )
 from lrjax.search_result import PRUNED, SearchResult, _finite_or_none, make_trial
 from lrjax.search_runner import (
     StructureRecorder,
     cache_for,
+    check_metrics,
     check_mesh,
     host_seed,
     padded_indices,
@@ -88,6 +90,7 @@ def successive_halving(
     progress: Any = None,
     mesh: Mesh | None = None,
     grid_points: int | None = None,
+    vectorize: str = "auto",
 ) -> SearchResult:
     """Search with successive halving: many short trainings, the best continued on device.
 
@@ -106,7 +109,8 @@ def successive_halving(
         batch_size: trials per compiled call (default: a rung's trials at once, at most
             ``num_trials``).
         method: ``"grid"``, ``"random"`` or ``"quasirandom"``.
-        objective, direction, key, progress, mesh, grid_points: as in :func:`search`.
+        objective, direction, key, progress, mesh, grid_points, vectorize: as in
+            :func:`search`.
 
     Returns:
         A :class:`SearchResult`; only trials that reached ``num_steps`` can be best.
@@ -118,7 +122,7 @@ def successive_halving(
         >>> train_fn = lrjax.make_train_fn(loss, lambda k: jnp.ones(3),
         ...                                lambda h: optax.sgd(h["lr"]), data, num_steps=27)
         >>> result = successive_halving(train_fn, {"lr": lrjax.log_uniform(1e-3, 0.3)},
-        ...                             num_trials=9)
+        ...                             num_trials=9, batch_size=1)
         >>> [t["state"] for t in result.trials].count("complete")
         1
 
@@ -135,7 +139,7 @@ def successive_halving(
     plan = rung_plan(len(params), train_fn.num_steps, eta, min_steps)
     batch_size = default_batch_size(batch_size, len(params), False, mesh)
     mesh = check_mesh(mesh, batch_size)
-    programs = _programs(train_fn, batch_size, mesh)
+    programs = _programs(train_fn, batch_size, mesh, resolve_vectorize(vectorize, mesh))
     numbers = np.arange(len(params))
     trials, name = _run_rungs(programs, space, params, numbers, plan, root, objective,
                               direction, report, len(params))
@@ -177,6 +181,7 @@ def hyperband(
     key: Any = 0,
     progress: Any = None,
     mesh: Mesh | None = None,
+    vectorize: str = "auto",
 ) -> SearchResult:
     """Hyperband: successive halving in brackets, from many short trainings to few long ones.
 
@@ -192,7 +197,7 @@ def hyperband(
         space: as in :func:`search`.
         reduction_factor: ``eta >= 2``.
         min_steps: the fewest steps of a rung (Hyperband's ``r``), in ``1..num_steps``.
-        batch_size, method, objective, direction, key, progress, mesh: as in
+        batch_size, method, objective, direction, key, progress, mesh, vectorize: as in
             :func:`successive_halving` (``method``: ``"random"`` or ``"quasirandom"``).
 
     Returns:
@@ -204,7 +209,8 @@ def hyperband(
         >>> loss = lambda w, b: jnp.mean((b["x"] @ w - b["y"]) ** 2)
         >>> train_fn = lrjax.make_train_fn(loss, lambda k: jnp.ones(3),
         ...                                lambda h: optax.sgd(h["lr"]), data, num_steps=4)
-        >>> result = hyperband(train_fn, {"lr": lrjax.log_uniform(1e-3, 0.3)}, reduction_factor=2)
+        >>> result = hyperband(train_fn, {"lr": lrjax.log_uniform(1e-3, 0.3)}, reduction_factor=2,
+        ...                    batch_size=1)
         >>> sorted({t["bracket"] for t in result.trials})
         [0, 1, 2]
 
@@ -221,7 +227,7 @@ def hyperband(
     population = max(plan[0][0] for plan in brackets)
     batch_size = default_batch_size(batch_size, population, False, mesh)
     mesh = check_mesh(mesh, batch_size)
-    programs = _programs(train_fn, batch_size, mesh)
+    programs = _programs(train_fn, batch_size, mesh, resolve_vectorize(vectorize, mesh))
     draw = quasirandom_params if method == "quasirandom" else random_params
     trials, name, offset = [], None, 0
     for bracket, plan in enumerate(brackets):
@@ -297,12 +303,13 @@ def _run_rungs(programs: _Programs, space: Space, params: list[dict], numbers: n
     return [records[n] for n in sorted(records)], name
 
 
-def _programs(train_fn: TrainFn, batch_size: int, mesh: Mesh | None) -> _Programs:
-    """The halving programs of ``train_fn``, made once per batch size and mesh (cached)."""
+def _programs(train_fn: TrainFn, batch_size: int, mesh: Mesh | None,
+              vectorize: str) -> _Programs:
+    """The halving programs of ``train_fn``, made once per batch size, mesh, vectorize."""
     cache = cache_for(train_fn)
-    key = ("successive_halving", batch_size, mesh)
+    key = ("successive_halving", batch_size, mesh, vectorize)
     if key not in cache:
-        cache[key] = _Programs(train_fn, batch_size, mesh, cache["recorder"])
+        cache[key] = _Programs(train_fn, batch_size, mesh, cache["recorder"], vectorize)
     return cache[key]
 
 
@@ -310,15 +317,17 @@ class _Programs:
     """The compiled programs of a halving: vmapped init, and advance + evaluate per batch shape.
 
     The population's states live on device at their full size; ``advance`` takes the whole
-    population and a batch of indices, gathers those trials, trains them ``num_steps`` (a
-    traced count, so rungs of any length reuse the program of their batch shape) and
-    scatters them back. Padding repeats the last index, so a padded row writes the same
-    values twice.
+    population, a batch of indices and which of them are real (not padding), gathers those
+    trials, trains them ``num_steps`` (a traced count, so rungs of any length reuse the
+    program of their batch shape) and scatters the real ones back (padding rows are dropped).
+    With ``vectorize="map"`` the trials of a batch run one after another and a padding row
+    is skipped by ``lax.cond``, so one batch shape (``batch_size``) serves every rung; with
+    ``vmap`` a late rung uses a smaller power-of-two batch instead of computing padding.
     """
 
     def __init__(self, train_fn: TrainFn, batch_size: int, mesh: Mesh | None,
-                 recorder: StructureRecorder) -> None:
-        self.train_fn, self.batch_size = train_fn, batch_size
+                 recorder: StructureRecorder, vectorize: str) -> None:
+        self.train_fn, self.batch_size, self.vectorize = train_fn, batch_size, vectorize
         self.recorder = recorder
         self.sharded, replicated = trial_sharding(mesh)
         self.devices = 1 if mesh is None else mesh.size
@@ -329,8 +338,8 @@ class _Programs:
             keys = jax.vmap(lambda n: jax.random.fold_in(root, n))(numbers)
             return jax.vmap(train_fn.init)(hparams, keys)
 
-        def advance(states: Any, hparams: Mapping, index: jax.Array, data: Any,
-                    start: jax.Array, num_steps: jax.Array) -> tuple[Any, dict]:
+        def advance(states: Any, hparams: Mapping, index: jax.Array, valid: jax.Array,
+                    data: Any, start: jax.Array, num_steps: jax.Array) -> tuple[Any, dict]:
             take = functools.partial(_take, index)
             chunk, chunk_h = jax.tree.map(take, states), jax.tree.map(take, hparams)
             if self.sharded is not None:
@@ -340,8 +349,22 @@ class _Programs:
                 state = train_fn.advance(state, h, data, start, num_steps)
                 return state, self.recorder.record(train_fn.evaluate(state))
 
-            new, metrics = jax.vmap(one)(chunk, chunk_h)
-            states = jax.tree.map(lambda whole, part: whole.at[index].set(part), states, new)
+            if vectorize == "map":  # one trial after another (see vectorize in search)
+                shapes = jax.eval_shape(lambda st: check_metrics(train_fn.evaluate(st)),
+                                        jax.tree.map(lambda x: x[0], chunk))
+                skipped = {k: jnp.full(v.shape, jnp.nan, v.dtype) for k, v in shapes.items()}
+
+                def body(args: tuple) -> tuple[Any, dict]:
+                    state, h, ok = args
+                    return jax.lax.cond(ok, one, lambda st, _: (st, skipped), state, h)
+
+                new, metrics = jax.lax.map(body, (chunk, chunk_h, valid))
+            else:
+                new, metrics = jax.vmap(one)(chunk, chunk_h)
+            # Padding rows point past the population, and "drop" discards their writes.
+            target = jnp.where(valid, index, jax.tree.leaves(states)[0].shape[0])
+            states = jax.tree.map(lambda whole, part: whole.at[target].set(part, mode="drop"),
+                                  states, new)
             return states, metrics
 
         self._init = jax.jit(init)
@@ -355,12 +378,15 @@ class _Programs:
     def _chunks(self, positions: np.ndarray) -> list[tuple[np.ndarray, int]]:
         """Batches of ``positions``, each padded, with its real length.
 
-        A batch holds ``batch_size`` trials, or fewer when fewer are left: the next power of
-        two (a multiple of the mesh's devices), so a late rung with few survivors does not
-        pay for a full batch, and the programs come in a few batch shapes only.
+        ``map``: always ``batch_size`` (padding costs nothing). ``vmap``: ``batch_size``, or
+        the next power of two (a multiple of the mesh's devices) when fewer trials are left,
+        so a late rung with few survivors does not pay for a full batch, and the programs
+        come in a few batch shapes only.
         """
-        size = min(self.batch_size, 1 << max(len(positions) - 1, 0).bit_length())
-        size = -(-size // self.devices) * self.devices
+        size = self.batch_size
+        if self.vectorize == "vmap":
+            size = min(size, 1 << max(len(positions) - 1, 0).bit_length())
+            size = -(-size // self.devices) * self.devices
         out = []
         for s in range(0, len(positions), size):
             part = positions[s:s + size]
@@ -383,8 +409,10 @@ class _Programs:
                 num_steps: int) -> tuple[Any, dict[str, np.ndarray]]:
         outs = []
         for index, num in self._chunks(alive):
+            valid = jnp.asarray(np.arange(len(index)) < num)
             states, metrics = self._advance(states, hparams, jnp.asarray(index, jnp.int32),
-                                            self.data, jnp.int32(start), jnp.int32(num_steps))
+                                            valid, self.data, jnp.int32(start),
+                                            jnp.int32(num_steps))
             outs.append({k: np.asarray(v, np.float64)[:num] for k, v in metrics.items()})
         return states, {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
