@@ -413,6 +413,14 @@ def _find(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     except ValueError as error:  # range_test's checks of its static arguments
         INTERRUPT.raise_if_set()
         raise UsageError(str(error)) from error
+    except Exception as error:  # XLA's out-of-memory error, past _check_memory's estimate
+        INTERRUPT.raise_if_set()
+        if "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        raise UsageError(
+            f"out of memory for --seeds {args.seeds}, --hidden {args.hidden}, --steps "
+            f"{args.steps}, --batch-size {args.batch_size}: lower one of them"
+        ) from error
     INTERRUPT.raise_if_set()  # before anything is printed or written
     seconds = time.perf_counter() - start
     findings = read_findings(result, args.seeds)

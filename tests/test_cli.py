@@ -241,6 +241,16 @@ def test_an_error_from_the_range_test_is_one_line(monkeypatch, capsys):
     assert status == 2 and err == "lrjax: error: max_lr is too large: float32 cannot hold it\n"
 
 
+def test_out_of_memory_on_the_device_is_one_line(monkeypatch, capsys):
+    def exhausted(*args):  # what XLA raises when an allocation fails
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 81920000000 bytes.")
+
+    monkeypatch.setattr(cli, "_run_range_test", exhausted)
+    status, _, err = run(["find", *FAST, "--seeds", "1000"], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert "out of memory" in err and "--seeds 1000" in err
+
+
 def test_unwritable_folder_is_refused_before_the_run(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(cli, "_run_range_test", refuse_to_run)
     folder = tmp_path / "locked"
