@@ -24,6 +24,7 @@ from lrjax.schedules import (
     _check_choice,
     _check_derived,
     _check_ordered,
+    _compiled,
     _cosine_interpolate,
     _float_dtype,
     _fraction,
@@ -188,7 +189,7 @@ def sgdr(
         fraction, remaining = _fractions(position, length - position, length)
         return _cosine_interpolate(jnp.maximum(decayed, low), low, fraction, remaining)
 
-    return schedule
+    return _compiled(schedule)
 
 
 # --------------------------------------------------------------------------------------
@@ -311,7 +312,7 @@ def cyclic(
         # An interpolation, not base + (max - base) * f: both bounds are then exact.
         return _linear_interpolate(_as_float(base_value), _as_float(max_value), fraction(count))
 
-    return schedule
+    return _compiled(schedule)
 
 
 def _clr_bounds_and_fraction(
@@ -366,7 +367,7 @@ def cyclic_momentum(
         # From the top down (not (base + max) - lr), as an interpolation: both ends exact.
         return _linear_interpolate(_as_float(max_value), _as_float(base_value), fraction(count))
 
-    return schedule
+    return _compiled(schedule)
 
 
 # --------------------------------------------------------------------------------------
@@ -430,7 +431,7 @@ def _piecewise_anneal(
             value = in_phase if end == phase_ends[-1] else jnp.where(t <= end, in_phase, value)
         return value
 
-    return schedule
+    return _compiled(schedule)
 
 
 def one_cycle(

@@ -76,29 +76,56 @@ def _float_dtype() -> jnp.dtype:
     return jnp.result_type(float)
 
 
+def _host_count(count: Any) -> Any:
+    """A concrete non-JAX count (Python int, numpy array, list) made safe to hand to JAX.
+
+    Python ints, int64 and unsigned counts are clipped to ``[0, 2**31 - 1]`` in numpy (or
+    Python) *before* any cast to int32, so a count beyond int32 clamps to the largest count
+    instead of wrapping or raising ``OverflowError``. JAX arrays pass unchanged (see
+    :func:`_count_array` for them).
+    """
+    if isinstance(count, jax.Array):
+        return count
+    if isinstance(count, numbers.Integral) and not isinstance(count, (bool, np.bool_)):
+        return min(max(int(count), 0), _MAX_COUNT)
+    host = np.asarray(count)
+    if host.dtype == object or (
+        np.issubdtype(host.dtype, np.integer) and not np.can_cast(host.dtype, np.int32)
+    ):
+        host = np.clip(host, 0, _MAX_COUNT).astype(np.int32)
+    return host
+
+
 def _count_array(count: jax.typing.ArrayLike) -> jax.Array:
     """The count as an int32 or float JAX array; wide integers clamped to ``[0, 2**31 - 1]``.
 
-    Python ints, int64 and unsigned counts are clipped before any cast to int32 (in
-    numpy for concrete counts, in their own dtype for traced ones), so a count beyond
-    int32 clamps to the largest count instead of wrapping or raising ``OverflowError``.
+    Concrete counts go through :func:`_host_count`; a wide JAX integer array (int64 under
+    x64, uint32, uint64) is clipped in its own dtype, where the number is still exact.
     """
-    if not isinstance(count, jax.Array):  # Python numbers, numpy arrays, lists
-        if isinstance(count, numbers.Integral) and not isinstance(count, (bool, np.bool_)):
-            count = min(max(int(count), 0), _MAX_COUNT)
-        host = np.asarray(count)
-        if host.dtype == object or (
-            np.issubdtype(host.dtype, np.integer) and not np.can_cast(host.dtype, np.int32)
-        ):
-            host = np.clip(host, 0, _MAX_COUNT).astype(np.int32)
-        count = host
-    count = jnp.asarray(count)
+    count = jnp.asarray(_host_count(count))
     if jnp.issubdtype(count.dtype, jnp.floating):
         return count
     if jnp.issubdtype(count.dtype, jnp.integer) and not jnp.can_cast(count.dtype, jnp.int32):
-        # int64 (x64), uint32, uint64: clip where the number is still exact.
         count = jnp.clip(count, 0, _MAX_COUNT)
     return count.astype(jnp.int32)
+
+
+def _compiled(body: optax.Schedule) -> optax.Schedule:
+    """The schedule ``body`` as one compiled program per count shape and dtype.
+
+    Called eagerly (logging, plotting, tests), an uncompiled schedule dispatches and
+    compiles each of its ~30 operations separately for every new count shape (about 2 s
+    for SGDR here); one ``jax.jit`` makes that one compile. Inside a user's ``jit``,
+    ``vmap`` or ``grad`` it is inlined as usual, and traced hyperparameters captured by
+    ``body`` are closed over as the tracers they are. Concrete counts are made safe for JAX
+    first (:func:`_host_count`).
+    """
+    compiled = jax.jit(body)
+
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        return compiled(_host_count(count))
+
+    return schedule
 
 
 def _clamped_count(count: jax.typing.ArrayLike) -> jax.Array:
@@ -114,7 +141,11 @@ def _integer_count(count: jax.typing.ArrayLike) -> jax.Array:
     """
     count = _count_array(count)
     if jnp.issubdtype(count.dtype, jnp.floating):
-        return jnp.floor(jnp.clip(count, 0, _MAX_FLOAT32_COUNT)).astype(jnp.int32)
+        # float32 holds no number between 2**31 - 128 and 2**31: clip to the former, then
+        # send 2**31 and above to the largest count (float64 holds them all: clip exactly).
+        exact = jnp.finfo(count.dtype).nmant >= 31
+        below = jnp.floor(jnp.clip(count, 0, _MAX_COUNT if exact else _MAX_FLOAT32_COUNT))
+        return jnp.where(count >= _MAX_COUNT, _MAX_COUNT, below.astype(jnp.int32))
     return jnp.clip(count, 0, _MAX_COUNT)
 
 
@@ -217,7 +248,7 @@ def constant(value: float) -> optax.Schedule:
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
         return jnp.broadcast_to(_as_float(value), jnp.shape(count))
 
-    return schedule
+    return _compiled(schedule)
 
 
 def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> optax.Schedule:
@@ -249,7 +280,7 @@ def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> optax.S
         exponent = _stair_exponent(count, step_size, staircase=True)
         return _as_float(init_value) * _safe_pow(_as_float(gamma), exponent)
 
-    return schedule
+    return _compiled(schedule)
 
 
 def multistep_decay(
@@ -291,7 +322,7 @@ def multistep_decay(
         passed = jnp.searchsorted(milestones, count, side="right", method=_search_method(milestones))
         return _as_float(init_value) * _safe_pow(_as_float(gamma), passed.astype(_float_dtype()))
 
-    return schedule
+    return _compiled(schedule)
 
 
 def exponential_decay(
@@ -333,7 +364,7 @@ def exponential_decay(
         exponent = _stair_exponent(count, decay_steps, staircase=False)
         return _as_float(init_value) * _safe_pow(_as_float(decay_rate), exponent)
 
-    return schedule
+    return _compiled(schedule)
 
 
 def inverse_time_decay(
@@ -370,7 +401,7 @@ def inverse_time_decay(
         ratio = _stair_exponent(count, decay_steps, staircase)
         return _as_float(init_value) / (1.0 + _as_float(decay_rate) * ratio)
 
-    return schedule
+    return _compiled(schedule)
 
 
 def polynomial_decay(
@@ -411,7 +442,7 @@ def polynomial_decay(
         end = _as_float(end_value)
         return end + (_as_float(init_value) - end) * _safe_pow(remaining, _as_float(power))
 
-    return schedule
+    return _compiled(schedule)
 
 
 def cosine_annealing(init_value: float, total_steps: int, min_value: float = 0.0) -> optax.Schedule:
@@ -446,7 +477,7 @@ def cosine_annealing(init_value: float, total_steps: int, min_value: float = 0.0
         fraction, remaining = _fractions(t, total_steps - t, total_steps)
         return _cosine_interpolate(_as_float(init_value), _as_float(min_value), fraction, remaining)
 
-    return schedule
+    return _compiled(schedule)
 
 
 def noam(d_model: int, warmup_steps: int, factor: float = 1.0) -> optax.Schedule:
@@ -485,7 +516,7 @@ def noam(d_model: int, warmup_steps: int, factor: float = 1.0) -> optax.Schedule
         s = _clamped_count(count) + 1.0
         return scale * jnp.minimum(jax.lax.rsqrt(s), s * warmup_steps**-1.5)
 
-    return schedule
+    return _compiled(schedule)
 
 
 _WARMUP_MODES = ("linear", "exponential", "constant")
@@ -557,7 +588,7 @@ def warmup(
             ramp = jnp.broadcast_to(init, count.shape)
         return jnp.where(count < warmup_steps, ramp, after)
 
-    return warmed_up
+    return _compiled(warmed_up)
 
 
 def schedule_values(schedule: optax.Schedule, num_steps: int) -> np.ndarray:

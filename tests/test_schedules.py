@@ -192,6 +192,37 @@ def test_joined_schedules_have_no_nan(name):
     np.testing.assert_allclose(values[6:8], schedule(jnp.array([0, 1])), rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", sorted(ALL_SCHEDULES))
+def test_counts_beyond_int32_clamp_instead_of_wrapping(name):
+    schedule = ALL_SCHEDULES[name]
+    top, zero = schedule(jnp.array([2**31 - 1, 0]))
+    # int64 / uint64 arrays, Python ints and floats far beyond int32; 2**32 + 50 would wrap to 50.
+    wide = schedule(np.array([2**40, 2**32 + 50, 2**63 - 1, -(2**40), -(2**63)], np.int64))
+    np.testing.assert_array_equal(wide, [top, top, top, zero, zero])
+    np.testing.assert_array_equal(schedule(np.array([2**64 - 1, 2**32], np.uint64)), [top, top])
+    for count in (2**40, 2**70, np.int64(2**40), np.uint32(2**32 - 1), 1e12, [2**40]):
+        np.testing.assert_array_equal(np.ravel(schedule(count)), top)
+    assert schedule(-(2**70)) == zero
+
+
+def test_wide_integer_counts_clamp_under_jit_with_x64(x64):
+    schedule = lrjax.step_decay(1.0, 2**30, 0.5)  # 0.5 from 2**30 on; 2**40 would wrap to 0
+    counts = jnp.array([2**40, 2**32, 2**30, -(2**40)], jnp.int64)
+    np.testing.assert_array_equal(jax.jit(schedule)(counts), [0.5, 0.5, 0.5, 1.0])
+    unsigned = jnp.array([2**32 - 1, 2**31, 2**30, 0], jnp.uint32)
+    np.testing.assert_array_equal(jax.jit(schedule)(unsigned), [0.5, 0.5, 0.5, 1.0])
+    np.testing.assert_array_equal(jax.jit(schedule)(jnp.array([2**64 - 1, 5], jnp.uint64)), [0.5, 1.0])
+    np.testing.assert_array_equal(jax.jit(schedule)(jnp.array([1e12, 2**31 - 1.0, 2.0**30], jnp.float64)), 0.5)
+
+
+def test_issue_counts_clamp():
+    # The three cases of the issue: a wrapped int64, a wrapped array, an OverflowError.
+    assert float(lrjax.step_decay(1.0, 10, 0.5)(np.int64(2**40))) == float(lrjax.step_decay(1.0, 10, 0.5)(2**31 - 1))
+    assert float(lrjax.step_decay(1.0, 2**30, 0.5)(np.int64(2**40))) == 0.5  # wrapping gave 1.0
+    np.testing.assert_allclose(lrjax.cosine_annealing(1, 100)(np.array([50, 2**32 + 50])), [0.5, 0.0], atol=1e-7)
+    assert float(lrjax.step_decay(1.0, 2**30, 0.5)(2**40)) == 0.5
+
+
 def test_jitted_training_step_does_not_recompile():
     traces = []
     schedule = lrjax.warmup(lrjax.sgdr(0.1, 5, 2.0), 3)
@@ -288,3 +319,69 @@ BAD_ARGUMENTS = [
 def test_bad_static_arguments_raise_naming_the_argument(make, name):
     with pytest.raises(ValueError, match=name):
         make()
+
+
+INF = math.inf
+# Found by a hostile review (issue 7): each raised nothing, or a raw error, before.
+HARDENING = [
+    (lambda: lrjax.cyclic(0.1, INF, 2), ValueError, "max_value"),
+    (lambda: lrjax.sgdr(INF, 5), ValueError, "max_value"),
+    (lambda: lrjax.cosine_annealing(1e39, 5), ValueError, "init_value"),
+    (lambda: lrjax.inverse_time_decay(1.0, 1e39), ValueError, "decay_rate"),
+    (lambda: lrjax.sgdr(1, 5, period_mult=INF), ValueError, "period_mult"),  # was OverflowError
+    (lambda: lrjax.sgdr(1, 5, period_mult=math.nan), ValueError, "period_mult"),
+    (lambda: lrjax.sgdr(1, 5, period_mult="2"), TypeError, "period_mult"),
+    (lambda: lrjax.exponential_decay(0.1, 0.5, staircase="no"), TypeError, "staircase"),
+    (lambda: lrjax.inverse_time_decay(0.1, 0.5, staircase=1), TypeError, "staircase"),
+    (lambda: lrjax.one_cycle(0.1, 100, three_phase="no"), TypeError, "three_phase"),
+    (lambda: lrjax.one_cycle_momentum(100, three_phase="no"), TypeError, "three_phase"),
+    (lambda: lrjax.one_cycle(0.1, 100, pct_start=INF), ValueError, "pct_start"),
+    (lambda: lrjax.one_cycle(0.1, 100, pct_start=np.float32(1.5)), ValueError, "pct_start"),
+    # numpy scalars and concrete JAX scalars are checked like Python numbers.
+    (lambda: lrjax.step_decay(0.1, 10, gamma=np.float32(1.5)), ValueError, "gamma"),
+    (lambda: lrjax.cyclic(np.float32(0.5), np.float64(0.1), 4), ValueError, "base_value"),
+    (lambda: lrjax.cyclic(0.1, 0.5, 4, mode="exp_range", gamma=jnp.float32(1.5)), ValueError, "gamma"),
+    (lambda: lrjax.sgdr(jnp.float32(0.1), 5, min_value=np.float32(0.2)), ValueError, "min_value"),
+    (lambda: lrjax.one_cycle_momentum(100, base_momentum=np.float32(0.96)), ValueError, "base_momentum"),
+    (lambda: lrjax.step_decay(0.1, np.int64(0)), ValueError, "step_size"),
+    (lambda: lrjax.multistep_decay(0.1, [np.int64(5), np.float64(2.5)]), ValueError, "milestones"),
+    (lambda: lrjax.multistep_decay(0.1, 5), ValueError, "milestones"),
+    # Values derived from finite arguments must stay finite float32 numbers.
+    (lambda: lrjax.one_cycle(1.0, 100, div_factor=1e-39), ValueError, "div_factor"),
+    (lambda: lrjax.one_cycle(1.0, 100, final_div_factor=1e-44), ValueError, "final_div_factor"),
+    (lambda: lrjax.noam(1e-45, 10, factor=1e30), ValueError, "d_model"),
+    # one_cycle's PyTorch form: epochs and steps_per_epoch, or total_steps, not both.
+    (lambda: lrjax.one_cycle(0.1, 100, epochs=2, steps_per_epoch=50), ValueError, "total_steps"),
+    (lambda: lrjax.one_cycle(0.1), ValueError, "total_steps"),
+    (lambda: lrjax.one_cycle(0.1, epochs=2), ValueError, "steps_per_epoch"),
+    (lambda: lrjax.one_cycle(0.1, epochs=0, steps_per_epoch=10), ValueError, "epochs"),
+    (lambda: lrjax.one_cycle(0.1, epochs=1, steps_per_epoch=1), ValueError, "epochs \\* steps_per_epoch"),
+    (lambda: lrjax.one_cycle_momentum(epochs=2, steps_per_epoch=2**30), ValueError, "epochs \\* steps_per_epoch"),
+    (lambda: lrjax.warmup(lrjax.constant(1.0), 5, mode=None), ValueError, "mode"),
+]
+
+
+@pytest.mark.parametrize("make, error, name", HARDENING)
+def test_bad_input_is_a_named_error_at_construction(make, error, name):
+    with pytest.raises(error, match=name):
+        make()
+
+
+def test_shape_arguments_cannot_be_traced():
+    with pytest.raises(TypeError, match="period_mult"):
+        jax.jit(lambda mult: lrjax.sgdr(1.0, 5, period_mult=mult)(3))(2.0)
+    with pytest.raises(TypeError, match="step_size"):
+        jax.jit(lambda size: lrjax.step_decay(1.0, size)(3))(4)
+    with pytest.raises(TypeError, match="pct_start"):
+        jax.jit(lambda pct: lrjax.one_cycle(1.0, 100, pct)(3))(0.3)
+
+
+def test_one_cycle_epochs_form_equals_total_steps():
+    counts = jnp.arange(0, 45)
+    np.testing.assert_array_equal(
+        lrjax.one_cycle(0.1, epochs=4, steps_per_epoch=10, three_phase=True)(counts),
+        lrjax.one_cycle(0.1, 40, three_phase=True)(counts),
+    )
+    np.testing.assert_array_equal(
+        lrjax.one_cycle_momentum(epochs=4, steps_per_epoch=10)(counts), lrjax.one_cycle_momentum(40)(counts)
+    )

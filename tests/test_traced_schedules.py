@@ -14,6 +14,7 @@ table or listed as static here, so a new factory or argument cannot be added wit
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -160,3 +161,18 @@ def test_inject_hyperparams_factory_under_jit(row):
     np.testing.assert_allclose(updates, expected, rtol=2e-6, atol=1e-9)
     run(state)
     assert len(traces) == 1
+
+
+@pytest.mark.parametrize("row", ROWS, ids=ROW_IDS)
+def test_non_finite_or_non_number_value_is_refused_naming_the_argument(row):
+    # The same rule for every value-like argument: a concrete value (Python, numpy or a
+    # concrete JAX scalar) is checked at construction; the error names the argument.
+    name = "init_value" if row.arg == "schedule" else row.arg  # the inner schedule's argument
+    for bad in (math.inf, -math.inf, math.nan, 1e39, np.float64(np.inf), np.float32(np.nan)):
+        with pytest.raises(ValueError, match=name):
+            row.make(bad)
+    for bad in (None, "0.1", True, np.bool_(False), jnp.array([row.value, row.value])):
+        with pytest.raises(TypeError, match=name):
+            row.make(bad)
+    # A concrete JAX scalar is checked like a number, and works like one.
+    np.testing.assert_allclose(row.make(jnp.float32(row.value))(COUNTS), row.make(float(np.float32(row.value)))(COUNTS))
