@@ -330,8 +330,9 @@ def plot_range_test(result: Any, ax: Axes | None = None, *, method: str | None =
         default_title = f"LR range test: sweep over {', '.join(result.sweep)}"
     else:
         drawn = _draw_single(ax, result, groups[0], method, show_raw)
-        suggestion = result.suggest(method)
-        default_title = f"LR range test: suggested lr {suggestion:.2g} ({rule_label(method)})"
+        default_title = (
+            f"LR range test: suggested lr {groups[0].suggestion:.2g} ({rule_label(method)})"
+        )
     limits = loss_limits(drawn)
     if limits is not None:
         ax.set_ylim(*limits)

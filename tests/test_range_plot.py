@@ -230,6 +230,16 @@ def test_sweep_has_one_curve_and_one_suggestion_dot_per_value():
     assert ax.get_ylim()[0] <= np.nanmin(result.losses_before_divergence())
 
 
+def test_a_long_sweep_gets_a_colour_per_value():
+    values = [10.0**-k for k in range(12)]  # more values than matplotlib's 10-colour cycle
+    result = result_of([raw_curve(seed=i, shift=0.05 * i) for i in range(12)],
+                       batch_axes=("weight_decay",), sweep={"weight_decay": values})
+    ax = draw(result, method="valley")
+    curves = [ln for ln in ax.get_lines() if ln.get_label().startswith("weight_decay=")]
+    assert len(curves) == 12
+    assert len({tuple(matplotlib.colors.to_rgba(c.get_color())) for c in curves}) == 12
+
+
 @pytest.mark.filterwarnings("ignore:fall")  # the spike puts the EMA's start above its fall
 def test_a_noisy_first_batch_does_not_stretch_the_axis():
     raw = raw_curve()
