@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lrjax._checks import MAX_COUNT, check_steps, check_value, concrete_float
+from lrjax._checks import FLOAT32_MAX, MAX_COUNT, check_steps, check_value, concrete_float
 from lrjax.schedules import _float_dtype, _integer_count
 from lrjax.weight_decay import _check_rate
 
@@ -269,7 +269,7 @@ def scale_by_powersign(
     where ``f`` is the sign decay read at the count before the step (1 if None).
 
     Args:
-      base: > 0; ``e`` by default.
+      base: > 0 with base and 1/base finite in float32 (>= 2.9e-39); ``e`` by default.
       beta: decay of the gradients' moving average, in [0, 1).
       sign_decay: a schedule of the count (e.g. :func:`linear_sign_decay`), a float, or
         None for no decay.
@@ -284,11 +284,20 @@ def scale_by_powersign(
       Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
     """
-    check_value("base", base, low=0.0, low_open=True)
+    # base and 1/base must both be finite in float32 (the factors at full decay).
+    check_value("base", base, low=1.0 / FLOAT32_MAX)
     number = concrete_float("base", base)
     # base**s = exp(ln(base) s) for the three values of s; ln is taken once, at construction.
     log_base = jnp.log(base) if number is None else math.log(number)
-    return _scale_by_sign_agreement(beta, sign_decay, lambda s: jnp.exp(log_base * s))
+
+    def factor(s: Any) -> Any:
+        # base**0 is exactly 1 (neutral agreement), even for a traced base at a boundary
+        # where ln(base) is infinite and exp(ln(base) * 0) would be NaN.
+        if isinstance(s, float) and s == 0.0:
+            return 1.0
+        return jnp.exp(log_base * s)
+
+    return _scale_by_sign_agreement(beta, sign_decay, factor)
 
 
 def scale_by_addsign(
@@ -335,7 +344,7 @@ def powersign(
 
     Args:
       learning_rate: ``alpha``, a float or a schedule.
-      base: > 0; ``e`` by default.
+      base: > 0 with base and 1/base finite in float32 (>= 2.9e-39); ``e`` by default.
       beta: decay of the gradients' moving average, in [0, 1).
       sign_decay: a schedule of the count, a float, or None for no decay.
 

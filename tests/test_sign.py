@@ -305,6 +305,7 @@ INF = float("inf")
 BAD_VALUES = [
     (lambda: lrjax.powersign(base=INF), ValueError, "base"),
     (lambda: lrjax.powersign(base=np.float32(-1.0)), ValueError, "base"),
+    (lambda: lrjax.powersign(base=1e-39), ValueError, "base"),  # 1/base overflows float32
     (lambda: lrjax.addsign(alpha=INF), ValueError, "alpha"),
     (lambda: lrjax.addsign(beta=np.float64(1.0)), ValueError, "beta"),
     (lambda: lrjax.addsign(sign_decay=INF), ValueError, "sign_decay"),
@@ -336,3 +337,27 @@ def test_zero_after_as_a_jax_scalar():
     decay = lrjax.restart_sign_decay(10, num_periods=2.0, zero_after=np.float64(0.5))
     expected = [1, np_restart_decay(1, 10, 2.0), np_restart_decay(2, 10, 2.0), 0]  # 0 from t = 2.5
     np.testing.assert_allclose(decay(np.arange(4)), expected, atol=1e-6)
+
+
+def test_powersign_traced_base_at_the_boundaries_of_its_range():
+    """Under jit(vmap) over base: base 1 (ln 0) makes every factor 1 (plain SGD); a tiny
+    base gives finite updates where gradient and average disagree (factor 1/base); zero
+    gradients stay 0."""
+    grads = [jnp.asarray([0.5, -0.25, 0.0]), jnp.asarray([-0.5, -0.25, 0.0]),
+             jnp.asarray([0.1, 0.25, 0.0])]  # fmt: skip
+
+    def updates(base):
+        opt = lrjax.powersign(0.1, base=base, beta=0.5)
+        state = opt.init(jnp.zeros(3))
+        out = []
+        for g in grads:
+            u, state = opt.update(g, state)
+            out.append(u)
+        return jnp.stack(out)
+
+    result = jax.jit(jax.vmap(updates))(jnp.asarray([1.0, 1e-30, 3.0], jnp.float32))
+    assert bool(jnp.all(jnp.isfinite(result)))
+    np.testing.assert_allclose(result[1, 2, 0], -0.1 * 1e30 * 0.1, rtol=1e-5)  # disagreement
+    np.testing.assert_allclose(result[0], -0.1 * np.stack(grads), rtol=1e-6)
+    np.testing.assert_array_equal(result[:, :, 2], 0.0)
+    np.testing.assert_allclose(result[2], updates(3.0), rtol=1e-6)
