@@ -66,6 +66,7 @@ RULE_MARKERS = ("s", "^", "D", "v", "P", "X", "h")
 SUGGESTION_COLOR = "#d62728"  # the chosen suggestion's dot and line (red, as fastai's)
 OTHER_RULE_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 DIVERGED_COLOR = "#7f0000"
+LEGEND_INSIDE_MAX = 6  # sweep values whose key still fits inside the axes
 
 
 class _Group(NamedTuple):
@@ -252,7 +253,8 @@ def _draw_sweep(ax: Axes, result: Any, groups: list[_Group], method: str,
         drawn.append(smoothed)
         if show_raw:
             raw = _median(group.raw)
-            ax.plot(lrs, raw, color=color, lw=0.7, alpha=0.3, zorder=2)
+            ax.plot(lrs, raw, color=color, lw=0.7, alpha=0.3 if len(groups) <= 4 else 0.15,
+                    zorder=2)
             drawn.append(raw)
         ax.plot(lrs, smoothed, color=color, lw=2, zorder=3,
                 label=f"{group.label}: {rule_label(method)} {group.suggestion:.2g}")
@@ -321,9 +323,9 @@ def plot_range_test(result: Any, ax: Axes | None = None, *, method: str | None =
     """
     plt = _require_matplotlib()
     method = _default_method(result) if method is None else method
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7.5, 4.8))
     groups = _groups(result, method)
+    if ax is None:  # wider for a key beside the axes
+        _, ax = plt.subplots(figsize=(9.5 if len(groups) > LEGEND_INSIDE_MAX else 7.5, 4.8))
     ax.set_xscale("log")
     if result.sweep:
         drawn = _draw_sweep(ax, result, groups, method, show_raw)
@@ -341,5 +343,9 @@ def plot_range_test(result: Any, ax: Axes | None = None, *, method: str | None =
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("loss")
     ax.grid(True, which="major", color="0.9", lw=0.8, zorder=0)
-    ax.legend(fontsize="small", loc="lower left", framealpha=0.9)
+    if len(groups) > LEGEND_INSIDE_MAX:  # a long sweep's key would cover its curves
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0.0)
+    else:  # low lr and low loss: the corner a range test's curve leaves empty
+        ax.legend(fontsize="small", loc="lower left", framealpha=0.9)
     return ax
