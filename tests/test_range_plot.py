@@ -238,6 +238,8 @@ def test_a_long_sweep_gets_a_colour_per_value():
     curves = [ln for ln in ax.get_lines() if ln.get_label().startswith("weight_decay=")]
     assert len(curves) == 12
     assert len({tuple(matplotlib.colors.to_rgba(c.get_color())) for c in curves}) == 12
+    # Its key sits right of the axes, not over the curves.
+    assert ax.get_legend().get_bbox_to_anchor().x0 > ax.bbox.x1
 
 
 @pytest.mark.filterwarnings("ignore:fall")  # the spike puts the EMA's start above its fall
