@@ -279,3 +279,27 @@ def test_optuna_methods_without_optuna_name_the_extra(monkeypatch):
     result = lrjax.search(quadratic_train_fn, {"lr": lrjax.uniform(0.1, 1.0)}, num_trials=2,
                           objective="loss", method="grid")
     assert len(result.trials) == 2 and result.study is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(data={}), ValueError, "data is empty"),
+        (dict(data={"x": jnp.ones((3, 2)), "y": jnp.ones((4,))}), ValueError,
+         "same leading"),
+        (dict(data={"x": jnp.ones(())}), ValueError, "same leading"),
+        (dict(num_steps=0), ValueError, "num_steps must be an integer >= 1"),
+        (dict(loss_window=0), ValueError, "loss_window must be an integer >= 1"),
+        (dict(loss_fn=None), TypeError, "loss_fn must be callable"),
+        (dict(eval_fn=3), TypeError, "eval_fn must be callable"),
+        (dict(shuffle="yes"), TypeError, "shuffle must be a bool"),
+    ],
+)
+def test_make_train_fn_bad_input(kwargs, error, message):
+    call = dict(loss_fn=lambda w, b: jnp.sum(w), init_fn=lambda k: jnp.ones(2),
+                optimizer_fn=lambda h: optax.sgd(h["lr"]), data={"x": jnp.ones((3, 2))},
+                num_steps=4)
+    call.update(kwargs)
+    with pytest.raises(error, match=message):
+        lrjax.make_train_fn(call.pop("loss_fn"), call.pop("init_fn"), call.pop("optimizer_fn"),
+                            call.pop("data"), **call)
