@@ -32,7 +32,7 @@ _LOSS_KEY = 2
 
 
 def _ramp(min_lr: Any, max_lr: Any, num_steps: int, mode: str) -> optax.Schedule:
-    """The ramp as a schedule; ``min_lr``/``max_lr`` may be traced (no recompiles)."""
+    """The ramp as a schedule (``lr_ramp``); ``min_lr``/``max_lr`` may be traced."""
     last = num_steps - 1
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
@@ -40,6 +40,34 @@ def _ramp(min_lr: Any, max_lr: Any, num_steps: int, mode: str) -> optax.Schedule
         if mode == "exp":
             return min_lr * (max_lr / min_lr) ** fraction
         return min_lr + (max_lr - min_lr) * fraction
+
+    return schedule
+
+
+def _ramp_table(min_lr: float, max_lr: float, num_steps: int, mode: str) -> np.ndarray:
+    """The ramp's ``num_steps`` rates, computed on the host in float64, rounded once.
+
+    The range test looks rates up in this table instead of evaluating the power inside
+    the program: XLA fuses ``pow`` differently in different programs (one ulp apart
+    between the chunked and the whole-test program on jax 0.7.2), and the recorded
+    ``lrs`` must be exactly the rates the optimizer used.
+    """
+    # The bounds are float32 values (as given to a float32 ramp), then float64 math.
+    min_lr, max_lr = float(np.float32(min_lr)), float(np.float32(max_lr))
+    fraction = np.arange(num_steps, dtype=np.float64) / (num_steps - 1)
+    if mode == "exp":
+        table = min_lr * (max_lr / min_lr) ** fraction
+    else:
+        table = min_lr + (max_lr - min_lr) * fraction
+    table[0], table[-1] = min_lr, max_lr
+    return table.astype(np.float32)
+
+
+def _table_schedule(table: jax.Array) -> optax.Schedule:
+    """``count -> table[clip(count, 0, len - 1)]``: the range test's ramp on device."""
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        index = jnp.clip(jnp.asarray(count, jnp.int32), 0, table.shape[0] - 1)
+        return table[index]
 
     return schedule
 
@@ -68,25 +96,21 @@ class _Static(NamedTuple):
 class _Dynamic(NamedTuple):
     """Runtime inputs: changing them never recompiles."""
 
-    scalars: jax.Array  # float32 [min_lr, max_lr, smoothing, threshold]: one transfer
+    scalars: jax.Array  # float32 [smoothing, threshold, lr_0 .. lr_{N-1}]: one transfer
     sweep_values: jax.Array | None  # (num_curves, len(sweep_names)); None: no sweep
     val_data: PyTree
 
     @property
-    def min_lr(self) -> jax.Array:
+    def smoothing(self) -> jax.Array:
         return self.scalars[0]
 
     @property
-    def max_lr(self) -> jax.Array:
+    def threshold(self) -> jax.Array:
         return self.scalars[1]
 
     @property
-    def smoothing(self) -> jax.Array:
-        return self.scalars[2]
-
-    @property
-    def threshold(self) -> jax.Array:
-        return self.scalars[3]
+    def schedule(self) -> optax.Schedule:
+        return _table_schedule(self.scalars[2:])
 
 
 class _State(NamedTuple):
@@ -193,7 +217,7 @@ def _init(static: _Static, params: PyTree, state: PyTree, key: jax.Array,
     repeats = static.num_curves // seeds
     tile = lambda x: _curve_values(static, jnp.tile(x, (repeats,) + (1,) * (x.ndim - 1)))  # noqa: E731
     curve_params, curve_state = jax.tree.map(tile, (seed_params, seed_state))
-    schedule = _ramp(dyn.min_lr, dyn.max_lr, static.num_steps, static.mode)
+    schedule = dyn.schedule
     opt_state = _over_curves(lambda p, h: _make_tx(static, schedule, h).init(p), static.num_curves)(
         curve_params, _curve_values(static, dyn.sweep_values))
     curves = (static.num_curves,) if static.num_curves > 1 else ()
@@ -286,7 +310,7 @@ def _chunk(static: _Static, state: _State, data: PyTree, offset: jax.Array,
     that skips steps with ``lax.cond`` computes the same, but on the digits MLP (CPU) it
     ran 5-10% slower than a bare scanned loop; this loop runs within 1-3% of it.
     """
-    schedule = _ramp(dyn.min_lr, dyn.max_lr, static.num_steps, static.mode)
+    schedule = dyn.schedule
     live = functools.partial(_live, static, schedule, data, offset, dyn)
     start = state.step
     lrs = schedule(start + jnp.arange(static.chunk_len, dtype=start.dtype))

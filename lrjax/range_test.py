@@ -12,7 +12,9 @@ Semantics (the choices the references leave open):
 
 * **Ramp.** ``exp``: ``lr_t = min_lr * (max_lr/min_lr)**(t/(N-1))``; ``linear``:
   ``lr_t = min_lr + (max_lr-min_lr) * t/(N-1)``. Step 0 trains at ``min_lr``, step
-  ``N-1`` at ``max_lr``; ``result.lrs[t]`` is the rate step ``t`` trained at. Bounds
+  ``N-1`` at ``max_lr``; ``result.lrs[t]`` is the rate step ``t`` trained at (the rates
+  are computed on the host in float64 and looked up on device, so every program and data
+  form trains at bit-identical rates). Bounds
   outside float32's normal range, or an exp ramp whose ratio overflows float32, are
   refused before anything runs.
 * **Smoothing.** Bias-corrected EMA: ``avg_t = beta*avg_{t-1} + (1-beta)*loss_t``,
@@ -110,6 +112,7 @@ from lrjax.range_program import (
     _pack_jit,
     _Programs,
     _ramp,
+    _ramp_table,
     _Static,
     _unpack,
 )
@@ -267,8 +270,9 @@ def _range_test(loss_fn: LossFn, model: PureModel, optimizer: OptimizerFactory,
     static, programs, form, needed = plan.static, plan.programs, plan.form, plan.needed
     num_seeds = static.num_seeds
     seeds = num_seeds or 1
-    scalars = np.array([settings["min_lr"], settings["max_lr"], settings["smoothing"],
-                        settings["diverge_threshold"]], np.float32)
+    table = _ramp_table(settings["min_lr"], settings["max_lr"], static.num_steps, static.mode)
+    scalars = np.concatenate([np.array([settings["smoothing"], settings["diverge_threshold"]],
+                                       np.float32), table])
     # Without a sweep no values are passed: every argument costs the call a transfer.
     curve_values = (None if not static.sweep_names else
                     plan.sweep_grid if seeds == 1 else np.repeat(plan.sweep_grid, seeds, axis=0))
@@ -290,8 +294,7 @@ def _range_test(loss_fn: LossFn, model: PureModel, optimizer: OptimizerFactory,
     packed, aux = jax.device_get((packed, aux))
     diverged_at, lrs, records = _unpack(np.asarray(packed), aux, static.num_curves,
                                         static.has_val)
-    lrs, records = _complete(lrs, records, lrs.shape[0], static, settings["min_lr"],
-                             settings["max_lr"])
+    lrs, records = _complete(lrs, records, table, static)
     return _make_result(lrs, records, diverged_at, batch_shape, static, plan.sweep_values,
                         settings)
 
@@ -354,16 +357,15 @@ def _run_chunks(programs: _Programs, static: _Static, params: PyTree, model_stat
     return jnp.reshape(state.diverged_at, (-1,)), (lrs, records)
 
 
-def _complete(lrs: np.ndarray, records: dict, steps_run: int, static: _Static, min_lr: float,
-              max_lr: float) -> tuple[np.ndarray, dict]:
+def _complete(lrs: np.ndarray, records: dict, table: np.ndarray,
+              static: _Static) -> tuple[np.ndarray, dict]:
     """Cuts chunk padding and fills the steps never run (early stop) with NaN."""
-    n = static.num_steps
+    n, steps_run = static.num_steps, lrs.shape[0]
     if steps_run == n:
         return lrs, records
     if steps_run > n:
         return lrs[:n], jax.tree.map(lambda x: x[:, :n], records)
-    ramp = np.asarray(_ramp(np.float32(min_lr), np.float32(max_lr), n, static.mode)(np.arange(n)))
-    lrs = np.concatenate([lrs, ramp[steps_run:]])
+    lrs = np.concatenate([lrs, table[steps_run:]])
 
     def pad(x: np.ndarray) -> np.ndarray:
         fill = np.full((x.shape[0], n - steps_run) + x.shape[2:], _fill_value(x.dtype), x.dtype)

@@ -150,7 +150,8 @@ def test_per_seed_data_order_from_a_data_function():
     result = lrjax.range_test(mse, PARAMS, optax.sgd, random_batch, num_seeds=2, key=key, **RANGE)
     assert not np.array_equal(result.losses[0, 1:4], result.losses[1, 1:4])
     single = lrjax.range_test(mse, PARAMS, optax.sgd, random_batch, key=jax.random.split(key, 2)[0], **RANGE)
-    np.testing.assert_allclose(result.losses[0], single.losses, rtol=1e-6)
+    # A vmapped and a lone program round differently; near divergence it grows to ~2e-6.
+    np.testing.assert_allclose(result.losses[0], single.losses, rtol=1e-5)
     # Step t's batch is data_fn(fold_in(data_key, t), t) with data_key = split(seed_key)[1].
     data_key = jax.random.split(jax.random.split(key, 2)[0])[1]
     x, y = random_batch(jax.random.fold_in(data_key, 0), 0)
