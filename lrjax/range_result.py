@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lrjax import suggest as _suggest
+from lrjax import suggest_result as _suggest_result
 
 
 def _grid_points(values: Mapping[str, Sequence[float]]) -> np.ndarray:
@@ -149,13 +150,13 @@ class RangeTestResult:
             A float, or an array with ``per_curve``. Curves the rule cannot read
             (diverged at once, flat, never falling) do not vote; a warning counts them.
         """
-        readings = _suggest.read_result(self, method, **kwargs)
+        readings = _suggest_result.read_result(self, method, **kwargs)
         if per_curve:
             for reading in readings:
                 if reading.failed is not None:
                     _suggest._fallback(np.asarray(self.lrs, np.float64), method, reading.failed)
             return np.asarray([r.lr for r in readings]).reshape(self.batch_shape)
-        return _suggest.combine_readings(readings, self.lrs, method)
+        return _suggest_result.combine_readings(readings, self.lrs, method)
 
     def suggestions(self) -> dict[str, float]:
         """Every rule's suggestion (lower median over curves), the default ``fall`` first."""

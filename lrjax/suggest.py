@@ -12,8 +12,9 @@ The peers' rules, each equal to the peer's own function on the same recorded cur
 
 A peer records the diverging step and stops; a NaN loss does not stop fastai, which
 records NaN from there on. :func:`recorded_curve` turns a range test's curve into what
-the peer's recorder would hold, so that trimming matches. lrjax's own default rule
-(``lrjax.suggest_rule``) reads the whole result (seeds, validation curve, raw losses).
+the peer's recorder would hold, so that trimming matches. lrjax's own default rule,
+``fall`` (``lrjax.suggest_fall``), reads the raw losses; ``lrjax.suggest_result`` applies
+any rule to a whole ``RangeTestResult`` (which curve, and the seeds' vote).
 
 Every rule returns a float and never NaN. A curve a rule cannot read (fewer than two
 finite usable points, a loss that never decreases, or a flat loss whose spread is float
@@ -621,74 +622,3 @@ def suggest_lr(lrs: ArrayLike, losses: ArrayLike, method: str = "valley", **kwar
     if method not in SUGGESTERS:
         raise ValueError(f"method must be one of {tuple(SUGGESTERS)}, got {method!r}.")
     return SUGGESTERS[method](lrs, losses, **kwargs)
-
-
-def _peer_reading(method: str, lrs: np.ndarray, row: np.ndarray, diverged: int,
-                  num_steps: int, kwargs: dict[str, Any]) -> Reading:
-    """One recorded curve through a peer rule, with the public function's validation."""
-    options = dict(kwargs)
-    skip = {name: options.pop(name, default) for name, default in
-            (("skip_start", 10 if method == "steepest" else None), ("skip_end", None))}
-    if method == "slide":
-        read = _slide_reader(**options)
-    elif options:
-        raise TypeError(f"{method} got unexpected arguments {sorted(options)}.")
-    elif method == "minimum":
-        read = functools.partial(_minimum, floor=float(lrs[0]))
-    else:
-        read = _READERS[method]
-    x, y = recorded_curve(lrs, row, diverged)
-    return _read(read, x, y, skip["skip_start"], skip["skip_end"], num_steps)
-
-
-def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
-    """Every curve of a ``RangeTestResult`` through ``method``: one Reading per curve.
-
-    Peer rules read each curve's smoothed losses as the peer records them
-    (:func:`recorded_curve`); ``fall`` reads the raw validation curve when the result
-    has one (falling back to the training curve where a validation curve is
-    unreadable) and the raw training curve otherwise, cut before divergence.
-    """
-    if method not in SUGGESTERS:
-        raise ValueError(f"method must be one of {tuple(SUGGESTERS)}, got {method!r}.")
-    lrs = np.asarray(result.lrs, np.float64)
-    steps = result.num_steps
-    diverged = result._diverged_array().reshape(-1)
-    if method != "fall":
-        rows = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
-        return [_peer_reading(method, lrs, row, int(d), steps, kwargs)
-                for row, d in zip(rows, diverged)]
-    from lrjax.suggest_fall import FRACTION, read_fall
-
-    train = result._before_divergence(result.losses)
-    val = None if result.val_losses is None else result._before_divergence(result.val_losses)
-    share = kwargs.pop("fraction", FRACTION)
-    readings = []
-    for index, row in enumerate(train):
-        reading = None
-        if val is not None:
-            reading = read_fall(lrs, val[index], share, num_steps=steps, **kwargs)
-        if reading is None or reading.failed is not None:
-            reading = read_fall(lrs, row, share, num_steps=steps, **kwargs)
-        readings.append(reading)
-    return readings
-
-
-def combine_readings(readings: list[Reading], lrs: ArrayLike, method: str) -> float:
-    """The curves' vote: the lower median of the readable curves' rates.
-
-    A curve a rule cannot read (diverged at once, flat, never falls) does not vote; a
-    warning says how many did not. The lower median is a rate one curve suggested (the
-    plain median of an even count averages two). No readable curve: the warned fallback
-    ``lrs[0]``.
-    """
-    good = np.sort([r.lr for r in readings if r.failed is None])
-    failed = [r.failed for r in readings if r.failed is not None]
-    lrs = np.asarray(lrs, np.float64)
-    if good.size == 0:
-        _fallback(lrs, method, f"no curve is readable ({failed[0]})")
-        return float(lrs[0])
-    if failed:
-        warnings.warn(f"{method}: {len(failed)} of {len(readings)} curves are unreadable "
-                      f"({failed[0]}) and do not vote.", UserWarning, stacklevel=3)
-    return float(good[(good.size - 1) // 2])
