@@ -106,6 +106,18 @@ SCALES = np.array([0.7, 1.0, 1.3])
 ROW_IDS = [row.id for row in ROWS]
 
 
+def eager(schedule, counts=COUNTS):
+    """The concrete call, evaluated operation by operation (no compile of its own).
+
+    Every schedule is one jitted program; evaluated with ``jax.disable_jit`` its operations
+    run one by one and reuse the per-operation programs of every earlier row (one count
+    shape throughout), which keeps this table cheap, and makes the reference an
+    uncompiled evaluation of the same code.
+    """
+    with jax.disable_jit():
+        return np.asarray(schedule(counts))
+
+
 def test_every_schedule_factory_and_value_argument_has_a_row():
     factories = (set(lrjax._SCHEDULES) - NOT_FACTORIES) | ({"snapshot_schedule"} & set(lrjax.__all__))
     assert factories == {row.factory for row in ROWS}
@@ -120,7 +132,7 @@ def test_jit_vmap_over_the_value_equals_the_concrete_calls(row):
     values = row.value * SCALES
     batched = jax.jit(jax.vmap(lambda v: row.make(v)(COUNTS)))(jnp.asarray(values, jnp.float32))
     assert batched.shape == (len(values), len(COUNTS)) and batched.dtype == jnp.float32
-    concrete = np.stack([row.make(float(np.float32(v)))(COUNTS) for v in values])
+    concrete = np.stack([eager(row.make(float(np.float32(v)))) for v in values])
     np.testing.assert_allclose(batched, concrete, rtol=2e-6, atol=1e-9)
     assert np.all(np.isfinite(batched))
 
@@ -131,7 +143,7 @@ def test_grad_matches_central_finite_difference(row, x64):
     grad = jax.jit(jax.vmap(jax.grad(lambda v, t: row.make(v)(t)), in_axes=(None, 0)))(value, COUNTS)
     assert grad.dtype == jnp.float64 and np.all(np.isfinite(grad))
     step = 1e-6 * value
-    difference = (np.asarray(row.make(value + step)(COUNTS)) - np.asarray(row.make(value - step)(COUNTS))) / (2 * step)
+    difference = (eager(row.make(value + step)) - eager(row.make(value - step))) / (2 * step)
     np.testing.assert_allclose(grad, difference, rtol=1e-6, atol=1e-8)
     assert np.any(np.abs(difference) > 1e-9)  # the argument does move the schedule
 
@@ -157,7 +169,7 @@ def test_inject_hyperparams_factory_under_jit(row):
         return jax.lax.scan(step, state, None, length=num_steps)
 
     state, updates = run(state)
-    expected = -np.asarray(row.make(1.2 * np.float32(row.value))(jnp.arange(num_steps)))
+    expected = -eager(row.make(1.2 * np.float32(row.value)), jnp.arange(num_steps))
     np.testing.assert_allclose(updates, expected, rtol=2e-6, atol=1e-9)
     run(state)
     assert len(traces) == 1
@@ -175,4 +187,22 @@ def test_non_finite_or_non_number_value_is_refused_naming_the_argument(row):
         with pytest.raises(TypeError, match=name):
             row.make(bad)
     # A concrete JAX scalar is checked like a number, and works like one.
-    np.testing.assert_allclose(row.make(jnp.float32(row.value))(COUNTS), row.make(float(np.float32(row.value)))(COUNTS))
+    np.testing.assert_allclose(eager(row.make(jnp.float32(row.value))), eager(row.make(float(np.float32(row.value)))))
+
+
+def test_the_three_failures_of_the_issue():
+    # Each raised TracerBoolConversionError before (the checks ran on tracers).
+    lrs = jnp.array([0.1, 0.2])
+    np.testing.assert_allclose(
+        jax.vmap(lambda lr: lrjax.cosine_annealing(lr, 100)(5))(lrs),
+        [lrjax.cosine_annealing(0.1, 100)(5), lrjax.cosine_annealing(0.2, 100)(5)],
+        rtol=1e-6,
+    )
+    grad = jax.grad(lambda peak: lrjax.one_cycle(peak, 100)(10))(0.1)
+    step = 1e-3  # the value is linear in the peak: the difference is exact up to rounding
+    difference = (lrjax.one_cycle(0.1 + step, 100)(10) - lrjax.one_cycle(0.1 - step, 100)(10)) / (2 * step)
+    np.testing.assert_allclose(grad, difference, rtol=1e-4)
+    optimizer = optax.inject_hyperparams(lambda peak: optax.sgd(lrjax.one_cycle(peak, 50)))(peak=0.1)
+    params = jnp.zeros(3)
+    updates, _ = jax.jit(optimizer.update)(jnp.ones(3), optimizer.init(params), params)
+    np.testing.assert_allclose(updates, -lrjax.one_cycle(0.1, 50)(0) * np.ones(3), rtol=1e-6)
