@@ -478,31 +478,42 @@ def test_warm_restart_static_arguments_refuse_arrays_at_construction():
 
 def test_effective_learning_rate_of_warm_restarts(x64):
     """adamwr/sgdwr: the state holds alpha_t * eta_t of the step just taken (numpy SGDR),
-    read through MultiSteps, inject_hyperparams and jit alike."""
+    read through inject_hyperparams and MultiSteps alike, inside one jitted scan."""
     period, mult, lr = 3, 2.0, 0.05
     kwargs = dict(period_epochs=1, steps_per_epoch=period, period_mult=mult, weight_decay_norm=0.1)
-    params = {"w": jnp.ones(3)}
     np_mult = np_warm_restarts(period, mult, 0.1, 0.0)[0]
+    schedule = optax.linear_schedule(0.1, 0.0, 10)
+    optimizers = {
+        "adamwr": lrjax.adamwr(lr, **kwargs),
+        "sgdwr": lrjax.sgdwr(lr, **kwargs),
+        "injected": optax.inject_hyperparams(lrjax.sgdwr, static_args=tuple(kwargs))(lr, **kwargs),
+        # a learning-rate schedule times the multiplier; MultiSteps steps it every 2nd call
+        "multisteps": optax.MultiSteps(lrjax.adamwr(schedule, **kwargs), every_k_schedule=2),
+    }
+    params = {"w": jnp.ones(3)}
+
+    @jax.jit
+    def logged_rates():
+        def run(opt):
+            def step(state, _):
+                state = opt.update(params, state, params)[1]
+                return state, lrjax.effective_learning_rate(state)
+
+            state = opt.init(params)
+            return lrjax.effective_learning_rate(state), jax.lax.scan(step, state, None, 10)[1]
+
+        return {name: run(opt) for name, opt in optimizers.items()}
+
+    rates = logged_rates()
     expected = [lr * np_mult(t) for t in range(10)]
-    for opt in (lrjax.adamwr(lr, **kwargs), lrjax.sgdwr(lr, **kwargs),
-                optax.inject_hyperparams(lrjax.sgdwr, static_args=tuple(kwargs))(lr, **kwargs)):  # fmt: skip
-        update = jax.jit(opt.update)
-        state = opt.init(params)
-        np.testing.assert_allclose(lrjax.effective_learning_rate(state), expected[0], rtol=1e-12)
-        logged = []
-        for _ in range(10):
-            _, state = update(params, state, params)
-            logged.append(float(lrjax.effective_learning_rate(state)))
+    for name in ("adamwr", "sgdwr", "injected"):
+        initial, logged = rates[name]
+        np.testing.assert_allclose(initial, expected[0], rtol=1e-12)
         np.testing.assert_allclose(logged, expected, rtol=1e-12)
-    # A learning-rate schedule times the multiplier; MultiSteps updates it every k-th step.
-    schedule = optax.linear_schedule(0.1, 0.0, 10)  # 0.08 at the inner count 2
-    opt = optax.MultiSteps(lrjax.adamwr(schedule, **kwargs), every_k_schedule=2)
-    state = opt.init(params)
-    for _ in range(6):
-        _, state = opt.update(params, state, params)
-    np.testing.assert_allclose(
-        lrjax.effective_learning_rate(state), 0.08 * np_mult(2), rtol=1e-6
-    )  # optax evaluates linear_schedule(int32 count) in float32
+    # After 2k calls the inner optimizer has taken k steps, the last at inner count k - 1;
+    # optax evaluates linear_schedule(int32 count) in float32.
+    inner = [0.1 * (1 - t / 10) * np_mult(t) for t in range(5)]
+    np.testing.assert_allclose(rates["multisteps"][1][1::2], inner, rtol=1e-6)
 
 
 def test_effective_learning_rate_of_other_optimizers():
