@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from lrjax._checks import check_flag, check_static, check_steps, check_value, is_traced
-from lrjax.schedules import (
+from lrjax._schedule_core import (
     _MAX_COUNT,
     _as_float,
     _check_choice,
