@@ -19,6 +19,24 @@ curve to the right):
    ``start - fraction * (start - min s)`` before the minimum (noise dips in the flat part
    do not count).
 
+**Training-length hint.** With ``train_steps=T`` (the steps of the constant-rate run the
+user will train), the suggestion is instead
+
+    ``min(rate at 3/4 of the fall, sum(lrs[: bottom + 1]) / T)``  (never below ``lrs[0]``)
+
+where the 3/4 share is read on the curve read (the validation curve when there is one)
+and ``bottom`` is the minimum of the smoothed TRAINING curve found in step 2: where the
+ramp stops making progress on what it optimizes. The sum of the rates up to there is
+the ramp's training time (the gradient-flow time ``sum_t lr_t``); a constant rate
+``lr`` run for ``T`` steps covers ``lr * T`` of it, so ``sum / T`` is the constant rate
+that trains as long as the ramp could. A problem that overfits is ruined by training
+longer than that, which a 100-step range test cannot show (on such a problem its
+validation minimum sits where the training minimum does); on one that does not, the
+ceiling (three quarters of the fall, well inside it) applies. The factor between the
+two is 1 (no constant tuned). As a cap it only lowers the suggestion, so for a very long
+training of a problem that does not overfit it is conservative. ``fraction=`` replaces
+the ceiling's share.
+
 The share is one quarter (``fraction=0.25``) on whichever curve is read: the
 validation curve when the result has one (``val_data``), else the training curve. A
 training curve cannot show overfitting, and the best constant rate of a small problem
@@ -41,6 +59,8 @@ from lrjax.suggest import Reading, _as_curve, _finite_length, _warned, unreadabl
 
 #: Share of the fall covered at the suggestion.
 FRACTION = 0.25
+#: With a ``train_steps`` hint: the share of the fall that caps the time-matched rate.
+CEILING_FRACTION = 0.75
 # The smoother's half-width and the start window, as fractions of the curve's points.
 _HALF_WIDTH_FRACTION = 0.05
 _START_FRACTION = 0.1
@@ -73,32 +93,64 @@ def truncated_mean(values: ArrayLike, half_width: int) -> np.ndarray:
     return (total[high] - total[low]) / (high - low)
 
 
-def read_fall(lrs: ArrayLike, losses: ArrayLike, fraction: float,
-              half_width: int | None = None, num_steps: int | None = None) -> Reading:
+def read_fall(lrs: ArrayLike, losses: ArrayLike, fraction: float | None = None,
+              half_width: int | None = None, num_steps: int | None = None,
+              train_steps: int | None = None, train_losses: ArrayLike | None = None) -> Reading:
     """The ``fall`` rule on one raw curve; a :class:`~lrjax.suggest.Reading` (no warning).
 
     Args:
         lrs: learning rates (1-D, increasing).
         losses: RAW losses; the first non-finite value ends the curve (divergence).
-        fraction: share of the fall covered at the suggestion, in ``(0, 1]``.
+        fraction: share of the fall covered at the suggestion, in ``(0, 1]`` (default
+            0.25; with ``train_steps``, the ceiling's share, default 0.75).
         half_width: the smoother's half-width (default 5% of ``num_steps``).
         num_steps: the range test's steps (default ``len(lrs)``).
+        train_steps: optional training-length hint (steps of the constant-rate run);
+            see the module docstring.
+        train_losses: with ``train_steps``, the RAW training curve whose minimum sets
+            the ramp's training time when ``losses`` is a validation curve (default:
+            ``losses`` itself).
 
     Returns:
         ``Reading(lr, None)``, or ``Reading(lrs[0], reason)`` for an unreadable curve.
     """
     lrs, losses = _as_curve(lrs, losses)
+    if train_steps is not None and (isinstance(train_steps, bool) or not isinstance(
+            train_steps, (int, np.integer)) or train_steps < 1):
+        raise ValueError(f"train_steps must be an integer >= 1 or None, got {train_steps!r}.")
+    if fraction is None:
+        fraction = FRACTION if train_steps is None else CEILING_FRACTION
     if not (isinstance(fraction, (int, float, np.floating)) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}.")
     steps = lrs.size if num_steps is None else int(num_steps)
     width = max(1, round(_HALF_WIDTH_FRACTION * steps)) if half_width is None else half_width
+    fall = _find_fall(losses, steps, width)
+    if isinstance(fall, str):
+        return Reading(float(lrs[0]), fall)
+    smooth, start, bottom = fall
+    level = start - fraction * (start - float(smooth[bottom]))
+    above = np.flatnonzero(smooth[:bottom] > level)
+    index = int(above[-1]) + 1 if above.size else 0
+    if train_steps is None:
+        return Reading(float(lrs[index]), None)
+    if train_losses is not None:
+        # The training curve's minimum ends what the ramp could train (its time).
+        train_fall = _find_fall(np.asarray(train_losses, np.float64), steps, width)
+        bottom = bottom if isinstance(train_fall, str) else train_fall[2]
+    # The constant rate that trains as long (sum of the rates) as the ramp at that minimum.
+    matched = float(np.sum(lrs[: bottom + 1])) / train_steps
+    return Reading(float(max(lrs[0], min(lrs[index], matched))), None)
+
+
+def _find_fall(losses: np.ndarray, steps: int, width: int) -> tuple[np.ndarray, float, int] | str:
+    """Steps 1-2 of the rule: ``(smoothed curve, start, index of its minimum)`` or why not."""
     n = _finite_length(losses)
     raw = losses[:n]
     why = unreadable(raw) if n >= 2 else "fewer than two finite points before divergence"
     if n >= 2 and why == "the loss never decreases":
         why = None  # a raw curve may start on a high batch; judge the smoothed one below
     if why is not None:
-        return Reading(float(lrs[0]), why)
+        return why
     smooth = truncated_mean(raw, width)
     head = max(1, round(_START_FRACTION * steps))
     start = float(np.median(raw[:head]))
@@ -111,15 +163,13 @@ def read_fall(lrs: ArrayLike, losses: ArrayLike, fraction: float,
     low = float(smooth[bottom])
     if bottom < head or not low < start or unreadable(np.concatenate([[start], smooth[: bottom + 1]])):
         # A minimum inside the start window is no fall (a rising curve's first points).
-        return Reading(float(lrs[0]), "the smoothed loss never falls below its start")
-    level = start - fraction * (start - low)
-    above = np.flatnonzero(smooth[:bottom] > level)
-    index = int(above[-1]) + 1 if above.size else 0
-    return Reading(float(lrs[index]), None)
+        return "the smoothed loss never falls below its start"
+    return smooth, start, bottom
 
 
-def suggest_fall(lrs: ArrayLike, losses: ArrayLike, *, fraction: float = FRACTION,
-                 half_width: int | None = None, num_steps: int | None = None) -> float:
+def suggest_fall(lrs: ArrayLike, losses: ArrayLike, *, fraction: float | None = None,
+                 half_width: int | None = None, num_steps: int | None = None,
+                 train_steps: int | None = None, train_losses: ArrayLike | None = None) -> float:
     """lrjax's default rule on one curve: ``fraction`` of the way down the loss's fall.
 
     See the module docstring for the rule. Pass the RAW losses (a training or a
@@ -129,9 +179,14 @@ def suggest_fall(lrs: ArrayLike, losses: ArrayLike, *, fraction: float = FRACTIO
     Args:
         lrs: learning rates (1-D, increasing).
         losses: RAW losses at those rates, NaN from divergence on.
-        fraction: share of the fall covered, in ``(0, 1]`` (default 0.25).
+        fraction: share of the fall covered, in ``(0, 1]`` (default 0.25; with
+            ``train_steps`` the ceiling's share, default 0.75).
         half_width: the smoother's half-width in points (default 5% of the points).
         num_steps: the range test's steps (default ``len(lrs)``).
+        train_steps: the steps the user will train at a constant rate: caps the
+            suggestion at the rate that trains as long as the ramp had at the minimum.
+        train_losses: with ``train_steps`` and a validation curve as ``losses``: the RAW
+            training curve, whose minimum sets the ramp's training time.
 
     Returns:
         The suggested learning rate (``lrs[0]`` with a warning for an unreadable curve).
@@ -141,8 +196,12 @@ def suggest_fall(lrs: ArrayLike, losses: ArrayLike, *, fraction: float = FRACTIO
         >>> curve = 2 - np.tanh(np.log10(lrs) + 3)  # falls from 3 to 1 around 1e-3
         >>> bool(1e-4 < suggest_fall(lrs, curve) < 1e-3 < suggest_fall(lrs, curve, fraction=0.75))
         True
+        >>> capped = suggest_fall(lrs, curve, train_steps=10_000)  # long run: time-matched
+        >>> bool(np.isclose(capped, lrs[: np.argmin(curve) + 1].sum() / 10_000))
+        True
 
     References:
         Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
     """
-    return _warned("fall", read_fall(lrs, losses, fraction, half_width, num_steps), lrs)
+    return _warned("fall", read_fall(lrs, losses, fraction, half_width, num_steps,
+                                      train_steps, train_losses), lrs)

@@ -29,7 +29,7 @@ from lrjax.suggest import (
     _slide_reader,
     recorded_curve,
 )
-from lrjax.suggest_fall import FRACTION, read_fall
+from lrjax.suggest_fall import read_fall
 
 
 def _peer_reading(method: str, lrs: np.ndarray, row: np.ndarray, diverged: int,
@@ -69,12 +69,13 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
                 for row, d in zip(rows, diverged)]
     train = result._before_divergence(result.losses)
     val = None if result.val_losses is None else result._before_divergence(result.val_losses)
-    share = kwargs.pop("fraction", FRACTION)
+    share = kwargs.pop("fraction", None)
     readings = []
     for index, row in enumerate(train):
         reading = None
         if val is not None:
-            reading = read_fall(lrs, val[index], share, num_steps=steps, **kwargs)
+            reading = read_fall(lrs, val[index], share, num_steps=steps, train_losses=row,
+                                **kwargs)
         if reading is None or reading.failed is not None:
             reading = read_fall(lrs, row, share, num_steps=steps, **kwargs)
         readings.append(reading)

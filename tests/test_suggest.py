@@ -331,9 +331,10 @@ def test_bad_method_and_window_raise():
 
 
 # --- lrjax's default rule, fall --------------------------------------------------------------
-def ref_fall(lrs, raw, fraction, half_width):
+def ref_fall(lrs, raw, fraction, half_width, with_bottom=False):
     """The documented fall rule with loops: truncated centred mean, median start, the
-    cut after a blow-up, the last crossing of the level before the minimum."""
+    cut after a blow-up, the last crossing of the level before the minimum (and, with
+    ``with_bottom``, the index of that minimum)."""
     n = 0
     while n < len(raw) and math.isfinite(raw[n]):
         n += 1
@@ -356,7 +357,7 @@ def ref_fall(lrs, raw, fraction, half_width):
     for i in range(bottom):
         if smooth[i] > level:
             index = i + 1
-    return lrs[index]
+    return (lrs[index], bottom) if with_bottom else lrs[index]
 
 
 def sigmoid_curve(seed, noise=0.05, centre=-3.0, blow_up=-1.0):
@@ -427,6 +428,49 @@ def test_result_fall_reads_the_validation_curve_when_given():
     # An unreadable validation curve (NaN from step 0) falls back to the training curve.
     dead = result_from_raw(train, val=np.full(60, np.nan))
     assert dead.suggest() == plain.suggest()
+
+
+def ref_fall_with_hint(lrs, train, val, train_steps):
+    """The documented hint with loops: min(3/4 of the (validation) fall, the rate that
+    trains ``train_steps`` steps as long as the ramp's sum of rates to the training
+    curve's minimum), never below lrs[0]."""
+    ceiling = ref_fall(lrs, train if val is None else val, 0.75, 3)
+    _, bottom = ref_fall(lrs, train, 0.75, 3, with_bottom=True)
+    time = 0.0
+    for i in range(bottom + 1):
+        time += lrs[i]
+    return max(lrs[0], min(ceiling, time / train_steps)), ceiling, time / train_steps
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fall_train_steps_hint_matches_the_loop_reference(seed):
+    train = sigmoid_curve(seed, noise=0.02)
+    train[56:] = np.nan  # diverged
+    val = sigmoid_curve(seed + 10, noise=0.02, centre=-3.5)
+    val[56:] = np.nan
+    plain, careful = result_from_raw(train), result_from_raw(train, val=val)
+    cut = plain.losses_before_divergence()
+    branches = set()
+    for steps in (5, 3000, 10**6):
+        want, ceiling, matched = ref_fall_with_hint(LRS, cut, None, steps)
+        assert plain.suggest(train_steps=steps) == pytest.approx(want)
+        want_val, ceiling, matched = ref_fall_with_hint(LRS, cut, val, steps)
+        assert careful.suggest(train_steps=steps) == pytest.approx(want_val)
+        assert lrjax.suggest_fall(LRS, val, train_steps=steps, train_losses=cut) == pytest.approx(
+            want_val)
+        branches.add("ceiling" if ceiling < matched else "matched" if matched > LRS[0] else "floor")
+    assert branches == {"ceiling", "matched", "floor"}  # each part of the rule was exercised
+    # The hint only lowers the 3/4 reading; fraction= changes the ceiling's share.
+    assert careful.suggest(train_steps=5, fraction=0.5) == pytest.approx(
+        ref_fall(LRS, val, 0.5, 3))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "100"])
+def test_fall_train_steps_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="train_steps"):
+        lrjax.suggest_fall(LRS, sigmoid_curve(0), train_steps=bad)
+    with pytest.raises(ValueError, match="train_steps"):
+        result_from_raw(sigmoid_curve(0)).suggest(train_steps=bad)
 
 
 # --- degenerate curves (issue 9) ---------------------------------------------------------------
