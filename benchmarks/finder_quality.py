@@ -11,10 +11,10 @@ wine, and a synthetic regression), on one fixed train/validation/test split:
 2. **Curves.** Two range tests on the train part (defaults ``min_lr=1e-7``,
    ``max_lr=10``, 100 steps): the *default call* (``range_test(loss_fn, params,
    optimizer, data)``) and the *careful call* (``val_data`` = a held-out validation
-   batch, ``num_seeds=3`` with ``init_fn``); on the careful call lrjax's rule is read
-   both plainly and with the training-length hint ``suggest(train_steps=...)`` (the
-   problem's ``train_steps``: what a careful user, who knows how long they will train,
-   passes).
+   batch, ``num_seeds=3`` with ``init_fn``). On both, lrjax's rule is read plainly
+   (``suggest()``) and with the training-length hint ``suggest(train_steps=...)``: the
+   problem's ``train_steps``, which a careful user, who knows how long they will
+   train, passes.
 3. **Suggestions.** Every rule reads both results; each suggested rate is trained
    exactly as the grid was (the same compiled program: the suggestions are padded to
    the grid's length, so nothing recompiles).
@@ -305,8 +305,8 @@ def range_tests(problem: Problem) -> tuple[lrjax.RangeTestResult, lrjax.RangeTes
 def rules(train_steps: int | None = None) -> dict[str, Callable[[lrjax.RangeTestResult], float]]:
     """Rule name -> ``result -> lr``: lrjax's default and the peers' rules.
 
-    With ``train_steps`` (the careful call: a careful user knows how long they will
-    train) lrjax's rule is also read with that hint, ``suggest(train_steps=...)``.
+    With ``train_steps`` (a careful user knows how long they will train) lrjax's rule
+    is also read with that hint, ``suggest(train_steps=...)``.
     """
     out: dict[str, Callable[[lrjax.RangeTestResult], float]] = {
         "lrjax default (fall)": lambda result: result.suggest()
@@ -346,8 +346,8 @@ def run_problem(problem: Problem, grid: int, train_seeds: int) -> Outcome:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for call, result in results.items():
-            hint = problem.train_steps if call == "careful" else None
-            suggestions[call] = {name: float(rule(result)) for name, rule in rules(hint).items()}
+            rows = rules(problem.train_steps)
+            suggestions[call] = {name: float(rule(result)) for name, rule in rows.items()}
     flat = [(call, name, lr) for call, row in suggestions.items() for name, lr in row.items()]
     lrs = np.full(grid, grid_lrs[0], np.float32)  # padded to the grid's length: no recompile
     qualities: dict[str, dict[str, float]] = {call: {} for call in suggestions}
