@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
+import os
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from lrjax.cli import TRAIN_IMAGES, UsageError, _add_valued, _finite_float, _int_at_least
+from lrjax.cli import TRAIN_IMAGES, _add_valued, _finite_float, _int_at_least
+from lrjax.cli_files import UsageError, check_output_paths, write_replacing
 
 METHODS = ("random", "quasirandom", "grid", "tpe", "gp")
 OBJECTIVE = "val_loss"
@@ -112,6 +114,8 @@ def _check(args: argparse.Namespace) -> dict:
             raise UsageError(f"lrjax search needs {package}: pip install 'lrjax[{extra}]'")
     if (args.method in ("tpe", "gp") or args.storage) and _missing("optuna"):
         raise UsageError("--method tpe/gp and --storage need Optuna: pip install 'lrjax[search]'")
+    # A bad --plot/--json path fails now, not after the search.
+    args.plot = check_output_paths(args.plot, args.json)
     try:
         return digits_space(args)
     except ValueError as error:  # e.g. --min-lr >= --max-lr, named by the space's check
@@ -187,16 +191,14 @@ def run_search(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     else:
         stdout.write("best: " + ", ".join(f"{k}={v:.4g}" for k, v in best.items())
                      + f"  ({OBJECTIVE} {result.best_value:.4f})\n")
-    try:
-        if args.json is not None:
-            result.to_json(args.json)
-            stdout.write(f"wrote {args.json}\n")
-        if args.plot is not None:
-            result.plot(args.plot)
-            stdout.write(f"wrote {args.plot}\n")
-    except OSError as error:
-        raise UsageError(f"cannot write {error.filename}: {error.strerror}") from error
-    except ImportError as error:
-        raise UsageError(str(error)) from error
+    # Atomic writes: an interrupted write leaves the old file (or none), never half a file.
+    if args.json is not None:
+        write_replacing("--json", args.json, lambda file: file.write(result.to_json()), text=True)
+        stdout.write(f"wrote {args.json}\n")
+    if args.plot is not None:
+        form = os.path.splitext(args.plot)[1][1:].lower()
+        write_replacing("--plot", args.plot,
+                        lambda file: result.plot().savefig(file, format=form, dpi=110))
+        stdout.write(f"wrote {args.plot}\n")
     return 0
 

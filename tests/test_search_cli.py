@@ -43,6 +43,8 @@ def test_search_prints_the_best_trials_and_writes_files(tmp_path, capsys):
         (["--method", "bayes"], "invalid choice"),
         (["--trials", "0"], "must be an integer >= 1"),
         (["--images", "5000"], "--images must be at most 1438"),
+        (["--plot", "same.json", "--json", "same.json"], "name the same file"),
+        (["--json", "/no/such/folder/s.json"], "--json"),
     ],
 )
 def test_bad_input_is_one_line(argv, message, capsys):
