@@ -90,7 +90,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrjax.models import PureModel
-from lrjax.range_data import _place, _stack_chunk, _take
+from lrjax.range_data import _data_form, _place, _stack_chunk, _take
 from lrjax.range_plan import (  # noqa: F401  (_cache_key .. _seed_key: used by snapshots.py)
     _adapt,
     _as_key,
@@ -219,7 +219,9 @@ def range_test(
         chunk_size: steps per compiled chunk (iterables, progress).
         mesh: device mesh to shard the batch over (None: automatic, see above).
         data_axis: mesh axis name for the batch.
-        progress: host callback ``progress(steps_done, num_steps)``.
+        progress: host callback ``progress(steps_done, num_steps)`` (once per program
+            when static sweep values run one program each; an iterable is then read
+            once, in full, and shared).
 
     Returns:
         A :class:`RangeTestResult` (host numpy arrays).
@@ -256,6 +258,9 @@ def range_test(
     if not static_names:
         return run(optimizer, values)
     traced = {n: v for n, v in values.items() if n not in static_names}
+    if _data_form(data) == "iterable":  # every program must see the same batches
+        needed = int(num_steps) * int(accumulation_steps)
+        run = functools.partial(run, data=_take(iter(data), needed, needed, 0))
     parts = [run(functools.partial(optimizer, **point), traced)
              for point in _static_points(values, static_names)]
     return _join_static(parts, values, static_names, num_seeds)

@@ -103,6 +103,12 @@ def test_sweeps_over_static_and_bool_arguments_equal_separate_runs():
     alone = lrjax.range_test(mse, PARAMS, functools.partial(optax.sgd, momentum=0.9,
                                                             nesterov=True), (X, Y), **RANGE)
     np.testing.assert_allclose(sgd.losses[1, 1], alone.losses, rtol=1e-5)
+    # An iterator is read once (exactly the batches needed) and shared by both programs.
+    data = Counting()
+    pulled = lrjax.range_test(mse, PARAMS, optax.sgd, data,
+                              sweep={"momentum": [0.5, 0.9], "nesterov": [False, True]}, **RANGE)
+    assert data.pulled == STEPS
+    np.testing.assert_array_equal(pulled.losses, sgd.losses)
     assert np.asarray(sgd.diverged_at).shape == (2, 2)
     assert json.loads(sgd.to_json())["sweep"] == {"momentum": [0.5, 0.9], "nesterov": [False, True]}
 
