@@ -281,8 +281,10 @@ def _live(static: _Static, schedule: optax.Schedule, data: PyTree, offset: jax.A
     smoothed = avg / (1 - beta ** (step + 1).astype(_RECORD_DTYPE))
     best = jnp.where(jnp.isfinite(smoothed), jnp.minimum(state.best, smoothed), state.best)
     # smoothed > threshold * best, written so that it also means "rose by (threshold - 1)
-    # times |best|" for a negative best loss, and never fires for threshold = inf.
-    rise = (dyn.threshold - 1) * jnp.abs(best)
+    # times |best|" for a negative best loss, and never fires for threshold = inf. A best of
+    # exactly 0 gives no scale for a relative rise (any later loss would be "infinitely"
+    # worse), so there only a non-finite loss stops the curve.
+    rise = jnp.where(best == 0, jnp.inf, (dyn.threshold - 1) * jnp.abs(best))
     diverged = active & (~jnp.isfinite(loss) | (smoothed - best > rise))
     # A lone curve is always active here (the loop has exited otherwise), so the
     # per-curve masking, a copy of params and optimizer state per step, is only for batches.

@@ -22,7 +22,8 @@ Semantics (the choices the references leave open):
 * **Divergence.** Step ``t`` diverges when ``loss_t`` is not finite or
   ``smoothed_t > diverge_threshold * best_t`` with ``best_t = min_{s<=t} smoothed_s``
   (computed as ``smoothed_t - best_t > (diverge_threshold - 1) * |best_t|``, the same for
-  a positive loss and still meaningful for a negative one; ``inf`` disables it). That
+  a positive loss and still meaningful for a negative one; ``inf`` disables it; a best of
+  exactly 0 has no scale, so only a non-finite loss stops such a curve). That
   step is recorded; the loop then exits, so no later step does any work (a scan that
   skips every later step with ``lax.cond`` computes the same but was measured 5-10%
   slower), and the later steps are recorded as NaN. ``diverged_at`` is the step index,
