@@ -164,11 +164,10 @@ _SEARCH: list[str] = [
     "SearchResult",
 ]
 
-# --- snapshot ensembles and weight averaging (snapshots.py, swa.py) -------------
+# --- snapshot ensembles and weight averaging (snapshots.py, ensemble.py, swa.py) -
+from lrjax.ensemble import ensemble_members, ensemble_predict
 from lrjax.snapshots import (
     SnapshotResult,
-    ensemble_members,
-    ensemble_predict,
     schedule_cycle_ends,
     snapshot_cycle_ends,
     snapshot_schedule,
