@@ -106,7 +106,10 @@ def test_finds_the_known_optimum(method):
     result = lrjax.search(quadratic_train_fn, {"lr": lrjax.log_uniform(0.05, 1.0)},
                           num_trials=32, batch_size=8, method=method, objective="loss", key=1)
     assert len(result.trials) == 32
-    assert result.best_params["lr"] == pytest.approx(1 / A, rel=0.1)
+    # Grid and Sobol points are 0.04 decades apart (within 5% of any lr); 32 random draws
+    # land within 20% with probability 99%, within 10% only with 89%.
+    tolerance = 0.2 if method == "random" else 0.1
+    assert result.best_params["lr"] == pytest.approx(1 / A, rel=tolerance)
     for trial in result.trials:
         np.testing.assert_allclose(trial["value"], quadratic_loss(trial["params"]["lr"]),
                                    rtol=1e-3, atol=1e-6)
