@@ -112,8 +112,8 @@ class SearchResult:
     def plot(self, path: str | os.PathLike | None = None) -> Any:
         """Objective against each hyperparameter (log axes for log spaces) and best so far.
 
-        One panel per hyperparameter (completed trials as dots, the best as a star, failed
-        trials as crosses on the top edge) and a last panel with the best objective so far
+        One panel per hyperparameter (completed trials as dots, pruned ones as grey circles
+        at their last value, the best as a star, failed trials as crosses on the top edge) and a last panel with the best objective so far
         against the trial number. Needs matplotlib (``lrjax[plot]``).
 
         Returns:
@@ -126,14 +126,20 @@ class SearchResult:
         names = list(self.space)
         done = self.completed
         values = np.array([t["value"] for t in done], dtype=float)
-        log_y = values.size > 0 and bool(np.all(values > 0)) and values.max() > 10 * values.min()
         failed = [t for t in self.trials if t["state"] == FAIL]
+        pruned = [t for t in self.trials if t["state"] == PRUNED and t["value"] is not None]
+        shown = np.concatenate([values, [t["value"] for t in pruned]])
+        log_y = shown.size > 0 and bool(np.all(shown > 0)) and shown.max() > 10 * shown.min()
         best = self.best_trial
         figure = Figure(figsize=(4.0 * (len(names) + 1), 3.6), layout="constrained")
         axes = figure.subplots(1, len(names) + 1, squeeze=False)[0]
         for ax, name in zip(axes, names):
             ax.scatter([t["params"][name] for t in done], values, s=18, alpha=0.7,
                        label="trial")
+            if pruned:  # stopped early by successive halving: their value at that rung
+                ax.scatter([t["params"][name] for t in pruned], [t["value"] for t in pruned],
+                           s=18, facecolors="none", edgecolors="tab:gray",
+                           label="pruned (early value)")
             if failed:
                 top = values.max() if values.size else 1.0
                 ax.scatter([t["params"][name] for t in failed], [top] * len(failed),
@@ -163,7 +169,7 @@ class SearchResult:
             ax.legend(fontsize=8)
         ax.set_xlabel("trial number")
         ax.set_ylabel(self.objective)
-        ax.set_title(f"{self.method}: best {self.best_value:.4g}")
+        ax.set_title(f"{self.method}: best {self.best_value:.3g}", fontsize=9)
         ax.grid(alpha=0.3)
         if path is not None:
             figure.savefig(path, dpi=110)
