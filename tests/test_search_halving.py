@@ -69,6 +69,11 @@ def test_survivors_carry_state_and_equal_the_uninterrupted_trial():
                                                 jnp.array([t["steps"] for t in others]))
     np.testing.assert_allclose([t["value"] for t in others], expected["train_loss"], rtol=1e-5)
     assert best["steps"] == 27 and best["state"] == "complete"
+    # The plot shows the pruned trials too (at their last value), not only the finished one.
+    lr_ax = result.plot().axes[0]
+    assert [t.get_text() for t in lr_ax.get_legend().get_texts()] == [
+        "trial", "pruned (early value)", "best"]
+    assert len(lr_ax.collections[1].get_offsets()) == 8
 
 
 def test_nan_trials_fail_and_bad_input():
