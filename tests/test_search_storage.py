@@ -86,9 +86,20 @@ WORKER = textwrap.dedent(
     while not os.path.exists(other):  # start together
         time.sleep(0.02)
     space = {"lr": lrjax.uniform(0.0, 1.0)}
+
+    def progress(done, total):
+        # After its first batch each process waits (up to 2 minutes) for the other's first
+        # batch, so both take part however long either one takes to compile.
+        if not os.path.exists(me + ".batch"):
+            pathlib.Path(me + ".batch").touch()
+            deadline = time.time() + 120
+            while not os.path.exists(other + ".batch") and time.time() < deadline:
+                time.sleep(0.02)
+        time.sleep(0.05)
+
     result = lrjax.search(lambda h, k: (h["lr"] - 0.3) ** 2, space, num_trials=12,
                           batch_size=2, method=sys.argv[4], storage=storage,
-                          progress=lambda done, total: time.sleep(0.2))
+                          progress=progress)
     mine = [t.number for t in result.study.trials
             if t.user_attrs.get("lrjax_worker", "").endswith(f":{os.getpid()}")]
     print(json.dumps({"mine": mine, "trials": result.trials}))
