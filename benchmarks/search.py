@@ -12,7 +12,8 @@ Speed, for K = 16 and 64 trials (every time includes compilation, as a user pays
 (b) one compile, called sequentially: ``jit(train_fn)`` with the hyperparameters as
     traced arguments, compiled once and called once per trial;
 (c) ``lrjax.search``: the K trials in one compiled program (``--batch-size``, default K),
-    with its default ``vectorize="auto"`` (``lax.map`` on a CPU, ``vmap`` on accelerators),
+    with its default ``vectorize="auto"`` (on a CPU the single-trial program called per
+    trial, ``"loop"``; ``vmap`` on accelerators),
     and again with ``vectorize="vmap"`` (a vmapped batch of K trainings) whatever the device.
 Each way gets a fresh ``train_fn`` (nothing cached from an earlier way), and each row runs in
 a fresh process (JAX would otherwise reuse the first row's executables). Reported: the

@@ -108,14 +108,22 @@ def fn_and_args(train_fn: Any) -> tuple[Callable, tuple]:
     return (lambda hparams, key: train_fn(hparams, key)), ()
 
 
-def resolve_vectorize(vectorize: Any, mesh: Mesh | None) -> str:
-    if vectorize not in ("auto", "vmap", "map"):
-        raise ValueError(f"vectorize must be 'auto', 'vmap' or 'map', got {vectorize!r}.")
-    if vectorize == "map" and mesh is not None:
-        raise ValueError("vectorize='map' runs trials one after another: it cannot shard them "
-                         "over a mesh; use vectorize='vmap' (or 'auto') with mesh=.")
+def resolve_vectorize(vectorize: Any, mesh: Mesh | None, loop_ok: bool = True) -> str:
+    """The way a batch runs: ``vectorize`` checked, ``"auto"`` resolved for this backend.
+
+    ``loop_ok=False`` (successive halving, whose rungs are single programs) resolves
+    ``"auto"`` to ``"map"`` on a CPU and refuses ``"loop"``.
+    """
+    allowed = ("auto", "vmap", "map", "loop") if loop_ok else ("auto", "vmap", "map")
+    if vectorize not in allowed:
+        raise ValueError(f"vectorize must be one of {allowed}, got {vectorize!r}.")
+    if vectorize in ("map", "loop") and mesh is not None:
+        raise ValueError(f"vectorize={vectorize!r} runs trials one after another: it cannot "
+                         "shard them over a mesh; use vectorize='vmap' (or 'auto') with mesh=.")
     if vectorize == "auto":
-        return "map" if mesh is None and jax.default_backend() == "cpu" else "vmap"
+        if mesh is None and jax.default_backend() == "cpu":
+            return "loop" if loop_ok else "map"
+        return "vmap"
     return vectorize
 
 
@@ -150,7 +158,7 @@ def search(
 
     Trial ``i`` runs ``train_fn(hparams_i, fold_in(key, i))``; ``vmap(train_fn)`` is compiled
     once (for the batch shape) and called for every batch, a short last batch padded (on a
-    CPU, ``lax.map(train_fn)`` by default: see ``vectorize``).
+    CPU, the single-trial program by default: see ``vectorize``).
     The objective of a trial is ``metrics[objective]``; a NaN/inf objective marks the trial
     failed (Optuna's FAIL): it is recorded, never the best, and the search goes on.
 
@@ -182,11 +190,13 @@ def search(
         progress: ``progress(done, total)`` called after each batch, or True for stderr lines.
         mesh: a ``jax.sharding.Mesh``; the trial axis of each batch is split over its devices.
         grid_points: points per float axis of ``method="grid"``.
-        vectorize: how a batch runs inside its program: ``"vmap"`` (a batch of trainings,
+        vectorize: how a batch runs: ``"vmap"`` (a batch of trainings in one program,
             what fills an accelerator), ``"map"`` (``lax.map``: one trial after another,
-            still one compiled call per batch) or ``"auto"``: ``"map"`` on a CPU backend
-            without ``mesh``, where XLA takes about twice as long to compile the vmapped
-            program and runs it no faster (``benchmarks/search.py``), else ``"vmap"``.
+            still one compiled call per batch), ``"loop"`` (one compiled single-trial
+            program called for each trial; never recompiled) or ``"auto"``: ``"loop"`` on a
+            CPU backend without ``mesh``, where XLA takes about twice as long to compile the
+            vmapped program and runs it no faster, and the single-trial program compiles
+            fastest (``benchmarks/search.py``), else ``"vmap"``.
 
     Returns:
         A :class:`SearchResult` (``study`` set when Optuna ran).

@@ -139,7 +139,7 @@ def successive_halving(
     plan = rung_plan(len(params), train_fn.num_steps, eta, min_steps)
     batch_size = default_batch_size(batch_size, len(params), False, mesh)
     mesh = check_mesh(mesh, batch_size)
-    programs = _programs(train_fn, batch_size, mesh, resolve_vectorize(vectorize, mesh))
+    programs = _programs(train_fn, batch_size, mesh, resolve_vectorize(vectorize, mesh, loop_ok=False))
     numbers = np.arange(len(params))
     trials, name = _run_rungs(programs, space, params, numbers, plan, root, objective,
                               direction, report, len(params))
@@ -227,7 +227,7 @@ def hyperband(
     population = max(plan[0][0] for plan in brackets)
     batch_size = default_batch_size(batch_size, population, False, mesh)
     mesh = check_mesh(mesh, batch_size)
-    programs = _programs(train_fn, batch_size, mesh, resolve_vectorize(vectorize, mesh))
+    programs = _programs(train_fn, batch_size, mesh, resolve_vectorize(vectorize, mesh, loop_ok=False))
     draw = quasirandom_params if method == "quasirandom" else random_params
     trials, name, offset = [], None, 0
     for bracket, plan in enumerate(brackets):

@@ -157,8 +157,9 @@ class BatchRunner:
         batch_size: trials per call of the compiled program.
         key: the search's root key.
         mesh: shard the trial axis over this mesh's devices, or None.
-        vectorize: ``"vmap"`` (a batch of trainings) or ``"map"`` (``lax.map``: the trials of
-            a batch one after another, in the same single program).
+        vectorize: ``"vmap"`` (a batch of trainings), ``"map"`` (``lax.map``: the trials of
+            a batch one after another, in the same single program) or ``"loop"`` (one
+            compiled single-trial program, called once per trial of the batch).
         owner: the user's train_fn: executables are cached per owner and batch signature,
             and its metric names must stay the same across calls.
     """
@@ -178,7 +179,10 @@ class BatchRunner:
                 return jax.lax.map(lambda hk: one(*hk), (hparams, keys))
             return jax.vmap(one)(hparams, keys)
 
-        self._jitted = jax.jit(batched)
+        def single(hparams: dict, number: jax.Array, root: jax.Array, *extra: Any) -> dict:
+            return self.recorder.record(fn(hparams, jax.random.fold_in(root, number), *extra))
+
+        self._jitted = jax.jit(single if vectorize == "loop" else batched)
         self._root = self._place(key, replicated=True)
         self._args = tuple(self._place(a, replicated=True) for a in args)
         self._compiled: Any = None
@@ -197,6 +201,9 @@ class BatchRunner:
                            for a in jax.tree.leaves(self._args)),
                      jax.tree.structure(self._args))
         if signature not in self._cache:
+            if self.vectorize == "loop":  # the program of one trial: scalars in
+                hparams = {name: np.asarray(values)[0] for name, values in hparams.items()}
+                numbers = np.asarray(numbers)[0]
             lowered = self._jitted.lower(self._place(hparams, replicated=False),
                                          self._place(numbers, replicated=False),
                                          self._root, *self._args)
@@ -215,6 +222,14 @@ class BatchRunner:
         numbers = np.asarray(numbers, np.int32)[index]
         if self._compiled is None:
             self.compile(hparams, numbers)
+        if self.vectorize == "loop":
+            # On a CPU the trials of a batch gain nothing from one batched program, and the
+            # single-trial program compiles fastest (benchmarks/search.py). Dispatch is
+            # asynchronous: every trial is queued before the first result is read.
+            outs = [self._compiled({name: values[i] for name, values in hparams.items()},
+                                   numbers[i], self._root, *self._args) for i in range(num)]
+            outs = jax.device_get(outs)
+            return {name: np.array([o[name] for o in outs], np.float64) for name in outs[0]}
         out = self._compiled(self._place(hparams, replicated=False),
                              self._place(numbers, replicated=False), self._root, *self._args)
         return {name: np.asarray(values, np.float64)[:num] for name, values in out.items()}

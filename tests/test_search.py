@@ -61,7 +61,7 @@ def alone(regression):
     return jax.jit(regression)
 
 
-@pytest.mark.parametrize("vectorize", ["vmap", "map"])
+@pytest.mark.parametrize("vectorize", ["vmap", "map", "loop"])
 def test_batched_trials_equal_each_trial_alone_and_compile_once(regression, alone, vectorize):
     traces = []
 
