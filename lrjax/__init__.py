@@ -94,7 +94,6 @@ from lrjax.plotting import plot_range_test
 from lrjax.range_result import RangeTestResult
 from lrjax.range_test import lr_ramp, range_test
 from lrjax.suggest import (
-    suggest_cyclical_bounds,
     suggest_lr,
     suggest_minimum,
     suggest_slide,
@@ -102,6 +101,7 @@ from lrjax.suggest import (
     suggest_steepest,
     suggest_valley,
 )
+from lrjax.suggest_cyclical import suggest_cyclical_bounds
 from lrjax.suggest_fall import suggest_fall
 from lrjax.train_step import TrainStep, make_train_step
 

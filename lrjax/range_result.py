@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lrjax import suggest as _suggest
+from lrjax import suggest_cyclical as _suggest_cyclical
 from lrjax import suggest_result as _suggest_result
 
 
@@ -176,7 +177,7 @@ class RangeTestResult:
         off ``smoothed_losses``: the EMA lags, and its minimum sits where the raw loss
         already blows up. See ``lrjax.suggest_cyclical_bounds`` for the full rule.
         """
-        pairs = np.asarray([_suggest.suggest_cyclical_bounds(self.lrs, row)
+        pairs = np.asarray([_suggest_cyclical.suggest_cyclical_bounds(self.lrs, row)
                             for row in self._before_divergence(self.losses)])
         return float(np.median(pairs[:, 0])), float(np.median(pairs[:, 1]))
 

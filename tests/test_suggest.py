@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lrjax
-from lrjax.suggest import centred_smooth, usable_curve
+from lrjax.suggest import usable_curve
+from lrjax.suggest_cyclical import centred_smooth
 
 LRS = np.logspace(-5, 1, 60)
 RULES = ["fall", "valley", "slide", "steep", "steepest", "minimum"]
