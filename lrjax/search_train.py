@@ -47,15 +47,29 @@ class TrainFn:
 
     def __init__(self, loss_fn: Callable, init_fn: Callable, optimizer_fn: Callable,
                  data: PyTree, num_steps: int, eval_fn: Callable | None, loss_window: int,
-                 shuffle: bool) -> None:
+                 shuffle: bool, num_seeds: int = 1) -> None:
         self.loss_fn, self.init_fn, self.optimizer_fn = loss_fn, init_fn, optimizer_fn
         self.data, self.num_steps, self.eval_fn = data, num_steps, eval_fn
-        self.loss_window, self.shuffle = loss_window, shuffle
+        self.loss_window, self.shuffle, self.num_seeds = loss_window, shuffle, num_seeds
         self.num_batches = int(jax.tree.leaves(data)[0].shape[0])
         self.default_objective = "eval_loss" if eval_fn is not None else "train_loss"
 
+    # With num_seeds > 1 a trial is num_seeds trainings: every leaf of its TrialState has a
+    # leading seed axis, and init / advance / evaluate vmap the one-seed pieces over it, so
+    # successive halving carries and re-batches the seeds of a trial together.
+
     def init(self, hparams: Mapping[str, jax.Array], key: jax.Array) -> TrialState:
-        """The trial's state before its first step: ``init_fn(key)`` and the optimizer's state."""
+        """The trial's state before its first step: ``init_fn(key)`` and the optimizer's state.
+
+        With ``num_seeds > 1``: one state per key of ``jax.random.split(key, num_seeds)``,
+        stacked on a leading seed axis.
+        """
+        if self.num_seeds == 1:  # the key itself, so that num_seeds=1 is bit-for-bit as before
+            return self._init_one(hparams, key)
+        keys = jax.random.split(key, self.num_seeds)
+        return jax.vmap(lambda k: self._init_one(hparams, k))(keys)
+
+    def _init_one(self, hparams: Mapping[str, jax.Array], key: jax.Array) -> TrialState:
         init_key, data_key = jax.random.split(key)
         params = self.init_fn(init_key)
         opt_state = self.optimizer_fn(hparams).init(params)
@@ -69,6 +83,12 @@ class TrainFn:
         A traced ``num_steps`` makes the loop a ``while_loop``, so one compiled program serves
         rungs of any length; a Python int makes it a ``scan``. Both do the same arithmetic.
         """
+        if self.num_seeds == 1:
+            return self._advance_one(state, hparams, data, start, num_steps)
+        return jax.vmap(lambda st: self._advance_one(st, hparams, data, start, num_steps))(state)
+
+    def _advance_one(self, state: TrialState, hparams: Mapping[str, jax.Array], data: PyTree,
+                     start: jax.Array, num_steps: int | jax.Array) -> TrialState:
         tx = self.optimizer_fn(hparams)
         if self.shuffle:
             order = jax.random.permutation(state.data_key, self.num_batches)
@@ -92,7 +112,16 @@ class TrainFn:
         return TrialState(params, opt_state, state.data_key, window)
 
     def evaluate(self, state: TrialState) -> Metrics:
-        """``train_loss`` (mean of the last ``loss_window`` step losses) and ``eval_fn``'s metrics."""
+        """``train_loss`` (mean of the last ``loss_window`` step losses) and ``eval_fn``'s metrics.
+
+        With ``num_seeds > 1``: each metric's mean over the seeds (NaN if any seed's is NaN).
+        """
+        if self.num_seeds == 1:
+            return self._evaluate_one(state)
+        per_seed = jax.vmap(self._evaluate_one)(state)
+        return {name: jnp.mean(value, axis=0) for name, value in per_seed.items()}
+
+    def _evaluate_one(self, state: TrialState) -> Metrics:
         metrics = {"train_loss": jnp.nanmean(state.losses)}
         if self.eval_fn is not None:
             out = self.eval_fn(state.params)
@@ -122,6 +151,7 @@ def make_train_fn(
     eval_fn: Callable[[PyTree], Any] | None = None,
     loss_window: int = 10,
     shuffle: bool = True,
+    num_seeds: int = 1,
 ) -> TrainFn:
     """Build the ``train_fn(hparams, key) -> metrics`` of :func:`lrjax.search` for a model.
 
@@ -144,10 +174,20 @@ def make_train_fn(
             of scalars, evaluated on the final params (e.g. a validation loss).
         loss_window: ``train_loss`` is the mean of the last ``loss_window`` step losses.
         shuffle: draw each trial's batch order from its key.
+        num_seeds: trainings per trial, >= 1 (static). With ``S > 1`` a trial splits its key
+            into ``S`` keys (``jax.random.split(key, S)``), trains one model from each (its own
+            init and batch order) vmapped in the same compiled program, and reports each
+            metric's mean over the ``S`` trainings: an estimate of the hyperparameters'
+            *expected* metric rather than one training's, whose held-out loss can vary by tens
+            of percent from seed to seed. The search's trial keys then fix the seed sets; give
+            every trial the same key (common random numbers) to compare hyperparameters on the
+            same seeds. A trial fails (NaN) if any of its trainings does. Costs ``S`` times the
+            compute of one training. ``1`` (the default) trains once from the trial's key.
 
     Returns:
-        A :class:`TrainFn`; its metrics are ``{"train_loss", ...eval_fn's}``, and its
-        default objective is ``eval_loss`` with a scalar ``eval_fn``, else ``train_loss``.
+        A :class:`TrainFn`; its metrics are ``{"train_loss", ...eval_fn's}`` (means over the
+        seeds when ``num_seeds > 1``), and its default objective is ``eval_loss`` with a
+        scalar ``eval_fn``, else ``train_loss``.
 
     Example:
         >>> import jax, jax.numpy as jnp, optax
@@ -157,9 +197,15 @@ def make_train_fn(
         ...                          data, num_steps=20)
         >>> float(train_fn({"lr": jnp.float32(0.1)}, jax.random.key(0))["train_loss"]) < 1e-3
         True
+        >>> averaged = make_train_fn(loss, lambda k: jax.random.normal(k, (3,)),
+        ...                          lambda h: optax.sgd(h["lr"]), data, num_steps=20, num_seeds=4)
+        >>> averaged({"lr": jnp.float32(0.1)}, jax.random.key(0))["train_loss"].shape  # 4 inits
+        ()
 
     References:
         Bergstra & Bengio, "Random Search for Hyper-Parameter Optimization", JMLR 2012.
+        Bouthillier et al., "Accounting for Variance in Machine Learning Benchmarks", MLSys 2021
+        (seed-to-seed variance of a training and averaging over seeds).
     """
     for name, fn in (("loss_fn", loss_fn), ("init_fn", init_fn), ("optimizer_fn", optimizer_fn)):
         if not callable(fn):
@@ -168,6 +214,7 @@ def make_train_fn(
         raise TypeError(f"eval_fn must be callable or None, got {eval_fn!r}.")
     num_steps = _check_int("num_steps", num_steps, 1)
     loss_window = _check_int("loss_window", loss_window, 1)
+    num_seeds = _check_int("num_seeds", num_seeds, 1)
     if not isinstance(shuffle, bool):
         raise TypeError(f"shuffle must be a bool, got {shuffle!r}.")
     leaves = jax.tree.leaves(data)
@@ -180,4 +227,5 @@ def make_train_fn(
             f"shapes {[np.shape(leaf) for leaf in leaves]}."
         )
     data = jax.tree.map(jnp.asarray, data)
-    return TrainFn(loss_fn, init_fn, optimizer_fn, data, num_steps, eval_fn, loss_window, shuffle)
+    return TrainFn(loss_fn, init_fn, optimizer_fn, data, num_steps, eval_fn, loss_window, shuffle,
+                   num_seeds)
