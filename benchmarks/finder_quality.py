@@ -1,7 +1,9 @@
 """Benchmark: how well each suggestion rule's learning rate trains, against a constant-LR grid.
 
 For each problem (bundled data only: scikit-learn's digits, breast cancer, diabetes and
-wine, and a synthetic regression), on one fixed train/validation/test split:
+wine, and a synthetic regression; with ``--holdout``, four problems added after lrjax's
+rules were fixed, iris among them, to check them on problems they were not chosen on), on
+one fixed train/validation/test split:
 
 1. **Truth.** Train at every learning rate of a log grid (``--grid`` points from 1e-5 to
    10) with a constant rate for the problem's ``train_steps`` steps, from ``--train-seeds``
@@ -41,7 +43,8 @@ median taken, as ``RangeTestResult.suggest`` does; lrjax's default reads the raw
 validation curve when the result has one.
 
 Usage:
-    python benchmarks/finder_quality.py [--quick] [--only NAME ...] [--json out.json] [--markdown]
+    python benchmarks/finder_quality.py [--quick] [--holdout] [--only NAME ...] [--json out.json]
+        [--markdown]
 
 The full run takes about 5 minutes on 2 shared CPU cores (the CNN about half of it);
 ``--quick`` (13 rates, 1 training seed, no CNN) about 2.
@@ -266,7 +269,23 @@ def make_problems() -> list[Problem]:
     sy = sx @ rng.normal(size=dim) / scales.mean() + 0.3 * rng.normal(size=num)
     add("synthetic-linreg-sgd", "regression", linear(dim, 1), "linear regression", optax.sgd,
         "SGD", _split(sx * 1.0, sy, 800, 200, 0, True), 32, 200)
+    # Held out: added after the rules' constants were chosen on the six above, to check
+    # that they carry over to problems they were not chosen on (``--holdout``).
+    iris = datasets.load_iris()
+    add("iris-mlp-adamw", "classification", mlp((4, 16, 3)), "MLP 4-16-3",
+        functools.partial(lrjax.adamw, weight_decay=1e-3), "AdamW wd 1e-3",
+        _split(iris.data, iris.target, 90, 30, 0, False), 30, 300)
+    add("digits-logreg-momentum", "classification", linear(64, 10), "logistic regression",
+        functools.partial(optax.sgd, momentum=0.9), "SGD momentum 0.9",
+        _split(dx, dy, 1200, 200, 2, False), 64, 200)
+    add("cancer-mlp-adam", "classification", mlp((30, 32, 2)), "MLP 30-32-2", optax.adam,
+        "Adam", _split(cancer.data, cancer.target, 300, 100, 1, False), 32, 200)
+    add("diabetes-linreg-sgd", "regression", linear(10, 1), "linear regression", optax.sgd,
+        "SGD", _split(diabetes.data, diabetes.target, 300, 60, 1, True), 32, 300)
     return problems
+
+
+HOLDOUT = ("iris-mlp-adamw", "digits-logreg-momentum", "cancer-mlp-adam", "diabetes-linreg-sgd")
 
 
 # --- truth: the vmapped constant-LR grid ---------------------------------------------------
@@ -397,12 +416,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=int, default=None, help="grid rates (default 25)")
     parser.add_argument("--train-seeds", type=int, default=None, help="default 2")
     parser.add_argument("--only", nargs="*", default=None, help="problem names to run")
+    parser.add_argument("--holdout", action="store_true",
+                        help="run the four held-out problems instead of the six")
     parser.add_argument("--json", default=None, help="write suggestions and qualities here")
     parser.add_argument("--markdown", action="store_true", help="also print markdown tables")
     args = parser.parse_args(argv)
     grid = args.grid or (13 if args.quick else 25)
     train_seeds = args.train_seeds or (1 if args.quick else 2)
-    problems = [p for p in make_problems() if not args.only or p.name in args.only]
+    problems = [p for p in make_problems() if (p.name in HOLDOUT) == args.holdout
+                and (not args.only or p.name in args.only)]
     if args.quick and not args.only:
         # The CNN is most of the time (compiling it and its range tests), whatever the grid.
         problems = [p for p in problems if p.name != "digits-cnn-adamw"]

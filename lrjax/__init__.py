@@ -103,6 +103,7 @@ from lrjax.suggest import (
 )
 from lrjax.suggest_cyclical import suggest_cyclical_bounds
 from lrjax.suggest_fall import suggest_fall
+from lrjax.suggest_turn import suggest_turn
 from lrjax.train_step import TrainStep, make_train_step
 
 _RANGE_TEST: list[str] = [
@@ -118,6 +119,7 @@ _RANGE_TEST: list[str] = [
     "suggest_slide",
     "suggest_steep",
     "suggest_fall",
+    "suggest_turn",
     "suggest_cyclical_bounds",
     "plot_range_test",
 ]

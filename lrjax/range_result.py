@@ -139,8 +139,10 @@ class RangeTestResult:
         """A suggested learning rate; batched results give the lower median over curves.
 
         Args:
-            method: ``fall`` (the default: lrjax's rule, see ``lrjax.suggest_fall``; it
-                reads the raw validation curve when there is one), fastai's ``valley``,
+            method: ``fall`` (the default: lrjax's rule; on the raw validation curve
+                when there is one, a fifth of the rate where it turns up, see
+                ``lrjax.suggest_turn``; else a quarter of the training curve's fall,
+                see ``lrjax.suggest_fall``), fastai's ``valley``,
                 ``slide``, ``steep``, ``minimum``, or torch-lr-finder's ``steepest``
                 (see ``lrjax.suggest``).
             per_curve: return the ``batch_shape`` array of per-curve suggestions instead

@@ -37,13 +37,13 @@ two is 1 (no constant tuned). As a cap it only lowers the suggestion, so for a v
 training of a problem that does not overfit it is conservative. ``fraction=`` replaces
 the ceiling's share.
 
-The share is one quarter (``fraction=0.25``) on whichever curve is read: the
-validation curve when the result has one (``val_data``), else the training curve. A
-training curve cannot show overfitting, and the best constant rate of a small problem
-that overfits sits near the START of the fall; on problems that do not overfit, a
-quarter of the way down is still well inside the fall, where training progresses. See
-the README ("Choosing a learning rate from the curve") for the benchmark behind it,
-including the shares that were measured and not chosen.
+The share is one quarter (``fraction=0.25``). A training curve cannot show
+overfitting, and the best constant rate of a small problem that overfits sits near the
+START of the fall; on problems that do not overfit, a quarter of the way down is still
+well inside the fall, where training progresses. A VALIDATION curve can show it:
+``RangeTestResult.suggest()`` reads one by its turn instead (``lrjax.suggest_turn``),
+unless ``fraction=`` is given. See the README ("Choosing a learning rate from the
+curve") for the benchmark behind it, including the shares measured and not chosen.
 
 References:
     Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3
@@ -115,9 +115,7 @@ def read_fall(lrs: ArrayLike, losses: ArrayLike, fraction: float | None = None,
         ``Reading(lr, None)``, or ``Reading(lrs[0], reason)`` for an unreadable curve.
     """
     lrs, losses = _as_curve(lrs, losses)
-    if train_steps is not None and (isinstance(train_steps, bool) or not isinstance(
-            train_steps, (int, np.integer)) or train_steps < 1):
-        raise ValueError(f"train_steps must be an integer >= 1 or None, got {train_steps!r}.")
+    check_train_steps(train_steps)
     if fraction is None:
         fraction = FRACTION if train_steps is None else CEILING_FRACTION
     if not (isinstance(fraction, (int, float, np.floating)) and 0 < fraction <= 1):
@@ -134,12 +132,37 @@ def read_fall(lrs: ArrayLike, losses: ArrayLike, fraction: float | None = None,
     if train_steps is None:
         return Reading(float(lrs[index]), None)
     if train_losses is not None:
-        # The training curve's minimum ends what the ramp could train (its time).
-        train_fall = _find_fall(np.asarray(train_losses, np.float64), steps, width)
-        bottom = bottom if isinstance(train_fall, str) else train_fall[2]
-    # The constant rate that trains as long (sum of the rates) as the ramp at that minimum.
+        bottom = training_bottom(train_losses, steps, width, bottom)
+    return Reading(time_matched_cap(lrs, lrs[index], bottom, train_steps), None)
+
+
+def training_bottom(train_losses: ArrayLike, steps: int, width: int | None = None,
+                    default: int = 0) -> int:
+    """Index of the smoothed training curve's minimum (step 2), ``default`` if it has none.
+
+    The training curve's minimum ends what the ramp could train: its time.
+    """
+    if width is None:
+        width = max(1, round(_HALF_WIDTH_FRACTION * steps))
+    train_fall = _find_fall(np.asarray(train_losses, np.float64), steps, width)
+    return default if isinstance(train_fall, str) else train_fall[2]
+
+
+def time_matched_cap(lrs: np.ndarray, lr: float, bottom: int, train_steps: int) -> float:
+    """``max(lrs[0], min(lr, sum(lrs[: bottom + 1]) / train_steps))``: the training-length hint.
+
+    ``sum / train_steps`` is the constant rate that trains as long (in gradient-flow time,
+    the sum of the rates) as the ramp had up to step ``bottom``.
+    """
     matched = float(np.sum(lrs[: bottom + 1])) / train_steps
-    return Reading(float(max(lrs[0], min(lrs[index], matched))), None)
+    return float(max(lrs[0], min(lr, matched)))
+
+
+def check_train_steps(train_steps: int | None) -> None:
+    """``train_steps`` is ``None`` or an integer >= 1 (ValueError naming it otherwise)."""
+    if train_steps is not None and (isinstance(train_steps, bool) or not isinstance(
+            train_steps, (int, np.integer)) or train_steps < 1):
+        raise ValueError(f"train_steps must be an integer >= 1 or None, got {train_steps!r}.")
 
 
 def _find_fall(losses: np.ndarray, steps: int, width: int) -> tuple[np.ndarray, float, int] | str:

@@ -2,7 +2,8 @@
 
 Separate from ``suggest.py`` (rules on one curve) because it knows the result's layout:
 which curve a rule reads (the peers: each curve's smoothed losses as the peer records
-them; ``fall``: the raw validation curve when there is one, else the raw training curve,
+them; ``fall``: the raw validation curve when there is one, read by its turn
+(``lrjax.suggest_turn``), else the raw training curve by its fall (``lrjax.suggest_fall``),
 cut before divergence), and how several curves (seeds, sweep values) vote: curves a
 rule cannot read do not vote, the rest give their lower median.
 
@@ -29,7 +30,14 @@ from lrjax.suggest import (
     _slide_reader,
     recorded_curve,
 )
-from lrjax.suggest_fall import read_fall
+from lrjax.suggest_fall import (
+    CEILING_FRACTION,
+    check_train_steps,
+    read_fall,
+    time_matched_cap,
+    training_bottom,
+)
+from lrjax.suggest_turn import TOLERANCE, read_turn, turn_index
 
 
 def _peer_reading(method: str, lrs: np.ndarray, row: np.ndarray, diverged: int,
@@ -54,9 +62,11 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
     """Every curve of a ``RangeTestResult`` through ``method``: one Reading per curve.
 
     Peer rules read each curve's smoothed losses as the peer records them
-    (:func:`recorded_curve`); ``fall`` reads the raw validation curve when the result
-    has one (falling back to the training curve where a validation curve is
-    unreadable) and the raw training curve otherwise, cut before divergence.
+    (:func:`recorded_curve`). ``fall`` reads the raw validation curve by its turn when
+    the result has one (``divisor=``, ``tolerance=``; with ``train_steps=`` capped by the
+    time-matched rate of the training curve; with ``fraction=`` by that share of its fall
+    instead), falling back to the training curve where a validation curve is
+    unreadable, and the raw training curve by its fall otherwise, cut before divergence.
     """
     if method not in SUGGESTERS:
         raise ValueError(f"method must be one of {tuple(SUGGESTERS)}, got {method!r}.")
@@ -70,16 +80,42 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
     train = result._before_divergence(result.losses)
     val = None if result.val_losses is None else result._before_divergence(result.val_losses)
     share = kwargs.pop("fraction", None)
+    turn_options = {name: kwargs.pop(name) for name in ("divisor", "tolerance") if name in kwargs}
+    if turn_options and (val is None or share is not None):
+        raise TypeError(f"fall got {sorted(turn_options)}, which apply only to a validation "
+                        "curve read by its turn (a result with val_losses, no fraction=).")
+    train_steps = kwargs.get("train_steps")
+    check_train_steps(train_steps)
     readings = []
     for index, row in enumerate(train):
         reading = None
-        if val is not None:
+        if val is not None and share is None:
+            reading = _turn_reading(lrs, val[index], row, steps, train_steps, turn_options)
+        elif val is not None:  # fraction= asks for a share of the validation fall
             reading = read_fall(lrs, val[index], share, num_steps=steps, train_losses=row,
                                 **kwargs)
         if reading is None or reading.failed is not None:
             reading = read_fall(lrs, row, share, num_steps=steps, **kwargs)
         readings.append(reading)
     return readings
+
+
+def _turn_reading(lrs: np.ndarray, val: np.ndarray, train: np.ndarray, steps: int,
+                  train_steps: int | None, options: dict[str, Any]) -> Reading:
+    """A validation curve's ``turn`` reading, capped at three quarters of its fall (the
+    stability ceiling of the hint) and by the training-length hint if given."""
+    reading = read_turn(lrs, val, num_steps=steps, **options)
+    if reading.failed is not None:
+        return reading
+    lr = reading.lr
+    ceiling = read_fall(lrs, val, CEILING_FRACTION, num_steps=steps)
+    if ceiling.failed is None:
+        lr = max(float(lrs[0]), min(lr, ceiling.lr))
+    if train_steps is None:
+        return Reading(lr, None)
+    tolerance = options.get("tolerance", TOLERANCE)
+    bottom = training_bottom(train, steps, default=turn_index(val, steps, None, tolerance))
+    return Reading(time_matched_cap(lrs, lr, bottom, train_steps), None)
 
 
 def combine_readings(readings: list[Reading], lrs: ArrayLike, method: str) -> float:

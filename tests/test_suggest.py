@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_curves import finite_prefix, loop_truncated_mean
 
 import lrjax
 from lrjax.suggest import usable_curve
@@ -336,13 +337,8 @@ def ref_fall(lrs, raw, fraction, half_width, with_bottom=False):
     """The documented fall rule with loops: truncated centred mean, median start, the
     cut after a blow-up, the last crossing of the level before the minimum (and, with
     ``with_bottom``, the index of that minimum)."""
-    n = 0
-    while n < len(raw) and math.isfinite(raw[n]):
-        n += 1
-    smooth = []
-    for i in range(n):
-        window = raw[max(0, i - half_width) : min(n, i + half_width + 1)]
-        smooth.append(sum(window) / len(window))
+    smooth = loop_truncated_mean(finite_prefix(raw), half_width)
+    n = len(smooth)
     head = max(1, round(0.1 * len(lrs)))
     start = float(np.median(raw[:head]))
     low_all = min(smooth)
@@ -423,8 +419,13 @@ def test_result_fall_reads_the_validation_curve_when_given():
     careful = result_from_raw(train, val=val)
     cut = plain.losses_before_divergence()
     assert plain.suggest() == lrjax.suggest_fall(LRS, cut)
-    assert careful.suggest() == lrjax.suggest_fall(LRS, np.where(np.isnan(cut), np.nan, val))
-    assert careful.suggest() < plain.suggest()
+    val_cut = np.where(np.isnan(cut), np.nan, val)
+    # A validation curve is read by its turn capped at 3/4 of its fall
+    # (tests/test_suggest_turn.py), or with fraction= by that share of its fall.
+    assert careful.suggest() == min(lrjax.suggest_turn(LRS, val_cut),
+                                    lrjax.suggest_fall(LRS, val_cut, fraction=0.75))
+    assert careful.suggest(fraction=0.25) == lrjax.suggest_fall(LRS, val_cut)
+    assert careful.suggest(fraction=0.25) < plain.suggest()
     assert plain.suggest("fall", fraction=0.75) == lrjax.suggest_fall(LRS, cut, fraction=0.75)
     # An unreadable validation curve (NaN from step 0) falls back to the training curve.
     dead = result_from_raw(train, val=np.full(60, np.nan))
@@ -456,7 +457,8 @@ def test_fall_train_steps_hint_matches_the_loop_reference(seed):
         want, ceiling, matched = ref_fall_with_hint(LRS, cut, None, steps)
         assert plain.suggest(train_steps=steps) == pytest.approx(want)
         want_val, ceiling, matched = ref_fall_with_hint(LRS, cut, val, steps)
-        assert careful.suggest(train_steps=steps) == pytest.approx(want_val)
+        # (without fraction=, the validation curve is read by its turn: test_suggest_turn.py)
+        assert careful.suggest(train_steps=steps, fraction=0.75) == pytest.approx(want_val)
         assert lrjax.suggest_fall(LRS, val, train_steps=steps, train_losses=cut) == pytest.approx(
             want_val)
         branches.add("ceiling" if ceiling < matched else "matched" if matched > LRS[0] else "floor")

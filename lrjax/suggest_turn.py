@@ -1,0 +1,152 @@
+"""The ``turn`` rule: a step back from where the validation loss stops falling.
+
+A range test with ``val_data`` records, at every step of the ramp, the loss on a fixed
+held-out batch. That curve is smooth (the batch never changes) and it falls for as long
+as a larger rate still makes the model generalise better. Where it first turns up, the
+ramp's rate has become too large for the problem: unstable, or (on a small noisy data
+set) fitting noise so fast that the held-out loss gets worse while the training loss
+still falls. The best constant rate sits a fixed factor below that turn, on problems
+that overfit as on problems that do not; a share of the fall cannot say this, since a
+problem that overfits has its best rate near the start of its fall and one that does not
+far down it (see the README, "Choosing a learning rate from the curve"):
+
+1. ``s`` = centred moving average of the raw losses before divergence, half-width
+   ``max(1, round(0.01 * num_steps))`` (light: the validation curve has no batch noise);
+   ``start`` = median of the first tenth of the raw losses.
+2. The turn is the first step ``i`` past the first tenth, once ``s`` has covered at least
+   a tenth of its whole fall ``start - min(s)``, at which ``s`` climbs back above its
+   running minimum ``m_i`` by more than ``tolerance`` (default 0.1) of the fall so far
+   ``start - m_i``; the turn's rate is the rate at that running minimum (at ``argmin s``
+   when the curve never turns before divergence).
+3. The suggestion is ``lr_turn / divisor`` (default 5, never below ``lrs[0]``).
+
+Read on a training curve the rule is unreliable: batch noise makes ``s`` rise and fall
+all along the fall (``suggest()`` uses it only on validation curves).
+
+References:
+    Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3
+    (the range test, read where the loss stops improving); fastai's ``minimum`` rule
+    (``lr_find``: the rate of the minimum over 10) is the same step back, taken from the
+    lagged training EMA's global minimum.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from lrjax.suggest import Reading, _as_curve, _finite_length, _warned, unreadable
+from lrjax.suggest_fall import truncated_mean
+
+#: The suggestion is the turn's rate divided by this.
+DIVISOR = 5.0
+#: A rise above the running minimum larger than this share of the fall so far is the turn.
+TOLERANCE = 0.1
+# The curve must have covered this share of its whole fall before a rise counts (a
+# wobble in the flat start is not a turn).
+_MIN_FALL_SHARE = 0.1
+_HALF_WIDTH_FRACTION = 0.01
+_START_FRACTION = 0.1
+
+
+def _check_positive(name: str, value: float, low: float, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not (low < value < high):
+        raise ValueError(f"{name} must be a number in ({low:g}, {high:g}), got {value!r}.")
+    return float(value)
+
+
+def read_turn(lrs: ArrayLike, losses: ArrayLike, divisor: float = DIVISOR,
+              tolerance: float = TOLERANCE, half_width: int | None = None,
+              num_steps: int | None = None) -> Reading:
+    """The ``turn`` rule on one raw curve; a :class:`~lrjax.suggest.Reading` (no warning).
+
+    Args:
+        lrs: learning rates (1-D, increasing).
+        losses: RAW losses (a validation curve); the first non-finite value ends it.
+        divisor: the suggestion is the turn's rate over this, > 0.
+        tolerance: a rise above the running minimum by more than this share of the fall
+            so far is the turn, in ``(0, 1)``.
+        half_width: the smoother's half-width in points (default 1% of ``num_steps``,
+            at least 1).
+        num_steps: the range test's steps (default ``len(lrs)``).
+
+    Returns:
+        ``Reading(lr, None)``, or ``Reading(lrs[0], reason)`` for an unreadable curve.
+    """
+    lrs, losses = _as_curve(lrs, losses)
+    divisor = _check_positive("divisor", divisor, 0.0)
+    tolerance = _check_positive("tolerance", tolerance, 0.0, 1.0)
+    steps = lrs.size if num_steps is None else int(num_steps)
+    turn = turn_index(losses, steps, half_width, tolerance)
+    if isinstance(turn, str):
+        return Reading(float(lrs[0]), turn)
+    return Reading(float(max(lrs[0], lrs[turn] / divisor)), None)
+
+
+def turn_index(losses: np.ndarray, steps: int, half_width: int | None = None,
+               tolerance: float = TOLERANCE) -> int | str:
+    """Steps 1-2 of the rule: the index of the turn's running minimum, or why there is none."""
+    if half_width is None:
+        half_width = max(1, round(_HALF_WIDTH_FRACTION * steps))
+    n = _finite_length(losses)
+    raw = losses[:n]
+    why = unreadable(raw) if n >= 2 else "fewer than two finite points before divergence"
+    if n >= 2 and why == "the loss never decreases":
+        why = None  # judge the smoothed curve below (a high first point is not a fall)
+    if why is not None:
+        return why
+    smooth = truncated_mean(raw, half_width)
+    head = max(1, round(_START_FRACTION * steps))
+    start = float(np.median(raw[:head]))
+    fall = start - float(smooth.min())
+    if not fall > 0 or int(np.argmin(smooth)) < head or unreadable(
+            np.concatenate([[start], smooth])) is not None:
+        return "the smoothed loss never falls below its start"
+    running = np.minimum.accumulate(smooth)
+    fallen = start - running
+    rises = (smooth > running + tolerance * fallen) & (fallen >= _MIN_FALL_SHARE * fall)
+    rises[:head] = False
+    after = np.flatnonzero(rises)
+    end = int(after[0]) if after.size else n
+    return int(np.argmin(smooth[:end]))
+
+
+def suggest_turn(lrs: ArrayLike, losses: ArrayLike, *, divisor: float = DIVISOR,
+                 tolerance: float = TOLERANCE, half_width: int | None = None,
+                 num_steps: int | None = None) -> float:
+    """A fifth of the rate at which a (validation) loss curve first turns up.
+
+    ``lr = lr_turn / divisor`` with ``lr_turn`` the rate where the lightly smoothed raw
+    curve reaches the minimum it then climbs back from (by more than ``tolerance`` of
+    its fall so far); see the module docstring. Pass a RAW validation curve;
+    ``RangeTestResult.suggest()`` (rule ``fall``) reads it this way whenever the range
+    test recorded ``val_losses``, and seeds vote by their lower median.
+
+    Args:
+        lrs: learning rates (1-D, increasing).
+        losses: RAW losses at those rates, NaN from divergence on.
+        divisor: the turn's rate is divided by this (> 0, default 5).
+        tolerance: the share of the fall so far that a rise must exceed to be the turn,
+            in ``(0, 1)`` (default 0.1).
+        half_width: the smoother's half-width in points (default 1% of the points).
+        num_steps: the range test's steps (default ``len(lrs)``).
+
+    Returns:
+        The suggested learning rate (``lrs[0]`` with a warning for an unreadable curve).
+
+    Example:
+        >>> lrs = np.logspace(-6, 0, 61)
+        >>> x = np.log10(lrs)
+        >>> val = 2 - np.tanh(x + 3) + np.where(x > -1.5, 3 * (x + 1.5), 0)  # turns at 10**-1.5
+        >>> lr = suggest_turn(lrs, val)  # the 3-point smoother moves a sharp kink by one rate
+        >>> bool(np.isclose(lr, 10**-1.6 / 5))
+        True
+
+    References:
+        Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
+    """
+    return _warned("turn", read_turn(lrs, losses, divisor, tolerance, half_width, num_steps),
+                   lrs)
