@@ -13,7 +13,8 @@ The peers' rules, each equal to the peer's own function on the same recorded cur
 A peer records the diverging step and stops; a NaN loss does not stop fastai, which
 records NaN from there on. :func:`recorded_curve` turns a range test's curve into what
 the peer's recorder would hold, so that trimming matches. lrjax's own default rule,
-``fall`` (``lrjax.suggest_fall``), reads the raw losses; ``lrjax.suggest_result`` applies
+``fall``, reads the raw losses (a training curve by its fall, ``lrjax.suggest_fall``; a
+validation curve by its turn, ``lrjax.suggest_turn``); ``lrjax.suggest_result`` applies
 any rule to a whole ``RangeTestResult`` (which curve, and the seeds' vote).
 
 Every rule returns a float and never NaN. A curve a rule cannot read (fewer than two
@@ -444,7 +445,7 @@ def _fall(lrs: ArrayLike, losses: ArrayLike, **kwargs: Any) -> float:
     return suggest_fall(lrs, losses, **kwargs)
 
 
-#: The default of ``RangeTestResult.suggest`` (see ``lrjax.suggest_fall``).
+#: The default of ``RangeTestResult.suggest`` (see ``lrjax.suggest_fall`` and ``lrjax.suggest_turn``).
 DEFAULT_METHOD = "fall"
 
 SUGGESTERS: dict[str, SuggestFn] = {
