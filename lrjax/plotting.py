@@ -228,8 +228,10 @@ def _draw_single(ax: Axes, result: Any, group: _Group, method: str, show_raw: bo
                 color=OTHER_RULE_COLORS[index % len(OTHER_RULE_COLORS)], zorder=5,
                 label=f"{rule_label(name)}: {value:.2g}")
     chosen = suggestions.get(method, group.suggestion)
+    # ``fall`` reads the validation curve when there is one: the dot sits on the curve read.
+    read = val if method == "fall" and group.val is not None else smoothed
     ax.axvline(chosen, color=SUGGESTION_COLOR, lw=1, ls="--", alpha=0.8, zorder=2)
-    ax.plot([chosen], [_on_curve(lrs, smoothed, chosen)], ls="none", marker="o", ms=10,
+    ax.plot([chosen], [_on_curve(lrs, read, chosen)], ls="none", marker="o", ms=10,
             mec="black", mew=1, color=SUGGESTION_COLOR, zorder=7,
             label=f"suggestion ({rule_label(method)}): {chosen:.2g}")
     base_lr, max_lr = result.cyclical_bounds()

@@ -179,6 +179,18 @@ def test_validation_loss_is_drawn_and_inside_the_y_range():
     assert ax.get_ylim()[0] <= np.nanmin(result.val_losses[:step])
 
 
+def test_the_default_rule_reads_the_validation_curve_and_its_dot_sits_there():
+    val = raw_curve(seed=5) - 0.25
+    result = result_of(raw_curve(), val=val)
+    ax = draw(result)  # the default rule, fall, reads the validation curve by its turn
+    chosen = result.suggest()
+    dot = line(ax, "suggestion (fall)")
+    finite = np.isfinite(result.val_losses)
+    want = np.interp(np.log10(chosen), np.log10(LRS[finite]), result.val_losses[finite])
+    np.testing.assert_allclose(dot.get_xdata(), [chosen], rtol=1e-6)
+    np.testing.assert_allclose(dot.get_ydata(), [want], rtol=1e-5)
+
+
 def test_seeds_are_a_median_with_a_band():
     raws = np.stack([raw_curve(seed=s, shift=0.1 * s) for s in range(3)])
     result = result_of(raws, batch_axes=("seed",))
