@@ -64,10 +64,13 @@ class TrainFn:
         With ``num_seeds > 1``: one state per key of ``jax.random.split(key, num_seeds)``,
         stacked on a leading seed axis.
         """
-        if self.num_seeds == 1:  # the key itself, so that num_seeds=1 is bit-for-bit as before
-            return self._init_one(hparams, key)
-        keys = jax.random.split(key, self.num_seeds)
-        return jax.vmap(lambda k: self._init_one(hparams, k))(keys)
+        # One seed uses the key itself, so that num_seeds=1 is bit-for-bit as before.
+        keys = key if self.num_seeds == 1 else jax.random.split(key, self.num_seeds)
+        return self._per_seed(lambda k: self._init_one(hparams, k), keys)
+
+    def _per_seed(self, one: Callable, tree: Any) -> Any:
+        """``one(tree)`` for one seed, else ``one`` vmapped over ``tree``'s leading seed axis."""
+        return one(tree) if self.num_seeds == 1 else jax.vmap(one)(tree)
 
     def _init_one(self, hparams: Mapping[str, jax.Array], key: jax.Array) -> TrialState:
         init_key, data_key = jax.random.split(key)
@@ -83,9 +86,8 @@ class TrainFn:
         A traced ``num_steps`` makes the loop a ``while_loop``, so one compiled program serves
         rungs of any length; a Python int makes it a ``scan``. Both do the same arithmetic.
         """
-        if self.num_seeds == 1:
-            return self._advance_one(state, hparams, data, start, num_steps)
-        return jax.vmap(lambda st: self._advance_one(st, hparams, data, start, num_steps))(state)
+        return self._per_seed(lambda st: self._advance_one(st, hparams, data, start, num_steps),
+                              state)
 
     def _advance_one(self, state: TrialState, hparams: Mapping[str, jax.Array], data: PyTree,
                      start: jax.Array, num_steps: int | jax.Array) -> TrialState:
@@ -116,10 +118,10 @@ class TrainFn:
 
         With ``num_seeds > 1``: each metric's mean over the seeds (NaN if any seed's is NaN).
         """
+        metrics = self._per_seed(self._evaluate_one, state)
         if self.num_seeds == 1:
-            return self._evaluate_one(state)
-        per_seed = jax.vmap(self._evaluate_one)(state)
-        return {name: jnp.mean(value, axis=0) for name, value in per_seed.items()}
+            return metrics
+        return {name: jnp.mean(value, axis=0) for name, value in metrics.items()}
 
     def _evaluate_one(self, state: TrialState) -> Metrics:
         metrics = {"train_loss": jnp.nanmean(state.losses)}

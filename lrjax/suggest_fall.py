@@ -115,7 +115,9 @@ def read_fall(lrs: ArrayLike, losses: ArrayLike, fraction: float | None = None,
         ``Reading(lr, None)``, or ``Reading(lrs[0], reason)`` for an unreadable curve.
     """
     lrs, losses = _as_curve(lrs, losses)
-    check_train_steps(train_steps)
+    if train_steps is not None and (isinstance(train_steps, bool) or not isinstance(
+            train_steps, (int, np.integer)) or train_steps < 1):
+        raise ValueError(f"train_steps must be an integer >= 1 or None, got {train_steps!r}.")
     if fraction is None:
         fraction = FRACTION if train_steps is None else CEILING_FRACTION
     if not (isinstance(fraction, (int, float, np.floating)) and 0 < fraction <= 1):
@@ -132,51 +134,38 @@ def read_fall(lrs: ArrayLike, losses: ArrayLike, fraction: float | None = None,
     if train_steps is None:
         return Reading(float(lrs[index]), None)
     if train_losses is not None:
-        bottom = training_bottom(train_losses, steps, width, bottom)
-    return Reading(time_matched_cap(lrs, lrs[index], bottom, train_steps), None)
-
-
-def training_bottom(train_losses: ArrayLike, steps: int, width: int | None = None,
-                    default: int = 0) -> int:
-    """Index of the smoothed training curve's minimum (step 2), ``default`` if it has none.
-
-    The training curve's minimum ends what the ramp could train: its time.
-    """
-    if width is None:
-        width = max(1, round(_HALF_WIDTH_FRACTION * steps))
-    train_fall = _find_fall(np.asarray(train_losses, np.float64), steps, width)
-    return default if isinstance(train_fall, str) else train_fall[2]
-
-
-def time_matched_cap(lrs: np.ndarray, lr: float, bottom: int, train_steps: int) -> float:
-    """``max(lrs[0], min(lr, sum(lrs[: bottom + 1]) / train_steps))``: the training-length hint.
-
-    ``sum / train_steps`` is the constant rate that trains as long (in gradient-flow time,
-    the sum of the rates) as the ramp had up to step ``bottom``.
-    """
+        # The training curve's minimum ends what the ramp could train (its time).
+        train_fall = _find_fall(np.asarray(train_losses, np.float64), steps, width)
+        bottom = bottom if isinstance(train_fall, str) else train_fall[2]
+    # The constant rate that trains as long (sum of the rates) as the ramp at that minimum.
     matched = float(np.sum(lrs[: bottom + 1])) / train_steps
-    return float(max(lrs[0], min(lr, matched)))
+    return Reading(float(max(lrs[0], min(lrs[index], matched))), None)
 
 
-def check_train_steps(train_steps: int | None) -> None:
-    """``train_steps`` is ``None`` or an integer >= 1 (ValueError naming it otherwise)."""
-    if train_steps is not None and (isinstance(train_steps, bool) or not isinstance(
-            train_steps, (int, np.integer)) or train_steps < 1):
-        raise ValueError(f"train_steps must be an integer >= 1 or None, got {train_steps!r}.")
+def smoothed_start(losses: np.ndarray, steps: int, width: int) -> tuple[np.ndarray, int, float] | str:
+    """``(smoothed curve before divergence, start-window length, start level)`` or why not.
 
-
-def _find_fall(losses: np.ndarray, steps: int, width: int) -> tuple[np.ndarray, float, int] | str:
-    """Steps 1-2 of the rule: ``(smoothed curve, start, index of its minimum)`` or why not."""
+    The part of reading a raw curve that ``fall`` and ``turn`` share: the finite prefix,
+    its readability, the centred mean of half-width ``width``, and the start level, the
+    median of the first tenth of the raw losses (robust to a noisy start).
+    """
     n = _finite_length(losses)
     raw = losses[:n]
     why = unreadable(raw) if n >= 2 else "fewer than two finite points before divergence"
     if n >= 2 and why == "the loss never decreases":
-        why = None  # a raw curve may start on a high batch; judge the smoothed one below
+        why = None  # a raw curve may start on a high batch; the caller judges the smoothed one
     if why is not None:
         return why
-    smooth = truncated_mean(raw, width)
     head = max(1, round(_START_FRACTION * steps))
-    start = float(np.median(raw[:head]))
+    return truncated_mean(raw, width), head, float(np.median(raw[:head]))
+
+
+def _find_fall(losses: np.ndarray, steps: int, width: int) -> tuple[np.ndarray, float, int] | str:
+    """Steps 1-2 of the rule: ``(smoothed curve, start, index of its minimum)`` or why not."""
+    curve = smoothed_start(losses, steps, width)
+    if isinstance(curve, str):
+        return curve
+    smooth, head, start = curve
     if smooth.min() < start:
         # Cut where the curve, having fallen at least halfway, climbs back above its start.
         halfway = start - 0.5 * (start - smooth.min())

@@ -30,14 +30,8 @@ from lrjax.suggest import (
     _slide_reader,
     recorded_curve,
 )
-from lrjax.suggest_fall import (
-    CEILING_FRACTION,
-    check_train_steps,
-    read_fall,
-    time_matched_cap,
-    training_bottom,
-)
-from lrjax.suggest_turn import TOLERANCE, read_turn, turn_index
+from lrjax.suggest_fall import CEILING_FRACTION, read_fall
+from lrjax.suggest_turn import read_turn
 
 
 def _peer_reading(method: str, lrs: np.ndarray, row: np.ndarray, diverged: int,
@@ -84,13 +78,11 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
     if turn_options and (val is None or share is not None):
         raise TypeError(f"fall got {sorted(turn_options)}, which apply only to a validation "
                         "curve read by its turn (a result with val_losses, no fraction=).")
-    train_steps = kwargs.get("train_steps")
-    check_train_steps(train_steps)
     readings = []
     for index, row in enumerate(train):
         reading = None
         if val is not None and share is None:
-            reading = _turn_reading(lrs, val[index], row, steps, train_steps, turn_options)
+            reading = _turn_reading(lrs, val[index], row, steps, kwargs, turn_options)
         elif val is not None:  # fraction= asks for a share of the validation fall
             reading = read_fall(lrs, val[index], share, num_steps=steps, train_losses=row,
                                 **kwargs)
@@ -101,21 +93,15 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
 
 
 def _turn_reading(lrs: np.ndarray, val: np.ndarray, train: np.ndarray, steps: int,
-                  train_steps: int | None, options: dict[str, Any]) -> Reading:
-    """A validation curve's ``turn`` reading, capped at three quarters of its fall (the
-    stability ceiling of the hint) and by the training-length hint if given."""
+                  kwargs: dict[str, Any], options: dict[str, Any]) -> Reading:
+    """A validation curve's ``turn`` reading, capped by what ``fall`` reads at three
+    quarters of the validation fall (the stability ceiling; with ``train_steps=`` also the
+    time-matched rate of the training curve: the hint exactly as ``fall`` applies it)."""
     reading = read_turn(lrs, val, num_steps=steps, **options)
     if reading.failed is not None:
         return reading
-    lr = reading.lr
-    ceiling = read_fall(lrs, val, CEILING_FRACTION, num_steps=steps)
-    if ceiling.failed is None:
-        lr = max(float(lrs[0]), min(lr, ceiling.lr))
-    if train_steps is None:
-        return Reading(lr, None)
-    tolerance = options.get("tolerance", TOLERANCE)
-    bottom = training_bottom(train, steps, default=turn_index(val, steps, None, tolerance))
-    return Reading(time_matched_cap(lrs, lr, bottom, train_steps), None)
+    ceiling = read_fall(lrs, val, CEILING_FRACTION, num_steps=steps, train_losses=train, **kwargs)
+    return reading if ceiling.failed is not None else Reading(min(reading.lr, ceiling.lr), None)
 
 
 def combine_readings(readings: list[Reading], lrs: ArrayLike, method: str) -> float:

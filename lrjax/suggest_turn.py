@@ -32,13 +32,12 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.typing import ArrayLike
 
-from lrjax.suggest import Reading, _as_curve, _finite_length, _warned, unreadable
-from lrjax.suggest_fall import truncated_mean
+from lrjax._checks import check_static
+from lrjax.suggest import Reading, _as_curve, _warned, unreadable
+from lrjax.suggest_fall import smoothed_start
 
 #: The suggestion is the turn's rate divided by this.
 DIVISOR = 5.0
@@ -48,14 +47,6 @@ TOLERANCE = 0.1
 # wobble in the flat start is not a turn).
 _MIN_FALL_SHARE = 0.1
 _HALF_WIDTH_FRACTION = 0.01
-_START_FRACTION = 0.1
-
-
-def _check_positive(name: str, value: float, low: float, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not (low < value < high):
-        raise ValueError(f"{name} must be a number in ({low:g}, {high:g}), got {value!r}.")
-    return float(value)
 
 
 def read_turn(lrs: ArrayLike, losses: ArrayLike, divisor: float = DIVISOR,
@@ -66,7 +57,7 @@ def read_turn(lrs: ArrayLike, losses: ArrayLike, divisor: float = DIVISOR,
     Args:
         lrs: learning rates (1-D, increasing).
         losses: RAW losses (a validation curve); the first non-finite value ends it.
-        divisor: the suggestion is the turn's rate over this, > 0.
+        divisor: the suggestion is the turn's rate over this, > 0 (a finite number).
         tolerance: a rise above the running minimum by more than this share of the fall
             so far is the turn, in ``(0, 1)``.
         half_width: the smoother's half-width in points (default 1% of ``num_steps``,
@@ -77,30 +68,25 @@ def read_turn(lrs: ArrayLike, losses: ArrayLike, divisor: float = DIVISOR,
         ``Reading(lr, None)``, or ``Reading(lrs[0], reason)`` for an unreadable curve.
     """
     lrs, losses = _as_curve(lrs, losses)
-    divisor = _check_positive("divisor", divisor, 0.0)
-    tolerance = _check_positive("tolerance", tolerance, 0.0, 1.0)
+    divisor = check_static("divisor", divisor, low=0.0, low_open=True)
+    tolerance = check_static("tolerance", tolerance, low=0.0, high=1.0, low_open=True,
+                             high_open=True)
     steps = lrs.size if num_steps is None else int(num_steps)
-    turn = turn_index(losses, steps, half_width, tolerance)
+    turn = _turn_index(losses, steps, half_width, tolerance)
     if isinstance(turn, str):
         return Reading(float(lrs[0]), turn)
     return Reading(float(max(lrs[0], lrs[turn] / divisor)), None)
 
 
-def turn_index(losses: np.ndarray, steps: int, half_width: int | None = None,
+def _turn_index(losses: np.ndarray, steps: int, half_width: int | None = None,
                tolerance: float = TOLERANCE) -> int | str:
     """Steps 1-2 of the rule: the index of the turn's running minimum, or why there is none."""
     if half_width is None:
         half_width = max(1, round(_HALF_WIDTH_FRACTION * steps))
-    n = _finite_length(losses)
-    raw = losses[:n]
-    why = unreadable(raw) if n >= 2 else "fewer than two finite points before divergence"
-    if n >= 2 and why == "the loss never decreases":
-        why = None  # judge the smoothed curve below (a high first point is not a fall)
-    if why is not None:
-        return why
-    smooth = truncated_mean(raw, half_width)
-    head = max(1, round(_START_FRACTION * steps))
-    start = float(np.median(raw[:head]))
+    curve = smoothed_start(losses, steps, half_width)
+    if isinstance(curve, str):
+        return curve
+    smooth, head, start = curve
     fall = start - float(smooth.min())
     if not fall > 0 or int(np.argmin(smooth)) < head or unreadable(
             np.concatenate([[start], smooth])) is not None:
@@ -110,7 +96,7 @@ def turn_index(losses: np.ndarray, steps: int, half_width: int | None = None,
     rises = (smooth > running + tolerance * fallen) & (fallen >= _MIN_FALL_SHARE * fall)
     rises[:head] = False
     after = np.flatnonzero(rises)
-    end = int(after[0]) if after.size else n
+    end = int(after[0]) if after.size else smooth.size
     return int(np.argmin(smooth[:end]))
 
 
