@@ -20,7 +20,10 @@ a fresh process (JAX would otherwise reuse the first row's executables). Reporte
 seconds of each, ratios (a)/(c) and (b)/(c), and the median difference of the held-out
 loss to (b) (they compute the same trials).
 
-Quality: 32 trials of ``tpe``, ``quasirandom`` and ``random`` (search keys 0..4) against
+Quality: 32 trials of ``tpe`` and ``gp`` (where torch is installed), each in batches of 8
+(the default of a vmapped search) and one at a time (the CPU default), ``quasirandom`` and
+``random``
+(search keys 0..``--quality-keys``-1, default 0..9) against
 the best of a dense grid (``--grid`` points per axis) on the same objective: the held-out
 loss of the hyperparameters averaged over ``--objective-seeds`` trainings (default 16,
 ``make_train_fn(num_seeds=S)``), an estimate of their expected loss. One training's held-out
@@ -56,6 +59,7 @@ import optax
 
 import lrjax
 from lrjax.cli_search import digits_train_fn
+from lrjax.search_space import space_to_spec
 
 STEPS = 300
 SPACE = {"lr": lrjax.log_uniform(1e-4, 1e-1), "weight_decay": lrjax.log_uniform(1e-6, 1e-1)}
@@ -169,7 +173,8 @@ def seed_averaged_train_fn(num_seeds: int) -> Any:
                                num_seeds=num_seeds)
 
 
-def quality(grid: int, keys: int, objective_seeds: int, num: int = 32) -> dict[str, Any]:
+def quality(grid: int, keys: int, objective_seeds: int, space: dict,
+            num: int = 32) -> dict[str, Any]:
     train_fn = seed_averaged_train_fn(objective_seeds)
     fixed = jax.random.key(0)  # split into the objective's seeds: the same for every trial
 
@@ -177,12 +182,13 @@ def quality(grid: int, keys: int, objective_seeds: int, num: int = 32) -> dict[s
         return train_fn.call_with_data(h, fixed, train_fn.data)
 
     start = time.perf_counter()
-    dense = lrjax.search(common_seeds, SPACE, num_trials=grid * grid, method="grid",
+    dense = lrjax.search(common_seeds, space, num_trials=grid * grid, method="grid",
                          objective=OBJECTIVE, batch_size=64)
     grid_seconds = time.perf_counter() - start
     values = np.sort([t["value"] for t in dense.completed])
     out: dict[str, Any] = {
-        "objective_seeds": objective_seeds, "grid_points": grid * grid,
+        "space": space_to_spec(space), "objective_seeds": objective_seeds,
+        "grid_points": grid * grid,
         "grid_seconds": grid_seconds, "grid_best": dense.best_value,
         "grid_best_params": dense.best_params,
         # How flat the landscape is at the optimum: the grid's next best points, relative.
@@ -190,16 +196,35 @@ def quality(grid: int, keys: int, objective_seeds: int, num: int = 32) -> dict[s
         "grid_points_within_1pct": int(np.sum(values <= 1.01 * values[0])),
     }
     start = time.perf_counter()
-    for method in ("tpe", "quasirandom", "random"):
+    methods = quality_methods(num)
+    out["methods"] = {label: {"method": m, "batch_size": b} for label, (m, b) in methods.items()}
+    for label, (method, batch_size) in methods.items():
         runs = []
         for key in range(keys):
-            found = lrjax.search(common_seeds, SPACE, num_trials=num, method=method, key=key,
-                                 objective=OBJECTIVE, batch_size=8 if method == "tpe" else num)
+            found = lrjax.search(common_seeds, space, num_trials=num, method=method, key=key,
+                                 objective=OBJECTIVE, batch_size=batch_size)
             runs.append({"best": found.best_value, "params": found.best_params,
                          "gap_vs_grid": found.best_value / dense.best_value - 1.0})
-        out[method] = runs
+        out[label] = runs
     out["search_seconds"] = time.perf_counter() - start
     return out
+
+
+def quality_methods(num: int) -> dict[str, tuple[str, int]]:
+    """label -> (method, batch_size) of the quality runs.
+
+    The Bayesian methods run at both of lrjax.search's default batch sizes: 8 (a vmapped
+    batch, constant liar for ``tpe``; Optuna's GPSampler scores its running trials) and 1
+    (``vectorize="loop"``, the CPU default: told after every trial, as Optuna users run
+    TPE), so the rows show what batching costs. ``gp`` runs where torch imports.
+    """
+    methods = {"tpe (batch 8)": ("tpe", 8), "tpe (batch 1)": ("tpe", 1)}
+    try:
+        import torch  # noqa: F401  (Optuna's GPSampler needs it)
+        methods.update({"gp (batch 8)": ("gp", 8), "gp (batch 1)": ("gp", 1)})
+    except ImportError:
+        print("(torch is not installed: the gp rows are skipped)", file=sys.stderr)
+    return {**methods, "quasirandom": ("quasirandom", num), "random": ("random", num)}
 
 
 def speed_row_in_fresh_process(num: int, batch_size: int | None) -> dict[str, Any]:
@@ -217,9 +242,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--grid", type=int, default=16, help="dense grid points per axis")
-    parser.add_argument("--quality-keys", type=int, default=5, help="search keys per method")
+    parser.add_argument("--quality-keys", type=int, default=10, help="search keys per method")
     parser.add_argument("--objective-seeds", type=int, default=16,
                         help="trainings averaged per trial in the quality objective")
+    parser.add_argument("--wd-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="the quality part's weight-decay range (default that of the speed "
+                             "part, 1e-6 0.1)")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--speed-row", type=int, default=None, help=argparse.SUPPRESS)
@@ -249,7 +277,10 @@ def main() -> None:
         print(f"{'':>6} median |val_loss - (b)| over trials: (a) {d['a']:.1e}, (c) {d['c']:.1e}, "
               f"(c) vmap {d['c_vmap']:.1e}", flush=True)
     if not args.skip_quality:
-        q = quality(args.grid, args.quality_keys, args.objective_seeds)
+        space = dict(SPACE)
+        if args.wd_range is not None:
+            space["weight_decay"] = lrjax.log_uniform(*args.wd_range)
+        q = quality(args.grid, args.quality_keys, args.objective_seeds, space)
         report["quality"] = q
         print(f"\nquality: {OBJECTIVE} averaged over {q['objective_seeds']} trainings, every "
               f"trial from the same {q['objective_seeds']} seeds; dense grid of "
@@ -257,11 +288,12 @@ def main() -> None:
               f"{q['grid_best_params']}; next best "
               + ", ".join(f"{100 * g:+.2f}%" for g in q["grid_runners_up_gap"])
               + f"; {q['grid_points_within_1pct']} grid point(s) within 1%")
-        for method in ("tpe", "quasirandom", "random"):
-            gaps = [100 * run["gap_vs_grid"] for run in q[method]]
-            print(f"  32 trials of {method:<11}: best vs the grid, keys 0..{len(gaps) - 1}: "
+        for label in q["methods"]:
+            gaps = [100 * run["gap_vs_grid"] for run in q[label]]
+            print(f"  32 trials of {label:<13}: best vs the grid, keys 0..{len(gaps) - 1}: "
                   + ", ".join(f"{g:+.2f}%" for g in gaps)
-                  + f"; median {float(np.median(gaps)):+.2f}%, worst {max(gaps):+.2f}%")
+                  + f"; median {float(np.median(gaps)):+.2f}%, worst {max(gaps):+.2f}%, "
+                  f"within 1% on {sum(g <= 1.0 for g in gaps)} of {len(gaps)}")
         print(f"  ({q['search_seconds']:.0f} s for the searches)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:

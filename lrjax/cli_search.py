@@ -81,7 +81,8 @@ def add_search_command(commands: Any) -> None:
     _add_valued(parser, str, "--method", "random", None, "how trials are chosen", list(METHODS))
     count("--trials", 16, "N", "number of trials (with --storage: the study's total)")
     parser.add_argument("--batch-size", type=_int_at_least(1), default=None, metavar="N",
-                        help="trials per compiled call (default: all; 8 for tpe and gp)")
+                        help="trials per compiled call (default: all; for tpe and gp 8, or 1 "
+                             "on a CPU, where trials run one after another anyway)")
     parser.add_argument("--storage", metavar="URL|FILE",
                         help="Optuna storage (sqlite:///s.db, postgresql://...) or journal file")
     parser.add_argument("--study-name", default=None, metavar="NAME",

@@ -127,9 +127,16 @@ def resolve_vectorize(vectorize: Any, mesh: Mesh | None, loop_ok: bool = True) -
     return vectorize
 
 
-def default_batch_size(batch_size: Any, num_trials: int, adaptive: bool, mesh: Mesh | None) -> int:
+def default_batch_size(batch_size: Any, num_trials: int, adaptive: bool, mesh: Mesh | None,
+                       vectorize: str = "vmap") -> int:
+    """``batch_size`` checked, or the default: every trial for host methods; for adaptive
+    (Bayesian) ones 8, or 1 when trials run one at a time anyway (``"loop"``), so that the
+    sampler learns from every trial before proposing the next at no cost in speed."""
     if batch_size is None:
-        batch_size = min(num_trials, DEFAULT_ADAPTIVE_BATCH) if adaptive else num_trials
+        if not adaptive:
+            batch_size = num_trials
+        else:
+            batch_size = 1 if vectorize == "loop" else min(num_trials, DEFAULT_ADAPTIVE_BATCH)
         if mesh is not None:  # round up to fill every device
             batch_size = -(-batch_size // mesh.size) * mesh.size
         return batch_size
@@ -170,8 +177,10 @@ def search(
         num_trials: trials to run (>= 1). ``grid`` runs its whole grid, the largest with at
             most ``num_trials`` points (``grid_points`` per float axis if given). With
             ``storage``, the total of the study, shared by every process using it.
-        batch_size: trials per compiled call (default: all of them for host methods, 8 for
-            Bayesian ones, which learn between batches); with ``mesh`` a multiple of its size.
+        batch_size: trials per compiled call (default: all of them for host methods; for
+            Bayesian ones, which learn between batches, 8, or 1 with ``vectorize="loop"``,
+            the CPU default, where trials run one at a time anyway); with ``mesh`` a
+            multiple of its size.
         method: ``"grid"``, ``"random"``, ``"quasirandom"`` (scrambled Sobol, scipy),
             ``"tpe"`` (Optuna TPE, constant liar), ``"gp"`` (Optuna GPSampler, needs torch) or
             an ``optuna.samplers.BaseSampler``.
@@ -245,9 +254,9 @@ def search(
     if mesh is not None and not isinstance(mesh, Mesh):
         raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {mesh!r}.")
     adaptive = not host_method
-    batch_size = default_batch_size(batch_size, num_trials, adaptive, mesh)
-    mesh = check_mesh(mesh, batch_size)
     vectorize = resolve_vectorize(vectorize, mesh)
+    batch_size = default_batch_size(batch_size, num_trials, adaptive, mesh, vectorize)
+    mesh = check_mesh(mesh, batch_size)
     runner = BatchRunner(fn, args, batch_size, root, mesh, owner=train_fn, vectorize=vectorize)
     runner.compile(as_arrays(space, [center(space)] * batch_size), np.zeros(batch_size, np.int32))
     objective = resolve_objective(objective, runner.names, train_fn)

@@ -1,5 +1,6 @@
 """lrjax.search: batched trials == trials alone, one compile, known optima, failures, results."""
 
+import itertools
 import json
 import math
 import sys
@@ -151,6 +152,25 @@ def test_gp_sampler_finds_the_optimum():
     result = lrjax.search(quadratic_train_fn, {"lr": lrjax.log_uniform(0.05, 1.0)},
                           num_trials=16, batch_size=4, method="gp", objective="loss")
     assert result.best_params["lr"] == pytest.approx(1 / A, rel=0.2)
+
+
+@pytest.mark.parametrize("vectorize, batches", [("loop", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+                                                 ("vmap", [8, 10])])
+def test_bayesian_default_batch_learns_after_every_trial_when_trials_run_one_by_one(
+        vectorize, batches):
+    # With "loop" (the CPU default) trials run one after another anyway, so TPE is told each
+    # trial before the next is asked (batch 1); a vmapped program runs 8 at a time.
+    pytest.importorskip("optuna")
+    done = []
+    result = lrjax.search(quadratic_train_fn, {"lr": lrjax.log_uniform(0.05, 1.0)},
+                          num_trials=10, method="tpe", objective="loss", vectorize=vectorize,
+                          progress=lambda finished, total: done.append(finished))
+    assert done == batches and len(result.trials) == 10
+    # Each later trial was asked with every earlier one finished: none ran beside another.
+    study_trials = sorted(result.study.trials, key=lambda t: t.number)
+    if vectorize == "loop":
+        for earlier, later in itertools.pairwise(study_trials):
+            assert earlier.datetime_complete <= later.datetime_start
 
 
 def test_any_optuna_sampler_and_maximize():
