@@ -199,13 +199,14 @@ def quality(grid: int, keys: int, objective_seeds: int, space: dict,
     methods = quality_methods(num)
     out["methods"] = {label: {"method": m, "batch_size": b} for label, (m, b) in methods.items()}
     for label, (method, batch_size) in methods.items():
-        runs = []
+        runs, method_start = [], time.perf_counter()
         for key in range(keys):
             found = lrjax.search(common_seeds, space, num_trials=num, method=method, key=key,
                                  objective=OBJECTIVE, batch_size=batch_size)
             runs.append({"best": found.best_value, "params": found.best_params,
                          "gap_vs_grid": found.best_value / dense.best_value - 1.0})
         out[label] = runs
+        out["methods"][label]["seconds"] = time.perf_counter() - method_start
     out["search_seconds"] = time.perf_counter() - start
     return out
 
@@ -293,7 +294,8 @@ def main() -> None:
             print(f"  32 trials of {label:<13}: best vs the grid, keys 0..{len(gaps) - 1}: "
                   + ", ".join(f"{g:+.2f}%" for g in gaps)
                   + f"; median {float(np.median(gaps)):+.2f}%, worst {max(gaps):+.2f}%, "
-                  f"within 1% on {sum(g <= 1.0 for g in gaps)} of {len(gaps)}")
+                  f"within 1% on {sum(g <= 1.0 for g in gaps)} of {len(gaps)} "
+                  f"({q['methods'][label]['seconds']:.0f} s)")
         print(f"  ({q['search_seconds']:.0f} s for the searches)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
