@@ -22,9 +22,7 @@ loss to (b) (they compute the same trials).
 
 Quality: 32 trials of ``tpe`` and ``gp`` (where torch is installed), each in batches of 8
 (the default of a vmapped search) and one at a time (the CPU default), ``quasirandom`` and
-``random``
-(search keys 0..``--quality-keys``-1, default 0..9) against
-the best of a dense grid (``--grid`` points per axis) on the same objective: the held-out
+``random`` (search keys 0..``--quality-keys``-1, default 0..9) against the best of a dense grid (``--grid`` points per axis) on the same objective: the held-out
 loss of the hyperparameters averaged over ``--objective-seeds`` trainings (default 16,
 ``make_train_fn(num_seeds=S)``), an estimate of their expected loss. One training's held-out
 loss varies by about 25% from seed to seed near the optimum and is rugged in the

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from regression_problem import tiny_regression
 
 import lrjax
 from lrjax.search_runner import BatchRunner
@@ -37,14 +38,7 @@ def quadratic_loss(lr):
 @pytest.fixture(scope="module")
 def regression():
     """A tiny linear regression, its data as 6 stacked batches."""
-    x = jax.random.normal(jax.random.key(1), (6, 8, 3))
-    data = {"x": x, "y": x @ jnp.array([1.0, -2.0, 0.5])}
-
-    def loss_fn(w, batch):
-        return jnp.mean((batch["x"] @ w - batch["y"]) ** 2)
-
-    def init_fn(key):
-        return jax.random.normal(key, (3,))
+    loss_fn, init_fn, data = tiny_regression(key=1, num_batches=6)
 
     def optimizer_fn(h):  # a schedule and an optimizer built from traced hyperparameters
         schedule = optax.cosine_decay_schedule(h["lr"], decay_steps=12)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from regression_problem import tiny_regression
 
 import lrjax
 
@@ -14,14 +15,7 @@ SPACE = {"lr": lrjax.log_uniform(1e-2, 1e-1), "wd": lrjax.log_uniform(1e-4, 1e-2
 
 def _parts():
     """A tiny regression: random init (so seeds differ), 5 shuffled batches, an eval loss."""
-    x = jax.random.normal(jax.random.key(3), (5, 8, 3))
-    data = {"x": x, "y": x @ jnp.array([1.0, -2.0, 0.5])}
-
-    def loss_fn(w, batch):
-        return jnp.mean((batch["x"] @ w - batch["y"]) ** 2)
-
-    def init_fn(key):
-        return jax.random.normal(key, (3,))
+    loss_fn, init_fn, data = tiny_regression(key=3, num_batches=5)
 
     def optimizer_fn(h):
         return optax.adamw(optax.cosine_decay_schedule(h["lr"], STEPS), weight_decay=h["wd"])
