@@ -104,7 +104,7 @@ from lrjax.suggest import (
 from lrjax.suggest_cyclical import suggest_cyclical_bounds
 from lrjax.suggest_fall import suggest_fall
 from lrjax.suggest_turn import suggest_turn
-from lrjax.train_step import TrainStep, make_train_step
+from lrjax._engine.step import TrainStep, make_train_step
 
 _RANGE_TEST: list[str] = [
     "range_test",
@@ -129,11 +129,15 @@ from lrjax.porting import chain_schedules, linear_factor, per_epoch, with_cycled
 
 _PORTING: list[str] = ["per_epoch", "linear_factor", "chain_schedules", "with_cycled_momentum"]
 
-# --- real models in the range test (models.py, train_step.py) -------------------
-from lrjax.models import PureModel, pure_model
-from lrjax.train_step import ModelStep, TrainCarry, make_model_step, pure_train_step
+# --- the training engine (_engine/): models, the train step, the compile cache ---
+from lrjax._engine.cache import clear_caches
+from lrjax._engine.execution import choose_execution
+from lrjax._engine.model import PureModel, pure_model
+from lrjax._engine.step import ModelStep, TrainCarry, make_model_step, pure_train_step
 
 _MODELS: list[str] = [
+    "clear_caches",
+    "choose_execution",
     "pure_model",
     "PureModel",
     "make_model_step",

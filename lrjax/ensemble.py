@@ -20,7 +20,7 @@ import numpy as np
 
 from lrjax._checks import check_steps
 from lrjax.snapshots import SnapshotResult
-from lrjax.train_step import PyTree
+from lrjax._engine.step import PyTree
 
 
 def _leading_size(name: str, tree: PyTree) -> int:

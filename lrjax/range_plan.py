@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrjax.models import PureModel, is_model, pure_model
-from lrjax.range_data import (
+from lrjax._engine.model import PureModel, is_model, pure_model
+from lrjax._engine.data import (
     _batch_sizes,
     _check_array_leaves,
     _data_form,
@@ -32,7 +32,7 @@ from lrjax.range_data import (
 )
 from lrjax.range_program import _cache_key, _programs, _Programs, _Static
 from lrjax.range_result import _grid_points
-from lrjax.train_step import OptimizerFactory, PyTree, _check_int
+from lrjax._engine.step import OptimizerFactory, PyTree, _check_int
 
 MODES = ("exp", "linear")
 DEFAULT_CHUNK_SIZE = 50

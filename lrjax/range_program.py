@@ -21,8 +21,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lrjax.models import PureModel, _leaf_summary
-from lrjax.train_step import OptimizerFactory, PyTree, TrainCarry, pure_train_step
+from lrjax._engine.model import PureModel, _leaf_summary
+from lrjax._engine.step import OptimizerFactory, PyTree, TrainCarry, pure_train_step
 
 _RECORD_DTYPE = jnp.float32
 _CACHE_SIZE = 32

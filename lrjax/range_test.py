@@ -6,7 +6,7 @@ the loss, and reads a learning rate off the curve (Smith 2017, sec. 3.3; fastai
 optimizer factory, and all steps run inside one compiled ``lax.while_loop``: no
 per-step Python, no host round trip per step. This module is the host-side driver;
 validation and planning live in :mod:`lrjax.range_plan`, the compiled program in
-:mod:`lrjax.range_program`, the data forms in :mod:`lrjax.range_data`.
+:mod:`lrjax.range_program`, the data forms in :mod:`lrjax._engine.data`.
 
 Semantics (the choices the references leave open):
 
@@ -90,8 +90,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lrjax.models import PureModel
-from lrjax.range_data import _data_form, _place, _stack_chunk, _take
+from lrjax._engine.model import PureModel
+from lrjax._engine.data import _data_form, _place, _stack_chunk, _take
 from lrjax.range_plan import (  # noqa: F401  (_cache_key .. _seed_key: used by snapshots.py)
     _adapt,
     _as_key,
@@ -118,7 +118,7 @@ from lrjax.range_program import (
     _unpack,
 )
 from lrjax.range_result import RangeTestResult
-from lrjax.train_step import LossFn, OptimizerFactory, PyTree
+from lrjax._engine.step import LossFn, OptimizerFactory, PyTree
 
 Progress = Callable[[int, int], None]
 

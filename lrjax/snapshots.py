@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lrjax.range_data import (
+from lrjax._engine.data import (
     _batch_sizes,
     _data_form,
     _place,
@@ -44,8 +44,8 @@ from lrjax.range_data import (
 from lrjax.range_test import _cache_key, _check_callables, _is_seed, _seed_key
 from lrjax.schedules import _cosine_interpolate, _float_dtype, _integer_count
 from lrjax._checks import check_flag, check_steps, check_value
-from lrjax.models import PureLoss, PureModel, model_kind, pure_model
-from lrjax.train_step import (
+from lrjax._engine.model import PureLoss, PureModel, model_kind, pure_model
+from lrjax._engine.step import (
     LossFn,
     OptimizerFactory,
     PyTree,
@@ -250,7 +250,7 @@ class SnapshotResult:
 
 
 class _Static(NamedTuple):
-    loss: PureLoss  # lrjax's pure form of the user's loss_fn (lrjax.models.pure_model)
+    loss: PureLoss  # lrjax's pure form of the user's loss_fn (lrjax._engine.model.pure_model)
     optimizer: OptimizerFactory
     schedule: optax.Schedule | None  # None: snapshot_schedule of the runtime init_value
     data_fn: Callable[[jax.Array, jax.Array], PyTree] | None

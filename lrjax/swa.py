@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrjax.range_data import _check_array_leaves, _data_form, _pull, _stack_chunk
+from lrjax._engine.data import _check_array_leaves, _data_form, _pull, _stack_chunk
 from lrjax._checks import check_steps
 
 PyTree = Any

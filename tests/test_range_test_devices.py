@@ -8,7 +8,7 @@ import pytest
 from jax.sharding import Mesh
 
 import lrjax
-from lrjax.range_data import _resolve_mesh
+from lrjax._engine.data import _resolve_mesh
 
 STEPS = 20
 RNG = np.random.default_rng(2)

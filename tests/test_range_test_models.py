@@ -7,8 +7,8 @@ import optax
 import pytest
 
 import lrjax
-from lrjax.models import pure_model
-from lrjax.train_step import make_model_step
+from lrjax._engine.model import pure_model
+from lrjax._engine.step import make_model_step
 
 STEPS = 10
 RNG = np.random.default_rng(3)

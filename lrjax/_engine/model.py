@@ -121,12 +121,17 @@ def _split_output(out: Any, has_aux: bool, has_state: bool) -> tuple[Any, Any, A
 
 
 def _check_state(new: PyTree, old: PyTree) -> None:
-    """The state ``loss_fn`` returns must be shaped like the one it got (it is carried)."""
-    got = jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x)), new)
-    want = jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x)), old)
-    if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
+    """The state ``loss_fn`` returns must be shaped like the one it got (it is carried).
+
+    Compared leaf by leaf (shape and dtype) and by tree structure, never by the objects
+    themselves: an ``eqx.nn.State`` compares by identity, so two equal states are unequal.
+    """
+    got, want = _leaf_summary(new), _leaf_summary(old)
+    if jax.tree.structure(new) != jax.tree.structure(old) or got != want:
+        differ = [g for g in got if g not in want] or ["a different tree structure"]
         raise ValueError("loss_fn must return a new state with the structure, shapes and "
-                         f"dtypes of `state`; got {got} for {want}.")
+                         f"dtypes of `state`; got {differ} where `state` has "
+                         f"{[w for w in want if w not in got] or jax.tree.structure(old)}.")
 
 
 def _call(loss_fn: Callable, stochastic: bool, args: tuple, key: Any) -> Any:

@@ -9,7 +9,7 @@ state (batch statistics, nnx RNG counters) is carried, never optimized.
 Three entry points, from low to high level:
 
 * :func:`pure_train_step` ``(tx, loss, carry, batch, key)``: one step of a
-  :class:`TrainCarry` for a loss in the pure form of :mod:`lrjax.models`, with any
+  :class:`TrainCarry` for a loss in the pure form of :mod:`lrjax._engine.model`, with any
   optax transformation (the range test builds ``tx`` per curve inside its program);
 * :func:`make_model_step`: from a user's ``loss_fn`` and params or nnx/Equinox model,
   the initial carry, a ``step(carry, batch, key)`` ready for ``lax.scan``, a
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrjax.models import PureLoss, PureModel, pure_model
+from lrjax._engine.model import PureLoss, PureModel, pure_model
 
 PyTree = Any
 LossFn = Callable[..., Any]
@@ -89,6 +89,20 @@ def _loss_and_grads(loss: PureLoss, accumulation_steps: int, params: PyTree, sta
     return mean(value_sum), state, aux, jax.tree.map(mean, grad_sum)
 
 
+def _update(tx: optax.GradientTransformation, grads: PyTree, opt_state: optax.OptState,
+            params: PyTree, value: jax.Array) -> tuple[PyTree, optax.OptState]:
+    """``tx.update``; a transformation that takes extra arguments also gets ``value=loss``.
+
+    optax's convention (``GradientTransformationExtraArgs``): ``optax.contrib.
+    reduce_on_plateau`` reads the loss from ``value``, and ``chain`` and
+    ``inject_hyperparams`` hand extra arguments to their inner transforms, which drop
+    those they do not take. A plain ``GradientTransformation`` gets none.
+    """
+    if isinstance(tx, optax.GradientTransformationExtraArgs):
+        return tx.update(grads, opt_state, params, value=value)
+    return tx.update(grads, opt_state, params)
+
+
 def pure_train_step(tx: optax.GradientTransformation, loss: PureLoss, carry: TrainCarry,
                     batch: PyTree, key: Any = None, *, accumulation_steps: int = 1,
                     axis_name: str | None = None) -> tuple[TrainCarry, jax.Array, Any]:
@@ -96,7 +110,9 @@ def pure_train_step(tx: optax.GradientTransformation, loss: PureLoss, carry: Tra
 
     ``g = mean_j grad loss(params, state, batch[j], fold_in(key, j))`` (``batch`` itself
     when ``accumulation_steps == 1``), ``pmean`` of loss and ``g`` over ``axis_name``,
-    then ``params <- optax.apply_updates(params, tx.update(g, opt_state, params))``.
+    then ``params <- optax.apply_updates(params, tx.update(g, opt_state, params))``; an
+    optimizer that takes extra arguments (``optax.GradientTransformationExtraArgs``, e.g.
+    ``optax.contrib.reduce_on_plateau``) is also given ``value=loss``.
 
     Args:
         tx: the optimizer.
@@ -129,7 +145,7 @@ def pure_train_step(tx: optax.GradientTransformation, loss: PureLoss, carry: Tra
                                                carry.state, batch, key)
     if axis_name is not None:
         value, grads = jax.lax.pmean((value, grads), axis_name)
-    updates, opt_state = tx.update(grads, carry.opt_state, carry.params)
+    updates, opt_state = _update(tx, grads, carry.opt_state, carry.params, value)
     return TrainCarry(optax.apply_updates(carry.params, updates), opt_state, state), value, aux
 
 

@@ -1,0 +1,44 @@
+"""lrjax's one training engine: what every trainer (range test, snapshots, search,
+halving) shares, and the only package whose private names other lrjax packages import.
+
+* :mod:`~lrjax._engine.model`: the model adapter: params, params + state, nnx and Equinox
+  modules, dropout keys, all in one pure form ``loss(params, state, batch, key)``.
+* :mod:`~lrjax._engine.step`: one train step (accumulation, aux, ``pmean``, optimizers
+  that take extra arguments such as ``value=loss``).
+* :mod:`~lrjax._engine.data`: the data forms (stacked, iterable, ``(key, i)`` function)
+  and placing them on devices.
+* :mod:`~lrjax._engine.execution`: running N steps as one compiled loop or as a host loop
+  over compiled steps, and choosing between them.
+* :mod:`~lrjax._engine.cache`: the one compile cache and :func:`clear_caches`.
+"""
+
+from lrjax._engine.cache import PROGRAMS, clear_caches, fn_key, weak
+from lrjax._engine.execution import (
+    EXECUTIONS,
+    check_execution,
+    choose_execution,
+    compiled_loop,
+    host_steps,
+    run_host,
+)
+from lrjax._engine.model import PureModel, is_model, model_kind, pure_model
+from lrjax._engine.step import TrainCarry, pure_train_step
+
+__all__ = [
+    "EXECUTIONS",
+    "PROGRAMS",
+    "PureModel",
+    "TrainCarry",
+    "check_execution",
+    "choose_execution",
+    "clear_caches",
+    "compiled_loop",
+    "fn_key",
+    "host_steps",
+    "is_model",
+    "model_kind",
+    "pure_model",
+    "pure_train_step",
+    "run_host",
+    "weak",
+]
