@@ -3,9 +3,10 @@ cycle's end (the ensemble's prediction lives in :mod:`lrjax.ensemble`).
 
 Huang et al. (2017) train one network on a cyclic cosine schedule with warm restarts and
 keep the weights at the end of every cycle: each cycle anneals into a different local
-optimum, so one training budget gives M ensemble members. Here that training is one
-``jax.jit`` of a ``lax.scan`` over steps; the M cycle-end params are written into a
-buffer stacked on a leading axis, kept on device, and returned with the loss curve.
+optimum, so one training budget gives M ensemble members. Here that training runs on
+lrjax's engine (one compiled loop, or on CPU for convolutions a host loop over one
+compiled step); the M cycle-end params are written into a buffer stacked on a leading
+axis, kept on device, and returned with the loss curve.
 
 **Memory.** The snapshot buffer holds M copies of the params (``keep_last=m``: m copies)
 beside the training's own params and optimizer state, on device, for the whole run.
@@ -41,10 +42,18 @@ from lrjax._engine.data import (
     _stack_chunk,
     _stacked_steps,
 )
-from lrjax.range_test import _cache_key, _check_callables, _is_seed, _seed_key
+from lrjax.range_test import _check_callables, _is_seed, _seed_key
 from lrjax.schedules import _cosine_interpolate, _float_dtype, _integer_count
 from lrjax._checks import check_flag, check_steps, check_value
-from lrjax._engine.model import PureLoss, PureModel, model_kind, pure_model
+from lrjax._engine.cache import PROGRAMS, fn_key, weak
+from lrjax._engine.execution import (
+    check_execution,
+    choose_execution,
+    compiled_loop,
+    host_steps,
+    run_host,
+)
+from lrjax._engine.model import PureLoss, model_kind, pure_model
 from lrjax._engine.step import (
     LossFn,
     OptimizerFactory,
@@ -213,6 +222,8 @@ class SnapshotResult:
       aux: per-step aux (leading step axis) with ``has_aux``, else None.
       opt_state: the optimizer state after the last step (e.g. for
         :func:`lrjax.swa_params` when the optimizer is wrapped in :func:`lrjax.swa`).
+      execution: how the steps ran, ``"compiled"`` (one program) or ``"host"`` (a host
+        loop over a one-step program); what ``execution="auto"`` chose.
     """
 
     params: PyTree
@@ -224,6 +235,7 @@ class SnapshotResult:
     aux: Any = None
     opt_state: optax.OptState = None
     merge: Callable[[PyTree, PyTree], Any] | None = dataclasses.field(default=None, repr=False)
+    execution: str = "compiled"
 
     def __iter__(self):
         return iter((self.params, self.losses))
@@ -250,15 +262,38 @@ class SnapshotResult:
 
 
 class _Static(NamedTuple):
-    loss: PureLoss  # lrjax's pure form of the user's loss_fn (lrjax._engine.model.pure_model)
-    optimizer: OptimizerFactory
-    schedule: optax.Schedule | None  # None: snapshot_schedule of the runtime init_value
-    data_fn: Callable[[jax.Array, jax.Array], PyTree] | None
+    """What one step of the program reads besides its arguments (hashable but ``loss``)."""
+
+    loss: PureLoss  # the pure form of weak(loss_fn) (lrjax._engine.model.pure_model)
+    optimizer: OptimizerFactory  # weak(optimizer)
+    schedule: optax.Schedule | None  # weak(schedule); None: snapshot_schedule(init_value)
+    data_fn: Callable[[jax.Array, jax.Array], PyTree] | None  # weak(data_fn)
     num_steps: int
     cycle_length: int
     num_kept: int
     stochastic: bool
     accumulation_steps: int
+
+
+class _Consts(NamedTuple):
+    """What every step reads (the engine's ``consts``)."""
+
+    data: PyTree  # stacked batches (leading step axis), None with a data function
+    slots: jax.Array  # (num_steps,) int32: the snapshot row step t writes, -1 for none
+    init_value: jax.Array  # the default schedule's restart value
+    data_key: jax.Array
+    step_key: jax.Array
+
+
+class _Carry(NamedTuple):
+    """What the steps carry (the engine's ``carry``): the training and its records."""
+
+    train: TrainCarry
+    snapshots: PyTree  # (num_kept, ...) params rows
+    snapshot_states: PyTree  # (num_kept, ...) state rows (None without state)
+    losses: jax.Array  # (num_steps,) float32, written at column t
+    learning_rates: jax.Array  # (num_steps,) float32
+    aux: PyTree  # (num_steps, ...) per-step aux, None without has_aux
 
 
 def _function_batch(static: _Static, data_key: jax.Array, step: jax.Array) -> PyTree:
@@ -284,43 +319,95 @@ def _write_row(buffer: PyTree, slot: jax.Array, tree: PyTree) -> PyTree:
         buffer, tree)
 
 
-def _run(static: _Static, params: PyTree, state: PyTree, data: PyTree, slots: jax.Array,
-         init_value: jax.Array, key: jax.Array) -> tuple:
+def _schedule_and_tx(static: _Static, init_value: jax.Array) -> tuple:
     schedule = static.schedule or _snapshot_values(init_value, static.cycle_length)
-    tx = static.optimizer(learning_rate=schedule)
+    return schedule, static.optimizer(learning_rate=schedule)
+
+
+def _train_step(static: _Static, train: TrainCarry, consts: _Consts, t: jax.Array) -> tuple:
+    """Step ``t``: ``(train, loss, aux, learning_rate)``."""
+    schedule, tx = _schedule_and_tx(static, consts.init_value)
+    if static.data_fn is not None:
+        batch = _function_batch(static, consts.data_key, t)
+    else:
+        batch = jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, t, keepdims=False),
+                             consts.data)
+    key = jax.random.fold_in(consts.step_key, t) if static.stochastic else None
+    train, loss, aux = pure_train_step(tx, static.loss, train, batch, key,
+                                       accumulation_steps=static.accumulation_steps)
+    return train, loss, aux, jnp.asarray(schedule(t), jnp.float32)
+
+
+def _body(static: _Static, carry: _Carry, consts: _Consts, t: jax.Array) -> _Carry:
+    """One step for the engine: train, write the cycle-end snapshot row and column ``t``."""
+    train, loss, aux, lr = _train_step(static, carry.train, consts, t)
+    slot = consts.slots[t]
+    column = lambda buf, x: buf.at[t].set(jnp.asarray(x, buf.dtype))  # noqa: E731
+    return _Carry(train=train,
+                  snapshots=_write_row(carry.snapshots, slot, train.params),
+                  snapshot_states=_write_row(carry.snapshot_states, slot, train.state),
+                  losses=column(carry.losses, loss),
+                  learning_rates=column(carry.learning_rates, lr),
+                  aux=jax.tree.map(column, carry.aux, aux))
+
+
+def _init(static: _Static, params: PyTree, state: PyTree, data: PyTree, init_value: jax.Array,
+          key: jax.Array) -> tuple[_Carry, _Consts]:
+    """The carry before step 0 (new buffers: the user's arrays are never written) and the
+    keys of the consts (``data`` and ``slots`` are filled in by the caller)."""
+    _, tx = _schedule_and_tx(static, init_value)
     data_key, step_key = jax.random.split(key)
-
-    def body(carry: tuple, xs: tuple) -> tuple[tuple, tuple]:
-        train, snaps, snap_states = carry
-        step, slot, batch = xs
-        if static.data_fn is not None:
-            batch = _function_batch(static, data_key, step)
-        step_key_t = jax.random.fold_in(step_key, step) if static.stochastic else None
-        train, loss, aux = pure_train_step(tx, static.loss, train, batch, step_key_t,
-                                           accumulation_steps=static.accumulation_steps)
-        snaps = _write_row(snaps, slot, train.params)
-        snap_states = _write_row(snap_states, slot, train.state)
-        lr = jnp.asarray(schedule(step), jnp.float32)
-        return (train, snaps, snap_states), (loss.astype(jnp.float32), lr, aux)
-
-    carry = (TrainCarry(params, tx.init(params), state), _empty_buffer(params, static.num_kept),
-             _empty_buffer(state, static.num_kept))
-    xs = (jnp.arange(static.num_steps), slots, data)
-    (train, snaps, snap_states), (losses, lrs, aux) = jax.lax.scan(body, carry, xs)
-    return snaps, snap_states, losses, lrs, aux, train.opt_state
+    train = TrainCarry(params, tx.init(params), state)
+    consts = _Consts(data, None, init_value, data_key, step_key)
+    aux = jax.eval_shape(lambda: _train_step(static, train, consts, jnp.int32(0))[2])
+    carry = _Carry(train=jax.tree.map(jnp.copy, train),  # fresh buffers, never the user's
+                   snapshots=_empty_buffer(params, static.num_kept),
+                   snapshot_states=_empty_buffer(state, static.num_kept),
+                   losses=jnp.zeros(static.num_steps, jnp.float32),
+                   learning_rates=jnp.zeros(static.num_steps, jnp.float32),
+                   aux=_empty_buffer(aux, static.num_steps))
+    return carry, (data_key, step_key)
 
 
-# Only the jitted programs are cached: their pure losses close over the loss_fn and the
-# model's static structure, never over arrays, so the cache holds no user params.
-_PROGRAMS: dict[Any, Callable[..., Any]] = {}
-_PROGRAMS_SIZE = 32
+class _Programs:
+    """One configuration's programs: the initial carry, and the steps run either way.
+
+    Cached in the engine's :data:`~lrjax._engine.cache.PROGRAMS`; every user function it
+    calls is a weak proxy, so it keeps none of them (nor any array) alive.
+    """
+
+    def __init__(self, static: _Static) -> None:
+        self.static = static
+        self.init = jax.jit(functools.partial(_init, static))
+        self.body = functools.partial(_body, static)
+        self.choices: dict[Any, str] = {}  # abstract inputs -> the "auto" strategy
+        self._loops: dict[str, Callable[..., Any]] = {}
+
+    def loop(self, execution: str) -> Callable[..., Any]:
+        """The engine program of ``execution`` (built once)."""
+        if execution not in self._loops:
+            self._loops[execution] = (compiled_loop(self.body) if execution == "compiled"
+                                      else host_steps(self.body))
+        return self._loops[execution]
+
+    def choose(self, execution: str, carry: _Carry, consts: _Consts) -> str:
+        """``execution``, or for ``"auto"`` the engine's choice for one step (cached)."""
+        if execution != "auto":
+            return execution
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)),
+                                (carry, consts))
+        signature = (jax.tree.structure(abstract), tuple(jax.tree.leaves(abstract)))
+        if signature not in self.choices:
+            self.choices[signature] = choose_execution(
+                "auto", self.body, *abstract, jax.ShapeDtypeStruct((), jnp.int32))
+        return self.choices[signature]
 
 
 def _model_key(params: Any) -> Any:
     """What the pure loss closes over besides ``loss_fn``: nnx's graph, Equinox's static part.
 
     Equal keys give equal pure losses, so a repeated call reuses the compiled program; an
-    unhashable model gets a fresh key (and a fresh compile) every call.
+    unhashable model gives an unhashable key (built anew every call, never cached).
     """
     kind = model_kind(params)
     if kind == "pytree":
@@ -334,28 +421,31 @@ def _model_key(params: Any) -> Any:
     try:
         hash(static)
     except TypeError:
-        return object()
+        return [kind]  # unhashable on purpose: PROGRAMS builds without keeping it
     return kind, static
 
 
-def _program(loss_fn: LossFn, params: Any, state: PyTree, has_aux: bool, stochastic: bool,
-             options: dict) -> tuple[PureModel, Callable[..., Any]]:
-    """The pure model of this call and the jitted training, cached on everything they read."""
-    key = (_cache_key(loss_fn), _model_key(params), state is None, has_aux, stochastic,
-           *((name, _cache_key(value)) for name, value in options.items()))
-    try:
-        cached = _PROGRAMS.get(key)
-    except TypeError:  # unhashable option (e.g. a lambda-holding partial): no cache
-        key, cached = object(), None
-    model = pure_model(loss_fn, params, state=state, has_aux=has_aux, stochastic=stochastic)
-    if cached is not None:
-        return model, cached
-    static = _Static(loss=model.loss, stochastic=stochastic, **options)
-    program = jax.jit(functools.partial(_run, static))
-    if len(_PROGRAMS) >= _PROGRAMS_SIZE:
-        _PROGRAMS.pop(next(iter(_PROGRAMS)))
-    _PROGRAMS[key] = program
-    return model, program
+def _programs(loss_fn: LossFn, params: Any, state: PyTree, has_aux: bool, stochastic: bool,
+              optimizer: OptimizerFactory, schedule: optax.Schedule | None,
+              data_fn: Callable | None, sizes: dict) -> _Programs:
+    """This configuration's :class:`_Programs`, from the engine's cache.
+
+    Keyed on the user's functions (weakly, :func:`~lrjax._engine.cache.fn_key`), the
+    model's static structure and the static options; the programs call the functions
+    through :func:`~lrjax._engine.cache.weak`.
+    """
+    key = ("train_snapshots", fn_key(loss_fn), fn_key(optimizer), fn_key(schedule),
+           fn_key(data_fn), _model_key(params), state is None, has_aux, stochastic,
+           *sorted(sizes.items()))
+
+    def build() -> _Programs:
+        model = pure_model(weak(loss_fn), params, state=state, has_aux=has_aux,
+                           stochastic=stochastic)
+        return _Programs(_Static(loss=model.loss, optimizer=weak(optimizer),
+                                 schedule=weak(schedule), data_fn=weak(data_fn),
+                                 stochastic=stochastic, **sizes))
+
+    return PROGRAMS.get(key, build)
 
 
 def _prepare_data(data: Any, num_steps: int, accumulation_steps: int,
@@ -420,6 +510,7 @@ def train_snapshots(
     key: jax.Array | int | None = None,
     mesh: Mesh | None = None,
     data_axis: str = "data",
+    execution: str = "auto",
 ) -> SnapshotResult:
     """Trains once on a cyclic schedule and keeps the params at the end of every cycle.
 
@@ -428,11 +519,21 @@ def train_snapshots(
     (:func:`snapshot_cycle_ends`). With ``schedule=`` (any SGDR / CLR / custom cyclic
     schedule) the ends are ``cycle_ends`` or, by default, read off the schedule
     (:func:`schedule_cycle_ends`). Step ``t`` is the train step of
-    :func:`lrjax.make_train_step` on batch ``t`` with ``optimizer(learning_rate=schedule)``;
-    all steps run as one ``jax.jit`` of a ``lax.scan``, compiled once per configuration
-    (``init_value`` and the data's values are runtime inputs: changing them never
-    recompiles; the callables are keys, so pass the same ``loss_fn``, ``schedule`` and data
-    function objects again, or equal ``functools.partial`` s, to reuse the program).
+    :func:`lrjax.make_train_step` on batch ``t`` with ``optimizer(learning_rate=schedule)``.
+
+    Execution: the steps run on lrjax's engine (:mod:`lrjax._engine.execution`), one of two
+    ways with the same arithmetic. ``execution="compiled"`` runs all steps as one compiled
+    loop (``lax.while_loop``), ``"host"`` as a Python loop over one compiled step (data,
+    params and the snapshot buffers stay on device; nothing comes back to the host until
+    the end). ``"auto"`` (default) takes ``"host"`` on a CPU when the step contains a
+    convolution (read off its jaxpr: XLA's CPU backend runs convolution gradients inside
+    loop bodies several times slower, jax-ml/jax#12868) and ``"compiled"`` otherwise (any
+    GPU/TPU, dense models on CPU); :attr:`SnapshotResult.execution` tells which ran.
+    The programs are compiled once per configuration and kept in lrjax's one compile
+    cache (``init_value`` and the data's values are runtime inputs: changing them never
+    recompiles; the callables are keys, held weakly, so pass the same ``loss_fn``,
+    ``optimizer``, ``schedule`` and data function objects again, or equal
+    ``functools.partial`` s, to reuse the programs; :func:`lrjax.clear_caches` drops them).
 
     Memory: the snapshots are a buffer of ``num_cycles`` (or ``keep_last``) copies of
     the params on device, besides the params and optimizer state being trained.
@@ -471,10 +572,13 @@ def train_snapshots(
       key: seed (int) or PRNG key of the data function's keys (default 0).
       mesh: a ``jax.sharding.Mesh`` to shard the batch axis over, or None (automatic).
       data_axis: the mesh axis of the batch.
+      execution: ``"auto"`` (default), ``"compiled"`` (one compiled loop) or ``"host"`` (a
+        host loop over a compiled step); see Execution above.
 
     Returns:
       A :class:`SnapshotResult`: ``params`` (stacked snapshots on device, oldest first),
-      ``losses``, ``learning_rates``, ``steps`` (of the kept snapshots), ``cycle_ends``.
+      ``losses``, ``learning_rates``, ``steps`` (of the kept snapshots), ``cycle_ends``,
+      ``execution`` (the strategy that ran).
 
     Example:
       >>> def loss_fn(w, batch):
@@ -509,26 +613,35 @@ def train_snapshots(
     slots = np.full(num_steps, -1, np.int32)
     slots[kept] = np.arange(kept.size, dtype=np.int32)
 
+    execution = check_execution(execution)
     stacked, data_fn, mesh = _prepare_data(data, num_steps, accumulation_steps, mesh, data_axis)
-    options = dict(optimizer=optimizer, schedule=schedule, data_fn=data_fn, num_steps=num_steps,
-                   cycle_length=-(-num_steps // num_cycles), num_kept=int(kept.size),
-                   accumulation_steps=accumulation_steps)
-    model, program = _program(loss_fn, params, state, has_aux, stochastic, options)
+    model = pure_model(loss_fn, params, state=state, has_aux=has_aux, stochastic=stochastic)
     if not jax.tree.leaves(model.params):
         raise ValueError("params has no trainable arrays.")
+    sizes = dict(num_steps=num_steps, cycle_length=-(-num_steps // num_cycles),
+                 num_kept=int(kept.size), accumulation_steps=accumulation_steps)
+    programs = _programs(loss_fn, params, state, has_aux, stochastic, optimizer, schedule,
+                         data_fn, sizes)
     trained = jax.tree.map(jnp.asarray, (model.params, model.state))
     if mesh is not None:  # params and state replicated, the batch sharded
         trained = jax.device_put(trained, NamedSharding(mesh, PartitionSpec()))
     key = _seed_key(0 if key is None else int(key)) if _is_seed(key) else key
     value = jnp.asarray(0.0 if init_value is None else init_value, jnp.float32)
-    snaps, snap_states, losses, lrs, aux, opt_state = program(*trained, stacked, slots, value, key)
-    losses, lrs = jax.device_get((losses, lrs))
+    carry, (data_key, step_key) = programs.init(*trained, stacked, value, key)
+    consts = _Consts(stacked, jnp.asarray(slots), value, data_key, step_key)
+    execution = programs.choose(execution, carry, consts)
+    if execution == "compiled":
+        carry = programs.loop("compiled")(carry, consts, 0, num_steps)
+    else:  # no early stop: done is never read, so the host never waits for the device
+        carry, _ = run_host(programs.loop("host"), carry, consts, 0, num_steps, lag=num_steps)
+    losses, lrs = jax.device_get((carry.losses, carry.learning_rates))
     bad = np.flatnonzero(~np.isfinite(losses))
     if bad.size:
         warnings.warn(f"train_snapshots: the loss is not finite from step {bad[0]} on (lr "
                       f"{float(lrs[bad[0]]):.3g}); snapshots taken after it may be NaN/inf: "
                       "lower init_value or the schedule's peak.", RuntimeWarning, stacklevel=2)
     return SnapshotResult(
-        params=snaps, losses=np.asarray(losses), learning_rates=np.asarray(lrs), steps=kept,
-        cycle_ends=ends, state=snap_states, aux=aux if has_aux else None, opt_state=opt_state,
-        merge=None if model.kind == "pytree" else model.merge)
+        params=carry.snapshots, losses=np.asarray(losses), learning_rates=np.asarray(lrs),
+        steps=kept, cycle_ends=ends, state=carry.snapshot_states,
+        aux=carry.aux if has_aux else None, opt_state=carry.train.opt_state,
+        merge=None if model.kind == "pytree" else model.merge, execution=execution)
