@@ -30,7 +30,9 @@ from lrjax._engine.data import (
     _resolve_mesh,
     _stacked_steps,
 )
-from lrjax.range_program import _cache_key, _programs, _Programs, _Static
+from lrjax._engine.cache import PROGRAMS, fn_key, weak
+from lrjax._engine.execution import check_execution
+from lrjax.range_program import _cache_key, _programs, _Programs, _Static  # noqa: F401
 from lrjax.range_result import _grid_points
 from lrjax._engine.step import OptimizerFactory, PyTree, _check_int
 
@@ -104,25 +106,13 @@ def _check_options(smoothing: Any, diverge_threshold: Any, accumulation_steps: i
 # --------------------------------------------------------------------------------------
 # Callables and keys.
 # --------------------------------------------------------------------------------------
-_MEMO: dict[Any, Any] = {}
-
-
 def _memo(what: str, fn: Any, name: str, compute: Callable[[], Any]) -> Any:
-    """``compute()`` cached per ``(what, fn by content, name)``; unhashable: not cached.
+    """``compute()`` cached in the engine's cache per ``(what, fn, name)``.
 
     For answers read off a factory (its signature, whether an argument traces), which
     cost more than the rest of a call's validation.
     """
-    try:
-        key = (what, _cache_key(fn), name)
-        hash(key)
-    except TypeError:
-        return compute()
-    if key not in _MEMO:
-        if len(_MEMO) >= 512:
-            _MEMO.clear()
-        _MEMO[key] = compute()
-    return _MEMO[key]
+    return PROGRAMS.get(("range_test.memo", what, fn_key(fn), name), compute)
 
 
 def _accepts(factory: Callable[..., Any], name: str) -> bool:
@@ -273,7 +263,7 @@ class _Plan(NamedTuple):
 
 def _model_key(model: PureModel, loss_fn: Any, eval_fn: Any, options: dict) -> Any:
     """What the compiled program depends on in the model, hashable."""
-    parts = (model.kind, _cache_key(loss_fn), _cache_key(eval_fn), options["has_aux"],
+    parts = (model.kind, fn_key(loss_fn), fn_key(eval_fn), options["has_aux"],
              options["has_state"])
     if model.static is None:
         return parts
@@ -319,11 +309,20 @@ def _make_plan(loss_fn: Any, model: PureModel, optimizer: OptimizerFactory, data
         num_steps=num_steps, chunk_len=chunk_len, stochastic=options["stochastic"],
         accumulation_steps=k, num_seeds=num_seeds, num_curves=curves, sweep_names=sweep_names,
         has_val=val_data is not None, mesh=mesh, data_axis=data_axis,
+        execution=options["execution"],
     )
-    plan = _Plan(static=static, programs=_programs(static), form=form, needed=needed,
+    weak_model = functools.partial(_weak_model, model, loss_fn, eval_fn, options)
+    plan = _Plan(static=static, programs=_programs(static, weak_model), form=form, needed=needed,
                  cut=form == "stacked" and prepared is not data, chunked=chunked,
                  sweep_sizes=sweep_sizes, sweep_grid=sweep_grid, sweep_values=sweep_values)
     return plan, prepared, iterator, first
+
+
+def _weak_model(model: PureModel, loss_fn: Any, eval_fn: Any, options: dict) -> PureModel:
+    """``model`` again around weak proxies of the user's functions (for cached programs)."""
+    state = None if model.kind == "nnx" else model.state  # nnx: the module carries its own
+    return _adapt(weak(loss_fn), model.merge(model.params, model.state), state, options,
+                  weak(eval_fn))
 
 
 def _adapt(loss_fn: Any, params: Any, state: Any, options: dict, eval_fn: Any) -> PureModel:

@@ -10,7 +10,6 @@ call with the same callables and shapes never recompiles).
 
 from __future__ import annotations
 
-import collections
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -21,11 +20,12 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lrjax._engine.cache import PROGRAMS, fn_key, weak
+from lrjax._engine.execution import choose_execution, host_steps, run_host
 from lrjax._engine.model import PureModel, _leaf_summary
 from lrjax._engine.step import OptimizerFactory, PyTree, TrainCarry, pure_train_step
 
 _RECORD_DTYPE = jnp.float32
-_CACHE_SIZE = 32
 # A curve's loss key (stochastic=True) is fold_in(seed key, _LOSS_KEY); split(seed key)
 # gives the init and data keys, as before keys for the loss existed.
 _LOSS_KEY = 2
@@ -91,6 +91,7 @@ class _Static(NamedTuple):
     has_val: bool
     mesh: Mesh | None
     data_axis: str
+    execution: str  # as asked: "auto", "compiled" or "host"
 
 
 class _Dynamic(NamedTuple):
@@ -124,10 +125,35 @@ class _State(NamedTuple):
     step: jax.Array  # scalar: the global step of the next loop iteration
 
 
-class _Programs(NamedTuple):
-    init: Callable[..., _State]
-    chunk: Callable[..., tuple[_State, tuple[jax.Array, dict]]]
-    run: Callable[..., tuple[jax.Array, Any]]  # _pack's (packed, aux)
+class _Programs:
+    """The compiled programs of one :class:`_Static`, built lazily, and its strategy.
+
+    ``init``/``chunk``/``run`` are the compiled-loop strategy; ``host_init``,
+    ``host_step`` and ``host_finish`` the host loop over a one-step program. ``execution``
+    is the strategy ``"auto"`` resolved to, the first time it is needed.
+    """
+
+    def __init__(self, static: _Static) -> None:
+        self.static = static
+        self.execution: str | None = None if static.execution == "auto" else static.execution
+        self.init = jax.jit(functools.partial(_init, static))
+        self.chunk = jax.jit(functools.partial(_chunk, static))
+        self.run = jax.jit(functools.partial(_run, static))
+        self.host_init = jax.jit(functools.partial(_host_init, static))
+        self.host_step = host_steps(functools.partial(_host_body, static),
+                                    functools.partial(_all_done, static))
+        self.host_finish = jax.jit(functools.partial(_host_finish, static))
+
+    def resolve(self, params: PyTree, model_state: PyTree, key: jax.Array, data: PyTree,
+                dyn: _Dynamic) -> str:
+        """The strategy: ``"auto"`` traces one step (abstractly) and picks by its contents."""
+        if self.execution is None:
+            carry = jax.eval_shape(self.host_init, params, model_state, key, data, dyn)
+            consts = (data, jnp.zeros((), jnp.int32), dyn)
+            self.execution = choose_execution(
+                "auto", functools.partial(_host_body, self.static), carry, consts,
+                jnp.zeros((), jnp.int32))
+        return self.execution
 
 
 def _over_curves(fn: Callable[..., Any], num_curves: int) -> Callable[..., Any]:
@@ -352,6 +378,55 @@ def _run(static: _Static, params: PyTree, model_state: PyTree, key: jax.Array, d
     return _pack(state.diverged_at, lrs, records)
 
 
+# The host strategy: one program per step, the records written into buffers for the whole
+# run (one spare column where steps past num_steps, run before the host saw the stop,
+# write their fill values).
+def _host_init(static: _Static, params: PyTree, model_state: PyTree, key: jax.Array,
+               data: PyTree, dyn: _Dynamic) -> tuple[_State, dict]:
+    state = _init(static, params, model_state, key, dyn)
+    offset = jnp.zeros((), jnp.int32)
+    shapes = jax.eval_shape(lambda s: _live(static, dyn.schedule, data, offset, dyn, s,
+                                            _active(static, s))[1], state)
+
+    def buffer(record: jax.ShapeDtypeStruct) -> jax.Array:
+        per_curve = record.shape[1:] if static.num_curves > 1 else record.shape
+        shape = (static.num_curves, static.num_steps + 1) + per_curve
+        return jnp.full(shape, _fill_value(record.dtype), record.dtype)
+
+    return state, jax.tree.map(buffer, shapes)
+
+
+def _active(static: _Static, state: _State) -> jax.Array:
+    return ~state.done & (state.step < static.num_steps)
+
+
+def _host_body(static: _Static, carry: tuple[_State, dict], consts: tuple,
+               t: jax.Array) -> tuple[_State, dict]:
+    """One step of every curve, its records written at column ``min(step, num_steps)``."""
+    state, buffers = carry
+    data, offset, dyn = consts
+    active = _active(static, state)
+    column = jnp.minimum(state.step, static.num_steps)
+    state, records = _live(static, dyn.schedule, data, offset, dyn, state, active)
+    if static.num_curves == 1:  # _live leaves a lone curve's records unmasked
+        records = _mask(active, records, _filled(records))
+    write = lambda buffer, record: jax.lax.dynamic_update_slice_in_dim(  # noqa: E731
+        buffer, jnp.reshape(record, buffer.shape[:1] + (1,) + buffer.shape[2:]), column, 1)
+    return state, jax.tree.map(write, buffers, records)
+
+
+def _all_done(static: _Static, carry: tuple[_State, dict]) -> jax.Array:
+    state = carry[0]
+    return jnp.all(state.done) | (state.step >= static.num_steps)
+
+
+def _host_finish(static: _Static, state: _State, buffers: dict, dyn: _Dynamic
+                 ) -> tuple[jax.Array, Any]:
+    records = jax.tree.map(lambda x: x[:, :static.num_steps], buffers)
+    lrs = dyn.schedule(jnp.arange(static.num_steps, dtype=jnp.int32))
+    return _pack(state.diverged_at, lrs, records)
+
+
 def _pack(diverged_at: jax.Array, lrs: jax.Array, records: dict) -> tuple[jax.Array, Any]:
     """The results but aux as ONE int32 vector (floats bit-cast, exact): one host copy.
 
@@ -383,39 +458,23 @@ def _unpack(packed: np.ndarray, aux: Any, num_curves: int,
 _pack_jit = jax.jit(_pack)  # for the chunked path, whose parts are joined eagerly
 
 
-def _cache_key(fn: Any) -> Any:
-    """A partial with hashable contents is keyed by its contents, anything else by itself."""
-    if isinstance(fn, functools.partial):
-        key = ("partial", _cache_key(fn.func), fn.args, tuple(sorted(fn.keywords.items())))
-        try:
-            hash(key)
-        except TypeError:
-            return fn
-        return key
-    return fn
+_cache_key = fn_key  # the engine's key for a user callable (weak; partials by contents)
 
 
-_PROGRAMS: collections.OrderedDict[Any, _Programs] = collections.OrderedDict()
+def _programs(static: _Static, weak_model: Callable[[], PureModel]) -> _Programs:
+    """The programs for ``static``, from the engine's cache (a repeat never recompiles).
 
+    The key holds the user's callables weakly, and the programs call them through weak
+    proxies (``weak_model()`` rebuilds the pure model around them), so the cache keeps
+    nothing of the user's alive.
+    """
+    key = ("range_test", static._replace(
+        model=None, **{name: fn_key(getattr(static, name))
+                       for name in ("optimizer", "init_fn", "data_fn")}))
 
-def _programs(static: _Static) -> _Programs:
-    """The compiled programs for ``static``, cached (LRU) so repeated calls reuse them."""
-    key = static._replace(model=None, **{name: _cache_key(getattr(static, name))
-                                         for name in ("optimizer", "init_fn", "data_fn")})
-    if key in _PROGRAMS:
-        _PROGRAMS.move_to_end(key)
-        return _PROGRAMS[key]
-    programs = _Programs(
-        init=jax.jit(functools.partial(_init, static)),
-        chunk=jax.jit(functools.partial(_chunk, static)),
-        run=jax.jit(functools.partial(_run, static)),
-    )
-    _remember(_PROGRAMS, key, programs)
-    return programs
+    def build() -> _Programs:
+        return _Programs(static._replace(
+            model=weak_model(), optimizer=weak(static.optimizer), init_fn=weak(static.init_fn),
+            data_fn=weak(static.data_fn)))
 
-
-def _remember(cache: collections.OrderedDict, key: Any, value: Any) -> None:
-    """Adds ``key: value`` to an LRU cache of ``_CACHE_SIZE`` entries."""
-    cache[key] = value
-    if len(cache) > _CACHE_SIZE:
-        cache.popitem(last=False)
+    return PROGRAMS.get(key, build)

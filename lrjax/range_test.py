@@ -118,6 +118,7 @@ from lrjax.range_program import (
     _unpack,
 )
 from lrjax.range_result import RangeTestResult
+from lrjax._engine.execution import check_execution, run_host
 from lrjax._engine.step import LossFn, OptimizerFactory, PyTree
 
 Progress = Callable[[int, int], None]
@@ -177,6 +178,7 @@ def range_test(
     mesh: Mesh | None = None,
     data_axis: str = "data",
     progress: Progress | None = None,
+    execution: str = "auto",
 ) -> RangeTestResult:
     """Runs the learning-rate range test as one compiled loop and returns the curves.
 
@@ -220,6 +222,14 @@ def range_test(
         chunk_size: steps per compiled chunk (iterables, progress).
         mesh: device mesh to shard the batch over (None: automatic, see above).
         data_axis: mesh axis name for the batch.
+        execution: how the steps run (the same numbers either way): ``"compiled"``, one
+            compiled ``lax.while_loop`` that exits at divergence; ``"host"``, a Python
+            loop over a compiled one-step program (the state stays on device, the stop is
+            read a few steps behind, so at most two steps run after it, their records
+            NaN); ``"auto"`` (default), ``"host"`` on a CPU when the step contains a
+            convolution (XLA:CPU runs a convolution's gradient inside a loop body many
+            times slower, jax-ml/jax#12868), else ``"compiled"``. The strategy used is
+            ``result.settings["execution"]``.
         progress: host callback ``progress(steps_done, num_steps)`` (once per program
             when static sweep values run one program each; an iterable is then read
             once, in full, and shared).
@@ -244,10 +254,11 @@ def range_test(
                                      chunk_size, num_seeds)
     key = _as_key(key)
     _check_callables(loss_fn, optimizer, init_fn, progress)
+    check_execution(execution)
     options = dict(mode=mode, num_steps=int(num_steps), has_aux=bool(has_aux),
                    has_state=state is not None, stochastic=bool(stochastic),
                    accumulation_steps=int(accumulation_steps), num_seeds=num_seeds,
-                   chunk_size=chunk_size, mesh=mesh, data_axis=data_axis)
+                   chunk_size=chunk_size, mesh=mesh, data_axis=data_axis, execution=execution)
     model = _adapt(loss_fn, params, state, options, eval_fn)
     values, static_names = ({}, ()) if sweep is None else _check_sweep(sweep, optimizer)
     settings = dict(min_lr=lo, max_lr=hi, num_steps=int(num_steps), mode=mode,
@@ -284,12 +295,17 @@ def _range_test(loss_fn: LossFn, model: PureModel, optimizer: OptimizerFactory,
                     plan.sweep_grid if seeds == 1 else np.repeat(plan.sweep_grid, seeds, axis=0))
     dyn = _Dynamic(scalars=scalars, sweep_values=curve_values, val_data=val_data)
     stacked = data if form == "stacked" else None
+    host = programs.resolve(model.params, model.state, key,
+                            _first_data(form, stacked, first, static), dyn) == "host"
     params, model_state, key, data, dyn = _device_inputs(static, model.params, model.state,
-                                                         key, stacked, dyn)
+                                                         key, stacked, dyn, host)
     stored = None if static.mesh is None else _batch_sharding(static, 1)
 
-    if plan.chunked:
-        chunks = _chunk_inputs(form, data, iterator, first, static, needed, stored)
+    chunks = _chunk_inputs(form, data, iterator, first, static, needed, stored)
+    if host:
+        packed, aux = _run_host(programs, static, params, model_state, key, dyn, chunks,
+                                progress)
+    elif plan.chunked:
         diverged_at, (lrs, records) = _run_chunks(programs, static, params, model_state, key,
                                                   dyn, chunks, progress)
         packed, aux = _pack_jit(diverged_at, lrs, records)
@@ -302,20 +318,22 @@ def _range_test(loss_fn: LossFn, model: PureModel, optimizer: OptimizerFactory,
                                         static.has_val)
     lrs, records = _complete(lrs, records, table, static)
     return _make_result(lrs, records, diverged_at, batch_shape, static, plan.sweep_values,
-                        settings)
+                        dict(settings, execution=programs.execution))
 
 
 def _device_inputs(static: _Static, params: PyTree, model_state: PyTree, key: jax.Array,
-                   data: PyTree, dyn: _Dynamic) -> tuple:
+                   data: PyTree, dyn: _Dynamic, host: bool = False) -> tuple:
     """Places the inputs: on a mesh replicated (the batch sharded); else only the data.
 
     Without a mesh, params, state, key and the scalars go to the compiled call as they
-    are (its own transfer is cheaper than eager copies); the data is copied once when
-    several chunks reuse it.
+    are (its own transfer is cheaper than eager copies); the data (and, for the host
+    loop, the scalars) is copied once when several calls reuse it.
     """
     mesh = static.mesh
     if mesh is None:
-        reused = data is not None and static.chunk_len < static.num_steps
+        reused = data is not None and (host or static.chunk_len < static.num_steps)
+        if host:  # every step's call reads them: one copy to device, not one per step
+            dyn = _place(dyn, None)
         return params, model_state, key, _place(data, None) if reused else data, dyn
     replicated = lambda x: NamedSharding(mesh, PartitionSpec())  # noqa: E731
     val_data = _place(dyn.val_data, _batch_sharding(static, 0)) if static.has_val else None
@@ -361,6 +379,39 @@ def _run_chunks(programs: _Programs, static: _Static, params: PyTree, model_stat
     lrs = jnp.concatenate([part[0] for part in parts])
     records = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *[part[1] for part in parts])
     return jnp.reshape(state.diverged_at, (-1,)), (lrs, records)
+
+
+def _first_data(form: str, data: PyTree, first: list | None, static: _Static) -> PyTree:
+    """Data shaped as one chunk's (for tracing the step); None for function data."""
+    if form != "iterable":
+        return data
+    count = static.chunk_len * static.accumulation_steps
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct((count,) + np.shape(x),
+                                                       np.result_type(x)), first[0])
+
+
+def _run_host(programs: _Programs, static: _Static, params: PyTree, model_state: PyTree,
+              key: jax.Array, dyn: _Dynamic, chunks: Iterator[tuple[PyTree, int]],
+              progress: Progress | None) -> tuple[jax.Array, Any]:
+    """The host strategy: a Python loop over the one-step program, chunk by chunk.
+
+    The state and the record buffers stay on device; the loop stops (a few steps late,
+    those steps' records are NaN) once every curve has diverged.
+    """
+    carry, total = None, static.num_steps
+    for index, (data, data_offset) in enumerate(chunks):
+        if carry is None:
+            carry = programs.host_init(params, model_state, key, data, dyn)
+        start = index * static.chunk_len
+        count = min(static.chunk_len, total - start)
+        carry, ran = run_host(programs.host_step, carry, (data, np.int32(data_offset), dyn),
+                              start, count)
+        stop = ran < count
+        if progress is not None:
+            progress(total if stop else start + count, total)
+        if stop:
+            break
+    return programs.host_finish(*carry, dyn)
 
 
 def _complete(lrs: np.ndarray, records: dict, table: np.ndarray,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import inspect
 import threading
 import types
 import weakref
@@ -55,6 +56,11 @@ class _WeakCall:
         if fn is None:  # only a program traced again after its function died gets here
             raise RuntimeError("lrjax: a cached program's function was garbage-collected.")
         return fn(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        # optax.inject_hyperparams reads the factory's signature to find its arguments.
+        return inspect.signature(self._ref())
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _WeakCall) and self._ref == other._ref
