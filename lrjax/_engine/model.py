@@ -269,3 +269,47 @@ def _leaf_summary(tree: PyTree) -> list[str]:
     """``path: shape dtype`` for every leaf, for messages that show a difference."""
     return [f"{jax.tree_util.keystr(path)}: {tuple(np.shape(x))} {jnp.result_type(x)}"
             for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def eval_model(model: PureModel, params: PyTree, state: PyTree) -> Any:
+    """The trained thing of ``model`` in evaluation mode, rebuilt from ``(params, state)``.
+
+    An nnx model: a fresh module (copies of the containers, so the caller's arrays are
+    untouched) switched to ``.eval()`` (Dropout off, BatchNorm on its running averages);
+    an Equinox model: ``eqx.nn.inference_mode`` of the combined model; a pytree: the params.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> pm = pure_model(lambda p, b: jnp.sum(p * b), jnp.ones(2))
+        >>> eval_model(pm, pm.params, pm.state).tolist()
+        [1.0, 1.0]
+    """
+    built = model.merge(params, state)
+    if model.kind == "nnx":
+        built.eval()
+    elif model.kind == "equinox":
+        eqx = sys.modules["equinox"]
+        infer = getattr(eqx.nn, "inference_mode", None) or eqx.tree_inference
+        built = infer(built, True)
+    return built
+
+
+def leaf_differences(new: PyTree, old: PyTree) -> list[str] | None:
+    """``None`` when ``new`` has ``old``'s leaves (paths, shapes, dtypes, in order), else
+    the ``path: shape dtype`` entries of ``new`` that ``old`` lacks (or the counts).
+
+    Compares leaf by leaf, never the objects (an ``eqx.nn.State`` compares by identity);
+    ``old`` may hold ``jax.ShapeDtypeStruct`` s.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> leaf_differences({"w": jnp.ones(2)}, {"w": jnp.zeros(2)}) is None
+        True
+        >>> leaf_differences({"w": jnp.ones(3)}, {"w": jnp.zeros(2)})
+        ["['w']: (3,) float32"]
+    """
+    got, want = _leaf_summary(new), _leaf_summary(old)
+    if got == want:
+        return None
+    return [g for g in got if g not in want] or [f"{len(got)} leaves where {len(want)} were "
+                                                 "expected"]
