@@ -128,8 +128,8 @@ class _State(NamedTuple):
 class _Programs:
     """The compiled programs of one :class:`_Static`, built lazily, and its strategy.
 
-    ``init``/``chunk``/``run`` are the compiled-loop strategy; ``host_init``,
-    ``host_step`` and ``host_finish`` the host loop over a one-step program. ``execution``
+    ``init``/``chunk``/``run`` are the compiled-loop strategy; ``host_init``
+    and ``host_step`` the host loop over a one-step program. ``execution``
     is the strategy ``"auto"`` resolved to, the first time it is needed.
     """
 
@@ -142,17 +142,15 @@ class _Programs:
         self.host_init = jax.jit(functools.partial(_host_init, static))
         self.host_step = host_steps(functools.partial(_host_body, static),
                                     functools.partial(_all_done, static))
-        self.host_finish = jax.jit(functools.partial(_host_finish, static))
 
     def resolve(self, params: PyTree, model_state: PyTree, key: jax.Array, data: PyTree,
                 dyn: _Dynamic) -> str:
         """The strategy: ``"auto"`` traces one step (abstractly) and picks by its contents."""
         if self.execution is None:
-            carry = jax.eval_shape(self.host_init, params, model_state, key, data, dyn)
-            consts = (data, jnp.zeros((), jnp.int32), dyn)
-            self.execution = choose_execution(
-                "auto", functools.partial(_host_body, self.static), carry, consts,
-                jnp.zeros((), jnp.int32))
+            # The forward loss of one curve's first step shows what the step contains (a
+            # convolution's gradient is one too), at a fraction of the whole step's trace.
+            self.execution = choose_execution("auto", functools.partial(_probe, self.static),
+                                              params, model_state, key, data)
         return self.execution
 
 
@@ -378,6 +376,23 @@ def _run(static: _Static, params: PyTree, model_state: PyTree, key: jax.Array, d
     return _pack(state.diverged_at, lrs, records)
 
 
+def _probe(static: _Static, params: PyTree, model_state: PyTree, key: jax.Array,
+           data: PyTree) -> jax.Array:
+    """The loss of the first step's first micro-batch (traced only, never run)."""
+    if static.init_fn is not None:
+        params, init_state = static.model.split(static.init_fn(key))
+        model_state = model_state if init_state is None else init_state
+    step = jnp.zeros((), jnp.int32)
+    if static.data_fn is not None:
+        batch = _generated_batch(static._replace(mesh=None), key, step)
+    else:
+        batch = _stored_batch(static, data, step)
+    if static.accumulation_steps > 1:
+        batch = jax.tree.map(lambda x: x[0], batch)
+    loss_key = jax.random.fold_in(key, _LOSS_KEY) if static.stochastic else None
+    return static.model.loss(params, model_state, batch, loss_key)[0]
+
+
 # The host strategy: one program per step, the records written into buffers for the whole
 # run (one spare column where steps past num_steps, run before the host saw the stop,
 # write their fill values).
@@ -418,13 +433,6 @@ def _host_body(static: _Static, carry: tuple[_State, dict], consts: tuple,
 def _all_done(static: _Static, carry: tuple[_State, dict]) -> jax.Array:
     state = carry[0]
     return jnp.all(state.done) | (state.step >= static.num_steps)
-
-
-def _host_finish(static: _Static, state: _State, buffers: dict, dyn: _Dynamic
-                 ) -> tuple[jax.Array, Any]:
-    records = jax.tree.map(lambda x: x[:, :static.num_steps], buffers)
-    lrs = dyn.schedule(jnp.arange(static.num_steps, dtype=jnp.int32))
-    return _pack(state.diverged_at, lrs, records)
 
 
 def _pack(diverged_at: jax.Array, lrs: jax.Array, records: dict) -> tuple[jax.Array, Any]:

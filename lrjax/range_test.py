@@ -302,20 +302,21 @@ def _range_test(loss_fn: LossFn, model: PureModel, optimizer: OptimizerFactory,
     stored = None if static.mesh is None else _batch_sharding(static, 1)
 
     chunks = _chunk_inputs(form, data, iterator, first, static, needed, stored)
-    if host:
-        packed, aux = _run_host(programs, static, params, model_state, key, dyn, chunks,
-                                progress)
-    elif plan.chunked:
-        diverged_at, (lrs, records) = _run_chunks(programs, static, params, model_state, key,
-                                                  dyn, chunks, progress)
-        packed, aux = _pack_jit(diverged_at, lrs, records)
-    else:
-        packed, aux = programs.run(params, model_state, key, data, dyn)
     # Host work that needs no result runs here, while the device computes.
     batch_shape = plan.sweep_sizes + ((num_seeds,) if num_seeds is not None else ())
-    packed, aux = jax.device_get((packed, aux))
-    diverged_at, lrs, records = _unpack(np.asarray(packed), aux, static.num_curves,
-                                        static.has_val)
+    if host:
+        diverged_at, lrs, records = _run_host(programs, static, params, model_state, key, dyn,
+                                              chunks, progress, table)
+    else:
+        if plan.chunked:
+            diverged_at, (lrs, records) = _run_chunks(programs, static, params, model_state,
+                                                      key, dyn, chunks, progress)
+            packed, aux = _pack_jit(diverged_at, lrs, records)
+        else:
+            packed, aux = programs.run(params, model_state, key, data, dyn)
+        packed, aux = jax.device_get((packed, aux))
+        diverged_at, lrs, records = _unpack(np.asarray(packed), aux, static.num_curves,
+                                            static.has_val)
     lrs, records = _complete(lrs, records, table, static)
     return _make_result(lrs, records, diverged_at, batch_shape, static, plan.sweep_values,
                         dict(settings, execution=programs.execution))
@@ -392,11 +393,12 @@ def _first_data(form: str, data: PyTree, first: list | None, static: _Static) ->
 
 def _run_host(programs: _Programs, static: _Static, params: PyTree, model_state: PyTree,
               key: jax.Array, dyn: _Dynamic, chunks: Iterator[tuple[PyTree, int]],
-              progress: Progress | None) -> tuple[jax.Array, Any]:
+              progress: Progress | None, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     """The host strategy: a Python loop over the one-step program, chunk by chunk.
 
-    The state and the record buffers stay on device; the loop stops (a few steps late,
-    those steps' records are NaN) once every curve has diverged.
+    The state and the record buffers stay on device until the end; the loop stops (a
+    few steps late, whose records are NaN) once every curve has diverged. Returns host
+    ``(diverged_at, lrs, records)`` (the rates are the table the device read).
     """
     carry, total = None, static.num_steps
     for index, (data, data_offset) in enumerate(chunks):
@@ -411,7 +413,10 @@ def _run_host(programs: _Programs, static: _Static, params: PyTree, model_state:
             progress(total if stop else start + count, total)
         if stop:
             break
-    return programs.host_finish(*carry, dyn)
+    state, buffers = jax.device_get((carry[0], carry[1]))
+    # Sliced on the host: a program for it would cost a compile for a copy.
+    records = jax.tree.map(lambda x: np.asarray(x)[:, :total], buffers)
+    return np.reshape(np.asarray(state.diverged_at), (-1,)), table[:total], records
 
 
 def _complete(lrs: np.ndarray, records: dict, table: np.ndarray,
