@@ -105,7 +105,7 @@ def fn_and_args(train_fn: Any) -> tuple[Callable, tuple]:
         return train_fn.call_with_data, (train_fn.data,)
     if not callable(train_fn):
         raise TypeError(f"train_fn must be a function (hparams, key) -> metrics, got {train_fn!r}.")
-    return (lambda hparams, key: train_fn(hparams, key)), ()
+    return train_fn, ()
 
 
 def resolve_vectorize(vectorize: Any, mesh: Mesh | None, loop_ok: bool = True) -> str:

@@ -32,13 +32,14 @@ from lrjax.search import (
     resolve_vectorize,
 )
 from lrjax.search_result import PRUNED, SearchResult, _finite_or_none, make_trial
+from lrjax._engine.cache import PROGRAMS, fn_key, weak
 from lrjax.search_runner import (
     StructureRecorder,
-    cache_for,
     check_metrics,
     check_mesh,
     host_seed,
     padded_indices,
+    recorder_for,
     root_key,
     trial_sharding,
 )
@@ -51,7 +52,7 @@ from lrjax.search_space import (
     random_params,
     sample_params,
 )
-from lrjax.search_train import TrainFn
+from lrjax.search_train import HostPrograms, TrainFn, run_steps
 
 
 def rung_plan(num_trials: int, num_steps: int, reduction_factor: int,
@@ -305,16 +306,70 @@ def _run_rungs(programs: _Programs, space: Space, params: list[dict], numbers: n
 
 def _programs(train_fn: TrainFn, batch_size: int, mesh: Mesh | None,
               vectorize: str) -> _Programs:
-    """The halving programs of ``train_fn``, made once per batch size, mesh, vectorize."""
-    cache = cache_for(train_fn)
-    key = ("successive_halving", batch_size, mesh, vectorize)
-    if key not in cache:
-        cache[key] = _Programs(train_fn, batch_size, mesh, cache["recorder"], vectorize)
-    return cache[key]
+    """The halving programs of ``train_fn`` for this batch size, mesh and vectorize.
+
+    The jitted programs live in :data:`lrjax._engine.PROGRAMS` under a weak key of
+    ``train_fn`` (they call it through weak proxies), so a second halving with the same
+    train_fn and shapes reuses their executables; nothing is stored on ``train_fn``.
+    """
+    recorder = recorder_for(train_fn)
+    if train_fn.execution == "host":
+        batched = vectorize == "vmap"
+        make = lambda b: lambda: HostPrograms(train_fn, b, recorder)  # noqa: E731
+        population = PROGRAMS.get(("search-host", fn_key(train_fn), True), make(True))
+        per_chunk = PROGRAMS.get(("search-host", fn_key(train_fn), batched), make(batched))
+        return _Programs(train_fn, batch_size, mesh, recorder, vectorize,
+                         (population.init, None), per_chunk)
+    jitted = PROGRAMS.get(("successive_halving", fn_key(train_fn), mesh, vectorize),
+                          lambda: _compiled_programs(train_fn, mesh, recorder, vectorize))
+    return _Programs(train_fn, batch_size, mesh, recorder, vectorize, jitted)
+
+
+def _compiled_programs(train_fn: TrainFn, mesh: Mesh | None, recorder: StructureRecorder,
+                       vectorize: str) -> tuple[Any, Any]:
+    """``(init, advance)`` jitted, calling ``train_fn`` through weak proxies (see _Programs)."""
+    sharded, _ = trial_sharding(mesh)
+    init_one, advance_one = weak(train_fn.init), weak(train_fn.advance)
+    evaluate_one = weak(train_fn.evaluate)
+
+    def init(hparams: Mapping, numbers: jax.Array, root: jax.Array) -> Any:
+        keys = jax.vmap(lambda n: jax.random.fold_in(root, n))(numbers)
+        return jax.vmap(init_one)(hparams, keys)
+
+    def advance(states: Any, hparams: Mapping, index: jax.Array, valid: jax.Array,
+                data: Any, start: jax.Array, num_steps: jax.Array) -> tuple[Any, dict]:
+        take = functools.partial(_take, index)
+        chunk, chunk_h = jax.tree.map(take, states), jax.tree.map(take, hparams)
+        if sharded is not None:
+            chunk = jax.lax.with_sharding_constraint(chunk, sharded)
+
+        def one(state: Any, h: Mapping) -> tuple[Any, dict]:
+            state = advance_one(state, h, data, start, num_steps)
+            return state, recorder.record(evaluate_one(state))
+
+        if vectorize == "map":  # one trial after another (see vectorize in search)
+            shapes = jax.eval_shape(lambda st: check_metrics(evaluate_one(st)),
+                                    jax.tree.map(lambda x: x[0], chunk))
+            skipped = {k: jnp.full(v.shape, jnp.nan, v.dtype) for k, v in shapes.items()}
+
+            def body(args: tuple) -> tuple[Any, dict]:
+                state, h, ok = args
+                return jax.lax.cond(ok, one, lambda st, _: (st, skipped), state, h)
+
+            new, metrics = jax.lax.map(body, (chunk, chunk_h, valid))
+        else:
+            new, metrics = jax.vmap(one)(chunk, chunk_h)
+        # Padding rows point past the population, and "drop" discards their writes.
+        target = jnp.where(valid, index, jax.tree.leaves(states)[0].shape[0])
+        states = jax.tree.map(lambda whole, part: whole.at[target].set(part, mode="drop"),
+                              states, new)
+        return states, metrics
+
+    return jax.jit(init), jax.jit(advance)
 
 
 class _Programs:
-    """The compiled programs of a halving: vmapped init, and advance + evaluate per batch shape.
+    """The programs of a halving: vmapped init, and advance + evaluate per batch shape.
 
     The population's states live on device at their full size; ``advance`` takes the whole
     population, a batch of indices and which of them are real (not padding), gathers those
@@ -323,52 +378,23 @@ class _Programs:
     With ``vectorize="map"`` the trials of a batch run one after another and a padding row
     is skipped by ``lax.cond``, so one batch shape (``batch_size``) serves every rung; with
     ``vmap`` a late rung uses a smaller power-of-two batch instead of computing padding.
+
+    When ``train_fn.execution`` is ``"host"`` (``host`` given, a
+    :class:`~lrjax.search_train.HostPrograms`), a rung gathers each batch (``"vmap"``) or
+    each trial (otherwise) by index, runs its steps as a host loop over the compiled step
+    program (the batches' steps interleaved), evaluates and scatters them back.
     """
 
     def __init__(self, train_fn: TrainFn, batch_size: int, mesh: Mesh | None,
-                 recorder: StructureRecorder, vectorize: str) -> None:
+                 recorder: StructureRecorder, vectorize: str, jitted: tuple[Any, Any],
+                 host: HostPrograms | None = None) -> None:
         self.train_fn, self.batch_size, self.vectorize = train_fn, batch_size, vectorize
-        self.recorder = recorder
+        self.recorder, self.host = recorder, host
         self.sharded, replicated = trial_sharding(mesh)
         self.devices = 1 if mesh is None else mesh.size
         self.data = train_fn.data if replicated is None else jax.device_put(train_fn.data,
                                                                              replicated)
-
-        def init(hparams: Mapping, numbers: jax.Array, root: jax.Array) -> Any:
-            keys = jax.vmap(lambda n: jax.random.fold_in(root, n))(numbers)
-            return jax.vmap(train_fn.init)(hparams, keys)
-
-        def advance(states: Any, hparams: Mapping, index: jax.Array, valid: jax.Array,
-                    data: Any, start: jax.Array, num_steps: jax.Array) -> tuple[Any, dict]:
-            take = functools.partial(_take, index)
-            chunk, chunk_h = jax.tree.map(take, states), jax.tree.map(take, hparams)
-            if self.sharded is not None:
-                chunk = jax.lax.with_sharding_constraint(chunk, self.sharded)
-
-            def one(state: Any, h: Mapping) -> tuple[Any, dict]:
-                state = train_fn.advance(state, h, data, start, num_steps)
-                return state, self.recorder.record(train_fn.evaluate(state))
-
-            if vectorize == "map":  # one trial after another (see vectorize in search)
-                shapes = jax.eval_shape(lambda st: check_metrics(train_fn.evaluate(st)),
-                                        jax.tree.map(lambda x: x[0], chunk))
-                skipped = {k: jnp.full(v.shape, jnp.nan, v.dtype) for k, v in shapes.items()}
-
-                def body(args: tuple) -> tuple[Any, dict]:
-                    state, h, ok = args
-                    return jax.lax.cond(ok, one, lambda st, _: (st, skipped), state, h)
-
-                new, metrics = jax.lax.map(body, (chunk, chunk_h, valid))
-            else:
-                new, metrics = jax.vmap(one)(chunk, chunk_h)
-            # Padding rows point past the population, and "drop" discards their writes.
-            target = jnp.where(valid, index, jax.tree.leaves(states)[0].shape[0])
-            states = jax.tree.map(lambda whole, part: whole.at[target].set(part, mode="drop"),
-                                  states, new)
-            return states, metrics
-
-        self._init = jax.jit(init)
-        self._advance = jax.jit(advance)
+        self._init, self._advance = jitted
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -407,6 +433,8 @@ class _Programs:
 
     def advance(self, states: Any, hparams: Mapping, alive: np.ndarray, start: int,
                 num_steps: int) -> tuple[Any, dict[str, np.ndarray]]:
+        if self.host is not None:
+            return self._advance_host(states, hparams, alive, start, num_steps)
         outs = []
         for index, num in self._chunks(alive):
             valid = jnp.asarray(np.arange(len(index)) < num)
@@ -414,6 +442,28 @@ class _Programs:
                                             valid, self.data, jnp.int32(start),
                                             jnp.int32(num_steps))
             outs.append({k: np.asarray(v, np.float64)[:num] for k, v in metrics.items()})
+        return states, {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+    def _advance_host(self, states: Any, hparams: Mapping, alive: np.ndarray, start: int,
+                      num_steps: int) -> tuple[Any, dict[str, np.ndarray]]:
+        host = self.host
+        if host.batched:
+            chunks = [(jnp.asarray(index, jnp.int32), jnp.asarray(np.arange(len(index)) < num),
+                       num) for index, num in self._chunks(alive)]
+        else:  # one trial at a time: no padding
+            chunks = [(jnp.int32(i), jnp.bool_(True), 1) for i in alive]
+        parts = [host.take(states, index) for index, _, _ in chunks]
+        part_h = [host.take(hparams, index) for index, _, _ in chunks]
+        parts = run_steps(host.step, parts, part_h, self.data, start, num_steps)
+        metrics = [host.evaluate(part) for part in parts]
+        for (index, valid, _), part in zip(chunks, parts):
+            states = host.put(states, index, valid, part)
+        metrics = jax.device_get(metrics)
+        if host.batched:
+            outs = [{k: np.asarray(v, np.float64)[:num] for k, v in m.items()}
+                    for m, (_, _, num) in zip(metrics, chunks)]
+        else:
+            outs = [{k: np.asarray(v, np.float64)[None] for k, v in m.items()} for m in metrics]
         return states, {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 

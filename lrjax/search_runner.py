@@ -21,6 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lrjax._engine.cache import PROGRAMS, fn_key, weak
+from lrjax.search_train import HostPrograms, TrainFn, run_steps
+
 PyTree = Any
 
 
@@ -135,17 +138,14 @@ def padded_indices(num: int, batch_size: int) -> np.ndarray:
     return np.concatenate([np.arange(num), np.full(batch_size - num, num - 1)]).astype(np.int32)
 
 
-def cache_for(owner: Any) -> dict:
-    """``{"recorder": StructureRecorder, signature: program}`` kept on ``owner`` (a train_fn).
+def recorder_for(owner: Any) -> StructureRecorder:
+    """The :class:`StructureRecorder` of ``owner`` (a train_fn), kept in the engine's cache.
 
-    A second search with the same train_fn and batch shape reuses its executable. The cache
-    lives in the function's own ``__dict__``, so it goes when the function goes; an object
-    without one gets a fresh, unshared cache.
+    Held in :data:`lrjax._engine.PROGRAMS` under a weak key of ``owner``, so every search
+    with the same train_fn checks its metric names against the first trace; nothing is
+    stored on the function, and the entry goes when the function goes.
     """
-    attributes = getattr(owner, "__dict__", None)
-    if not isinstance(attributes, dict):
-        return {"recorder": StructureRecorder()}
-    return attributes.setdefault("_lrjax_search_cache", {"recorder": StructureRecorder()})
+    return PROGRAMS.get(("search-recorder", fn_key(owner)), StructureRecorder)
 
 
 class BatchRunner:
@@ -160,32 +160,48 @@ class BatchRunner:
         vectorize: ``"vmap"`` (a batch of trainings), ``"map"`` (``lax.map``: the trials of
             a batch one after another, in the same single program) or ``"loop"`` (one
             compiled single-trial program, called once per trial of the batch).
-        owner: the user's train_fn: executables are cached per owner and batch signature,
-            and its metric names must stay the same across calls.
+        owner: the user's train_fn: executables are cached (in
+            :data:`lrjax._engine.PROGRAMS`, weakly keyed) per owner and batch signature, and
+            its metric names must stay the same across calls. A :class:`TrainFn` whose
+            :attr:`~TrainFn.execution` is ``"host"`` runs as a host loop over compiled steps
+            (:class:`lrjax.search_train.HostPrograms`): vmapped over the batch with
+            ``"vmap"``, one trial per program (the trials' steps interleaved) otherwise.
     """
 
     def __init__(self, fn: Callable, args: tuple, batch_size: int, key: jax.Array,
                  mesh: Mesh | None, owner: Any = None, vectorize: str = "vmap") -> None:
         self.batch_size, self.vectorize = batch_size, vectorize
-        self._cache = cache_for(fn if owner is None else owner)
-        self.recorder: StructureRecorder = self._cache["recorder"]
+        owner = fn if owner is None else owner
+        self._fn, self._owner = fn, owner  # held while the runner lives; the cache holds neither
+        self._owner_key = fn_key(owner)
+        self.recorder: StructureRecorder = recorder_for(owner)
         self._mesh = mesh
         self.trial_sharding, self.replicated = trial_sharding(mesh)
+        self.host = isinstance(owner, TrainFn) and owner.execution == "host"
+        self._root = self._place(key, replicated=True)
+        self._args = tuple(self._place(a, replicated=True) for a in args)
+        self._compiled: Any = None
+        if self.host:
+            self._train_fn = owner
+            batched = vectorize == "vmap"
+            recorder = self.recorder
+            self._host = PROGRAMS.get(("search-host", self._owner_key, batched),
+                                      lambda: HostPrograms(owner, batched, recorder))
+            return
+        call = weak(fn)  # the cached program must not keep the user's function alive
+        recorder = self.recorder
 
         def batched(hparams: dict, numbers: jax.Array, root: jax.Array, *extra: Any) -> dict:
             keys = jax.vmap(lambda n: jax.random.fold_in(root, n))(numbers)
-            one = lambda h, k: self.recorder.record(fn(h, k, *extra))  # noqa: E731
+            one = lambda h, k: recorder.record(call(h, k, *extra))  # noqa: E731
             if vectorize == "map":  # one trial after another inside the program
                 return jax.lax.map(lambda hk: one(*hk), (hparams, keys))
             return jax.vmap(one)(hparams, keys)
 
         def single(hparams: dict, number: jax.Array, root: jax.Array, *extra: Any) -> dict:
-            return self.recorder.record(fn(hparams, jax.random.fold_in(root, number), *extra))
+            return recorder.record(call(hparams, jax.random.fold_in(root, number), *extra))
 
         self._jitted = jax.jit(single if vectorize == "loop" else batched)
-        self._root = self._place(key, replicated=True)
-        self._args = tuple(self._place(a, replicated=True) for a in args)
-        self._compiled: Any = None
 
     def _place(self, tree: PyTree, *, replicated: bool) -> PyTree:
         sharding = self.replicated if replicated else self.trial_sharding
@@ -195,20 +211,33 @@ class BatchRunner:
 
     def compile(self, hparams: dict[str, np.ndarray], numbers: np.ndarray) -> None:
         """Trace and compile once (checks train_fn's output before any trial runs)."""
+        if self.host:  # jit's own cache keeps the host programs; trace evaluate for the names
+            one = self.vectorize != "vmap"
+            if one:
+                hparams = {name: np.asarray(values)[0] for name, values in hparams.items()}
+                numbers = np.asarray(numbers)[0]
+            states = jax.eval_shape(self._host.init, hparams, numbers, self._root)
+            if self.recorder.names is None:
+                jax.eval_shape(self._host.evaluate, states)
+            self._compiled = True
+            return
         signature = (self.batch_size, self.vectorize, self._mesh,
                      tuple((k, np.asarray(v).dtype.str) for k, v in hparams.items()),
                      tuple((np.shape(a), getattr(a, "dtype", None))
                            for a in jax.tree.leaves(self._args)),
                      jax.tree.structure(self._args))
-        if signature not in self._cache:
+
+        def build() -> Any:
+            h, n = hparams, numbers
             if self.vectorize == "loop":  # the program of one trial: scalars in
-                hparams = {name: np.asarray(values)[0] for name, values in hparams.items()}
-                numbers = np.asarray(numbers)[0]
-            lowered = self._jitted.lower(self._place(hparams, replicated=False),
-                                         self._place(numbers, replicated=False),
+                h = {name: np.asarray(values)[0] for name, values in h.items()}
+                n = np.asarray(n)[0]
+            lowered = self._jitted.lower(self._place(h, replicated=False),
+                                         self._place(n, replicated=False),
                                          self._root, *self._args)
-            self._cache[signature] = lowered.compile()
-        self._compiled = self._cache[signature]
+            return lowered.compile()
+
+        self._compiled = PROGRAMS.get(("search", self._owner_key, signature), build)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -222,6 +251,8 @@ class BatchRunner:
         numbers = np.asarray(numbers, np.int32)[index]
         if self._compiled is None:
             self.compile(hparams, numbers)
+        if self.host:
+            return self._run_host(hparams, numbers, num)
         if self.vectorize == "loop":
             # On a CPU the trials of a batch gain nothing from one batched program, and the
             # single-trial program compiles fastest (benchmarks/search.py). Dispatch is
@@ -233,3 +264,21 @@ class BatchRunner:
         out = self._compiled(self._place(hparams, replicated=False),
                              self._place(numbers, replicated=False), self._root, *self._args)
         return {name: np.asarray(values, np.float64)[:num] for name, values in out.items()}
+
+    def _run_host(self, hparams: dict[str, np.ndarray], numbers: np.ndarray,
+                  num: int) -> dict[str, np.ndarray]:
+        """Init, a host loop over the compiled step, evaluate: per trial or per batch."""
+        programs, (data,) = self._host, self._args
+        if programs.batched:
+            chunks = [(self._place(hparams, replicated=False),
+                       self._place(numbers, replicated=False))]
+        else:  # one trial per program; padding trials are not run
+            chunks = [({name: values[i] for name, values in hparams.items()}, numbers[i])
+                      for i in range(num)]
+        states = [programs.init(h, n, self._root) for h, n in chunks]
+        states = run_steps(programs.step, states, [h for h, _ in chunks], data, 0,
+                           self._train_fn.num_steps)
+        outs = jax.device_get([programs.evaluate(st) for st in states])
+        if programs.batched:
+            return {name: np.asarray(values, np.float64)[:num] for name, values in outs[0].items()}
+        return {name: np.array([o[name] for o in outs], np.float64) for name in outs[0]}
