@@ -381,25 +381,49 @@ class _Programs:
         self.init = jax.jit(functools.partial(_init, static))
         self.body = functools.partial(_body, static)
         self.choices: dict[Any, str] = {}  # abstract inputs -> the "auto" strategy
-        self._loops: dict[str, Callable[..., Any]] = {}
+        self._programs: dict[str, Callable[..., Any]] = {}
 
-    def loop(self, execution: str) -> Callable[..., Any]:
-        """The engine program of ``execution`` (built once)."""
-        if execution not in self._loops:
-            self._loops[execution] = (compiled_loop(self.body) if execution == "compiled"
-                                      else host_steps(self.body))
-        return self._loops[execution]
+    def _get(self, name: str, build: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
+        if name not in self._programs:
+            self._programs[name] = build()
+        return self._programs[name]
 
-    def choose(self, execution: str, carry: _Carry, consts: _Consts) -> str:
-        """``execution``, or for ``"auto"`` the engine's choice for one step (cached)."""
+    def compiled(self) -> Callable[..., Any]:
+        """``program(params, state, data, slots, init_value, key) -> carry``: the initial
+        carry and the engine's :func:`compiled_loop` over every step, as one program."""
+
+        def build() -> Callable[..., Any]:
+            static, loop = self.static, compiled_loop(self.body)
+
+            def run(params: PyTree, state: PyTree, data: PyTree, slots: jax.Array,
+                    init_value: jax.Array, key: jax.Array) -> _Carry:
+                carry, (data_key, step_key) = _init(static, params, state, data, init_value, key)
+                consts = _Consts(data, slots, init_value, data_key, step_key)
+                return loop(carry, consts, 0, static.num_steps)
+
+            return jax.jit(run)
+
+        return self._get("compiled", build)
+
+    def host(self) -> Callable[..., Any]:
+        """The engine's one-step :func:`host_steps` program."""
+        return self._get("host", lambda: host_steps(self.body))
+
+    def choose(self, execution: str, *args: Any) -> str:
+        """``execution``, or for ``"auto"`` the engine's choice for one step (cached on the
+        shapes of ``args = (params, state, data, slots, init_value, key)``)."""
         if execution != "auto":
             return execution
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)),
-                                (carry, consts))
-        signature = (jax.tree.structure(abstract), tuple(jax.tree.leaves(abstract)))
+        leaves, tree = jax.tree.flatten(args)
+        signature = (tree, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
         if signature not in self.choices:
+            params, state, data, slots, init_value, key = args
+            carry, (data_key, step_key) = jax.eval_shape(self.init, params, state, data,
+                                                         init_value, key)
+            consts = jax.eval_shape(lambda *c: _Consts(*c), data, slots, init_value, data_key,
+                                    step_key)
             self.choices[signature] = choose_execution(
-                "auto", self.body, *abstract, jax.ShapeDtypeStruct((), jnp.int32))
+                "auto", self.body, carry, consts, jax.ShapeDtypeStruct((), jnp.int32))
         return self.choices[signature]
 
 
@@ -622,18 +646,20 @@ def train_snapshots(
                  num_kept=int(kept.size), accumulation_steps=accumulation_steps)
     programs = _programs(loss_fn, params, state, has_aux, stochastic, optimizer, schedule,
                          data_fn, sizes)
-    trained = jax.tree.map(jnp.asarray, (model.params, model.state))
+    trained = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else jnp.asarray(x),
+                           (model.params, model.state))
     if mesh is not None:  # params and state replicated, the batch sharded
         trained = jax.device_put(trained, NamedSharding(mesh, PartitionSpec()))
     key = _seed_key(0 if key is None else int(key)) if _is_seed(key) else key
-    value = jnp.asarray(0.0 if init_value is None else init_value, jnp.float32)
-    carry, (data_key, step_key) = programs.init(*trained, stacked, value, key)
-    consts = _Consts(stacked, jnp.asarray(slots), value, data_key, step_key)
-    execution = programs.choose(execution, carry, consts)
+    value = np.asarray(0.0 if init_value is None else init_value, np.float32)  # a runtime input
+    args = (*trained, stacked, slots, value, key)
+    execution = programs.choose(execution, *args)
     if execution == "compiled":
-        carry = programs.loop("compiled")(carry, consts, 0, num_steps)
+        carry = programs.compiled()(*args)
     else:  # no early stop: done is never read, so the host never waits for the device
-        carry, _ = run_host(programs.loop("host"), carry, consts, 0, num_steps, lag=num_steps)
+        carry, (data_key, step_key) = programs.init(*trained, stacked, value, key)
+        consts = _Consts(stacked, jax.device_put(slots), value, data_key, step_key)
+        carry, _ = run_host(programs.host(), carry, consts, 0, num_steps, lag=num_steps)
     losses, lrs = jax.device_get((carry.losses, carry.learning_rates))
     bad = np.flatnonzero(~np.isfinite(losses))
     if bad.size:
