@@ -658,7 +658,8 @@ def train_snapshots(
         carry = programs.compiled()(*args)
     else:  # no early stop: done is never read, so the host never waits for the device
         carry, (data_key, step_key) = programs.init(*trained, stacked, value, key)
-        consts = _Consts(stacked, jax.device_put(slots), value, data_key, step_key)
+        slots, value = jax.device_put((slots, value))  # on device once, not every step
+        consts = _Consts(stacked, slots, value, data_key, step_key)
         carry, _ = run_host(programs.host(), carry, consts, 0, num_steps, lag=num_steps)
     losses, lrs = jax.device_get((carry.losses, carry.learning_rates))
     bad = np.flatnonzero(~np.isfinite(losses))
