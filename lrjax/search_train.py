@@ -110,8 +110,8 @@ def _template(loss_fn: Callable, init_fn: Callable, has_state: bool, has_aux: bo
         obj, state = _unpack(init_fn(key), has_state)
         kind = parts["kind"] = model_kind(obj)
         if kind == "nnx":
-            graphdef, params, rest = sys.modules["flax.nnx"].split(obj, sys.modules["flax.nnx"].Param,
-                                                                    ...)
+            nnx = sys.modules["flax.nnx"]
+            graphdef, params, rest = nnx.split(obj, nnx.Param, ...)
             parts["static"] = graphdef
             return params, rest
         if kind == "equinox":
@@ -221,13 +221,14 @@ class TrainFn:
         params, nnx_state = model.split(obj)
         if model.kind == "nnx":
             state = nnx_state
-        differ = leaf_differences((params, state), (self._template.params, self._template.state))
+        first = (self._template.params, self._template.state)
+        differ = leaf_differences((params, state), first)
         if differ is not None:
             raise ValueError(
                 "init_fn must return the same structure, shapes and dtypes on every call (each "
                 f"trial calls it); this call gave {differ}, the first "
-                f"{leaf_differences((self._template.params, self._template.state), (params, state))}"
-                ". A Python counter or other Python state in init_fn changes what it returns.")
+                f"{leaf_differences(first, (params, state))}. A Python counter or other Python "
+                "state in init_fn changes what it returns.")
         opt_state = self.optimizer_fn(hparams).init(params)
         losses = jnp.full((self.loss_window,), jnp.nan, jnp.float32)
         return TrialState(params, opt_state, keys[1], losses, state,
