@@ -205,7 +205,11 @@ def search(
             program called for each trial; never recompiled) or ``"auto"``: ``"loop"`` on a
             CPU backend without ``mesh``, where XLA takes about twice as long to compile the
             vmapped program and runs it no faster, and the single-trial program compiles
-            fastest (``benchmarks/search.py``), else ``"vmap"``.
+            fastest (``benchmarks/search.py``), else ``"vmap"``. A :func:`make_train_fn`
+            training whose ``execution`` is ``"host"`` (convolutions on a CPU, by default)
+            runs as a Python loop over a compiled step program instead of one program per
+            trial: vmapped over the batch with ``"vmap"``, one trial per program (the
+            trials' steps interleaved) with ``"map"`` and ``"loop"``.
 
     Returns:
         A :class:`SearchResult` (``study`` set when Optuna ran).

@@ -8,6 +8,13 @@ depends only on the search key and its number (not on the batch it lands in). A 
 batch is padded to ``batch_size`` with copies of its last trial, whose results are dropped,
 so every batch reuses the same executable. With a mesh, the trial axis is sharded over all
 its devices and data is replicated.
+
+A :class:`~lrjax.search_train.TrainFn` whose ``execution`` is ``"host"`` runs instead as
+compiled init, step and evaluate programs driven by a Python loop over the steps
+(:class:`~lrjax.search_train.HostPrograms`). Every program lives in the engine's one cache
+(:data:`lrjax._engine.PROGRAMS`) under a weak key of the user's train_fn, and calls it
+through weak proxies: a repeated search reuses the executables, nothing is stored on the
+function, and :func:`lrjax.clear_caches` forces a recompile.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """make_train_fn on every model kind: nnx (Dropout, BatchNorm), linen state + dropout keys,
 Equinox state, halving with state, host == compiled execution, the compile cache, bad input."""
 
+import gc
+import weakref
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -299,6 +302,12 @@ def test_repeated_search_does_not_recompile_until_clear_caches(execution):
     lrjax.clear_caches()
     lrjax.search(train_fn, space, num_trials=2, key=0)
     assert len(traces) > traced  # compiled anew
+    lrjax.successive_halving(train_fn, space, num_trials=2, reduction_factor=2, min_steps=3)
+    # The cache holds the train_fn weakly: dropping it frees it and its programs.
+    ref, entries = weakref.ref(train_fn), len(PROGRAMS)
+    del train_fn
+    gc.collect()
+    assert ref() is None and len(PROGRAMS) < entries
 
 
 def test_accumulation_equals_one_batch_of_all_micro_batches():
