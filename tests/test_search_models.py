@@ -320,6 +320,10 @@ def test_accumulation_equals_one_batch_of_all_micro_batches():
     split = lrjax.make_train_fn(loss_fn, init_fn, lambda h: optax.adam(h["lr"]), micro,
                                 num_steps=STEPS, accumulation_steps=2)(h, key)
     np.testing.assert_allclose(split["train_loss"], whole["train_loss"], rtol=1e-5)
+    with_aux = lrjax.make_train_fn(lambda w, b: (loss_fn(w, b), {"w0": w[0]}), init_fn,
+                                   lambda h: optax.adam(h["lr"]), micro, num_steps=STEPS,
+                                   accumulation_steps=2, has_aux=True)(h, key)
+    np.testing.assert_allclose(with_aux["train_loss"], whole["train_loss"], rtol=1e-5)
     with pytest.raises(ValueError, match=r"accumulation_steps=2.*\(batches, 2, micro_batch"):
         lrjax.make_train_fn(loss_fn, init_fn, lambda h: optax.adam(h["lr"]), DATA,
                             num_steps=STEPS, accumulation_steps=2)
