@@ -206,7 +206,7 @@ def _batch_sharding(static: _Static, leading: int) -> Callable[[jax.Array], Any]
 def _check_init_output(params: PyTree, template: PyTree) -> None:
     """What ``init_fn`` returned must look like ``params``; the message shows the difference."""
     leaves = jax.tree.leaves(params)
-    if not leaves or not all(jnp.issubdtype(x.dtype, jnp.inexact) for x in leaves):
+    if not leaves or not all(jnp.issubdtype(jnp.result_type(x), jnp.inexact) for x in leaves):
         raise ValueError("init_fn must return a non-empty pytree of floating arrays (the params).")
     if template is None:
         return
@@ -380,7 +380,9 @@ def _probe(static: _Static, params: PyTree, model_state: PyTree, key: jax.Array,
            data: PyTree) -> jax.Array:
     """The loss of the first step's first micro-batch (traced only, never run)."""
     if static.init_fn is not None:
-        params, init_state = static.model.split(static.init_fn(key))
+        init_params, init_state = static.model.split(static.init_fn(key))
+        _check_init_output(init_params, params)  # before the loss sees them
+        params = init_params
         model_state = model_state if init_state is None else init_state
     step = jnp.zeros((), jnp.int32)
     if static.data_fn is not None:
