@@ -55,7 +55,8 @@ from lrjax.search_space import (
     random_params,
     sample_params,
 )
-from lrjax.search_train import HostPrograms, TrainFn, run_steps
+from lrjax._engine.execution import run_host_interleaved
+from lrjax.search_train import HostPrograms, TrainFn
 
 
 def rung_plan(num_trials: int, num_steps: int, reduction_factor: int,
@@ -457,7 +458,8 @@ class _Programs:
             chunks = [(jnp.int32(i), jnp.bool_(True), 1) for i in alive]
         parts = [host.take(states, index) for index, _, _ in chunks]
         part_h = [host.take(hparams, index) for index, _, _ in chunks]
-        parts = run_steps(host.step, parts, part_h, self.data, start, num_steps)
+        parts = run_host_interleaved(host.step, parts, [(h, self.data) for h in part_h], start,
+                                     num_steps)
         metrics = [host.evaluate(part) for part in parts]
         for (index, valid, _), part in zip(chunks, parts):
             states = host.put(states, index, valid, part)

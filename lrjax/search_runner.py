@@ -29,7 +29,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
-from lrjax.search_train import HostPrograms, TrainFn, run_steps
+from lrjax._engine.execution import run_host_interleaved
+from lrjax.search_train import HostPrograms, TrainFn
 
 PyTree = Any
 
@@ -283,8 +284,8 @@ class BatchRunner:
             chunks = [({name: values[i] for name, values in hparams.items()}, numbers[i])
                       for i in range(num)]
         states = [programs.init(h, n, self._root) for h, n in chunks]
-        states = run_steps(programs.step, states, [h for h, _ in chunks], data, 0,
-                           self._train_fn.num_steps)
+        states = run_host_interleaved(programs.step, states, [(h, data) for h, _ in chunks], 0,
+                                      self._train_fn.num_steps)
         outs = jax.device_get([programs.evaluate(st) for st in states])
         if programs.batched:
             return {name: np.asarray(values, np.float64)[:num] for name, values in outs[0].items()}

@@ -11,7 +11,7 @@ compiled program.
 The training is available in pieces (``init``, ``step``, ``advance``, ``evaluate``) so
 that the search can run it two ways (:attr:`TrainFn.execution`):
 
-* ``"compiled"``: init, every step (a ``lax.fori_loop``) and evaluation in one program,
+* ``"compiled"``: init, every step (the engine's ``lax.while_loop``) and evaluation in one program,
   which ``jax.vmap`` turns into a batch of trainings;
 * ``"host"``: a Python loop over a compiled one-step program (no loop construct inside it),
   plus compiled init and evaluate programs (:class:`HostPrograms`). XLA's CPU backend runs
@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 from lrjax._engine.cache import weak
-from lrjax._engine.execution import check_execution, choose_execution, host_steps
+from lrjax._engine.execution import check_execution, choose_execution, host_steps, loop
 from lrjax._engine.model import (
     PureModel,
     eval_model,
@@ -278,8 +278,8 @@ class TrainFn:
         tx = self.optimizer_fn(hparams)
         order = self._order(state.data_key)
         start = jnp.asarray(start, jnp.int32)
-        return jax.lax.fori_loop(
-            0, num_steps, lambda i, st: self._step_with(tx, order, st, data, start + i), state)
+        return loop(lambda st, _, t: self._step_with(tx, order, st, data, t), None, state, None,
+                    start, num_steps)
 
     def evaluate(self, state: TrialState) -> Metrics:
         """``train_loss`` (mean of the last ``loss_window`` step losses) and ``eval_fn``'s metrics.
@@ -377,21 +377,6 @@ class HostPrograms:
         self.evaluate = jax.jit(evaluate_program)
         self.take = jax.jit(_take)
         self.put = jax.jit(_put)
-
-
-def run_steps(step: Callable, states: list, hparams: list, data: PyTree, start: int,
-              num_steps: int) -> list:
-    """Global steps ``start .. start + num_steps - 1`` of every chunk of trials, from the host.
-
-    The chunks' steps are interleaved (step ``t`` of every chunk, then ``t + 1``); dispatch is
-    asynchronous, so the host queues steps while the device runs them and nothing is read
-    back here.
-    """
-    states = list(states)
-    for t in range(start, start + num_steps):
-        for i, (st, h) in enumerate(zip(states, hparams)):
-            states[i] = step(st, (h, data), t)[0]
-    return states
 
 
 def _check_data(data: PyTree, accumulation_steps: int) -> None:

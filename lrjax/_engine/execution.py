@@ -37,7 +37,9 @@ __all__ = [
     "compiled_loop",
     "contains_primitive",
     "host_steps",
+    "loop",
     "run_host",
+    "run_host_interleaved",
 ]
 
 EXECUTIONS = ("auto", "compiled", "host")
@@ -116,8 +118,14 @@ def _never_done(carry: Any) -> jax.Array:
     return jnp.zeros((), bool)
 
 
-def _compiled(body: Body, done: Done | None, carry: Any, consts: Any, start: jax.Array,
-              num_steps: jax.Array) -> Any:
+def loop(body: Body, done: Done | None, carry: Any, consts: Any, start: jax.Array,
+         num_steps: jax.Array) -> Any:
+    """The steps ``t = start, ..., start + num_steps - 1`` as one ``lax.while_loop``.
+
+    Traceable (use it inside a trainer's own program, e.g. a vmapped trial); exits early
+    once ``done(carry)``. ``start`` and ``num_steps`` may be traced, so one program serves
+    every length.
+    """
     stop = start + num_steps
     done = done or _never_done
 
@@ -134,12 +142,8 @@ def _compiled(body: Body, done: Done | None, carry: Any, consts: Any, start: jax
 
 
 def compiled_loop(body: Body, done: Done | None = None) -> Callable[..., Any]:
-    """``jit(program(carry, consts, start, num_steps) -> carry)``: the steps as one loop.
-
-    Runs ``body`` for ``t = start, ..., start + num_steps - 1`` (both traced: one program
-    serves every length) and exits early once ``done(carry)``.
-    """
-    return jax.jit(functools.partial(_compiled, body, done))
+    """``jit(program(carry, consts, start, num_steps) -> carry)``: :func:`loop` compiled."""
+    return jax.jit(functools.partial(loop, body, done))
 
 
 def _unrolled(body: Body, done: Done | None, unroll: int, carry: Any, consts: Any,
@@ -189,3 +193,29 @@ def run_host(program: Callable[..., Any], carry: Any, consts: Any, start: int, n
         if len(pending) > lag and bool(pending.popleft()):
             break
     return carry, t - start
+
+
+def run_host_interleaved(program: Callable[..., Any], carries: list, consts: list, start: int,
+                         num_steps: int) -> list:
+    """Drives several independent trainings' one-step programs from the host, interleaved.
+
+    Step ``t`` of every training, then ``t + 1``: dispatch is asynchronous, so the host
+    queues steps while the device runs them, and nothing is read back (no stop). The
+    search runs one trial per program this way on a CPU, where one program vmapped over
+    trials ran slower than per-trial programs.
+
+    Args:
+        program: ``host_steps(body)`` (one step, no ``done``).
+        carries: each training's state.
+        consts: each training's constants (same order).
+        start: the first global step.
+        num_steps: steps to run.
+
+    Returns:
+        The carries after the steps.
+    """
+    carries = list(carries)
+    for t in range(start, start + num_steps):
+        for i, const in enumerate(consts):
+            carries[i] = program(carries[i], const, t)[0]
+    return carries
