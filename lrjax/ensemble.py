@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrjax._checks import check_steps
 from lrjax.snapshots import SnapshotResult
 from lrjax._engine.step import PyTree
 
@@ -43,9 +42,29 @@ def _members(stacked_params: PyTree, state: PyTree, last: int | None) -> tuple[P
                          f"{_leading_size('state', state)}.")
     if last is None:
         return stacked_params, state
-    last = check_steps("last", last, 1, count)
+    if isinstance(last, bool) or not isinstance(last, (int, np.integer)) or not 1 <= last <= count:
+        raise ValueError(f"last must be an integer number of members in [1, {count}] (the "
+                         f"latest snapshots to use), got {last!r}.")
     tail = lambda tree: jax.tree.map(lambda x: x[count - last:], tree)  # noqa: E731
     return tail(stacked_params), tail(state)
+
+
+def _check_logits(logits: jax.Array, x: Any) -> None:
+    """Classes on the last axis, at least two: a softmax over one logit is always 1, and
+    over a ``(B,)`` vector it would mix the examples."""
+    if logits.ndim == 0 or logits.shape[-1] < 2:
+        raise ValueError(
+            f"apply_fn returned logits of shape {logits.shape}: the ensemble averages softmax "
+            "probabilities over classes on the last axis, which needs at least 2 classes. For "
+            "one logit per example (binary), return the two logits [0, z] (softmax of them is "
+            "sigmoid(z)).")
+    leaves = jax.tree.leaves(x)
+    if logits.ndim == 1 and leaves and np.ndim(leaves[0]) >= 2 and \
+            np.shape(leaves[0])[0] == logits.shape[0]:
+        raise ValueError(
+            f"apply_fn returned logits of shape {logits.shape} for {logits.shape[0]} inputs: "
+            "that looks like one logit per example, and a softmax over it would mix the "
+            "examples; return (batch, classes) logits (for binary, [0, z] per example).")
 
 
 def ensemble_members(apply_fn: Callable[..., jax.Array], stacked_params: PyTree, x: Any, *,
@@ -77,6 +96,7 @@ def ensemble_members(apply_fn: Callable[..., jax.Array], stacked_params: PyTree,
     def probabilities(params: PyTree, member_state: PyTree) -> jax.Array:
         args = (params, x) if state is None else (params, member_state, x)
         logits = jnp.asarray(apply_fn(*args))
+        _check_logits(logits, x)
         return jax.nn.softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
 
     return jax.vmap(probabilities)(members, states)

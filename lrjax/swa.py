@@ -40,12 +40,22 @@ class SWAState(NamedTuple):
       mean: the running mean of the averaged iterates, shaped (and sharded) like the
         params; the initial params until the first iterate is averaged.
       inner_state: the wrapped optimizer's state.
+      accumulator: the running mean in float32 (at least) when a param is of a narrower
+        float type (bfloat16, float16), else None. A mean kept in bfloat16 stops moving once
+        ``(iterate - mean) / n`` rounds to 0 (2000 iterates alternating 1 and 1.5 averaged
+        to 1.0); ``mean`` is this accumulator cast to the params' dtypes.
     """
 
     count: jax.Array
     num_averaged: jax.Array
     mean: PyTree
     inner_state: optax.OptState
+    accumulator: PyTree = None
+
+
+def _wide(dtype: Any) -> Any:
+    """The accumulation dtype: float32 at least."""
+    return jnp.promote_types(dtype, jnp.float32)
 
 
 def swa(inner: optax.GradientTransformation, start_step: int,
@@ -59,8 +69,9 @@ def swa(inner: optax.GradientTransformation, start_step: int,
         n <- n + 1
         mean <- mean + (w_{t+1} - mean) / n       (the equal-weight mean of the n iterates)
 
-    Updates pass through unchanged. The mean has the params' shapes and dtypes, and is
-    computed elementwise from them, so under ``jit`` it is sharded like the params. Wrap
+    Updates pass through unchanged. The mean has the params' shapes and dtypes (it is
+    accumulated in float32 when a param is bfloat16 or float16, see
+    :class:`SWAState`), and is computed elementwise from them, so under ``jit`` it is sharded like the params. Wrap
     the whole optimizer (or put ``swa`` last in an ``optax.chain``): the iterate is
     ``params + updates``, which is the new params only if no later transformation changes
     the updates. Inside ``optax.MultiSteps`` a step is one real (accumulated) update.
@@ -99,7 +110,13 @@ def swa(inner: optax.GradientTransformation, start_step: int,
         zero = jnp.zeros((), jnp.int32)
         # A copy (not an alias) of the params, so the mean never shares a user's buffer.
         mean = jax.tree.map(lambda p: jnp.array(p, copy=True), params)
-        return SWAState(count=zero, num_averaged=zero, mean=mean, inner_state=inner.init(params))
+        narrow = any(jnp.issubdtype(jnp.result_type(p), jnp.floating)
+                     and jnp.result_type(p) != _wide(jnp.result_type(p))
+                     for p in jax.tree.leaves(params))
+        accumulator = (jax.tree.map(lambda p: jnp.asarray(p, _wide(jnp.result_type(p))), params)
+                       if narrow else None)
+        return SWAState(count=zero, num_averaged=zero, mean=mean, inner_state=inner.init(params),
+                        accumulator=accumulator)
 
     def update(updates: PyTree, state: SWAState, params: PyTree | None = None,
                **extra_args: Any) -> tuple[PyTree, SWAState]:
@@ -113,13 +130,19 @@ def swa(inner: optax.GradientTransformation, start_step: int,
         weight = 1.0 / jnp.maximum(num_averaged, 1).astype(jnp.float32)
 
         def average(mean: jax.Array, p: jax.Array, u: jax.Array) -> jax.Array:
-            iterate = jnp.asarray(p + u, mean.dtype)
+            # The iterate in the accumulator's precision (p + u rounds as apply_updates does).
+            iterate = jnp.asarray(jnp.asarray(p + u, p.dtype), mean.dtype)
             moved = mean + (iterate - mean) * weight.astype(mean.dtype)
             return jnp.where(take, moved, mean)
 
-        mean = jax.tree.map(average, state.mean, params, updates)
+        if state.accumulator is None:
+            accumulator, mean = None, jax.tree.map(average, state.mean, params, updates)
+        else:
+            accumulator = jax.tree.map(average, state.accumulator, params, updates)
+            mean = jax.tree.map(lambda a, m: a.astype(m.dtype), accumulator, state.mean)
         return updates, SWAState(count=optax.safe_int32_increment(step),
-                                 num_averaged=num_averaged, mean=mean, inner_state=inner_state)
+                                 num_averaged=num_averaged, mean=mean, inner_state=inner_state,
+                                 accumulator=accumulator)
 
     return optax.GradientTransformationExtraArgs(init, update)
 
