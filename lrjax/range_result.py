@@ -134,9 +134,28 @@ class RangeTestResult:
     def _rule_curves(self) -> np.ndarray:
         return self._before_divergence(self.smoothed_losses)
 
-    def suggest(self, method: str = _suggest.DEFAULT_METHOD, *, per_curve: bool = False,
-                **kwargs: Any) -> float | np.ndarray:
+    def suggest(
+        self,
+        method: str = _suggest.DEFAULT_METHOD,
+        *,
+        per_curve: bool = False,
+        fraction: float | None = None,
+        half_width: int | None = None,
+        train_steps: int | None = None,
+        divisor: float | None = None,
+        tolerance: float | None = None,
+        skip_start: int | None = None,
+        skip_end: int | None = None,
+        lr_diff: int | None = None,
+        thresh: float | None = None,
+        adjust_value: float | None = None,
+        **unknown: Any,
+    ) -> float | np.ndarray:
         """A suggested learning rate; batched results give the lower median over curves.
+
+        Every option defaults to ``None``: the rule's own default. An option the chosen
+        rule does not take is a ``ValueError`` naming the rule; an unknown keyword a
+        ``TypeError`` listing the accepted ones.
 
         Args:
             method: ``fall`` (the default: lrjax's rule; on the raw validation curve
@@ -147,19 +166,92 @@ class RangeTestResult:
                 (see ``lrjax.suggest``).
             per_curve: return the ``batch_shape`` array of per-curve suggestions instead
                 (``lrs[0]`` for a curve the rule cannot read, with a warning).
-            **kwargs: passed to the rule (e.g. ``skip_start``, ``fraction``).
+            fraction: ``fall``: share of the fall covered (default 0.25; 0.75 with
+                ``train_steps``); on a validation curve, read it by this share of its
+                fall instead of by its turn.
+            half_width: ``fall``: the smoother's half-width in points (default 5% of the
+                steps).
+            train_steps: ``fall``: the steps of the constant-rate training to come; caps
+                the suggestion by the time-matched rate (``lrjax.suggest_fall``; on a
+                validation curve exactly as ``lrjax.suggest_turn(..., train_steps=)``).
+            divisor: ``fall`` on a validation curve: the turn's rate over this (default 5).
+            tolerance: ``fall`` on a validation curve: the rise that is a turn, as a share
+                of the fall so far (default 0.1).
+            skip_start: the peers' rules: points dropped at the start (default
+                ``num_steps // 10``; 10 for ``steepest``).
+            skip_end: the peers' rules: recorded points dropped at the end (default 5).
+            lr_diff: ``slide``: the window in steps (default 15).
+            thresh: ``slide``: the gradient difference that stops the window (0.005).
+            adjust_value: ``slide``: factor on the rate found (default 1).
 
         Returns:
             A float, or an array with ``per_curve``. Curves the rule cannot read
             (diverged at once, flat, never falling) do not vote; a warning counts them.
+            When the curves' fall is not clearly larger than their noise (the mean
+            curve's fall < 8 x its smoothed noise, :attr:`readability`), the rule's reading is
+            still returned, with an ``lrjax.UnreadableCurveWarning`` saying what would
+            help; a validation curve that noisy is not read (``fall`` reads the
+            training curve instead, with the warning).
+
+        Raises:
+            TypeError: an unknown keyword argument.
+            ValueError: an unknown ``method`` or an option it does not take.
+
+        Example:
+            >>> result.suggest()  # doctest: +SKIP
+            >>> result.suggest("slide", lr_diff=10)  # doctest: +SKIP
+            >>> result.suggest(train_steps=5_000)  # doctest: +SKIP
         """
-        readings = _suggest_result.read_result(self, method, **kwargs)
+        options = _suggest_result.rule_options(method, {
+            "fraction": fraction, "half_width": half_width, "train_steps": train_steps,
+            "divisor": divisor, "tolerance": tolerance, "skip_start": skip_start,
+            "skip_end": skip_end, "lr_diff": lr_diff, "thresh": thresh,
+            "adjust_value": adjust_value}, unknown)
+        readings = _suggest_result.read_result(self, method, **options)
         if per_curve:
             for reading in readings:
                 if reading.failed is not None:
                     _suggest._fallback(np.asarray(self.lrs, np.float64), method, reading.failed)
             return np.asarray([r.lr for r in readings]).reshape(self.batch_shape)
         return _suggest_result.combine_readings(readings, self.lrs, method)
+
+    @property
+    def readability(self) -> _suggest.Readability:
+        """Whether the training curves' fall stands out of their noise.
+
+        ``Readability(readable, fall, noise, ratio, window)`` (``lrjax.suggest.readability``) of
+        the MEAN of the raw training curves (every seed and sweep value) over the steps
+        all of them recorded before divergence: ``fall`` = start level (median of the
+        first tenth) minus the minimum of the centred 5%-half-width mean, ``noise`` = a
+        robust (MAD) standard deviation of each loss's residual from the median of its 4
+        neighbours, readable when ``fall >= 3 * noise``. The mean of ``n`` independent
+        seeds has ``1 / sqrt(n)`` of one seed's noise and the same fall, so more seeds
+        (``num_seeds``) make a noisy curve readable. Per curve:
+        :meth:`readability_per_curve`.
+
+        Example:
+            >>> result.readability  # doctest: +SKIP
+            Readability(readable=True, fall=1.93, noise=0.061, ratio=31.6)
+        """
+        return _suggest_result.result_readability(self._before_divergence(self.losses),
+                                                  self.num_steps)
+
+    @property
+    def val_readability(self) -> _suggest.Readability | None:
+        """:attr:`readability` of the validation curves (``None`` without ``val_losses``)."""
+        if self.val_losses is None:
+            return None
+        return _suggest_result.result_readability(self._before_divergence(self.val_losses),
+                                                  self.num_steps)
+
+    def readability_per_curve(self, validation: bool = False) -> list[_suggest.Readability]:
+        """:attr:`readability` of each training (or validation) curve, in row order
+        (the batch axes flattened)."""
+        values = self.val_losses if validation else self.losses
+        if values is None:
+            raise ValueError("this result has no val_losses.")
+        return [_suggest.readability(row, num_steps=self.num_steps)
+                for row in self._before_divergence(values)]
 
     def suggestions(self) -> dict[str, float]:
         """Every rule's suggestion (lower median over curves), the default ``fall`` first."""

@@ -55,7 +55,17 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from lrjax.suggest import Reading, _as_curve, _finite_length, _warned, unreadable
+from lrjax.suggest import (
+    Reading,
+    _as_curve,
+    _finite_length,
+    _warned,
+    truncated_mean,
+    unreadable,
+    warn_if_noisy,
+)
+
+__all__ = ["read_fall", "smoothed_start", "suggest_fall", "truncated_mean"]
 
 #: Share of the fall covered at the suggestion.
 FRACTION = 0.25
@@ -64,33 +74,6 @@ CEILING_FRACTION = 0.75
 # The smoother's half-width and the start window, as fractions of the curve's points.
 _HALF_WIDTH_FRACTION = 0.05
 _START_FRACTION = 0.1
-
-
-def truncated_mean(values: ArrayLike, half_width: int) -> np.ndarray:
-    """Centred moving average whose window is cut, not extrapolated, at the ends.
-
-    ``out[i] = mean(values[max(0, i-h) : i+h+1])``: zero lag inside the curve; near the
-    ends the window is one-sided (unlike a line fit, it never overshoots the data).
-
-    Args:
-        values: 1-D finite values.
-        half_width: ``h >= 0`` points on each side.
-
-    Returns:
-        The smoothed values, float64, same length.
-
-    Example:
-        >>> truncated_mean([0.0, 3.0, 0.0, 3.0], 1).tolist()
-        [1.5, 1.0, 2.0, 1.5]
-    """
-    if isinstance(half_width, bool) or not isinstance(half_width, (int, np.integer)) or half_width < 0:
-        raise ValueError(f"half_width must be an integer >= 0, got {half_width!r}.")
-    values = np.asarray(values, np.float64)
-    n = values.size
-    total = np.concatenate([[0.0], np.cumsum(values)])
-    index = np.arange(n)
-    low, high = np.maximum(index - half_width, 0), np.minimum(index + half_width + 1, n)
-    return (total[high] - total[low]) / (high - low)
 
 
 def read_fall(lrs: ArrayLike, losses: ArrayLike, fraction: float | None = None,
@@ -202,6 +185,9 @@ def suggest_fall(lrs: ArrayLike, losses: ArrayLike, *, fraction: float | None = 
 
     Returns:
         The suggested learning rate (``lrs[0]`` with a warning for an unreadable curve).
+        A curve whose fall is not clearly larger than its noise
+        (``lrjax.suggest.readability``: fall < 8 x its smoothed noise) still gives the rule's reading,
+        with an ``UnreadableCurveWarning``: it may sit on a noise dip.
 
     Example:
         >>> lrs = np.logspace(-6, 0, 61)
@@ -215,5 +201,7 @@ def suggest_fall(lrs: ArrayLike, losses: ArrayLike, *, fraction: float | None = 
     References:
         Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
     """
-    return _warned("fall", read_fall(lrs, losses, fraction, half_width, num_steps,
-                                      train_steps, train_losses), lrs)
+    reading = read_fall(lrs, losses, fraction, half_width, num_steps, train_steps, train_losses)
+    if reading.failed is None:
+        warn_if_noisy(losses, num_steps, "fall")
+    return _warned("fall", reading, lrs)

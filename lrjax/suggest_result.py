@@ -7,6 +7,14 @@ them; ``fall``: the raw validation curve when there is one, read by its turn
 cut before divergence), and how several curves (seeds, sweep values) vote: curves a
 rule cannot read do not vote, the rest give their lower median.
 
+It also says when the curves cannot be read at all (:func:`result_readability`): the
+mean of the curves (seeds and sweep values) over the steps all of them recorded, whose
+fall must be at least 8 times its smoothed noise (``lrjax.suggest.readability``; the mean of ``n``
+independent seeds has ``1 / sqrt(n)`` of one seed's noise, so more seeds help). When it
+is not, every rule still returns its reading and ``RangeTestResult.suggest()`` warns
+(``UnreadableCurveWarning``); a validation curve that noisy is not read at all (``fall``
+reads the training curve instead, with the warning).
+
 References:
     fastai ``lr_find``; torch-lr-finder ``LRFinder.plot``; see ``lrjax.suggest``.
 """
@@ -23,15 +31,93 @@ from numpy.typing import ArrayLike
 from lrjax.suggest import (
     _READERS,
     SUGGESTERS,
+    Readability,
     Reading,
+    UnreadableCurveWarning,
     _fallback,
+    _finite_length,
     _minimum,
     _read,
     _slide_reader,
+    noisy_message,
+    readability,
     recorded_curve,
+    unreadable,
 )
 from lrjax.suggest_fall import CEILING_FRACTION, read_fall
 from lrjax.suggest_turn import read_turn
+
+
+_PEER_OPTIONS = ("skip_start", "skip_end")
+#: The options each rule takes through ``RangeTestResult.suggest()`` (keyword-only).
+RULE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "fall": ("fraction", "half_width", "train_steps", "divisor", "tolerance"),
+    "valley": _PEER_OPTIONS,
+    "slide": (*_PEER_OPTIONS, "lr_diff", "thresh", "adjust_value"),
+    "steep": _PEER_OPTIONS,
+    "steepest": _PEER_OPTIONS,
+    "minimum": _PEER_OPTIONS,
+}
+# The fewest finite points whose noise can be measured (a residual needs 2 + 2 neighbours).
+_MIN_NOISE_POINTS = 5
+
+
+def rule_options(method: str, options: dict[str, Any], unknown: dict[str, Any]) -> dict[str, Any]:
+    """The options given (not ``None``) to ``method``, checked.
+
+    Raises:
+        ValueError: an unknown ``method``, or an option ``method`` does not take (naming
+            the rule and what it takes).
+        TypeError: an unknown keyword (naming it and listing the accepted ones).
+    """
+    if unknown:
+        accepted = ["per_curve", *dict.fromkeys(o for opts in RULE_OPTIONS.values() for o in opts)]
+        raise TypeError(f"suggest() got unexpected keyword argument(s) {sorted(unknown)}; it "
+                        f"accepts {', '.join(accepted)}.")
+    if method not in SUGGESTERS:
+        raise ValueError(f"method must be one of {tuple(SUGGESTERS)}, got {method!r}.")
+    given = {name: value for name, value in options.items() if value is not None}
+    foreign = sorted(set(given) - set(RULE_OPTIONS[method]))
+    if foreign:
+        raise ValueError(f"the {method!r} rule takes no {', '.join(f'{n}=' for n in foreign)}; "
+                         f"it takes {', '.join(f'{n}=' for n in RULE_OPTIONS[method])}.")
+    return given
+
+
+def mean_curve(rows: np.ndarray) -> np.ndarray:
+    """The mean of the curves (rows, NaN from divergence on) over the steps all of them
+    recorded; curves with fewer than 5 finite points (nothing to measure) are left out,
+    and with none left, the first row itself."""
+    rows = np.atleast_2d(np.asarray(rows, np.float64))
+    lengths = np.asarray([_finite_length(row) for row in rows])
+    live = lengths >= _MIN_NOISE_POINTS
+    if not live.any():
+        return rows[0]
+    return rows[live, : int(lengths[live].min())].mean(axis=0)
+
+
+def result_readability(rows: np.ndarray, num_steps: int) -> Readability:
+    """:func:`~lrjax.suggest.readability` of the :func:`mean_curve` of ``rows``."""
+    return readability(mean_curve(rows), num_steps=num_steps)
+
+
+def too_noisy(rows: np.ndarray, num_steps: int) -> Readability | None:
+    """The readability of the curves' mean when it is too noisy to read, else ``None``.
+
+    ``None`` also for a mean curve that gives nothing to measure or that the rules reject
+    on their own (flat, never decreasing: they warn and fall back to ``lrs[0]`` already).
+    """
+    curve = mean_curve(rows)
+    finite = curve[: _finite_length(curve)]
+    reading = readability(curve, num_steps=num_steps)
+    if reading.readable or np.isnan(reading.noise) or unreadable(finite) is not None:
+        return None
+    return reading
+
+
+def _warn_noisy(reading: Readability, curve: str, then: str) -> None:
+    message = noisy_message(reading, f"the {curve} curve", then)
+    warnings.warn(UnreadableCurveWarning(message, reading, curve), stacklevel=4)
 
 
 def _peer_reading(method: str, lrs: np.ndarray, row: np.ndarray, diverged: int,
@@ -67,12 +153,18 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
     lrs = np.asarray(result.lrs, np.float64)
     steps = result.num_steps
     diverged = result._diverged_array().reshape(-1)
+    train = result._before_divergence(result.losses)
     if method != "fall":
         rows = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
-        return [_peer_reading(method, lrs, row, int(d), steps, kwargs)
-                for row, d in zip(rows, diverged)]
-    train = result._before_divergence(result.losses)
+        readings = [_peer_reading(method, lrs, row, int(d), steps, kwargs)
+                    for row, d in zip(rows, diverged)]
+        _check_training_noise(train, steps, readings)
+        return readings
     val = None if result.val_losses is None else result._before_divergence(result.val_losses)
+    noisy_val = None if val is None else too_noisy(val, steps)
+    if noisy_val is not None:  # a noise bump is no turn: read the training curve instead
+        _warn_noisy(noisy_val, "validation", "fall reads the training curve instead")
+        val = None
     share = kwargs.pop("fraction", None)
     turn_options = {name: kwargs.pop(name) for name in ("divisor", "tolerance") if name in kwargs}
     if turn_options and (val is None or share is not None):
@@ -89,7 +181,19 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
         if reading is None or reading.failed is not None:
             reading = read_fall(lrs, row, share, num_steps=steps, **kwargs)
         readings.append(reading)
+    if val is None:
+        _check_training_noise(train, steps, readings)
     return readings
+
+
+def _check_training_noise(train: np.ndarray, steps: int, readings: list[Reading]) -> None:
+    """Warns when the training curves the readings came from are too noisy to read."""
+    if all(r.failed is not None for r in readings):
+        return  # nothing was read: the fallback warns on its own
+    noisy = too_noisy(train, steps)
+    if noisy is not None:
+        _warn_noisy(noisy, "training", "the suggestion is the rule's reading of it anyway, "
+                    "which may sit on a noise dip")
 
 
 def _turn_reading(lrs: np.ndarray, val: np.ndarray, train: np.ndarray, steps: int,

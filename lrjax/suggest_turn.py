@@ -20,6 +20,17 @@ far down it (see the README, "Choosing a learning rate from the curve"):
    when the curve never turns before divergence).
 3. The suggestion is ``lr_turn / divisor`` (default 5, never below ``lrs[0]``).
 
+**Training-length hint.** With ``train_steps=T`` the suggestion is capped exactly as
+``RangeTestResult.suggest(train_steps=T)`` caps a validation curve's turn:
+``min(lr_turn / divisor, suggest_fall(lrs, losses, train_steps=T, train_losses=...))``,
+the ``fall`` rule's hint (three quarters of this curve's fall, and the constant rate that
+trains as long as the ramp did up to the training curve's minimum; ``lrjax.suggest_fall``).
+
+**Noise.** A curve whose fall is not clearly larger than its noise (fall < 8 x its smoothed noise,
+``lrjax.suggest.readability``) may turn on a noise bump: ``suggest_turn`` still returns
+its reading, with an ``UnreadableCurveWarning``; ``RangeTestResult.suggest()`` does not
+read such a validation curve at all: it warns and reads the training curve's fall.
+
 Read on a training curve the rule is unreliable: batch noise makes ``s`` rise and fall
 all along the fall (``suggest()`` uses it only on validation curves).
 
@@ -36,8 +47,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from lrjax._checks import check_static
-from lrjax.suggest import Reading, _as_curve, _warned, unreadable
-from lrjax.suggest_fall import smoothed_start
+from lrjax.suggest import Reading, _as_curve, _warned, unreadable, warn_if_noisy
+from lrjax.suggest_fall import CEILING_FRACTION, read_fall, smoothed_start
 
 #: The suggestion is the turn's rate divided by this.
 DIVISOR = 5.0
@@ -51,7 +62,8 @@ _HALF_WIDTH_FRACTION = 0.01
 
 def read_turn(lrs: ArrayLike, losses: ArrayLike, divisor: float = DIVISOR,
               tolerance: float = TOLERANCE, half_width: int | None = None,
-              num_steps: int | None = None) -> Reading:
+              num_steps: int | None = None, train_steps: int | None = None,
+              train_losses: ArrayLike | None = None) -> Reading:
     """The ``turn`` rule on one raw curve; a :class:`~lrjax.suggest.Reading` (no warning).
 
     Args:
@@ -63,6 +75,10 @@ def read_turn(lrs: ArrayLike, losses: ArrayLike, divisor: float = DIVISOR,
         half_width: the smoother's half-width in points (default 1% of ``num_steps``,
             at least 1).
         num_steps: the range test's steps (default ``len(lrs)``).
+        train_steps: optional training-length hint: caps the reading by the ``fall``
+            rule's hint on this curve (see the module docstring).
+        train_losses: with ``train_steps``, the RAW training curve whose minimum sets the
+            ramp's training time (default: ``losses`` itself).
 
     Returns:
         ``Reading(lr, None)``, or ``Reading(lrs[0], reason)`` for an unreadable curve.
@@ -73,9 +89,18 @@ def read_turn(lrs: ArrayLike, losses: ArrayLike, divisor: float = DIVISOR,
                              high_open=True)
     steps = lrs.size if num_steps is None else int(num_steps)
     turn = _turn_index(losses, steps, half_width, tolerance)
+    if train_steps is not None and (isinstance(train_steps, bool) or not isinstance(
+            train_steps, (int, np.integer)) or train_steps < 1):
+        raise ValueError(f"train_steps must be an integer >= 1 or None, got {train_steps!r}.")
     if isinstance(turn, str):
         return Reading(float(lrs[0]), turn)
-    return Reading(float(max(lrs[0], lrs[turn] / divisor)), None)
+    reading = Reading(float(max(lrs[0], lrs[turn] / divisor)), None)
+    if train_steps is None:
+        return reading
+    # The hint as RangeTestResult.suggest() applies it to a validation curve's turn.
+    cap = read_fall(lrs, losses, CEILING_FRACTION, num_steps=num_steps, train_steps=train_steps,
+                    train_losses=train_losses)
+    return reading if cap.failed is not None else Reading(min(reading.lr, cap.lr), None)
 
 
 def _turn_index(losses: np.ndarray, steps: int, half_width: int | None = None,
@@ -102,7 +127,8 @@ def _turn_index(losses: np.ndarray, steps: int, half_width: int | None = None,
 
 def suggest_turn(lrs: ArrayLike, losses: ArrayLike, *, divisor: float = DIVISOR,
                  tolerance: float = TOLERANCE, half_width: int | None = None,
-                 num_steps: int | None = None) -> float:
+                 num_steps: int | None = None, train_steps: int | None = None,
+                 train_losses: ArrayLike | None = None) -> float:
     """A fifth of the rate at which a (validation) loss curve first turns up.
 
     ``lr = lr_turn / divisor`` with ``lr_turn`` the rate where the lightly smoothed raw
@@ -119,9 +145,16 @@ def suggest_turn(lrs: ArrayLike, losses: ArrayLike, *, divisor: float = DIVISOR,
             in ``(0, 1)`` (default 0.1).
         half_width: the smoother's half-width in points (default 1% of the points).
         num_steps: the range test's steps (default ``len(lrs)``).
+        train_steps: the steps the user will train at a constant rate: caps the
+            suggestion by ``suggest_fall(lrs, losses, train_steps=..., train_losses=...)``,
+            exactly as ``RangeTestResult.suggest(train_steps=...)`` caps a turn.
+        train_losses: with ``train_steps``: the RAW training curve of the same test, whose
+            minimum sets the ramp's training time (default ``losses``).
 
     Returns:
         The suggested learning rate (``lrs[0]`` with a warning for an unreadable curve).
+        A curve whose fall is not clearly larger than its noise (fall < 8 x its smoothed noise) still
+        gives the reading, with an ``UnreadableCurveWarning`` (it may be a noise bump).
 
     Example:
         >>> lrs = np.logspace(-6, 0, 61)
@@ -134,5 +167,8 @@ def suggest_turn(lrs: ArrayLike, losses: ArrayLike, *, divisor: float = DIVISOR,
     References:
         Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
     """
-    return _warned("turn", read_turn(lrs, losses, divisor, tolerance, half_width, num_steps),
-                   lrs)
+    reading = read_turn(lrs, losses, divisor, tolerance, half_width, num_steps, train_steps,
+                        train_losses)
+    if reading.failed is None:
+        warn_if_noisy(losses, num_steps, "turn", curve="validation")
+    return _warned("turn", reading, lrs)
