@@ -1,53 +1,89 @@
-"""Benchmark: how well each suggestion rule's learning rate trains, against a constant-LR grid.
+"""Benchmark: how well each suggestion rule's learning rate trains, against a learning-rate grid.
 
-For each problem (bundled data only: scikit-learn's digits, breast cancer, diabetes and
-wine, and a synthetic regression; with ``--holdout``, four problems added after lrjax's
-rules were fixed, iris among them, to check them on problems they were not chosen on), on
-one fixed train/validation/test split:
+Problems (``benchmarks/finder_problems.py``; bundled scikit-learn data and synthetic
+tasks only): MLPs, linear models and CNNs on tabular data, a BatchNorm + dropout CNN and
+MLP (run through the range test's ``state=`` / ``stochastic=True``), small transformers
+(plain JAX, bidirectional attention) on sort / reverse, an LSTM on a memory task and a
+GRU on the adding problem; Adam, AdamW, SGD and SGD with momentum; trainings of 2-10x
+the range test's 100 steps; the suggestion used as a constant rate, as the PEAK of a
+one-cycle schedule (``lrjax.one_cycle(lr, train_steps)``) or as the start of a cosine
+decay to 0 (the ``schedule`` field).
 
-1. **Truth.** Train at every learning rate of a log grid (``--grid`` points from 1e-5 to
-   10) with a constant rate for the problem's ``train_steps`` steps, from ``--train-seeds``
-   initialisations; all of it is ONE compiled program (``jit(vmap(vmap(train)))`` over
-   rates and seeds). The score of a rate is the test metric averaged over the seeds:
-   accuracy for classification, mean squared error for regression.
+**The two halves.** The problems were split ONCE into a development half (rules may be
+tuned on it) and a held-out half (rules are checked on it, never tuned on it). The split
+was fixed when the problems were written, before any of the new problems had been run,
+and must not be changed after looking at results (add new problems to either half
+instead, decided before running them). It is balanced by kind: each half has a
+transformer, a recurrent net, a BatchNorm + dropout model, one-cycle and cosine problems,
+trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
+
+* **dev** (10): digits-mlp-adam, digits-cnn-adamw, cancer-logreg-sgd, wine-mlp-momentum,
+  diabetes-mlp-adam-overfit, synthetic-linreg-sgd (the six lrjax's rules were chosen on),
+  sort-transformer-adam (250 steps), first-lstm-momentum-cosine (400, cosine),
+  digits-bnmlp-dropout-onecycle (500, one-cycle, state + dropout),
+  synthclass-mlp-adamw-cosine (1000, cosine).
+* **heldout** (10): iris-mlp-adamw, digits-logreg-momentum, cancer-mlp-adam,
+  diabetes-linreg-sgd (the four added after the rules were fixed),
+  reverse-transformer-adamw-onecycle (500, one-cycle), adding-gru-adam (300),
+  digits-bncnn-dropout-momentum (300, state + dropout), digits-mlp-momentum-onecycle (600,
+  one-cycle), cancer-mlp-adam-cosine (800, cosine), friedman-mlp-momentum (1000).
+
+For each problem, on one fixed train/validation/test split:
+
+1. **Truth.** Train at every rate of a log grid (``--grid`` points from 1e-5 to 10; 25 by
+   default: 4.2 per decade, neighbours 1.78x apart) used as the schedule's constant or
+   peak, for the problem's ``train_steps`` steps from ``--train-seeds`` initialisations;
+   all of it is ONE compiled program (``jit(vmap(vmap(train)))`` over rates and seeds;
+   stateful problems thread their state and a fresh dropout key each step). The score of
+   a rate is the test loss averaged over the seeds.
 2. **Curves.** Two range tests on the train part (defaults ``min_lr=1e-7``,
-   ``max_lr=10``, 100 steps): the *default call* (``range_test(loss_fn, params,
-   optimizer, data)``) and the *careful call* (``val_data`` = a held-out validation
-   batch, ``num_seeds=3`` with ``init_fn``). On both, lrjax's rule is read plainly
-   (``suggest()``) and with the training-length hint ``suggest(train_steps=...)``: the
-   problem's ``train_steps``, which a careful user, who knows how long they will
-   train, passes.
-3. **Suggestions.** Every rule reads both results; each suggested rate is trained
-   exactly as the grid was (the same compiled program: the suggestions are padded to
-   the grid's length, so nothing recompiles).
+   ``max_lr=10``, 100 steps, a constant-rate ramp whatever the problem's schedule): the
+   *default call* (``range_test(loss_fn, params, optimizer, data)``) and the *careful
+   call* (``val_data`` = a held-out validation batch, ``num_seeds=3`` with ``init_fn``).
+3. **Suggestions.** lrjax's rule is read plainly (``suggest()``) and with the
+   training-length hint ``suggest(train_steps=...)`` on both; the peers' rules (fastai's
+   ``valley``, ``slide``, ``steep``, ``minimum``, torch-lr-finder's ``steepest``: lrjax's
+   faithful implementations, tested equal to the peers' own functions in
+   tests/test_fastai_parity.py) read both results as ``RangeTestResult.suggest`` does
+   (smoothed TRAINING curves; per seed, lower median). Each suggested rate is trained
+   exactly as the grid was (the same compiled program, padded to the grid's length). Every
+   warning a rule emits is recorded.
 
 **Quality** of a rate = the share of the best achievable reduction of the test loss
-over the trivial predictor that the rate reaches: ``(L0 - L) / (L0 - L_best)`` with
-``L`` its test loss (cross-entropy for classification, MSE for regression), ``L_best``
-the best grid rate's and ``L0`` the trivial predictor's (the train class frequencies;
-the train mean). 1 is the grid's best, higher is better, 0 is no better than predicting
-the prior (floored there; a diverged run scores 0); for regression it is the ratio of
-R^2 to the best R^2. Test loss rather than accuracy because accuracy cannot see a
-ruined model: Adam at lr 10 on the digits MLP still classifies 94.5% right at a test
-cross-entropy of ~2e4. Between grid points a suggestion may score a little above 1.
-The table shows each rule's quality per problem, its worst problem and its geometric
-mean (qualities floored at 0.01 for the mean).
+over the trivial predictor: ``(L0 - L) / (L0 - L_best)``, ``L`` its test loss
+(cross-entropy, per token for the sequence-to-sequence tasks; MSE for regression),
+``L_best`` the best grid rate's, ``L0`` the trivial predictor's (train class frequencies;
+the train mean). 1 is the grid's best (a suggestion between grid points may score a
+little above 1), 0 is no better than the prior (floored there; a diverged run scores 0).
+Tables give per problem and per half the worst and the geometric mean (qualities floored
+at 0.01 for the mean). A ``W`` after a quality: that ``suggest()`` call warned.
 
-Peer rules: fastai's ``valley``, ``slide``, ``steep`` and ``minimum`` and torch-lr-finder's
-``steepest`` are lrjax's faithful implementations (tested equal to the peers' own
-functions in tests/test_fastai_parity.py), read off the same curves trimmed as each
-peer trims, on the smoothed TRAINING curves (fastai has no validation curve;
-torch-lr-finder would read a validation curve, smoothed its own way, which is not
-emulated here). On the careful call a peer rule is read per seed curve and the lower
-median taken, as ``RangeTestResult.suggest`` does; lrjax's default reads the raw
-validation curve when the result has one.
+**Main table columns:** ``lrjax`` = the default call's ``suggest()`` (what a user who
+passes nothing gets); ``lrjax careful`` = the careful call's ``suggest(train_steps=...)``;
+``valley``, ``slide``, ``steepest`` = the peers on the default call (fastai and
+torch-lr-finder users record one training curve). Full tables (every rule, both calls)
+follow. ``noise/fall``: the default call's raw training loss, std of its residual around
+a centred moving median (9 steps) up to that median's minimum, over the fall of that median from
+its start (median of the first 5 steps) to its minimum; > ~0.3 is a curve hard to read.
+
+**Cheap rule development.** ``--save FILE.json`` stores per problem both calls' curves
+(``RangeTestResult.to_dict``: lrs, losses, smoothed, val losses, diverged_at, per seed),
+the grid rates, scores and qualities, the trained suggestions and the metadata.
+``--rescore FILE.json`` rebuilds the results (``RangeTestResult.from_dict``), reads every
+rule with the CURRENT lrjax code, and scores each suggestion by linear interpolation of
+the grid's quality in log10(lr) (clamped to the grid's ends): an APPROXIMATION to
+training it (the grid is 1.78x coarse; a full run prints the largest gap between
+interpolated and trained qualities of its own suggestions). It prints the same tables in
+seconds, without training.
 
 Usage:
-    python benchmarks/finder_quality.py [--quick] [--holdout] [--only NAME ...] [--json out.json]
-        [--markdown]
+    python benchmarks/finder_quality.py [--quick] [--half dev|heldout|all] [--holdout]
+        [--only NAME ...] [--json out.json] [--save curves.json] [--markdown]
+    python benchmarks/finder_quality.py --rescore curves.json [--half ...] [--only ...]
 
-The full run takes about 5 minutes on 2 shared CPU cores (the CNN about half of it);
-``--quick`` (13 rates, 1 training seed, no CNN) about 2.
+``--holdout`` = ``--half heldout`` (default ``all``: both halves, each reported). The
+full run takes about 15 minutes on 2 shared CPU cores; ``--quick`` (13 rates, 1
+training seed, no CNNs) about a third of it.
 """
 
 from __future__ import annotations
@@ -72,239 +108,54 @@ import optax
 
 import lrjax
 
-Params = Any
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from finder_problems import DEV, HELDOUT, Problem, make_problems  # noqa: E402
+
+__all__ = ["Problem", "make_problems", "main"]
+
 RANGE_STEPS = 100
 CAREFUL_SEEDS = 3
 GRID_LOW, GRID_HIGH = 1e-5, 10.0
+HALVES = (DEV, HELDOUT)
+CALLS = ("default", "careful")
+DEFAULT_RULE = "lrjax default (fall)"
+HINT_RULE = "lrjax fall, train_steps hint"
+# The main table: (column label, call, rule).
+MAIN_COLUMNS = (("lrjax", "default", DEFAULT_RULE), ("lrjax careful", "careful", HINT_RULE),
+                ("valley", "default", "fastai valley"), ("slide", "default", "fastai slide"),
+                ("steepest", "default", "torch-lr-finder steepest"))
 
 
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """One benchmark problem: data split, model, loss, optimizer and training budget."""
-
-    name: str
-    kind: str  # "classification" or "regression"
-    init_fn: Callable[[jax.Array], Params]
-    apply: Callable[[Params, jax.Array], jax.Array]
-    optimizer: Callable[..., optax.GradientTransformation]  # factory of learning_rate
-    optimizer_name: str
-    model_name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    batch_size: int
-    train_steps: int
-
-    def loss_fn(self, params: Params, batch: dict) -> jax.Array:
-        out = self.apply(params, batch["x"])
-        if self.kind == "classification":
-            return optax.softmax_cross_entropy_with_integer_labels(out, batch["y"]).mean()
-        return jnp.mean((out[:, 0] - batch["y"]) ** 2)
-
-    def score(self, params: Params) -> jax.Array:
-        """Test loss (cross-entropy or MSE); ``inf`` when training diverged."""
-        loss = self.loss_fn(params, {"x": jnp.asarray(self.x_test), "y": jnp.asarray(self.y_test)})
-        return jnp.where(jnp.isfinite(loss), loss, jnp.inf)
-
-    def trivial_loss(self) -> float:
-        """Test loss of the best constant prediction fitted on the train part."""
-        if self.kind == "classification":
-            counts = np.bincount(self.y_train, minlength=int(self.y_test.max()) + 1) + 1.0
-            prior = counts / counts.sum()
-            return float(-np.mean(np.log(prior[self.y_test])))
-        return float(np.mean((self.y_test - self.y_train.mean()) ** 2))
-
-    def batches(self, num_steps: int, seed: int = 0) -> dict:
-        """``num_steps`` minibatches of the train part stacked on a step axis (epochs permuted)."""
-        n = len(self.y_train)
-        size = min(self.batch_size, n)
-        per_epoch = n // size
-        rng = np.random.default_rng(seed)
-        epochs = -(-num_steps // per_epoch)
-        order = np.concatenate([rng.permutation(n)[: per_epoch * size] for _ in range(epochs)])
-        order = order[: num_steps * size].reshape(num_steps, size)
-        return {"x": jnp.asarray(self.x_train[order]), "y": jnp.asarray(self.y_train[order])}
-
-    def quality(self, scores: np.ndarray, best: float) -> np.ndarray:
-        """``(L0 - L) / (L0 - L_best)``, floored at 0: the share of the best reduction."""
-        scores = np.asarray(scores, np.float64)
-        trivial = self.trivial_loss()
-        q = (trivial - scores) / (trivial - best)
-        return np.where(np.isfinite(q), np.maximum(q, 0.0), 0.0)
-
-    def best_score(self, scores: np.ndarray) -> float:
-        return float(np.min(np.where(np.isfinite(scores), scores, np.inf)))
-
-
-# --- models ------------------------------------------------------------------------------
-def _dense(key: jax.Array, fan_in: int, fan_out: int) -> dict:
-    w = jax.random.normal(key, (fan_in, fan_out)) * jnp.sqrt(2.0 / fan_in)
-    return {"w": w, "b": jnp.zeros(fan_out)}
-
-
-def mlp(sizes: tuple[int, ...], zero_output: bool = False) -> tuple[Callable, Callable]:
-    """A ReLU MLP with He-normal weights: ``(init_fn, apply)``; ``sizes`` = in, hidden..., out.
-
-    ``zero_output`` starts the output layer at 0 (a regression MLP then starts at the mean).
-    """
-
-    def init_fn(key: jax.Array) -> list:
-        keys = jax.random.split(key, len(sizes) - 1)
-        layers = [_dense(k, a, b) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
-        if zero_output:
-            layers[-1] = jax.tree.map(jnp.zeros_like, layers[-1])
-        return layers
-
-    def apply(params: list, x: jax.Array) -> jax.Array:
-        for layer in params[:-1]:
-            x = jax.nn.relu(x @ layer["w"] + layer["b"])
-        return x @ params[-1]["w"] + params[-1]["b"]
-
-    return init_fn, apply
-
-
-def linear(fan_in: int, fan_out: int) -> tuple[Callable, Callable]:
-    """A linear model with zero initial weights (logistic / linear regression)."""
-
-    def init_fn(key: jax.Array) -> dict:
-        del key  # convex model: every run starts at 0
-        return {"w": jnp.zeros((fan_in, fan_out)), "b": jnp.zeros(fan_out)}
-
-    def apply(params: dict, x: jax.Array) -> jax.Array:
-        return x @ params["w"] + params["b"]
-
-    return init_fn, apply
-
-
-def small_cnn() -> tuple[Callable, Callable]:
-    """8x8x1 -> conv3x3(8) -> conv3x3(16, stride 2) -> dense(10), ReLU; zero padding 1."""
-
-    def init_fn(key: jax.Array) -> dict:
-        k1, k2, k3 = jax.random.split(key, 3)
-        return {
-            "c1": jax.random.normal(k1, (3, 3, 1, 8)) * jnp.sqrt(2.0 / 9),
-            "b1": jnp.zeros(8),
-            "c2": jax.random.normal(k2, (3, 3, 8, 16)) * jnp.sqrt(2.0 / 72),
-            "b2": jnp.zeros(16),
-            "out": _dense(k3, 4 * 4 * 16, 10),
-        }
-
-    def conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
-        # 3x3 'SAME' convolution as patches @ weights: under vmap over models this stays
-        # a batched matmul (XLA's CPU convolution batched over models is far slower).
-        height, width = x.shape[1], x.shape[2]
-        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        patches = jnp.concatenate(
-            [padded[:, i : i + height : stride, j : j + width : stride, :]
-             for i in range(3) for j in range(3)], axis=-1)
-        return patches @ w.reshape(-1, w.shape[-1])
-
-    def apply(params: dict, x: jax.Array) -> jax.Array:
-        x = x.reshape(x.shape[0], 8, 8, 1)
-        x = jax.nn.relu(conv(x, params["c1"], 1) + params["b1"])
-        x = jax.nn.relu(conv(x, params["c2"], 2) + params["b2"])
-        x = x.reshape(x.shape[0], -1)
-        return x @ params["out"]["w"] + params["out"]["b"]
-
-    return init_fn, apply
-
-
-# --- data --------------------------------------------------------------------------------
-def _split(x: np.ndarray, y: np.ndarray, num_train: int, num_val: int, seed: int,
-           regression: bool) -> tuple[np.ndarray, ...]:
-    """Permute, split train / val / test (the rest), standardize x (and y) with train stats."""
-    order = np.random.default_rng(seed).permutation(len(y))
-    tr, va, te = np.split(order, [num_train, num_train + num_val])
-    mean, std = x[tr].mean(0), x[tr].std(0)
-    std = np.where(std > 0, std, 1.0)
-    x = ((x - mean) / std).astype(np.float32)
-    if regression:
-        y = ((y - y[tr].mean()) / y[tr].std()).astype(np.float32)
-    else:
-        y = y.astype(np.int32)
-    return x[tr], y[tr], x[va], y[va], x[te], y[te]
-
-
-def make_problems() -> list[Problem]:
-    from sklearn import datasets
-
-    problems = []
-
-    def add(name: str, kind: str, model: tuple[Callable, Callable], model_name: str,
-            optimizer: Callable, optimizer_name: str, split: tuple, batch_size: int,
-            train_steps: int) -> None:
-        problems.append(Problem(name, kind, model[0], model[1], optimizer, optimizer_name,
-                                model_name, *split, batch_size=batch_size,
-                                train_steps=train_steps))
-
-    digits = datasets.load_digits()
-    dx, dy = digits.data.astype(np.float64), digits.target
-    add("digits-mlp-adam", "classification", mlp((64, 64, 10)), "MLP 64-64-10", optax.adam,
-        "Adam", _split(dx, dy, 1200, 200, 0, False), 64, 300)
-    add("digits-cnn-adamw", "classification", small_cnn(), "CNN 8x8 (8, 16 ch)",
-        functools.partial(lrjax.adamw, weight_decay=1e-4), "AdamW wd 1e-4",
-        _split(dx, dy, 1200, 200, 1, False), 64, 200)
-    cancer = datasets.load_breast_cancer()
-    add("cancer-logreg-sgd", "classification", linear(30, 2), "logistic regression",
-        optax.sgd, "SGD", _split(cancer.data, cancer.target, 300, 100, 0, False), 32, 200)
-    wine = datasets.load_wine()
-    add("wine-mlp-momentum", "classification", mlp((13, 32, 3)), "MLP 13-32-3",
-        functools.partial(optax.sgd, momentum=0.9), "SGD momentum 0.9",
-        _split(wine.data, wine.target, 90, 30, 0, False), 30, 200)
-    diabetes = datasets.load_diabetes()
-    # 150 training rows for a 10-32-32-1 MLP: past its best rate it overfits (test MSE
-    # above the trivial predictor's), which only the validation curve can see.
-    add("diabetes-mlp-adam-overfit", "regression", mlp((10, 32, 32, 1), zero_output=True),
-        "MLP 10-32-32-1", optax.adam, "Adam",
-        _split(diabetes.data, diabetes.target, 150, 60, 0, True), 32, 200)
-    rng = np.random.default_rng(0)
-    # Synthetic least squares with features on different scales (condition number ~100):
-    # plain SGD's best rate sits just below its stability limit, far right on the curve.
-    num, dim = 1200, 20
-    scales = np.logspace(0, -1, dim)
-    sx = rng.normal(size=(num, dim)) * scales
-    sy = sx @ rng.normal(size=dim) / scales.mean() + 0.3 * rng.normal(size=num)
-    add("synthetic-linreg-sgd", "regression", linear(dim, 1), "linear regression", optax.sgd,
-        "SGD", _split(sx * 1.0, sy, 800, 200, 0, True), 32, 200)
-    # Held out: added after the rules' constants were chosen on the six above, to check
-    # that they carry over to problems they were not chosen on (``--holdout``).
-    iris = datasets.load_iris()
-    add("iris-mlp-adamw", "classification", mlp((4, 16, 3)), "MLP 4-16-3",
-        functools.partial(lrjax.adamw, weight_decay=1e-3), "AdamW wd 1e-3",
-        _split(iris.data, iris.target, 90, 30, 0, False), 30, 300)
-    add("digits-logreg-momentum", "classification", linear(64, 10), "logistic regression",
-        functools.partial(optax.sgd, momentum=0.9), "SGD momentum 0.9",
-        _split(dx, dy, 1200, 200, 2, False), 64, 200)
-    add("cancer-mlp-adam", "classification", mlp((30, 32, 2)), "MLP 30-32-2", optax.adam,
-        "Adam", _split(cancer.data, cancer.target, 300, 100, 1, False), 32, 200)
-    add("diabetes-linreg-sgd", "regression", linear(10, 1), "linear regression", optax.sgd,
-        "SGD", _split(diabetes.data, diabetes.target, 300, 60, 1, True), 32, 300)
-    return problems
-
-
-HOLDOUT = ("iris-mlp-adamw", "digits-logreg-momentum", "cancer-mlp-adam", "diabetes-linreg-sgd")
-
-
-# --- truth: the vmapped constant-LR grid ---------------------------------------------------
+# --- truth: the vmapped grid ---------------------------------------------------------------
 def make_trainer(problem: Problem) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """``scores(lrs (G,), keys (R,)) -> (G, R)``: ONE compiled program for every rate and seed."""
+    """``scores(lrs (G,), keys (R,)) -> (G, R)``: ONE compiled program for every rate and seed.
+
+    A rate is the schedule's constant or peak (``problem.lr_schedule``). Stateful problems
+    thread their state and draw dropout masks from ``fold_in(fold_in(key, 1), step)``.
+    """
     batches = problem.batches(problem.train_steps, seed=1)
+    steps = jnp.arange(problem.train_steps)
 
     def train_one(lr: jax.Array, key: jax.Array) -> jax.Array:
         params = problem.init_fn(key)
-        opt = problem.optimizer(learning_rate=lr)
+        model_state = problem.init_state() if problem.stateful else None
+        dropout_key = jax.random.fold_in(key, 1)
+        opt = problem.optimizer(learning_rate=problem.lr_schedule(lr))
 
-        def step(carry: tuple, batch: dict) -> tuple:
-            params, state = carry
-            grads = jax.grad(problem.loss_fn)(params, batch)
-            updates, state = opt.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), None
+        def step(carry: tuple, inputs: tuple) -> tuple:
+            params, model_state, opt_state = carry
+            t, batch = inputs
+            if problem.stateful:
+                loss = functools.partial(problem.loss_state, key=jax.random.fold_in(dropout_key, t))
+                grads, model_state = jax.grad(loss, has_aux=True)(params, model_state, batch)
+            else:
+                grads = jax.grad(problem.loss_fn)(params, batch)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), model_state, opt_state), None
 
-        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), batches)
-        return problem.score(params)
+        (params, model_state, _), _ = jax.lax.scan(
+            step, (params, model_state, opt.init(params)), (steps, batches))
+        return problem.score(params, model_state)
 
     return jax.jit(jax.vmap(jax.vmap(train_one, (None, 0)), (0, None)))
 
@@ -314,10 +165,16 @@ def range_tests(problem: Problem) -> tuple[lrjax.RangeTestResult, lrjax.RangeTes
     """The default call and the careful call (val_data, 3 seeds with init_fn)."""
     data = problem.batches(RANGE_STEPS, seed=0)
     params = problem.init_fn(jax.random.key(0))
-    default = lrjax.range_test(problem.loss_fn, params, problem.optimizer, data)
-    val = {"x": jnp.asarray(problem.x_val), "y": jnp.asarray(problem.y_val)}
-    careful = lrjax.range_test(problem.loss_fn, None, problem.optimizer, data,
-                               init_fn=problem.init_fn, num_seeds=CAREFUL_SEEDS, val_data=val)
+    if problem.stateful:
+        extra = {"state": problem.init_state(), "stochastic": True}
+        loss_fn = problem.loss_state
+        careful_extra = {**extra, "eval_fn": problem.eval_state}
+    else:
+        extra, careful_extra, loss_fn = {}, {}, problem.loss_fn
+    default = lrjax.range_test(loss_fn, params, problem.optimizer, data, **extra)
+    careful = lrjax.range_test(loss_fn, None, problem.optimizer, data, init_fn=problem.init_fn,
+                               num_seeds=CAREFUL_SEEDS, val_data=problem.val_batch(),
+                               **careful_extra)
     return default, careful
 
 
@@ -328,10 +185,10 @@ def rules(train_steps: int | None = None) -> dict[str, Callable[[lrjax.RangeTest
     is also read with that hint, ``suggest(train_steps=...)``.
     """
     out: dict[str, Callable[[lrjax.RangeTestResult], float]] = {
-        "lrjax default (fall)": lambda result: result.suggest()
+        DEFAULT_RULE: lambda result: result.suggest()
     }
     if train_steps is not None:
-        out["lrjax fall, train_steps hint"] = lambda result: result.suggest(train_steps=train_steps)
+        out[HINT_RULE] = lambda result: result.suggest(train_steps=train_steps)
     for method in ("valley", "slide", "steep", "minimum"):
         out[f"fastai {method}"] = functools.partial(_read, method=method)
     out["torch-lr-finder steepest"] = functools.partial(_read, method="steepest")
@@ -342,15 +199,67 @@ def _read(result: lrjax.RangeTestResult, method: str) -> float:
     return result.suggest(method)
 
 
+def read_rules(results: dict[str, lrjax.RangeTestResult], train_steps: int
+               ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[str]]]]:
+    """Every rule on every call: suggestions and the warnings each emitted."""
+    suggestions: dict[str, dict[str, float]] = {}
+    warned: dict[str, dict[str, list[str]]] = {}
+    for call, result in results.items():
+        suggestions[call], warned[call] = {}, {}
+        for name, rule in rules(train_steps).items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                suggestions[call][name] = float(rule(result))
+            warned[call][name] = [str(w.message) for w in caught]
+    return suggestions, warned
+
+
+def noise_over_fall(result: lrjax.RangeTestResult, window: int = 9) -> dict[str, float]:
+    """Per curve: std of the raw loss around its centred moving median, its fall, their ratio.
+
+    Read on the raw training losses before divergence, the residual up to the median's
+    minimum (at least 18 steps); medians over curves.
+    """
+    rows = np.asarray(result.losses_before_divergence(), np.float64).reshape(-1, result.num_steps)
+    out = []
+    for row in rows:
+        row = row[np.isfinite(row)]
+        if row.size < 2 * window:
+            out.append((np.nan, np.nan, np.nan))
+            continue
+        half = window // 2
+        median = np.array([np.median(row[max(0, i - half) : i + half + 1]) for i in range(row.size)])
+        low = int(np.argmin(median))  # the falling part: the rise before divergence is signal
+        noise = float(np.std((row - median)[: max(low + 1, 2 * window)]))
+        fall = float(np.median(row[:5]) - median[low])
+        out.append((noise, fall, noise / fall if fall > 0 else np.inf))
+    noise, fall, ratio = np.median(np.asarray(out), axis=0)
+    return {"noise": float(noise), "fall": float(fall), "ratio": float(ratio)}
+
+
+def interpolated_quality(grid_lrs: np.ndarray, grid_quality: np.ndarray, lr: float) -> float:
+    """Quality at ``lr`` by linear interpolation of the grid's in log10(lr), clamped at the ends."""
+    return float(np.interp(math.log10(max(lr, 1e-30)), np.log10(grid_lrs), grid_quality))
+
+
 @dataclasses.dataclass
 class Outcome:
-    problem: Problem
+    meta: dict
     grid_lrs: np.ndarray
     grid_scores: np.ndarray
+    grid_quality: np.ndarray
     best: float
     suggestions: dict[str, dict[str, float]]  # call -> rule -> lr
     qualities: dict[str, dict[str, float]]
+    warned: dict[str, dict[str, list[str]]]
+    noise: dict[str, dict[str, float]]  # call -> noise / fall / ratio
     seconds: float
+    curves: dict[str, dict] | None = None  # call -> RangeTestResult.to_dict()
+    interpolation_gap: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
 
 
 def run_problem(problem: Problem, grid: int, train_seeds: int) -> Outcome:
@@ -360,13 +269,9 @@ def run_problem(problem: Problem, grid: int, train_seeds: int) -> Outcome:
     grid_lrs = np.logspace(math.log10(GRID_LOW), math.log10(GRID_HIGH), grid).astype(np.float32)
     grid_scores = np.asarray(train(jnp.asarray(grid_lrs), keys)).mean(axis=1)
     best = problem.best_score(grid_scores)
-    results = dict(zip(("default", "careful"), range_tests(problem)))
-    suggestions: dict[str, dict[str, float]] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for call, result in results.items():
-            rows = rules(problem.train_steps)
-            suggestions[call] = {name: float(rule(result)) for name, rule in rows.items()}
+    grid_quality = problem.quality(grid_scores, best)
+    results = dict(zip(CALLS, range_tests(problem)))
+    suggestions, warned = read_rules(results, problem.train_steps)
     flat = [(call, name, lr) for call, row in suggestions.items() for name, lr in row.items()]
     lrs = np.full(grid, grid_lrs[0], np.float32)  # padded to the grid's length: no recompile
     qualities: dict[str, dict[str, float]] = {call: {} for call in suggestions}
@@ -376,87 +281,225 @@ def run_problem(problem: Problem, grid: int, train_seeds: int) -> Outcome:
         scores = np.asarray(train(jnp.asarray(lrs), keys)).mean(axis=1)
         for (call, name, _), q in zip(part, problem.quality(scores[: len(part)], best)):
             qualities[call][name] = float(q)
-    return Outcome(problem, grid_lrs, grid_scores, best, suggestions, qualities,
+    gap = max(abs(interpolated_quality(grid_lrs, grid_quality, lr) - qualities[call][name])
+              for call, name, lr in flat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        curves = {call: result.to_dict() for call, result in results.items()}
+    return Outcome(problem.metadata(), grid_lrs, grid_scores, grid_quality, best, suggestions,
+                   qualities, warned, {c: noise_over_fall(r) for c, r in results.items()},
+                   time.perf_counter() - start, curves, gap)
+
+
+def rescore(blob: dict) -> Outcome:
+    """An Outcome from saved curves: every rule re-read, quality interpolated on the grid."""
+    start = time.perf_counter()
+    results = {call: lrjax.RangeTestResult.from_dict(blob["curves"][call]) for call in CALLS}
+    meta = blob["meta"]
+    grid_lrs = np.asarray(blob["grid_lrs"], np.float64)
+    grid_quality = np.asarray(blob["grid_quality"], np.float64)
+    suggestions, warned = read_rules(results, meta["train_steps"])
+    qualities = {call: {name: interpolated_quality(grid_lrs, grid_quality, lr)
+                        for name, lr in row.items()} for call, row in suggestions.items()}
+    return Outcome(meta, grid_lrs, np.asarray(blob["grid_scores"], np.float64), grid_quality,
+                   blob["best"], suggestions, qualities, warned,
+                   {c: noise_over_fall(r) for c, r in results.items()},
                    time.perf_counter() - start)
 
 
+def to_blob(o: Outcome) -> dict:
+    return {"meta": o.meta, "grid_lrs": o.grid_lrs.tolist(), "grid_scores": o.grid_scores.tolist(),
+            "grid_quality": o.grid_quality.tolist(), "best": o.best, "suggestions": o.suggestions,
+            "qualities": o.qualities, "warnings": o.warned, "noise": o.noise,
+            "interpolation_gap": o.interpolation_gap, "seconds": o.seconds, "curves": o.curves}
+
+
+def _jsonable(x: Any) -> Any:
+    """NaN / inf floats as strings (strict JSON), recursively."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+# --- tables ----------------------------------------------------------------------------------
 def geometric_mean(values: list[float]) -> float:
     return float(np.exp(np.mean(np.log(np.maximum(values, 0.01)))))
 
 
-def format_table(outcomes: list[Outcome], call: str) -> str:
-    names = list(outcomes[0].qualities[call])
-    short = [o.problem.name for o in outcomes]
-    width = max(len(n) for n in names) + 2
-    head = f"{'rule':<{width}}" + "".join(f"{s[:14]:>15}" for s in short) + f"{'worst':>8}{'geomean':>9}"
-    lines = [head]
-    for name in names:
-        values = [o.qualities[call][name] for o in outcomes]
-        lines.append(f"{name:<{width}}" + "".join(f"{v:>15.3f}" for v in values)
-                     + f"{min(values):>8.3f}{geometric_mean(values):>9.3f}")
+def _cell(o: Outcome, call: str, rule: str) -> str:
+    mark = "W" if o.warned[call][rule] else " "
+    return f"{o.qualities[call][rule]:.3f}{mark}"
+
+
+def _short_schedule(schedule: str) -> str:
+    return {"constant": "const", "one_cycle": "1cycle", "cosine": "cos"}[schedule]
+
+
+def format_table(outcomes: list[Outcome], columns: list[tuple[str, str, str]],
+                 with_meta: bool = True) -> str:
+    """Rows: problems by half, then per half ``worst`` and ``geomean``; columns: rules."""
+    name_w = max(len(o.name) for o in outcomes) + 2
+    col_w = max(9, max(len(label) for label, _, _ in columns) + 1)
+    meta_head = f"{'sched':>7}{'steps':>6}{'opt':>10}{'noise/fall':>11}" if with_meta else ""
+    lines = [f"{'problem':<{name_w}}" + meta_head + "".join(f"{lb:>{col_w}}" for lb, _, _ in columns)]
+    for half in HALVES:
+        rows = [o for o in outcomes if o.meta["half"] == half]
+        if not rows:
+            continue
+        lines.append(f"-- {half} half ({len(rows)} problems)")
+        for o in rows:
+            meta = ""
+            if with_meta:
+                opt = o.meta["optimizer"].split()[0] + ("+m" if "momentum" in o.meta["optimizer"] else "")
+                meta = (f"{_short_schedule(o.meta['schedule']):>7}{o.meta['train_steps']:>6}"
+                        f"{opt:>10}{o.noise['default']['ratio']:>11.3f}")
+            lines.append(f"{o.name:<{name_w}}" + meta
+                         + "".join(f"{_cell(o, call, rule):>{col_w}}" for _, call, rule in columns))
+        pad = " " * (34 if with_meta else 0)
+        for label, fn in (("worst", min), ("geomean", geometric_mean)):
+            values = [fn([o.qualities[call][rule] for o in rows]) for _, call, rule in columns]
+            lines.append(f"{'  ' + half + ' ' + label:<{name_w}}" + pad
+                         + "".join(f"{v:>{col_w - 1}.3f} " for v in values))
     return "\n".join(lines)
 
 
-def markdown_table(outcomes: list[Outcome], call: str) -> str:
-    names = list(outcomes[0].qualities[call])
-    cols = [o.problem.name for o in outcomes]
-    lines = ["| rule | " + " | ".join(cols) + " | worst | geo. mean |",
-             "|---" * (len(cols) + 3) + "|"]
-    for name in names:
-        values = [o.qualities[call][name] for o in outcomes]
-        cells = " | ".join(f"{v:.2f}" for v in values)
-        lines.append(f"| {name} | {cells} | {min(values):.2f} | {geometric_mean(values):.2f} |")
+def markdown_table(outcomes: list[Outcome], columns: list[tuple[str, str, str]]) -> str:
+    lines = ["| problem | half | schedule | steps | " + " | ".join(c[0] for c in columns) + " |",
+             "|---" * (len(columns) + 4) + "|"]
+    for o in outcomes:
+        cells = " | ".join(f"{o.qualities[c][r]:.2f}{' W' if o.warned[c][r] else ''}"
+                           for _, c, r in columns)
+        lines.append(f"| {o.name} | {o.meta['half']} | {o.meta['schedule']} | "
+                     f"{o.meta['train_steps']} | {cells} |")
+    for half in HALVES:
+        rows = [o for o in outcomes if o.meta["half"] == half]
+        if rows:
+            for label, fn in (("worst", min), ("geo. mean", geometric_mean)):
+                cells = " | ".join(f"{fn([o.qualities[c][r] for o in rows]):.2f}" for _, c, r in columns)
+                lines.append(f"| **{half} {label}** | | | | {cells} |")
     return "\n".join(lines)
+
+
+def warning_check(outcomes: list[Outcome], threshold: float = 0.8) -> str:
+    """Does every lrjax suggestion below ``threshold`` come with a warning?"""
+    silent, warned_low, warned_ok = [], 0, 0
+    for o in outcomes:
+        for call, rule in (("default", DEFAULT_RULE), ("careful", HINT_RULE)):
+            q, w = o.qualities[call][rule], bool(o.warned[call][rule])
+            if q < threshold and not w:
+                silent.append(f"{o.name} ({call}, {q:.3f})")
+            warned_low += q < threshold and w
+            warned_ok += q >= threshold and w
+    head = (f"lrjax suggestions below {threshold}: {len(silent) + warned_low} "
+            f"({warned_low} warned, {len(silent)} silent); warned but >= {threshold}: {warned_ok}")
+    return head + ("\n  silent: " + "; ".join(silent) if silent else "")
+
+
+def print_report(outcomes: list[Outcome], markdown: bool, source: str) -> None:
+    main_cols = list(MAIN_COLUMNS)
+    print(f"\nquality ({source}); 1 = grid best; W = that suggest() call warned")
+    print(format_table(outcomes, main_cols))
+    if markdown:
+        print()
+        print(markdown_table(outcomes, main_cols))
+    print("\n" + warning_check(outcomes))
+    names = list(outcomes[0].qualities["default"])
+    labels = {DEFAULT_RULE: "lrjax", HINT_RULE: "lrjax+hint", "torch-lr-finder steepest": "steepest"}
+    for call, title in (("default", "default call: range_test(loss_fn, params, optimizer, data)"),
+                        ("careful", f"careful call: val_data, num_seeds={CAREFUL_SEEDS}, init_fn")):
+        cols = [(labels.get(n, n.split()[-1]), call, n) for n in names]
+        print(f"\nevery rule, {title}")
+        print(format_table(outcomes, cols, with_meta=False))
+        if markdown:
+            print()
+            print(markdown_table(outcomes, cols))
+    print("\nsuggested learning rates (grid best first; noise/fall of the default | careful call):")
+    for o in outcomes:
+        at = o.grid_lrs[int(np.nanargmax(o.grid_quality))]
+        print(f"  {o.name}: best {at:.3g}; noise/fall {o.noise['default']['ratio']:.3f} "
+              f"(noise {o.noise['default']['noise']:.3g}, fall {o.noise['default']['fall']:.3g}) | "
+              f"{o.noise['careful']['ratio']:.3f}")
+        for call in CALLS:
+            row = ", ".join(f"{labels.get(n, n.split()[-1])} {lr:.3g}"
+                            for n, lr in o.suggestions[call].items())
+            print(f"    {call:<8} {row}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="13 grid rates, 1 training seed, no CNN (about a minute)")
+                        help="13 grid rates, 1 training seed, no CNNs")
     parser.add_argument("--grid", type=int, default=None, help="grid rates (default 25)")
     parser.add_argument("--train-seeds", type=int, default=None, help="default 2")
     parser.add_argument("--only", nargs="*", default=None, help="problem names to run")
-    parser.add_argument("--holdout", action="store_true",
-                        help="run the four held-out problems instead of the six")
+    parser.add_argument("--half", choices=(*HALVES, "all"), default="all",
+                        help="which half of the problems to run (default both)")
+    parser.add_argument("--holdout", action="store_true", help="same as --half heldout")
     parser.add_argument("--json", default=None, help="write suggestions and qualities here")
+    parser.add_argument("--save", default=None,
+                        help="write curves, grid and metadata here (for --rescore)")
+    parser.add_argument("--rescore", default=None,
+                        help="re-read every rule off the curves saved by --save; no training")
     parser.add_argument("--markdown", action="store_true", help="also print markdown tables")
     args = parser.parse_args(argv)
+    half = HELDOUT if args.holdout else args.half
+
+    def wanted(name: str, problem_half: str) -> bool:
+        return (half == "all" or problem_half == half) and (not args.only or name in args.only)
+
+    if args.rescore:
+        with open(args.rescore) as f:
+            saved = json.load(f)
+        blobs = [b for b in saved["problems"] if wanted(b["meta"]["name"], b["meta"]["half"])]
+        start = time.perf_counter()
+        outcomes = [rescore(b) for b in blobs]
+        print(f"rescored {len(outcomes)} problems from {args.rescore} ({saved.get('header', '')}) "
+              f"with lrjax at {os.path.dirname(lrjax.__file__)} in "
+              f"{time.perf_counter() - start:.1f} s")
+        print_report(outcomes, args.markdown, "rescored: quality interpolated on the saved grid "
+                     "in log-lr, an approximation to training the rate")
+        return 0
+
     grid = args.grid or (13 if args.quick else 25)
     train_seeds = args.train_seeds or (1 if args.quick else 2)
-    problems = [p for p in make_problems() if (p.name in HOLDOUT) == args.holdout
-                and (not args.only or p.name in args.only)]
+    problems = [p for p in make_problems() if wanted(p.name, p.half)]
     if args.quick and not args.only:
-        # The CNN is most of the time (compiling it and its range tests), whatever the grid.
-        problems = [p for p in problems if p.name != "digits-cnn-adamw"]
-    print(f"jax {jax.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cpus; grid {grid} rates {GRID_LOW:g}..{GRID_HIGH:g}, "
-          f"{train_seeds} training seed(s)")
+        # The CNNs are the slowest problems (compiling them and their range tests).
+        problems = [p for p in problems if p.family != "cnn"]
+    header = (f"jax {jax.__version__}, {platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cpus; grid {grid} rates {GRID_LOW:g}..{GRID_HIGH:g}, "
+              f"{train_seeds} training seed(s)")
+    print(header)
     outcomes = []
+    start = time.perf_counter()
     for problem in problems:
         outcome = run_problem(problem, grid, train_seeds)
-        at = outcome.grid_lrs[int(np.nanargmax(outcome.problem.quality(outcome.grid_scores, outcome.best)))]
-        print(f"{problem.name:<28} {problem.model_name}, {problem.optimizer_name}, "
-              f"{problem.train_steps} steps: best {outcome.best:.4f} at lr {at:.3g} "
-              f"({outcome.seconds:.0f} s)", flush=True)
+        at = outcome.grid_lrs[int(np.nanargmax(outcome.grid_quality))]
+        print(f"{problem.name:<36} [{problem.half}] {problem.model_name}, {problem.optimizer_name}, "
+              f"{problem.schedule}, {problem.train_steps} steps: best {outcome.best:.4f} "
+              f"at lr {at:.3g} (trivial {problem.trivial_loss():.4f}; {outcome.seconds:.0f} s)",
+              flush=True)
         outcomes.append(outcome)
-    for call, title in (("default", "default call: range_test(loss_fn, params, optimizer, data)"),
-                        ("careful", f"careful call: val_data, num_seeds={CAREFUL_SEEDS}, init_fn")):
-        print(f"\nquality ({title}); 1 = grid best")
-        print(format_table(outcomes, call))
-        if args.markdown:
-            print()
-            print(markdown_table(outcomes, call))
-    print("\nsuggested learning rates:")
-    for o in outcomes:
-        for call in ("default", "careful"):
-            row = ", ".join(f"{n.split()[-1]} {lr:.3g}" for n, lr in o.suggestions[call].items())
-            print(f"  {o.problem.name:<28} {call:<8} {row}")
+    total = time.perf_counter() - start
+    print(f"\n{len(outcomes)} problems in {total / 60:.1f} min; largest gap between a trained "
+          f"suggestion's quality and its grid interpolation (what --rescore uses): "
+          f"{max(o.interpolation_gap for o in outcomes):.3f}")
+    print_report(outcomes, args.markdown, "trained")
     if args.json:
-        blob = [{"problem": o.problem.name, "grid_lrs": o.grid_lrs.tolist(),
+        blob = [{"problem": o.name, "half": o.meta["half"], "grid_lrs": o.grid_lrs.tolist(),
                  "grid_scores": o.grid_scores.tolist(), "best": o.best,
-                 "suggestions": o.suggestions, "qualities": o.qualities} for o in outcomes]
+                 "suggestions": o.suggestions, "qualities": o.qualities,
+                 "warnings": o.warned} for o in outcomes]
         with open(args.json, "w") as f:
-            json.dump(blob, f, indent=1)
+            json.dump(_jsonable(blob), f, indent=1)
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump(_jsonable({"header": header, "seconds": total,
+                                 "problems": [to_blob(o) for o in outcomes]}), f)
     return 0
 
 

@@ -1,0 +1,559 @@
+"""The problems of ``benchmarks/finder_quality.py``: data, models, losses, and how each is trained.
+
+Every problem is small enough for a CPU (the whole benchmark is ~15 minutes on 2 shared
+cores) and uses bundled or synthetic data only (scikit-learn's datasets, synthetic
+sequence tasks generated here with fixed seeds). See ``finder_quality.py``'s docstring
+for the split into a development half and a held-out half (the ``half`` field).
+
+Conventions:
+
+* ``kind``: ``"classification"`` (cross-entropy; labels ``(N,)`` or per token ``(N, T)``)
+  or ``"regression"`` (MSE on output column 0).
+* ``family``: ``"tabular"`` (MLP / linear), ``"cnn"``, ``"transformer"`` or ``"rnn"``.
+* ``schedule``: how a suggested rate is used: ``"constant"``; ``"one_cycle"``
+  (``lrjax.one_cycle(lr, train_steps)``: the rate is the PEAK); ``"cosine"`` (half-cosine
+  from the rate to 0 over ``train_steps``: the rate is the starting peak). The truth grid
+  trains each grid rate the same way, so the best grid rate is the best peak.
+* A stateless problem's model is ``apply(params, x)`` and its loss ``loss_fn(params,
+  batch)``. A stateful one (``init_state`` given: BatchNorm running statistics, with
+  dropout) has ``apply(params, state, x, key) -> (out, new_state)``, ``key=None`` being
+  eval mode (running statistics, no dropout, the state returned unchanged); its range-test
+  loss is ``loss_state(params, state, batch, *, key) -> (loss, new_state)`` (lrjax's
+  ``state=`` / ``stochastic=True`` convention) and ``eval_state(params, state, batch)``
+  the validation/test loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import lrjax
+
+Params = Any
+
+DEV, HELDOUT = "dev", "heldout"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity (lrjax caches on loss_fn)
+class Problem:
+    """One benchmark problem: data split, model, loss, optimizer, schedule and budget."""
+
+    name: str
+    kind: str  # "classification" or "regression"
+    init_fn: Callable[[jax.Array], Params]
+    apply: Callable[..., Any]
+    optimizer: Callable[..., optax.GradientTransformation]  # factory of learning_rate
+    optimizer_name: str
+    model_name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    batch_size: int
+    train_steps: int
+    schedule: str = "constant"  # "constant", "one_cycle" or "cosine"
+    half: str = DEV  # "dev" or "heldout"
+    family: str = "tabular"
+    init_state: Callable[[], Params] | None = None  # stateful (BatchNorm + dropout) models
+
+    @property
+    def stateful(self) -> bool:
+        return self.init_state is not None
+
+    def _loss(self, out: jax.Array, y: jax.Array) -> jax.Array:
+        if self.kind == "classification":
+            return optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+        return jnp.mean((out[..., 0] - y) ** 2)
+
+    def loss_fn(self, params: Params, batch: dict) -> jax.Array:
+        """Stateless problems: ``(params, batch) -> loss``."""
+        return self._loss(self.apply(params, batch["x"]), batch["y"])
+
+    def loss_state(self, params: Params, state: Params, batch: dict, *, key: jax.Array
+                   ) -> tuple[jax.Array, Params]:
+        """Stateful problems, training mode: ``(params, state, batch, *, key) -> (loss, new_state)``."""
+        out, new_state = self.apply(params, state, batch["x"], key)
+        return self._loss(out, batch["y"]), new_state
+
+    def eval_state(self, params: Params, state: Params, batch: dict) -> jax.Array:
+        """Stateful problems, eval mode (running statistics, no dropout)."""
+        out, _ = self.apply(params, state, batch["x"], None)
+        return self._loss(out, batch["y"])
+
+    def evaluate(self, params: Params, state: Params, batch: dict) -> jax.Array:
+        return self.eval_state(params, state, batch) if self.stateful else self.loss_fn(params, batch)
+
+    def score(self, params: Params, state: Params = None) -> jax.Array:
+        """Test loss (cross-entropy or MSE); ``inf`` when training diverged."""
+        loss = self.evaluate(params, state, {"x": jnp.asarray(self.x_test),
+                                             "y": jnp.asarray(self.y_test)})
+        return jnp.where(jnp.isfinite(loss), loss, jnp.inf)
+
+    def lr_schedule(self, lr: jax.Array) -> Any:
+        """How a rate (suggested or from the grid) is used in training: the constant or the peak."""
+        total = self.train_steps
+        if self.schedule == "constant":
+            return lr
+        if self.schedule == "one_cycle":
+            return lrjax.one_cycle(lr, total)
+        if self.schedule == "cosine":
+            return lambda count: lr * 0.5 * (1.0 + jnp.cos(math.pi * jnp.minimum(count, total) / total))
+        raise ValueError(f"unknown schedule {self.schedule!r}")
+
+    def trivial_loss(self) -> float:
+        """Test loss of the best constant prediction fitted on the train part."""
+        if self.kind == "classification":
+            y_train, y_test = self.y_train.reshape(-1), self.y_test.reshape(-1)
+            counts = np.bincount(y_train, minlength=int(max(y_test.max(), y_train.max())) + 1) + 1.0
+            prior = counts / counts.sum()
+            return float(-np.mean(np.log(prior[y_test])))
+        return float(np.mean((self.y_test - self.y_train.mean()) ** 2))
+
+    def batches(self, num_steps: int, seed: int = 0) -> dict:
+        """``num_steps`` minibatches of the train part stacked on a step axis (epochs permuted)."""
+        n = len(self.y_train)
+        size = min(self.batch_size, n)
+        per_epoch = n // size
+        rng = np.random.default_rng(seed)
+        epochs = -(-num_steps // per_epoch)
+        order = np.concatenate([rng.permutation(n)[: per_epoch * size] for _ in range(epochs)])
+        order = order[: num_steps * size].reshape(num_steps, size)
+        return {"x": jnp.asarray(self.x_train[order]), "y": jnp.asarray(self.y_train[order])}
+
+    def val_batch(self) -> dict:
+        return {"x": jnp.asarray(self.x_val), "y": jnp.asarray(self.y_val)}
+
+    def quality(self, scores: np.ndarray, best: float) -> np.ndarray:
+        """``(L0 - L) / (L0 - L_best)``, floored at 0: the share of the best reduction."""
+        scores = np.asarray(scores, np.float64)
+        trivial = self.trivial_loss()
+        q = (trivial - scores) / (trivial - best)
+        return np.where(np.isfinite(q), np.maximum(q, 0.0), 0.0)
+
+    def best_score(self, scores: np.ndarray) -> float:
+        return float(np.min(np.where(np.isfinite(scores), scores, np.inf)))
+
+    def metadata(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "family": self.family,
+                "schedule": self.schedule, "half": self.half, "train_steps": self.train_steps,
+                "optimizer": self.optimizer_name, "model": self.model_name,
+                "batch_size": self.batch_size, "stateful": self.stateful,
+                "trivial_loss": self.trivial_loss(), "num_train": int(len(self.y_train))}
+
+
+# --- models ------------------------------------------------------------------------------
+def _dense(key: jax.Array, fan_in: int, fan_out: int, gain: float = 2.0) -> dict:
+    w = jax.random.normal(key, (fan_in, fan_out)) * jnp.sqrt(gain / fan_in)
+    return {"w": w, "b": jnp.zeros(fan_out)}
+
+
+def mlp(sizes: tuple[int, ...], zero_output: bool = False) -> tuple[Callable, Callable]:
+    """A ReLU MLP with He-normal weights: ``(init_fn, apply)``; ``sizes`` = in, hidden..., out.
+
+    ``zero_output`` starts the output layer at 0 (a regression MLP then starts at the mean).
+    """
+
+    def init_fn(key: jax.Array) -> list:
+        keys = jax.random.split(key, len(sizes) - 1)
+        layers = [_dense(k, a, b) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+        if zero_output:
+            layers[-1] = jax.tree.map(jnp.zeros_like, layers[-1])
+        return layers
+
+    def apply(params: list, x: jax.Array) -> jax.Array:
+        for layer in params[:-1]:
+            x = jax.nn.relu(x @ layer["w"] + layer["b"])
+        return x @ params[-1]["w"] + params[-1]["b"]
+
+    return init_fn, apply
+
+
+def linear(fan_in: int, fan_out: int) -> tuple[Callable, Callable]:
+    """A linear model with zero initial weights (logistic / linear regression)."""
+
+    def init_fn(key: jax.Array) -> dict:
+        del key  # convex model: every run starts at 0
+        return {"w": jnp.zeros((fan_in, fan_out)), "b": jnp.zeros(fan_out)}
+
+    def apply(params: dict, x: jax.Array) -> jax.Array:
+        return x @ params["w"] + params["b"]
+
+    return init_fn, apply
+
+
+def _conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
+    # 3x3 'SAME' convolution as patches @ weights: under vmap over models this stays
+    # a batched matmul (XLA's CPU convolution batched over models is far slower).
+    height, width = x.shape[1], x.shape[2]
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = jnp.concatenate(
+        [padded[:, i : i + height : stride, j : j + width : stride, :]
+         for i in range(3) for j in range(3)], axis=-1)
+    return patches @ w.reshape(-1, w.shape[-1])
+
+
+def small_cnn() -> tuple[Callable, Callable]:
+    """8x8x1 -> conv3x3(8) -> conv3x3(16, stride 2) -> dense(10), ReLU; zero padding 1."""
+
+    def init_fn(key: jax.Array) -> dict:
+        k1, k2, k3 = jax.random.split(key, 3)
+        return {
+            "c1": jax.random.normal(k1, (3, 3, 1, 8)) * jnp.sqrt(2.0 / 9),
+            "b1": jnp.zeros(8),
+            "c2": jax.random.normal(k2, (3, 3, 8, 16)) * jnp.sqrt(2.0 / 72),
+            "b2": jnp.zeros(16),
+            "out": _dense(k3, 4 * 4 * 16, 10),
+        }
+
+    def apply(params: dict, x: jax.Array) -> jax.Array:
+        x = x.reshape(x.shape[0], 8, 8, 1)
+        x = jax.nn.relu(_conv(x, params["c1"], 1) + params["b1"])
+        x = jax.nn.relu(_conv(x, params["c2"], 2) + params["b2"])
+        x = x.reshape(x.shape[0], -1)
+        return x @ params["out"]["w"] + params["out"]["b"]
+
+    return init_fn, apply
+
+
+# Stateful models: BatchNorm (running statistics in the state, momentum 0.9) and dropout.
+def _batch_norm(x: jax.Array, p: dict, s: dict, train: bool) -> tuple[jax.Array, dict]:
+    axes = tuple(range(x.ndim - 1))
+    if train:
+        mean, var = x.mean(axes), x.var(axes)
+        s = {"mean": 0.9 * s["mean"] + 0.1 * mean, "var": 0.9 * s["var"] + 0.1 * var}
+    else:
+        mean, var = s["mean"], s["var"]
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5) * p["g"] + p["b"], s
+
+
+def _bn_params(n: int) -> dict:
+    return {"g": jnp.ones(n), "b": jnp.zeros(n)}
+
+
+def _bn_state(n: int) -> dict:
+    return {"mean": jnp.zeros(n), "var": jnp.ones(n)}
+
+
+def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    if key is None:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def bn_cnn(dropout: float = 0.2) -> tuple[Callable, Callable, Callable]:
+    """8x8x1 -> conv3x3(8)-BN-ReLU -> conv3x3(16, stride 2)-BN-ReLU -> dropout -> dense(10).
+
+    ``(init_fn, apply, init_state)``; ``apply(params, state, x, key)``, ``key=None``: eval.
+    """
+
+    def init_fn(key: jax.Array) -> dict:
+        k1, k2, k3 = jax.random.split(key, 3)
+        return {"c1": jax.random.normal(k1, (3, 3, 1, 8)) * jnp.sqrt(2.0 / 9),
+                "bn1": _bn_params(8),
+                "c2": jax.random.normal(k2, (3, 3, 8, 16)) * jnp.sqrt(2.0 / 72),
+                "bn2": _bn_params(16),
+                "out": _dense(k3, 4 * 4 * 16, 10)}
+
+    def init_state() -> dict:
+        return {"bn1": _bn_state(8), "bn2": _bn_state(16)}
+
+    def apply(params: dict, state: dict, x: jax.Array, key: jax.Array | None
+              ) -> tuple[jax.Array, dict]:
+        train = key is not None
+        x = x.reshape(x.shape[0], 8, 8, 1)
+        x, s1 = _batch_norm(_conv(x, params["c1"], 1), params["bn1"], state["bn1"], train)
+        x = jax.nn.relu(x)
+        x, s2 = _batch_norm(_conv(x, params["c2"], 2), params["bn2"], state["bn2"], train)
+        x = _dropout(jax.nn.relu(x).reshape(x.shape[0], -1), dropout, key)
+        return x @ params["out"]["w"] + params["out"]["b"], {"bn1": s1, "bn2": s2}
+
+    return init_fn, apply, init_state
+
+
+def bn_mlp(sizes: tuple[int, int, int], dropout: float = 0.3) -> tuple[Callable, Callable, Callable]:
+    """in -> dense(hidden)-BN-ReLU-dropout -> dense(out): ``(init_fn, apply, init_state)``."""
+    fan_in, hidden, fan_out = sizes
+
+    def init_fn(key: jax.Array) -> dict:
+        k1, k2 = jax.random.split(key)
+        return {"h": _dense(k1, fan_in, hidden), "bn": _bn_params(hidden),
+                "out": _dense(k2, hidden, fan_out)}
+
+    def init_state() -> dict:
+        return {"bn": _bn_state(hidden)}
+
+    def apply(params: dict, state: dict, x: jax.Array, key: jax.Array | None
+              ) -> tuple[jax.Array, dict]:
+        h, s = _batch_norm(x @ params["h"]["w"] + params["h"]["b"], params["bn"], state["bn"],
+                           key is not None)
+        h = _dropout(jax.nn.relu(h), dropout, key)
+        return h @ params["out"]["w"] + params["out"]["b"], {"bn": s}
+
+    return init_fn, apply, init_state
+
+
+def _layer_norm(x: jax.Array, p: dict) -> jax.Array:
+    mean = x.mean(-1, keepdims=True)
+    var = x.var(-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5) * p["g"] + p["b"]
+
+
+def transformer(vocab: int, length: int, width: int, heads: int, layers: int,
+                num_out: int) -> tuple[Callable, Callable]:
+    """A pre-LayerNorm encoder (bidirectional attention, learned positions), one output per token.
+
+    ``x``: int tokens ``(B, T)``; output ``(B, T, num_out)`` logits.
+    """
+    head_dim = width // heads
+
+    def init_fn(key: jax.Array) -> dict:
+        keys = iter(jax.random.split(key, 3 + 6 * layers))
+        params = {"emb": jax.random.normal(next(keys), (vocab, width)) * 0.5,
+                  "pos": jax.random.normal(next(keys), (length, width)) * 0.5,
+                  "blocks": [], "ln": _bn_params(width),
+                  "out": _dense(next(keys), width, num_out, gain=1.0)}
+        for _ in range(layers):
+            params["blocks"].append({
+                "ln1": _bn_params(width), "ln2": _bn_params(width),
+                "q": _dense(next(keys), width, width, 1.0), "k": _dense(next(keys), width, width, 1.0),
+                "v": _dense(next(keys), width, width, 1.0), "o": _dense(next(keys), width, width, 1.0),
+                "up": _dense(next(keys), width, 2 * width), "down": _dense(next(keys), 2 * width, width, 1.0)})
+        return params
+
+    def dense(p: dict, x: jax.Array) -> jax.Array:
+        return x @ p["w"] + p["b"]
+
+    def apply(params: dict, x: jax.Array) -> jax.Array:
+        h = params["emb"][x] + params["pos"][: x.shape[1]]
+        batch, steps = x.shape
+        for block in params["blocks"]:
+            a = _layer_norm(h, block["ln1"])
+            q, k, v = (dense(block[n], a).reshape(batch, steps, heads, head_dim) for n in "qkv")
+            att = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim), -1)
+            mixed = jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(batch, steps, width)
+            h = h + dense(block["o"], mixed)
+            m = _layer_norm(h, block["ln2"])
+            h = h + dense(block["down"], jax.nn.relu(dense(block["up"], m)))
+        return dense(params["out"], _layer_norm(h, params["ln"]))
+
+    return init_fn, apply
+
+
+def recurrent(cell: str, num_in: int, hidden: int, num_out: int, vocab: int | None = None
+              ) -> tuple[Callable, Callable]:
+    """A GRU or LSTM (``lax.scan`` over time) read out from the last hidden state.
+
+    ``x``: ``(B, T, num_in)`` floats, or int tokens ``(B, T)`` one-hot encoded when
+    ``vocab`` is given (then ``num_in = vocab``).
+    """
+    gates = 3 if cell == "gru" else 4
+
+    def init_fn(key: jax.Array) -> dict:
+        k1, k2, k3 = jax.random.split(key, 3)
+        bias = jnp.zeros(gates * hidden)
+        if cell == "lstm":
+            bias = bias.at[hidden : 2 * hidden].set(1.0)  # forget gate open at the start
+        return {"wx": jax.random.normal(k1, (num_in, gates * hidden)) / math.sqrt(num_in),
+                "wh": jax.random.normal(k2, (hidden, gates * hidden)) / math.sqrt(hidden),
+                "b": bias, "out": _dense(k3, hidden, num_out, gain=1.0)}
+
+    def apply(params: dict, x: jax.Array) -> jax.Array:
+        if vocab is not None:
+            x = jax.nn.one_hot(x, vocab)
+        xs = jnp.swapaxes(x, 0, 1) @ params["wx"] + params["b"]  # (T, B, gates*H)
+        h0 = jnp.zeros((x.shape[0], hidden))
+        if cell == "gru":
+            def step(h: jax.Array, gx: jax.Array) -> tuple[jax.Array, None]:
+                gh = h @ params["wh"]
+                r = jax.nn.sigmoid(gx[:, :hidden] + gh[:, :hidden])
+                z = jax.nn.sigmoid(gx[:, hidden : 2 * hidden] + gh[:, hidden : 2 * hidden])
+                n = jnp.tanh(gx[:, 2 * hidden :] + r * gh[:, 2 * hidden :])
+                return (1.0 - z) * n + z * h, None
+
+            h, _ = jax.lax.scan(step, h0, xs)
+        else:
+            def step(carry: tuple, gx: jax.Array) -> tuple[tuple, None]:
+                h, c = carry
+                g = gx + h @ params["wh"]
+                i, f, o = (jax.nn.sigmoid(g[:, n * hidden : (n + 1) * hidden]) for n in range(3))
+                c = f * c + i * jnp.tanh(g[:, 3 * hidden :])
+                return (o * jnp.tanh(c), c), None
+
+            (h, _), _ = jax.lax.scan(step, (h0, h0), xs)
+        return h @ params["out"]["w"] + params["out"]["b"]
+
+    return init_fn, apply
+
+
+# --- data --------------------------------------------------------------------------------
+def _split(x: np.ndarray, y: np.ndarray, num_train: int, num_val: int, seed: int,
+           regression: bool) -> tuple[np.ndarray, ...]:
+    """Permute, split train / val / test (the rest), standardize x (and y) with train stats."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    tr, va, te = np.split(order, [num_train, num_train + num_val])
+    mean, std = x[tr].mean(0), x[tr].std(0)
+    std = np.where(std > 0, std, 1.0)
+    x = ((x - mean) / std).astype(np.float32)
+    if regression:
+        y = ((y - y[tr].mean()) / y[tr].std()).astype(np.float32)
+    else:
+        y = y.astype(np.int32)
+    return x[tr], y[tr], x[va], y[va], x[te], y[te]
+
+
+def _split_raw(x: np.ndarray, y: np.ndarray, num_train: int, num_val: int,
+               regression: bool) -> tuple[np.ndarray, ...]:
+    """Generated (already shuffled) sequence data: split in order, x kept as is (tokens)."""
+    if regression:
+        y = ((y - y[:num_train].mean()) / y[:num_train].std()).astype(np.float32)
+    else:
+        y = y.astype(np.int32)
+    parts = []
+    for lo, hi in ((0, num_train), (num_train, num_train + num_val), (num_train + num_val, len(y))):
+        parts += [x[lo:hi], y[lo:hi]]
+    return tuple(parts)
+
+
+def sequence_task(task: str, num: int, length: int, vocab: int, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic sequence tasks.
+
+    * ``sort``: digits in ``[0, vocab)``; target per position: the sorted sequence.
+    * ``reverse``: target per position: the sequence reversed.
+    * ``first``: target: the first token (a memory task over ``length`` steps).
+    * ``adding``: Hochreiter's adding problem: ``x[:, t] = (u_t, m_t)`` with ``u ~ U(0, 1)``
+      and two markers, one in each half; target ``sum(u * m)`` (regression).
+    """
+    rng = np.random.default_rng(seed)
+    if task == "adding":
+        values = rng.uniform(size=(num, length))
+        marks = np.zeros((num, length))
+        rows = np.arange(num)
+        marks[rows, rng.integers(0, length // 2, num)] = 1.0
+        marks[rows, rng.integers(length // 2, length, num)] = 1.0
+        x = np.stack([values, marks], -1).astype(np.float32)
+        return x, (values * marks).sum(1)
+    tokens = rng.integers(0, vocab, (num, length)).astype(np.int32)
+    if task == "sort":
+        return tokens, np.sort(tokens, axis=1)
+    if task == "reverse":
+        return tokens, tokens[:, ::-1].copy()
+    if task == "first":
+        return tokens, tokens[:, 0].copy()
+    raise ValueError(task)
+
+
+def make_problems() -> list[Problem]:
+    """Every problem, the development half first (see ``finder_quality.py`` for the split)."""
+    from sklearn import datasets
+
+    problems = []
+
+    def add(name: str, kind: str, model: tuple, model_name: str, optimizer: Callable,
+            optimizer_name: str, split: tuple, batch_size: int, train_steps: int,
+            half: str, schedule: str = "constant", family: str = "tabular") -> None:
+        init_state = model[2] if len(model) == 3 else None
+        problems.append(Problem(name, kind, model[0], model[1], optimizer, optimizer_name,
+                                model_name, *split, batch_size=batch_size,
+                                train_steps=train_steps, schedule=schedule, half=half,
+                                family=family, init_state=init_state))
+
+    momentum = functools.partial(optax.sgd, momentum=0.9)
+    digits = datasets.load_digits()
+    dx, dy = digits.data.astype(np.float64), digits.target
+    cancer = datasets.load_breast_cancer()
+    wine = datasets.load_wine()
+    diabetes = datasets.load_diabetes()
+
+    # ---- development half: the six problems lrjax's rules were chosen on ----
+    add("digits-mlp-adam", "classification", mlp((64, 64, 10)), "MLP 64-64-10", optax.adam,
+        "Adam", _split(dx, dy, 1200, 200, 0, False), 64, 300, DEV)
+    add("digits-cnn-adamw", "classification", small_cnn(), "CNN 8x8 (8, 16 ch)",
+        functools.partial(lrjax.adamw, weight_decay=1e-4), "AdamW wd 1e-4",
+        _split(dx, dy, 1200, 200, 1, False), 64, 200, DEV, family="cnn")
+    add("cancer-logreg-sgd", "classification", linear(30, 2), "logistic regression",
+        optax.sgd, "SGD", _split(cancer.data, cancer.target, 300, 100, 0, False), 32, 200, DEV)
+    add("wine-mlp-momentum", "classification", mlp((13, 32, 3)), "MLP 13-32-3",
+        momentum, "SGD momentum 0.9", _split(wine.data, wine.target, 90, 30, 0, False), 30, 200,
+        DEV)
+    # 150 training rows for a 10-32-32-1 MLP: past its best rate it overfits (test MSE
+    # above the trivial predictor's), which only the validation curve can see.
+    add("diabetes-mlp-adam-overfit", "regression", mlp((10, 32, 32, 1), zero_output=True),
+        "MLP 10-32-32-1", optax.adam, "Adam",
+        _split(diabetes.data, diabetes.target, 150, 60, 0, True), 32, 200, DEV)
+    rng = np.random.default_rng(0)
+    # Synthetic least squares with features on different scales (condition number ~100):
+    # plain SGD's best rate sits just below its stability limit, far right on the curve.
+    num, dim = 1200, 20
+    scales = np.logspace(0, -1, dim)
+    sx = rng.normal(size=(num, dim)) * scales
+    sy = sx @ rng.normal(size=dim) / scales.mean() + 0.3 * rng.normal(size=num)
+    add("synthetic-linreg-sgd", "regression", linear(dim, 1), "linear regression", optax.sgd,
+        "SGD", _split(sx * 1.0, sy, 800, 200, 0, True), 32, 200, DEV)
+    # ---- development half: added with the schedule / sequence / stateful problems ----
+    sort_x, sort_y = sequence_task("sort", 5500, 8, 10, seed=10)
+    add("sort-transformer-adam", "classification", transformer(10, 8, 32, 2, 1, 10),
+        "transformer 1 layer d32 2 heads", optax.adam, "Adam",
+        _split_raw(sort_x, sort_y, 4000, 500, False), 32, 250, DEV, family="transformer")
+    first_x, first_y = sequence_task("first", 5500, 10, 8, seed=11)
+    add("first-lstm-momentum-cosine", "classification", recurrent("lstm", 8, 32, 8, vocab=8),
+        "LSTM 32 (memory, 10 steps)", momentum, "SGD momentum 0.9",
+        _split_raw(first_x, first_y, 4000, 500, False), 32, 400, DEV, schedule="cosine",
+        family="rnn")
+    add("digits-bnmlp-dropout-onecycle", "classification", bn_mlp((64, 128, 10)),
+        "MLP 64-128(BN, dropout 0.3)-10", optax.adam, "Adam",
+        _split(dx, dy, 1200, 200, 4, False), 64, 500, DEV, schedule="one_cycle")
+    cx, cy = datasets.make_classification(3000, 20, n_informative=10, n_redundant=4,
+                                          n_classes=4, class_sep=0.8, random_state=0)
+    add("synthclass-mlp-adamw-cosine", "classification", mlp((20, 64, 64, 4)),
+        "MLP 20-64-64-4", functools.partial(optax.adamw, weight_decay=1e-2), "AdamW wd 1e-2",
+        _split(cx, cy, 2000, 300, 0, False), 64, 1000, DEV, schedule="cosine")
+
+    # ---- held-out half: the four added after the rules' constants were fixed ----
+    iris = datasets.load_iris()
+    add("iris-mlp-adamw", "classification", mlp((4, 16, 3)), "MLP 4-16-3",
+        functools.partial(lrjax.adamw, weight_decay=1e-3), "AdamW wd 1e-3",
+        _split(iris.data, iris.target, 90, 30, 0, False), 30, 300, HELDOUT)
+    add("digits-logreg-momentum", "classification", linear(64, 10), "logistic regression",
+        momentum, "SGD momentum 0.9", _split(dx, dy, 1200, 200, 2, False), 64, 200, HELDOUT)
+    add("cancer-mlp-adam", "classification", mlp((30, 32, 2)), "MLP 30-32-2", optax.adam,
+        "Adam", _split(cancer.data, cancer.target, 300, 100, 1, False), 32, 200, HELDOUT)
+    add("diabetes-linreg-sgd", "regression", linear(10, 1), "linear regression", optax.sgd,
+        "SGD", _split(diabetes.data, diabetes.target, 300, 60, 1, True), 32, 300, HELDOUT)
+    # ---- held-out half: added with the schedule / sequence / stateful problems ----
+    rev_x, rev_y = sequence_task("reverse", 5500, 8, 10, seed=12)
+    add("reverse-transformer-adamw-onecycle", "classification",
+        transformer(10, 8, 32, 2, 2, 10), "transformer 2 layers d32 2 heads",
+        functools.partial(optax.adamw, weight_decay=1e-2), "AdamW wd 1e-2",
+        _split_raw(rev_x, rev_y, 4000, 500, False), 32, 500, HELDOUT, schedule="one_cycle",
+        family="transformer")
+    add_x, add_y = sequence_task("adding", 5500, 20, 0, seed=13)
+    add("adding-gru-adam", "regression", recurrent("gru", 2, 32, 1), "GRU 32 (adding, 20 steps)",
+        optax.adam, "Adam", _split_raw(add_x, add_y, 4000, 500, True), 32, 300, HELDOUT,
+        family="rnn")
+    add("digits-bncnn-dropout-momentum", "classification", bn_cnn(0.2),
+        "CNN 8x8 (8, 16 ch, BN, dropout 0.2)", momentum, "SGD momentum 0.9",
+        _split(dx, dy, 1200, 200, 5, False), 64, 300, HELDOUT, family="cnn")
+    add("digits-mlp-momentum-onecycle", "classification", mlp((64, 64, 10)), "MLP 64-64-10",
+        momentum, "SGD momentum 0.9", _split(dx, dy, 1200, 200, 3, False), 64, 600, HELDOUT,
+        schedule="one_cycle")
+    add("cancer-mlp-adam-cosine", "classification", mlp((30, 64, 64, 2)), "MLP 30-64-64-2",
+        optax.adam, "Adam", _split(cancer.data, cancer.target, 300, 100, 2, False), 32, 800,
+        HELDOUT, schedule="cosine")
+    fx, fy = datasets.make_friedman1(2000, 10, noise=1.0, random_state=0)
+    add("friedman-mlp-momentum", "regression", mlp((10, 64, 1), zero_output=True),
+        "MLP 10-64-1", momentum, "SGD momentum 0.9", _split(fx, fy, 1400, 200, 0, True), 32,
+        1000, HELDOUT)
+    return problems
