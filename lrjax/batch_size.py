@@ -28,6 +28,7 @@ import numpy as np
 import optax
 
 from lrjax._checks import check_steps, check_value, concrete_float, is_traced
+from lrjax._schedule_core import _integer_count
 
 __all__ = [
     "BatchSizePlan",
@@ -260,6 +261,12 @@ def scale_adam(
                 f"kappa must be <= 1 / (1 - {name}) = {1.0 / (1.0 - value):g} so that the scaled "
                 f"{name} = 1 - kappa (1 - {name}) stays in [0, 1), got kappa={k:g}."
             )
+        if k is not None and value is not None and not np.float32(1.0 - k * (1.0 - value)) < 1:
+            raise ValueError(
+                f"kappa={k:g} makes the scaled {name} = 1 - kappa (1 - {name}) = "
+                f"{1.0 - k * (1.0 - value)!r}, which is 1.0 in float32: Adam would never move "
+                f"(its {'first' if name == 'b1' else 'second'} moment never forgets); use a "
+                f"kappa >= {float(np.finfo(np.float32).epsneg) / (1.0 - value):.3g}.")
     root = jnp.sqrt(jnp.asarray(kappa, jnp.result_type(float)))
     return {
         "learning_rate": learning_rate * root,
@@ -306,6 +313,15 @@ def _accumulation(reference: jax.Array, value: jax.Array, max_accumulation: int)
     return jnp.floor(jnp.clip(factor, 1.0, float(max_accumulation))).astype(jnp.int32)
 
 
+def _concrete_or_none(schedule: optax.Schedule) -> Any:
+    """``schedule(0)`` when it evaluates to a concrete scalar, else None (traced values)."""
+    try:
+        value = schedule(0)
+    except Exception:  # noqa: BLE001  a schedule that cannot run eagerly: nothing to check
+        return None
+    return None if is_traced(value) or np.size(value) != 1 else value
+
+
 def batch_size_schedule(
     lr_schedule: optax.Schedule,
     base_batch_size: int,
@@ -348,7 +364,10 @@ def batch_size_schedule(
         multiples of the base, so the largest is ``K * base_batch_size``.
       num_steps: base-batch steps of the original schedule; switches the returned schedules
         to the update count (for ``optax.MultiSteps``).
-      reference_value: the rate the factor is measured from (default ``lr_schedule(0)``).
+      reference_value: the rate the factor is measured from (default ``lr_schedule(0)``;
+        with ``num_steps``, the running peak ``max_{s <= t} lr(s)``, so a warmup keeps the
+        base batch). Without ``num_steps``, an ``lr_schedule(0)`` of 0 (a warmup from 0) is
+        refused: the batch would never grow.
 
     Returns:
       ``(lr_schedule, accumulation_schedule)``: the rate (float32) and micro-batches per
@@ -370,6 +389,15 @@ def batch_size_schedule(
         raise TypeError(f"lr_schedule must be a schedule (count -> rate), got {lr_schedule!r}.")
     if reference_value is not None:
         check_value("reference_value", reference_value, low=0.0)
+    if num_steps is None and reference_value is None:
+        first = _concrete_or_none(lr_schedule)
+        first = None if first is None else concrete_float("lr_schedule(0)", first)
+        if first is not None and not first > 0:
+            raise ValueError(
+                f"lr_schedule(0) = {first:g}: the batch grows by lr(0) / lr(t), so from a rate "
+                "of 0 (a warmup from 0) it would never grow. Pass reference_value= (the peak "
+                "rate the decay is measured from) or num_steps= (the plan then measures each "
+                "fall from the running peak).")
     if num_steps is not None:
         plan = batch_size_plan(
             lr_schedule, base_batch_size, max_batch_size, num_steps, reference_value=reference_value
@@ -379,7 +407,8 @@ def batch_size_schedule(
         last = plan.num_updates - 1
 
         def _row(count: jax.typing.ArrayLike) -> jax.Array:
-            return jnp.clip(jnp.asarray(count).astype(jnp.int32), 0, last)
+            # Clamped as every schedule clamps its count (no wrap of uint32 or int64 counts).
+            return jnp.minimum(_integer_count(count), last)
 
         return (lambda count: rates[_row(count)]), (lambda count: accumulation[_row(count)])
 
@@ -411,7 +440,9 @@ def batch_size_plan(
 
     Walks the original schedule's ``num_steps`` base-batch steps: update ``u`` starts at
     micro-batch ``s_u`` (``s_0 = 0``, ``s_{u+1} = s_u + k_u``), accumulates
-    ``k_u = clip(floor(lr(0) / lr(s_u)), 1, max_batch_size // base_batch_size)``
+    ``k_u = clip(floor(peak(s_u) / lr(s_u)), 1, max_batch_size // base_batch_size)``, with
+    ``peak(s) = max_{r <= s} lr(r)`` the running peak (``lr(0)`` for a decaying schedule; a
+    warmup keeps the base batch)
     micro-batches and trains at ``lr(s_u) * k_u``. The last update takes the micro-batches
     that are left (fewer than ``k`` when ``k`` does not divide them), so the plan covers
     exactly ``num_steps`` micro-batches, each once.
@@ -422,7 +453,8 @@ def batch_size_plan(
       base_batch_size: the micro-batch, an integer ``>= 1``.
       max_batch_size: the largest batch, ``>= base_batch_size``.
       num_steps: base-batch steps to cover, ``>= 1``.
-      reference_value: the rate the decay factor is measured from (default ``lr(0)``).
+      reference_value: the rate the decay factor is measured from (default: the running
+        peak ``peak(s)``).
 
     Returns:
       A :class:`BatchSizePlan`; ``plan.num_updates`` is the number of parameter updates.
@@ -450,12 +482,16 @@ def batch_size_plan(
     if not np.all(np.isfinite(values)) or np.any(values < 0):
         raise ValueError("lr_schedule must give finite rates >= 0 over the num_steps steps.")
     if reference_value is None:
-        reference = values[0]
+        # The fall is measured from the running peak: max_{s <= t} lr(s) / lr(t), which is
+        # lr(0) / lr(t) for a decaying schedule and 1 during a warmup (a warmup from 0 has
+        # lr(0) = 0 and would otherwise never grow the batch).
+        reference = np.maximum.accumulate(values)
     else:
         if is_traced(reference_value):
             raise TypeError("reference_value must be concrete for batch_size_plan (a host table).")
         reference = np.float32(check_value("reference_value", reference_value, low=0.0))
-    all_k = np.asarray(_accumulation(jnp.float32(reference), jnp.asarray(values), max_accumulation))
+    all_k = np.asarray(_accumulation(jnp.asarray(reference, jnp.float32), jnp.asarray(values),
+                                     max_accumulation))
     starts, ks = [], []
     step = 0
     while step < num_steps:  # host loop over updates: at most num_steps rows

@@ -66,3 +66,46 @@ def test_ensemble_last_names_members(last):
     members = jnp.stack([jnp.eye(2), -jnp.eye(2)])
     with pytest.raises(ValueError, match=r"last must be an integer number of members in \[1, 2\]"):
         lrjax.ensemble_predict(lambda w, x: x @ w, members, jnp.ones((1, 2)), last=last)
+
+
+# --- 3, 4. batch_size_schedule: warmups from 0 and huge counts ------------------------------
+def test_batch_size_plan_measures_the_fall_from_the_running_peak():
+    """A warmup from 0 to 0.1 over 10 steps, then /10 every 20: the batch grows 10x after
+    the first decay (as for the same schedule without warmup), not never."""
+    schedule = lrjax.warmup(lrjax.step_decay(0.1, 20), 10)
+    plan = lrjax.batch_size_plan(schedule, 16, 1024, num_steps=60)
+    values = np.asarray([float(schedule(t)) for t in range(60)], np.float32)
+    peak = np.maximum.accumulate(values)
+    # Reference: numpy walk of the plan's rule k = clip(floor(peak / lr), 1, 64).
+    step, ks = 0, []
+    while step < 60:
+        k = int(np.clip(np.floor(peak[step] / max(values[step], 1e-38) * (1 + 1e-6)), 1, 64))
+        ks.append(min(k, 60 - step))
+        step += ks[-1]
+    assert plan.accumulation.tolist() == ks
+    assert max(ks[:-1]) == 10  # grew after the decay
+    assert all(k == 1 for k in ks[:30])  # not during the warmup nor before the first decay
+
+
+def test_batch_size_schedule_refuses_a_rate_of_zero_at_step_0():
+    schedule = lrjax.warmup(lrjax.step_decay(0.1, 20), 10)
+    with pytest.raises(ValueError, match="reference_value"):
+        lrjax.batch_size_schedule(schedule, 16, 1024)
+    lr, acc = lrjax.batch_size_schedule(schedule, 16, 1024, reference_value=0.1)
+    assert int(acc(35)) == 10
+
+
+def test_batch_size_schedule_counts_are_clamped_not_wrapped():
+    lr, acc = lrjax.batch_size_schedule(lrjax.step_decay(0.1, 3), 16, 1024, num_steps=10)
+    last_lr, last_acc = float(lr(9)), int(acc(9))
+    for count in (np.uint32(2**32 - 1), 2**40, jnp.int32(2**31 - 1), 1e30):
+        assert int(acc(count)) == last_acc and float(lr(count)) == last_lr
+    assert int(acc(-5)) == int(acc(0))
+
+
+# --- 6. scale_adam's b2 that is 1.0 in float32 ----------------------------------------------
+def test_scale_adam_refuses_a_beta_that_rounds_to_one():
+    with pytest.raises(ValueError, match="kappa"):
+        lrjax.scale_adam(1e-5, 1e-3)
+    hp = lrjax.scale_adam(0.5, 1e-3)
+    assert np.float32(hp["b2"]) < 1
