@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 
+from lrjax.suggest import UnreadableCurveWarning, noisy_message
 from lrjax.terminal_plot import UNICODE_GLYPHS, loss_limits, rule_label, text_plot
 
 TABLE_ROWS = 8
@@ -42,6 +43,21 @@ def _plotted_curve(result: Any, raw: bool = False) -> np.ndarray:
     return median
 
 
+#: What helps a curve too noisy to read, in the command's own options.
+CLI_NOISY_ADVICE = "use more --steps, a larger --batch-size or more --seeds"
+
+
+def warning_line(message: Warning | str) -> str:
+    """A warning as one clean line: an ``UnreadableCurveWarning`` names the command's
+    options that would help (``--steps``, ``--batch-size``, ``--seeds``)."""
+    reading = getattr(message, "readability", None)
+    if isinstance(message, UnreadableCurveWarning) and reading is not None:
+        text = noisy_message(reading, f"the {message.curve} curve", advice=CLI_NOISY_ADVICE)
+    else:
+        text = str(message)
+    return " ".join(text.split())
+
+
 def read_findings(result: Any, seeds: int) -> Findings:
     """Every rule's suggestion, the seeds' spread, the cyclical bounds, the curves, and the
     warnings they raised (each once)."""
@@ -50,7 +66,7 @@ def read_findings(result: Any, seeds: int) -> Findings:
         suggestions = {name: float(value) for name, value in result.suggestions().items()}
         spreads = {name: result.spread(name) for name in suggestions} if seeds > 1 else {}
         bounds = tuple(float(v) for v in result.cyclical_bounds())
-    messages = list(dict.fromkeys(str(w.message) for w in caught))  # unique, in order
+    messages = list(dict.fromkeys(warning_line(w.message) for w in caught))  # unique, in order
     return Findings(
         suggestions, spreads, bounds, _plotted_curve(result), _plotted_curve(result, True), messages
     )

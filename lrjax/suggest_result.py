@@ -158,7 +158,7 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
         rows = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
         readings = [_peer_reading(method, lrs, row, int(d), steps, kwargs)
                     for row, d in zip(rows, diverged)]
-        _check_training_noise(train, steps, readings)
+        _check_training_noise(train, steps)
         return readings
     val = None if result.val_losses is None else result._before_divergence(result.val_losses)
     noisy_val = None if val is None else too_noisy(val, steps)
@@ -182,14 +182,13 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
             reading = read_fall(lrs, row, share, num_steps=steps, **kwargs)
         readings.append(reading)
     if val is None:
-        _check_training_noise(train, steps, readings)
+        _check_training_noise(train, steps)
     return readings
 
 
-def _check_training_noise(train: np.ndarray, steps: int, readings: list[Reading]) -> None:
-    """Warns when the training curves the readings came from are too noisy to read."""
-    if all(r.failed is not None for r in readings):
-        return  # nothing was read: the fallback warns on its own
+def _check_training_noise(train: np.ndarray, steps: int) -> None:
+    """Warns when the training curves the readings came from are too noisy to read
+    (also when a rule could not read them at all: the warning says what would help)."""
     noisy = too_noisy(train, steps)
     if noisy is not None:
         _warn_noisy(noisy, "training", "the suggestion is the rule's reading of it anyway, "
