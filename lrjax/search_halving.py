@@ -67,17 +67,36 @@ def rung_plan(num_trials: int, num_steps: int, reduction_factor: int,
     ``num_steps / eta**(K-1) >= min_steps`` (default 1); rung ``k`` trains to
     ``round(num_steps / eta**(K-1-k))`` steps and keeps ``num_trials // eta**k`` trials.
 
+    Args:
+        num_trials: trials of the first rung, an integer ``>= 1``.
+        num_steps: steps of the last rung, an integer ``>= 1``.
+        reduction_factor: ``eta``, an integer ``>= 2``.
+        min_steps: the least steps of the first rung, a number ``> 0``, or None (1).
+
+    Returns:
+        The rungs as ``(trials, steps)`` pairs.
+
     Example:
         >>> rung_plan(27, 81, 3, None)
         [(27, 3), (9, 9), (3, 27), (1, 81)]
     """
-    eta, low = reduction_factor, min_steps or 1
+    num_trials = check_int("num_trials", num_trials, 1)
+    num_steps = check_int("num_steps", num_steps, 1)
+    eta = check_int("reduction_factor", reduction_factor, 2)  # 1 never ends; 2.5 gives floats
+    low = 1 if min_steps is None else _positive("min_steps", min_steps)
     rungs = 1
     while num_trials // eta**rungs >= 1 and num_steps / eta**rungs >= low:
         rungs += 1
     plan = [(max(1, num_trials // eta**k), max(1, round(num_steps / eta**(rungs - 1 - k))))
             for k in range(rungs)]
     return plan
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    return float(value)
 
 
 def successive_halving(
@@ -158,11 +177,23 @@ def hyperband_brackets(num_steps: int, reduction_factor: int = 3,
     ``s_max`` is the largest ``s`` with ``min_steps * eta**s <= num_steps``; bracket ``s``
     starts ``ceil((s_max + 1) / (s + 1) * eta**s)`` trials at ``num_steps / eta**s`` steps.
 
+    Args:
+        num_steps: the most steps a trial trains, an integer ``>= 1``.
+        reduction_factor: ``eta``, an integer ``>= 2``.
+        min_steps: the least steps of a first rung, an integer in ``[1, num_steps]``.
+
+    Returns:
+        One :func:`rung_plan` per bracket, the most exploratory first.
+
     Example:
         >>> [plan[0] for plan in hyperband_brackets(81, 3)]
         [(81, 1), (34, 3), (15, 9), (8, 27), (5, 81)]
     """
-    eta = reduction_factor
+    num_steps = check_int("num_steps", num_steps, 1)
+    eta = check_int("reduction_factor", reduction_factor, 2)
+    min_steps = check_int("min_steps", min_steps, 1)
+    if min_steps > num_steps:
+        raise ValueError(f"min_steps={min_steps} must be <= num_steps={num_steps}.")
     s_max = 0
     while min_steps * eta ** (s_max + 1) <= num_steps:
         s_max += 1

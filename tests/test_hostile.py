@@ -109,3 +109,29 @@ def test_scale_adam_refuses_a_beta_that_rounds_to_one():
         lrjax.scale_adam(1e-5, 1e-3)
     hp = lrjax.scale_adam(0.5, 1e-3)
     assert np.float32(hp["b2"]) < 1
+
+
+# --- 9. halving plans that never ended ------------------------------------------------------
+@pytest.mark.parametrize("call, name", [
+    (lambda: lrjax.rung_plan(9, 10, 1, 1), "reduction_factor"),
+    (lambda: lrjax.rung_plan(9, 10, 2.5, 1), "reduction_factor"),
+    (lambda: lrjax.rung_plan(0, 10, 3, 1), "num_trials"),
+    (lambda: lrjax.rung_plan(9, 0, 3, 1), "num_steps"),
+    (lambda: lrjax.rung_plan(9, 10, 3, 0), "min_steps"),
+    (lambda: lrjax.rung_plan(9, 10, 3, float("nan")), "min_steps"),
+    (lambda: lrjax.hyperband_brackets(81, 1), "reduction_factor"),
+    (lambda: lrjax.hyperband_brackets(81, 0), "reduction_factor"),
+    (lambda: lrjax.hyperband_brackets(81, 3, min_steps=0), "min_steps"),
+    (lambda: lrjax.hyperband_brackets(-5, 3), "num_steps"),
+    (lambda: lrjax.hyperband_brackets(10, 3, min_steps=11), "min_steps"),
+])
+def test_halving_plans_refuse_what_never_ends(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+def test_halving_plans_still_match_hyperband_paper():
+    # Li et al. 2018, Table 1 (R = 81, eta = 3): bracket s = 4 starts 81 trials at 1 step.
+    assert lrjax.rung_plan(27, 81, 3, None) == [(27, 3), (9, 9), (3, 27), (1, 81)]
+    assert [plan[0] for plan in lrjax.hyperband_brackets(81, 3)] == [
+        (81, 1), (34, 3), (15, 9), (8, 27), (5, 81)]
