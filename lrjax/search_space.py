@@ -63,12 +63,28 @@ def _finite_number(name: str, value: Any) -> float:
     return value
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+_F32_TINY = float(np.finfo(np.float32).tiny)
+_I32 = np.iinfo(np.int32)
+
+
+def _float32_bounds(kind: str, low: float, high: float, smallest: float = 0.0) -> None:
+    """Trials train with float32 values: the bounds must be float32 numbers, and distinct."""
+    for name, value in (("low", low), ("high", high)):
+        if abs(value) > _F32_MAX or (smallest and value < smallest):
+            raise ValueError(f"{kind}: {name}={value!r} is outside float32's range "
+                             f"[{smallest or -_F32_MAX:.3g}, {_F32_MAX:.3g}] (trials get float32 "
+                             "values: it would train with inf or 0).")
+    if not np.float32(low) < np.float32(high):
+        raise ValueError(f"{kind}: low={low!r} and high={high!r} are equal in float32.")
+
+
 def uniform(low: float, high: float) -> Uniform:
     """A hyperparameter drawn uniformly from ``[low, high]``.
 
     Args:
-        low: the smallest value, a finite number.
-        high: the largest value, a finite number > ``low``.
+        low: the smallest value, a finite float32 number.
+        high: the largest value, a float32 number > ``low`` (in float32).
 
     Returns:
         A :class:`Uniform` dimension for a search space.
@@ -83,6 +99,7 @@ def uniform(low: float, high: float) -> Uniform:
     low, high = _finite_number("low", low), _finite_number("high", high)
     if not low < high:
         raise ValueError(f"uniform: low must be < high, got low={low!r}, high={high!r}.")
+    _float32_bounds("uniform", low, high)
     return Uniform(low, high)
 
 
@@ -92,8 +109,8 @@ def log_uniform(low: float, high: float) -> LogUniform:
     The usual prior for learning rates and weight decays, which matter by orders of magnitude.
 
     Args:
-        low: the smallest value, > 0.
-        high: the largest value, > ``low``.
+        low: the smallest value, >= float32's smallest normal number (1.2e-38).
+        high: the largest value, > ``low`` (in float32), at most float32's largest.
 
     Returns:
         A :class:`LogUniform` dimension for a search space.
@@ -110,6 +127,7 @@ def log_uniform(low: float, high: float) -> LogUniform:
         raise ValueError(f"log_uniform: low must be > 0, got {low!r}.")
     if not low < high:
         raise ValueError(f"log_uniform: low must be < high, got low={low!r}, high={high!r}.")
+    _float32_bounds("log_uniform", low, high, smallest=_F32_TINY)
     return LogUniform(low, high)
 
 
@@ -117,7 +135,8 @@ def choice(values: Sequence[float]) -> Choice:
     """A hyperparameter that takes one of ``values`` (numbers; at least one, no repeats).
 
     Args:
-        values: the numbers to choose from. All integers give int32 arrays, else float32.
+        values: the numbers to choose from. All integers give int32 arrays (each must fit),
+            else float32 (each must fit and stay distinct when rounded to float32).
 
     Returns:
         A :class:`Choice` dimension for a search space.
@@ -142,6 +161,19 @@ def choice(values: Sequence[float]) -> Choice:
         raise ValueError("choice: values must not be empty.")
     if len(set(checked)) != len(checked):
         raise ValueError(f"choice: values must be distinct, got {checked!r}.")
+    # Trials get int32 (all integers) or float32 values: each must be one, and stay distinct.
+    if all(isinstance(v, int) for v in checked):
+        if any(not _I32.min <= v <= _I32.max for v in checked):
+            raise ValueError(f"choice: integer values must fit in int32 [{_I32.min}, {_I32.max}], "
+                             f"got {checked!r}.")
+    else:
+        if any(abs(v) > _F32_MAX for v in checked):
+            raise ValueError(f"choice: values must fit in float32 (|v| <= {_F32_MAX:.3g}), got "
+                             f"{checked!r}.")
+        rounded = [float(np.float32(v)) for v in checked]
+        if len(set(rounded)) != len(rounded):
+            raise ValueError(f"choice: values {checked!r} are not distinct in float32 (trials "
+                             f"would train with {rounded!r}).")
     return Choice(tuple(checked))
 
 

@@ -135,3 +135,23 @@ def test_halving_plans_still_match_hyperband_paper():
     assert lrjax.rung_plan(27, 81, 3, None) == [(27, 3), (9, 9), (3, 27), (1, 81)]
     assert [plan[0] for plan in lrjax.hyperband_brackets(81, 3)] == [
         (81, 1), (34, 3), (15, 9), (8, 27), (5, 81)]
+
+
+# --- 5. search values that float32 / int32 cannot hold --------------------------------------
+@pytest.mark.parametrize("call", [
+    lambda: lrjax.uniform(-1e39, 1e39),
+    lambda: lrjax.uniform(1.0, 1.0 + 1e-9),
+    lambda: lrjax.log_uniform(1e-50, 1e-45),
+    lambda: lrjax.log_uniform(1e-3, 1e39),
+    lambda: lrjax.choice([16777216.0, 16777217.0]),
+    lambda: lrjax.choice([1, 2**40]),
+    lambda: lrjax.choice([0.5, 1e39]),
+])
+def test_search_dimensions_refuse_what_float32_or_int32_cannot_hold(call):
+    with pytest.raises(ValueError, match="float32|int32"):
+        call()
+
+
+def test_search_dimensions_at_the_float32_edges_are_kept():
+    assert lrjax.log_uniform(1.2e-38, 3e38).high == 3e38
+    assert lrjax.choice([1, 2**31 - 1]).values == (1, 2**31 - 1)
