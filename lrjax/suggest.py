@@ -23,12 +23,23 @@ rounding) gives a ``UserWarning`` and the documented fallback, the smallest lear
 rate of the curve; where the peer would return something else there (fastai's valley
 returns the LARGEST rate of a rising curve) lrjax deliberately warns instead.
 
+A curve can also be too noisy to read at all: :func:`readability` compares the fall of
+the raw curve (its start level minus the minimum of the ``fall`` rule's centred mean)
+with the raw loss's noise (a MAD of each loss's residual from the median of its
+neighbours) left after that mean's ``window`` points, and calls the curve readable when
+``fall >= 8 * noise / sqrt(window)``. A rule read off a curve that is not still
+returns its reading, with an :class:`UnreadableCurveWarning` saying what would help
+(more steps, a larger batch or ``accumulation_steps``, ``val_data``, more seeds).
+
 Smith's reading of the range test for cyclical bounds lives in ``lrjax.suggest_cyclical``.
 
 References:
     Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
     fastai ``callback.schedule`` (``valley``, ``slide``, ``steep``, ``minimum``, ``lr_find``).
     torch-lr-finder ``LRFinder.plot`` (steepest gradient).
+    Hampel, "The influence curve and its role in robust estimation", JASA 1974, and
+    Rousseeuw & Croux, "Alternatives to the median absolute deviation", JASA 1993 (the
+    MAD behind the noise estimate).
 """
 
 from __future__ import annotations
@@ -262,13 +273,12 @@ def noisy_message(reading: Readability, curve: str = "the curve", then: str = ""
 
     Example:
         >>> noisy_message(Readability(False, 0.1, 0.3, 1.1, 11))
-        'the curve is too noisy to read (fall 0.1 < 8 x 0.0905, its noise 0.3 over an 11-step mean): use more steps, a larger batch (or accumulation_steps), val_data or more seeds (num_seeds)'
+        'the curve is too noisy to read (fall 0.1 < 8 x 0.0905, its noise 0.3 averaged over 11 steps): use more steps, a larger batch (or accumulation_steps), val_data or more seeds (num_seeds)'
     """
     then = f"; {then}" if then else ""
-    article = "an" if str(reading.window).startswith(("8", "11", "18")) else "a"
     return (f"{curve} is too noisy to read (fall {reading.fall:.3g} < {READABLE_RATIO:g} x "
             f"{reading.noise / math.sqrt(reading.window):.3g}, its noise {reading.noise:.3g} "
-            f"over {article} {reading.window}-step mean){then}: {advice}")
+            f"averaged over {reading.window} steps){then}: {advice}")
 
 
 def curve_noise(losses: ArrayLike) -> float:
