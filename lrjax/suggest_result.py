@@ -115,9 +115,10 @@ def too_noisy(rows: np.ndarray, num_steps: int) -> Readability | None:
     return reading
 
 
-def _warn_noisy(reading: Readability, curve: str, then: str) -> None:
+def _warn_noisy(reading: Readability, curve: str, then: str, stacklevel: int = 4) -> None:
+    """Warns at the caller of ``RangeTestResult.suggest`` (4 frames up from here)."""
     message = noisy_message(reading, f"the {curve} curve", then)
-    warnings.warn(UnreadableCurveWarning(message, reading, curve), stacklevel=4)
+    warnings.warn(UnreadableCurveWarning(message, reading, curve), stacklevel=stacklevel)
 
 
 def _peer_reading(method: str, lrs: np.ndarray, row: np.ndarray, diverged: int,
@@ -192,7 +193,7 @@ def _check_training_noise(train: np.ndarray, steps: int) -> None:
     noisy = too_noisy(train, steps)
     if noisy is not None:
         _warn_noisy(noisy, "training", "the suggestion is the rule's reading of it anyway, "
-                    "which may sit on a noise dip")
+                    "which may sit on a noise dip", stacklevel=5)
 
 
 def _turn_reading(lrs: np.ndarray, val: np.ndarray, train: np.ndarray, steps: int,
