@@ -103,7 +103,15 @@ def _compiled(body: optax.Schedule) -> optax.Schedule:
     ``body`` are closed over as the tracers they are. Concrete counts are made safe for JAX
     first (:func:`_host_count`).
     """
-    compiled = jax.jit(body)
+    def guarded(count: jax.Array) -> jax.Array:
+        value = body(count)
+        if jnp.issubdtype(jnp.result_type(count), jnp.floating):
+            # One behaviour for every schedule: a NaN count gives NaN (each branch clamps its
+            # count, which would otherwise turn NaN into the first, last or end value).
+            value = jnp.where(jnp.isnan(count), jnp.nan, value).astype(value.dtype)
+        return value
+
+    compiled = jax.jit(guarded)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
         return compiled(_host_count(count))

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lrjax._checks import check_steps, check_value
+from lrjax._checks import check_steps, check_value, concrete_float
 
 __all__ = [
     "GradientNoiseScale",
@@ -94,6 +94,11 @@ def noise_scale_from_norms(
     """
     check_value("small_batch_size", small_batch_size, low=1.0)
     check_value("big_batch_size", big_batch_size, low=1.0)
+    b, big_b = (concrete_float(name, v) for name, v in (("small_batch_size", small_batch_size),
+                                                        ("big_batch_size", big_batch_size)))
+    if b is not None and big_b is not None and not big_b > b:
+        raise ValueError(f"big_batch_size must be > small_batch_size (the estimators divide by "
+                         f"B - b), got B={big_b:g}, b={b:g}.")
     small, big = (jnp.asarray(v, jnp.float32) for v in (small_batch_size, big_batch_size))
     small_norm_sq, big_norm_sq = (jnp.asarray(v, jnp.float32) for v in (small_norm_sq, big_norm_sq))
     grad_norm_sq = (big * big_norm_sq - small * small_norm_sq) / (big - small)

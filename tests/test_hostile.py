@@ -155,3 +155,37 @@ def test_search_dimensions_refuse_what_float32_or_int32_cannot_hold(call):
 def test_search_dimensions_at_the_float32_edges_are_kept():
     assert lrjax.log_uniform(1.2e-38, 3e38).high == 3e38
     assert lrjax.choice([1, 2**31 - 1]).values == (1, 2**31 - 1)
+
+
+# --- 8. noise scale with B <= b, and NaN counts -------------------------------------------
+@pytest.mark.parametrize("b, big", [(32, 32), (64, 32)])
+def test_noise_scale_from_norms_needs_big_batch_above_small(b, big):
+    with pytest.raises(ValueError, match="big_batch_size must be > small_batch_size"):
+        lrjax.noise_scale_from_norms(1.0, 2.0, b, big)
+
+
+SCHEDULES = {
+    "constant": lambda: lrjax.constant(0.1),
+    "step_decay": lambda: lrjax.step_decay(1.0, 3),
+    "multistep_decay": lambda: lrjax.multistep_decay(1.0, [2, 5]),
+    "exponential_decay": lambda: lrjax.exponential_decay(1.0, 0.5),
+    "inverse_time_decay": lambda: lrjax.inverse_time_decay(1.0, 0.5),
+    "polynomial_decay": lambda: lrjax.polynomial_decay(1.0, 0.1, 10),
+    "cosine_annealing": lambda: lrjax.cosine_annealing(1.0, 10),
+    "noam": lambda: lrjax.noam(16, 4),
+    "warmup": lambda: lrjax.warmup(lrjax.constant(1.0), 3),
+    "sgdr": lambda: lrjax.sgdr(1.0, 5, period_mult=2.0),
+    "cyclic": lambda: lrjax.cyclic(0.1, 1.0, 3),
+    "one_cycle": lambda: lrjax.one_cycle(1.0, 10),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_a_nan_count_gives_nan_in_every_schedule(name):
+    schedule = SCHEDULES[name]()
+    counts = jnp.array([1.0, np.nan, 4.0], jnp.float32)
+    eager, jitted = schedule(counts), jax.jit(schedule)(counts)
+    for values in (eager, jitted):
+        values = np.asarray(values)
+        assert np.isnan(values[1]) and np.all(np.isfinite(values[[0, 2]]))
+        np.testing.assert_allclose(values[[0, 2]], [float(schedule(1)), float(schedule(4))])
