@@ -89,11 +89,14 @@ _OPTIMIZERS: list[str] = [
     "restart_sign_decay",
 ]
 
-# --- range test (range_test.py, range_data.py, range_result.py, train_step.py, suggest.py)
+# --- range test (range_test.py, range_result.py, suggest*.py)
 from lrjax.plotting import plot_range_test
 from lrjax.range_result import RangeTestResult
 from lrjax.range_test import lr_ramp, range_test
 from lrjax.suggest import (
+    Readability,
+    UnreadableCurveWarning,
+    readability,
     suggest_lr,
     suggest_minimum,
     suggest_slide,
@@ -109,6 +112,9 @@ from lrjax._engine.step import TrainStep, make_train_step
 _RANGE_TEST: list[str] = [
     "range_test",
     "RangeTestResult",
+    "Readability",
+    "UnreadableCurveWarning",
+    "readability",
     "lr_ramp",
     "make_train_step",
     "TrainStep",
