@@ -282,3 +282,28 @@ def test_cache_keys_partials_by_contents_and_weak_proxies_call_through():
     assert proxy(1) == 2 and proxy == weak(h)
     import inspect
     assert list(inspect.signature(proxy).parameters) == ["x"]
+
+
+def test_a_bound_method_of_an_unhashable_object_is_cached_by_identity(data):
+    """A loss_fn bound to a frozen dataclass holding arrays (hash and == fail on it)."""
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Problem:
+        x: np.ndarray
+
+        def loss_fn(self, p, batch):
+            return _mlp_loss(p, batch)
+
+    problem = Problem(np.zeros(3))
+    with pytest.raises(TypeError):
+        hash(problem)
+    params = _mlp_init(jax.random.key(9))
+    first = _range(problem.loss_fn, params, data, "compiled")
+    builds = PROGRAMS.builds
+    again = _range(problem.loss_fn, params, data, "compiled")  # a new bound-method object
+    assert PROGRAMS.builds == builds
+    np.testing.assert_array_equal(first.losses, again.losses)
+    other = _range(Problem(np.ones(3)).loss_fn, params, data, "compiled")  # another object
+    assert PROGRAMS.builds > builds
+    np.testing.assert_array_equal(first.losses, other.losses)

@@ -43,13 +43,23 @@ __all__ = ["PROGRAMS", "ProgramCache", "clear_caches", "fn_key", "weak"]
 
 
 class _WeakCall:
-    """A callable that calls ``fn`` through a weak reference; equal for the same ``fn``."""
+    """A callable that calls ``fn`` through a weak reference; equal for the same ``fn``.
 
-    __slots__ = ("_ref", "_hash", "__weakref__")
+    Identity semantics: two proxies are equal when they refer to the same function object
+    (for a bound method, the same ``__self__`` and ``__func__``, as a new bound-method object
+    is made on every attribute access), never by ``==`` on the objects, which may be
+    unhashable or compare arrays.
+    """
+
+    __slots__ = ("_ref", "_ident", "__weakref__")
 
     def __init__(self, fn: Callable) -> None:
-        self._ref = weakref.WeakMethod(fn) if isinstance(fn, types.MethodType) else weakref.ref(fn)
-        self._hash = hash(self._ref)
+        if isinstance(fn, types.MethodType):
+            self._ref = weakref.WeakMethod(fn)
+            self._ident = (id(fn.__self__), id(fn.__func__))
+        else:
+            self._ref = weakref.ref(fn)
+            self._ident = (id(fn),)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         fn = self._ref()
@@ -63,10 +73,12 @@ class _WeakCall:
         return inspect.signature(self._ref())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _WeakCall) and self._ref == other._ref
+        # Ids are only unique among live objects: both referents must still be alive.
+        return (isinstance(other, _WeakCall) and self._ident == other._ident
+                and self._ref() is not None and other._ref() is not None)
 
     def __hash__(self) -> int:
-        return self._hash
+        return hash(self._ident)
 
     def __repr__(self) -> str:
         return f"weak({self._ref()!r})"
@@ -75,10 +87,6 @@ class _WeakCall:
 def _weakrefable(fn: Any) -> bool:
     try:
         weakref.ref(fn)
-    except TypeError:
-        return False
-    try:
-        hash(fn)
     except TypeError:
         return False
     return True
@@ -161,7 +169,7 @@ class ProgramCache:
         with self._lock:
             self.builds += 1
             finalizers = [weakref.finalize(obj, self._drop, key) for obj in _referents(key)
-                          if _weakly_finalizable(obj)]
+                          if _weakrefable(obj)]
             self._entries[key] = (value, finalizers)
             while len(self._entries) > self.maxsize:
                 self._evict(next(iter(self._entries)))
@@ -181,14 +189,6 @@ class ProgramCache:
         with self._lock:
             for key in list(self._entries):
                 self._evict(key)
-
-
-def _weakly_finalizable(obj: Any) -> bool:
-    try:
-        weakref.ref(obj)
-    except TypeError:
-        return False
-    return True
 
 
 PROGRAMS = ProgramCache()
