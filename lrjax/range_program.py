@@ -161,7 +161,19 @@ def _over_curves(fn: Callable[..., Any], num_curves: int) -> Callable[..., Any]:
     size-1 axis every step (or a size-1 vmap) makes XLA copy params and optimizer state
     each step, which costs more than the step itself for small models.
     """
-    return jax.vmap(fn) if num_curves > 1 else fn
+    if num_curves == 1:
+        return fn
+
+    def batched(*args: Any) -> Any:
+        try:
+            return jax.vmap(fn)(*args)
+        except NotImplementedError:
+            # jax < 0.8 has no batching rule for a convolution's gradient whose operands
+            # carry a sharding (a batch sharded over a mesh): the curves then run one
+            # after another inside the program, with the same numbers.
+            return jax.lax.map(lambda a: fn(*a), args)
+
+    return batched
 
 
 def _curve_values(static: _Static, values: jax.Array | None) -> jax.Array | None:
