@@ -21,7 +21,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
-from lrjax._engine.execution import choose_execution, host_steps, run_host
+from lrjax._engine.execution import choose_execution, host_steps, run_host, vmap_or_map
 from lrjax._engine.model import PureModel, _leaf_summary
 from lrjax._engine.step import OptimizerFactory, PyTree, TrainCarry, pure_train_step
 
@@ -161,19 +161,7 @@ def _over_curves(fn: Callable[..., Any], num_curves: int) -> Callable[..., Any]:
     size-1 axis every step (or a size-1 vmap) makes XLA copy params and optimizer state
     each step, which costs more than the step itself for small models.
     """
-    if num_curves == 1:
-        return fn
-
-    def batched(*args: Any) -> Any:
-        try:
-            return jax.vmap(fn)(*args)
-        except NotImplementedError:
-            # jax < 0.8 has no batching rule for a convolution's gradient whose operands
-            # carry a sharding (a batch sharded over a mesh): the curves then run one
-            # after another inside the program, with the same numbers.
-            return jax.lax.map(lambda a: fn(*a), args)
-
-    return batched
+    return vmap_or_map(fn) if num_curves > 1 else fn
 
 
 def _curve_values(static: _Static, values: jax.Array | None) -> jax.Array | None:

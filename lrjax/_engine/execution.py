@@ -40,6 +40,7 @@ __all__ = [
     "loop",
     "run_host",
     "run_host_interleaved",
+    "vmap_or_map",
 ]
 
 EXECUTIONS = ("auto", "compiled", "host")
@@ -112,6 +113,23 @@ def choose_execution(execution: str, step: Callable[..., Any], *args: Any,
         return "compiled"
     jaxpr = jax.make_jaxpr(step)(*args)
     return "host" if contains_primitive(jaxpr, SLOW_IN_LOOP_ON_CPU) else "compiled"
+
+
+def vmap_or_map(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``jax.vmap(fn)``, or ``lax.map`` over the same leading axis where jax cannot batch.
+
+    jax < 0.8 has no batching rule for a convolution's gradient whose operands carry a
+    sharding (a batch or a trial axis sharded over a mesh): it raises NotImplementedError
+    while tracing. The items then run one after another inside the same program, with the
+    same numbers. Trace-time only: nothing is decided on a traced value.
+    """
+    def batched(*args: Any) -> Any:
+        try:
+            return jax.vmap(fn)(*args)
+        except NotImplementedError:
+            return jax.lax.map(lambda a: fn(*a), args)
+
+    return batched
 
 
 def _never_done(carry: Any) -> jax.Array:
