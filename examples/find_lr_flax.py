@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     result = lrjax.range_test(loss_fn, params, optimizer, data, num_steps=args.range_steps)
     base_lr, max_lr = result.cyclical_bounds()
     print(
-        f"range test: suggested lr {result.suggest():.3g} (valley); "
+        f"range test: suggested lr {result.suggest():.3g} "
+        f"({lrjax.suggest.DEFAULT_METHOD}); "
         f"cyclical bounds {base_lr:.3g} .. {max_lr:.3g}"
     )
 

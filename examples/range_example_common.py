@@ -41,7 +41,9 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def report(result: lrjax.RangeTestResult) -> tuple[float, float]:
     base_lr, max_lr = result.cyclical_bounds()
-    print(f"range test: suggested lr {result.suggest():.3g} (valley); "
+    # The rule suggest() uses without a method: lrjax's default, whichever it is.
+    print(f"range test: suggested lr {result.suggest():.3g} "
+          f"({lrjax.suggest.DEFAULT_METHOD}); "
           f"cyclical bounds {base_lr:.3g} .. {max_lr:.3g}")
     return base_lr, max_lr
 

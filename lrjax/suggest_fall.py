@@ -107,22 +107,54 @@ def read_fall(lrs: ArrayLike, losses: ArrayLike, fraction: float | None = None,
         raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}.")
     steps = lrs.size if num_steps is None else int(num_steps)
     width = max(1, round(_HALF_WIDTH_FRACTION * steps)) if half_width is None else half_width
-    fall = _find_fall(losses, steps, width)
+    # The rule's windows are shares of a log-spaced ramp's steps (decades): read a curve of
+    # another spacing (mode="linear") on the log-spaced ramp with the same ends.
+    grid = _log_grid(lrs)
+    fall = _find_fall(_on_grid(grid, lrs, losses), steps, width)
     if isinstance(fall, str):
         return Reading(float(lrs[0]), fall)
     smooth, start, bottom = fall
     level = start - fraction * (start - float(smooth[bottom]))
     above = np.flatnonzero(smooth[:bottom] > level)
-    index = int(above[-1]) + 1 if above.size else 0
+    index = _tested(grid, lrs, int(above[-1]) + 1 if above.size else 0)
+    bottom = _tested(grid, lrs, bottom)
     if train_steps is None:
         return Reading(float(lrs[index]), None)
     if train_losses is not None:
         # The training curve's minimum ends what the ramp could train (its time).
-        train_fall = _find_fall(np.asarray(train_losses, np.float64), steps, width)
-        bottom = bottom if isinstance(train_fall, str) else train_fall[2]
+        train_losses = _on_grid(grid, lrs, np.asarray(train_losses, np.float64))
+        train_fall = _find_fall(train_losses, steps, width)
+        bottom = bottom if isinstance(train_fall, str) else _tested(grid, lrs, train_fall[2])
     # The constant rate that trains as long (sum of the rates) as the ramp at that minimum.
     matched = float(np.sum(lrs[: bottom + 1])) / train_steps
     return Reading(float(max(lrs[0], min(lrs[index], matched))), None)
+
+
+def _log_grid(lrs: np.ndarray) -> np.ndarray | None:
+    """The log-spaced ramp with ``lrs``' ends and length, or None when ``lrs`` is one."""
+    steps = np.diff(np.log(lrs))
+    if steps.size < 2 or np.ptp(steps) <= 1e-2 * np.mean(steps):  # float32 rounding passes
+        return None
+    return np.geomspace(lrs[0], lrs[-1], lrs.size)
+
+
+def _on_grid(grid: np.ndarray | None, lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
+    """``losses`` interpolated (in log rate) onto ``grid``, NaN past the last finite point."""
+    if grid is None:
+        return losses
+    n = _finite_length(losses)
+    out = np.full(grid.size, np.nan)
+    inside = grid <= lrs[max(n, 1) - 1] * (1 + 1e-12)
+    if n:
+        out[inside] = np.interp(np.log(grid[inside]), np.log(lrs[:n]), losses[:n])
+    return out
+
+
+def _tested(grid: np.ndarray | None, lrs: np.ndarray, index: int) -> int:
+    """The index into ``lrs`` of the first tested rate at or above ``grid[index]``."""
+    if grid is None:
+        return index
+    return min(int(np.searchsorted(lrs, grid[index] * (1 - 1e-12))), lrs.size - 1)
 
 
 def smoothed_start(losses: np.ndarray, steps: int, width: int) -> tuple[np.ndarray, int, float] | str:

@@ -10,7 +10,9 @@ import jax
 import numpy as np
 import pytest
 
+import lrjax
 from lrjax import digits
+from lrjax.suggest import DEFAULT_METHOD
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,6 +125,7 @@ def test_find_lr_flax_example_trains_to_high_accuracy(optimizer):
     assert bounds and 0 < float(bounds[1]) < float(bounds[2])
     accuracy = float(re.search(r"test accuracy: (\S+)", completed.stdout)[1])
     assert accuracy > 0.9, completed.stdout
+    assert f"({DEFAULT_METHOD}); cyclical bounds" in completed.stdout  # the rule used
 
 
 @pytest.mark.parametrize("example", ["find_lr_linen", "find_lr_nnx", "find_lr_equinox"])
@@ -140,3 +143,22 @@ def test_range_test_model_examples_train_to_high_accuracy(example):
     assert bounds and 0 < float(bounds[1]) < float(bounds[2]) <= 10.0
     accuracy = float(re.search(r"test accuracy: (\S+)", completed.stdout)[1])
     assert accuracy > 0.85, completed.stdout
+
+
+def test_examples_name_the_rule_their_suggestion_used(capsys, monkeypatch):
+    # suggest() without a method uses lrjax's default rule (fall), not valley: the
+    # examples print the rule actually used beside the suggestion.
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    from range_example_common import report
+
+    lrs = np.logspace(-6, 0, 61)
+    curve = 2 - np.tanh(np.log10(lrs) + 3)
+    result = lrjax.RangeTestResult(lrs=lrs.astype(np.float32), losses=curve.astype(np.float32),
+                                   smoothed_losses=curve.astype(np.float32), diverged_at=None,
+                                   settings={"mode": "exp", "num_steps": 61, "min_lr": 1e-6,
+                                             "max_lr": 1.0})
+    report(result)
+    out = capsys.readouterr().out
+    assert f"suggested lr {result.suggest():.3g} ({DEFAULT_METHOD});" in out, out
+    source = (ROOT / "examples" / "find_lr_flax.py").read_text()
+    assert "(valley)" not in source and "DEFAULT_METHOD" in source
