@@ -17,6 +17,7 @@ construction, never as a NaN or an obscure error at update time.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any
@@ -27,9 +28,11 @@ import numpy as np
 __all__ = [
     "FLOAT32_MAX",
     "MAX_COUNT",
+    "as_prng_key",
     "check_flag",
     "check_static",
     "check_steps",
+    "check_transformation",
     "check_value",
     "concrete_float",
     "is_traced",
@@ -206,6 +209,75 @@ def check_steps(name: str, value: Any, minimum: int = 1, maximum: int = MAX_COUN
         top = "2**31 - 1" if maximum == MAX_COUNT else str(maximum)
         raise ValueError(f"{name} must be in [{minimum}, {top}], got {value!r}.")
     return int(number)
+
+
+@functools.lru_cache(maxsize=16)
+def _seed_key(seed: int) -> jax.Array:
+    return jax.random.key(seed)  # cached: creating a key is an eager device op
+
+
+def as_prng_key(key: Any, name: str = "key") -> jax.Array:
+    """A PRNG key argument as a typed JAX key: the one key check of every entry point.
+
+    Accepted: None (seed 0), a Python or numpy int seed in ``[-2**63, 2**63)``, a typed
+    key (``jax.random.key(...)``, shape ``()``), or a raw ``uint32`` key of shape ``(2,)``
+    (``jax.random.PRNGKey(...)``; wrapped with ``jax.random.wrap_key_data``, the same bits).
+
+    Args:
+      name: the argument's name, quoted in messages.
+      key: the argument.
+
+    Returns:
+      A typed PRNG key of shape ``()``.
+
+    Raises:
+      TypeError: anything else (a bool, float, str, a key array of several keys, ...).
+      ValueError: an int seed outside 64 bits.
+
+    Example:
+      >>> as_prng_key(3).shape
+      ()
+    """
+    if key is None or (isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_))):
+        seed = 0 if key is None else int(key)
+        if not -(2**63) <= seed < 2**63:
+            raise ValueError(f"{name}: an int seed must fit in 64 bits (-2**63 <= seed < 2**63), "
+                             f"got {seed}.")
+        return _seed_key(seed)
+    if isinstance(key, (jax.Array, np.ndarray)):
+        dtype = key.dtype
+        if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and key.shape == ():
+            return key
+        if dtype == np.uint32 and key.shape == (2,):
+            return jax.random.wrap_key_data(key)
+        raise TypeError(f"{name} must be an int seed or a single JAX PRNG key (typed, shape (); "
+                        f"or raw uint32 of shape (2,)), got an array of dtype {dtype} and shape "
+                        f"{key.shape}.")
+    raise TypeError(f"{name} must be an int seed in [-2**63, 2**63), a jax.random.key(...) or a "
+                    f"raw jax.random.PRNGKey(...), got {type(key).__name__} {key!r:.60}.")
+
+
+def check_transformation(name: str, value: Any) -> Any:
+    """``value`` if it is an optax ``GradientTransformation``; else a ``TypeError``.
+
+    For what an optimizer factory returned: anything with callable ``init`` and ``update``
+    passes (optax's transformations, their subclasses and look-alikes).
+
+    Args:
+      name: what produced ``value``, quoted in the message (e.g. ``"optimizer_fn(hparams)"``).
+      value: the factory's return value.
+
+    Returns:
+      ``value`` unchanged.
+
+    Example:
+      >>> import optax
+      >>> tx = check_transformation("optimizer(learning_rate=...)", optax.sgd(0.1))
+    """
+    if callable(getattr(value, "init", None)) and callable(getattr(value, "update", None)):
+        return value
+    raise TypeError(f"{name} must return an optax GradientTransformation (with init and "
+                    f"update), got {type(value).__name__} {value!r:.60}.")
 
 
 def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:

@@ -30,6 +30,7 @@ from lrjax._engine.data import (
     _resolve_mesh,
     _stacked_steps,
 )
+from lrjax._checks import check_transformation
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
 from lrjax._engine.execution import check_execution
 from lrjax.range_program import _cache_key, _programs, _Programs, _Static  # noqa: F401
@@ -104,7 +105,7 @@ def _check_options(smoothing: Any, diverge_threshold: Any, accumulation_steps: i
 
 
 # --------------------------------------------------------------------------------------
-# Callables and keys.
+# Callables.
 # --------------------------------------------------------------------------------------
 def _memo(what: str, fn: Any, name: str, compute: Callable[[], Any]) -> Any:
     """``compute()`` cached in the engine's cache per ``(what, fn, name)``.
@@ -128,31 +129,6 @@ def _inspect_accepts(factory: Any, name: str) -> bool:
     return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
-@functools.lru_cache(maxsize=16)
-def _seed_key(seed: int) -> jax.Array:
-    return jax.random.key(seed)  # cached: creating a key is an eager device op
-
-
-def _is_seed(key: Any) -> bool:
-    return key is None or (isinstance(key, (int, np.integer)) and not isinstance(key, bool))
-
-
-def _as_key(key: Any) -> jax.Array:
-    """``key`` as a PRNG key: None (0), an int seed in int64 range, or a JAX key."""
-    if _is_seed(key):
-        seed = 0 if key is None else int(key)
-        if not -(2**63) <= seed < 2**63:
-            raise ValueError(f"key: an int seed must fit in 64 bits (-2**63 <= seed < 2**63), "
-                             f"got {seed}.")
-        return _seed_key(seed)
-    if isinstance(key, jax.Array) and (
-            jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()
-            or key.dtype == jnp.uint32 and key.ndim == 1):
-        return key
-    raise TypeError("key must be an int seed, a jax.random.key(...) or a raw "
-                    f"jax.random.PRNGKey(...), got {type(key).__name__} {key!r:.60}.")
-
-
 def _check_callables(loss_fn: Any, optimizer: Any, init_fn: Any, progress: Any) -> None:
     if isinstance(optimizer, optax.GradientTransformation):
         raise TypeError("optimizer must be a factory taking learning_rate (e.g. optax.adam), "
@@ -162,9 +138,24 @@ def _check_callables(loss_fn: Any, optimizer: Any, init_fn: Any, progress: Any) 
             raise TypeError(f"{name} must be callable, got {type(value).__name__}.")
     if not _accepts(optimizer, "learning_rate"):
         raise ValueError("optimizer must accept a `learning_rate` keyword argument.")
+    _memo("returns", optimizer, "learning_rate", functools.partial(_check_returns, optimizer))
     for name, value in (("init_fn", init_fn), ("progress", progress)):
         if value is not None and not callable(value):
             raise TypeError(f"{name} must be callable or None, got {type(value).__name__}.")
+
+
+def _check_returns(optimizer: Any) -> bool:
+    """Whether ``optimizer(learning_rate=1e-3)`` builds a transformation (once per factory).
+
+    A factory that cannot be called so on the host (it needs a swept argument, or reads the
+    rate as a schedule) is not judged here: its own error comes when the program is traced.
+    """
+    try:
+        tx = optimizer(learning_rate=1e-3)
+    except Exception:  # noqa: BLE001  not callable this way: the trace reports it
+        return False
+    check_transformation("optimizer(learning_rate=...)", tx)
+    return True
 
 
 # --------------------------------------------------------------------------------------

@@ -39,13 +39,54 @@ def _encode(values: np.ndarray) -> dict:
     return {"dtype": str(values.dtype), "shape": list(values.shape), "data": flat}
 
 
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
 def _decode(name: str, blob: Any) -> np.ndarray:
+    """An array of :func:`_encode`: a float dtype, a shape of sizes >= 0, a flat list of
+    numbers (non-finite ones as ``"nan"``, ``"inf"``, ``"-inf"``) of the shape's size."""
+    need = (f"{name}: not an encoded array ({{dtype: a float dtype, shape: a list of "
+            "sizes, data: a flat list of numbers}})")
+    if not isinstance(blob, Mapping) or not all(k in blob for k in ("dtype", "shape", "data")):
+        raise ValueError(f"{need}; got {type(blob).__name__}.")
     try:
-        flat = [float(v) for v in blob["data"]]
-        return np.asarray(flat, np.float64).astype(blob["dtype"]).reshape(blob["shape"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{name}: not an encoded array ({{dtype, shape, data}}): {error}"
-                         ) from None
+        dtype = np.dtype(blob["dtype"]) if isinstance(blob["dtype"], str) else None
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind != "f":
+        raise ValueError(f"{need}: dtype {blob['dtype']!r:.40} is not a float dtype.")
+    shape, data = blob["shape"], blob["data"]
+    if not isinstance(shape, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise ValueError(f"{need}: shape {shape!r:.60} is not a list of sizes >= 0.")
+    if not isinstance(data, list) or len(data) != math.prod(shape):
+        raise ValueError(f"{need}: data must be a list of {math.prod(shape)} numbers (the "
+                         f"shape's size), got {type(data).__name__}"
+                         + (f" of {len(data)}." if isinstance(data, list) else "."))
+    flat = []
+    for v in data:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            flat.append(float(v))
+        elif isinstance(v, str) and v in _NON_FINITE:
+            flat.append(_NON_FINITE[v])
+        else:
+            raise ValueError(f"{need}: data holds {v!r:.40}, not a number.")
+    return np.asarray(flat, np.float64).astype(dtype).reshape(shape)
+
+
+def _regular(items: list) -> bool:
+    """Whether nested lists are rectangular (numpy would otherwise build a ragged array)."""
+    try:
+        np.asarray(items, dtype=np.float64)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _step_or_never(value: Any, num_steps: int) -> bool:
+    """An int in ``[-1, num_steps)`` (``-1``: the curve never diverged)."""
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+            and -1 <= value < num_steps)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -298,8 +339,8 @@ class RangeTestResult:
         missing = [k for k in ("lrs", "losses", "smoothed_losses", "diverged_at") if k not in blob]
         if missing:
             raise ValueError(f"not a range test result: missing keys {missing}.")
-        arrays = {name: None if blob.get(name) is None else _decode(name, blob[name])
-                  for name in _ARRAY_FIELDS}
+        arrays = {name: None if name == "val_losses" and blob.get(name) is None
+                  else _decode(name, blob[name]) for name in _ARRAY_FIELDS}
         lrs, losses = arrays["lrs"], arrays["losses"]
         if lrs.ndim != 1 or lrs.size < 2:
             raise ValueError(f"lrs must be 1-D with >= 2 steps, got shape {lrs.shape}.")
@@ -312,20 +353,38 @@ class RangeTestResult:
         diverged = blob["diverged_at"]
         batch_shape = losses.shape[:-1]
         if isinstance(diverged, list):
-            diverged = np.asarray(diverged, dtype=np.int64)
-            if diverged.shape != batch_shape:
-                raise ValueError(f"diverged_at has shape {diverged.shape}, the curves "
-                                 f"{batch_shape}.")
-        elif diverged is not None and (isinstance(diverged, bool) or not isinstance(diverged, int)
-                                       or batch_shape):
-            raise ValueError(f"diverged_at must be an int, null or a list shaped like the "
-                             f"curves {batch_shape}, got {diverged!r}.")
-        axes = tuple(blob.get("batch_axes", ()))
+            items = np.asarray(diverged, dtype=object) if _regular(diverged) else None
+            if items is None or items.shape != batch_shape or not all(
+                    _step_or_never(v, lrs.size) for v in items.reshape(-1)):
+                raise ValueError(f"diverged_at must be a list shaped like the curves "
+                                 f"{batch_shape} of steps in [-1, {lrs.size - 1}] (-1: never), "
+                                 f"got {diverged!r:.80}.")
+            diverged = items.astype(np.int64)
+        elif diverged is not None and (batch_shape or not _step_or_never(diverged, lrs.size)
+                                       or diverged < 0):
+            raise ValueError(f"diverged_at must be an int step in [0, {lrs.size - 1}], null or a "
+                             f"list shaped like the curves {batch_shape}, got {diverged!r:.80}.")
+        axes = blob.get("batch_axes", [])
+        if not isinstance(axes, (list, tuple)) or not all(isinstance(a, str) for a in axes):
+            raise ValueError(f"batch_axes must be a list of names, got {axes!r:.80}.")
+        axes = tuple(axes)
         if len(axes) != len(batch_shape):
             raise ValueError(f"batch_axes {list(axes)} do not name the curves' axes "
                              f"{batch_shape}.")
+        settings = blob.get("settings", {})
+        settings = {} if settings is None else settings
+        if not isinstance(settings, Mapping):
+            raise ValueError(f"settings must be an object (name -> value), got "
+                             f"{type(settings).__name__}.")
+        sweep = blob.get("sweep")
+        if sweep is not None and not (isinstance(sweep, Mapping) and all(
+                isinstance(k, str) and isinstance(v, list) and v and all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                for k, v in sweep.items())):
+            raise ValueError(f"sweep must be null or an object name -> non-empty list of "
+                             f"numbers, got {sweep!r:.80}.")
         return cls(**arrays, diverged_at=diverged, batch_axes=axes,
-                   sweep=blob.get("sweep"), settings=dict(blob.get("settings", {})))
+                   sweep=None if sweep is None else dict(sweep), settings=dict(settings))
 
     def to_json(self, **kwargs: Any) -> str:
         """Strict JSON (NaN/inf stored as strings); ``kwargs`` go to ``json.dumps``."""
@@ -335,7 +394,17 @@ class RangeTestResult:
     @classmethod
     def from_json(cls, text: str) -> RangeTestResult:
         """Reads :meth:`to_json`'s output; a ValueError says what is wrong with bad input."""
-        return cls.from_dict(json.loads(text))
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise TypeError(f"text must be the JSON text of to_json(), got {type(text).__name__}.")
+        try:
+            blob = json.loads(text)
+        except RecursionError:
+            raise ValueError("not a range test result: the JSON is nested too deeply to read."
+                             ) from None
+        try:
+            return cls.from_dict(blob)
+        except RecursionError:
+            raise ValueError("not a range test result: the JSON is nested too deeply.") from None
 
     def plot(self, ax: Any = None) -> Any:
         """Plots the curves (needs matplotlib); see ``lrjax.plot_range_test``."""

@@ -92,18 +92,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrjax._engine.model import PureModel
 from lrjax._engine.data import _data_form, _place, _stack_chunk, _take
-from lrjax.range_plan import (  # noqa: F401  (_cache_key .. _seed_key: used by snapshots.py)
+from lrjax.range_plan import (  # noqa: F401  (_cache_key: kept for importers)
     _adapt,
-    _as_key,
     _cache_key,
     _check_callables,
     _check_options,
     _check_ramp,
     _check_sweep,
-    _is_seed,
     _make_plan,
     _Plan,
-    _seed_key,
     _static_points,
 )
 from lrjax.range_program import (
@@ -118,6 +115,7 @@ from lrjax.range_program import (
     _unpack,
 )
 from lrjax.range_result import RangeTestResult
+from lrjax._checks import as_prng_key, check_flag
 from lrjax._engine.execution import check_execution, run_host
 from lrjax._engine.step import LossFn, OptimizerFactory, PyTree
 
@@ -252,11 +250,12 @@ def range_test(
     lo, hi = _check_ramp(min_lr, max_lr, num_steps, mode)
     beta, threshold = _check_options(smoothing, diverge_threshold, accumulation_steps,
                                      chunk_size, num_seeds)
-    key = _as_key(key)
+    key = as_prng_key(key)
+    has_aux, stochastic = check_flag("has_aux", has_aux), check_flag("stochastic", stochastic)
     _check_callables(loss_fn, optimizer, init_fn, progress)
     check_execution(execution)
-    options = dict(mode=mode, num_steps=int(num_steps), has_aux=bool(has_aux),
-                   has_state=state is not None, stochastic=bool(stochastic),
+    options = dict(mode=mode, num_steps=int(num_steps), has_aux=has_aux,
+                   has_state=state is not None, stochastic=stochastic,
                    accumulation_steps=int(accumulation_steps), num_seeds=num_seeds,
                    chunk_size=chunk_size, mesh=mesh, data_axis=data_axis, execution=execution)
     model = _adapt(loss_fn, params, state, options, eval_fn)

@@ -239,6 +239,7 @@ def search(
     report = progress_reporter(progress)
     if grid_points is not None and method != "grid":
         raise ValueError("grid_points is only for method='grid'.")
+    search_optuna.check_storage(storage, study_name)
     root = root_key(key)
     seed = host_seed(root)
     use_optuna = storage is not None or not isinstance(method, str) \

@@ -111,8 +111,32 @@ def make_sampler(method: Any, space: Mapping[str, Dimension], seed: int,
     raise AssertionError(method)
 
 
+def check_storage(storage: Any, study_name: Any = None) -> None:
+    """Refuses a ``storage`` Optuna cannot open, and a ``study_name`` that is not a str,
+    before anything is compiled.
+
+    Accepted: None, a storage URL string (``"sqlite:///search.db"``), a journal file path
+    (a str without ``://`` or an ``os.PathLike``), or an ``optuna.storages.BaseStorage``.
+    """
+    if study_name is not None and not isinstance(study_name, str):
+        raise TypeError(f"study_name must be a str or None, got {type(study_name).__name__} "
+                        f"{study_name!r:.60}.")
+    if storage is None or isinstance(storage, (str, os.PathLike)):
+        if isinstance(storage, str) and not storage.strip():
+            raise ValueError("storage must be a storage URL or a journal file path, got an "
+                             "empty string.")
+        return
+    optuna = sys.modules.get("optuna")  # a storage object exists only if Optuna is loaded
+    if optuna is not None and isinstance(storage, optuna.storages.BaseStorage):
+        return
+    raise TypeError("storage must be an Optuna storage URL (e.g. 'sqlite:///search.db'), a "
+                    "journal file path or an optuna.storages.BaseStorage, got "
+                    f"{type(storage).__name__} {storage!r:.60}.")
+
+
 def open_study(storage: Any, study_name: str | None, direction: str, sampler: Any) -> Any:
     """Create or load (``load_if_exists``) the study; a path without ``://`` is a journal file."""
+    check_storage(storage, study_name)
     optuna = require_optuna("storage=")
     if isinstance(storage, (str, os.PathLike)) and "://" not in str(storage):
         journal = optuna.storages.journal

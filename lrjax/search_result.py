@@ -93,21 +93,58 @@ class SearchResult:
 
     @classmethod
     def from_json(cls, source: str | os.PathLike) -> SearchResult:
-        """Read :meth:`to_json`'s text, or a file holding it."""
-        text = str(source)
-        if not text.lstrip().startswith("{"):
+        """Read :meth:`to_json`'s text, or a file holding it.
+
+        A str starting with ``{`` or ``[`` is JSON text, any other str or path a file. The
+        JSON must be an object with ``format`` ``"lrjax.SearchResult/1"``, ``objective``,
+        ``direction``, ``method``, ``space`` and ``trials``, as :meth:`to_json` writes it;
+        anything else is a ``ValueError`` saying what is missing.
+        """
+        if isinstance(source, os.PathLike) or (
+                isinstance(source, str) and not source.lstrip().startswith(("{", "["))):
             with open(source, encoding="utf-8") as file:
                 text = file.read()
-        payload = json.loads(text)
-        if payload.get("format") != "lrjax.SearchResult/1":
-            raise ValueError("not a SearchResult JSON (missing format 'lrjax.SearchResult/1').")
-        return cls(
-            trials=payload["trials"],
-            space=space_from_spec(payload["space"]),
-            objective=payload["objective"],
-            direction=payload["direction"],
-            method=payload["method"],
-        )
+        elif isinstance(source, str):
+            text = source
+        else:
+            raise TypeError("source must be JSON text or a path to a JSON file, got "
+                            f"{type(source).__name__}.")
+        try:
+            payload = json.loads(text)
+        except RecursionError:
+            raise ValueError("not a SearchResult JSON: nested too deeply to read.") from None
+        return cls._from_payload(payload)
+
+    @classmethod
+    def _from_payload(cls, payload: Any) -> SearchResult:
+        need = "a SearchResult JSON must be an object with format 'lrjax.SearchResult/1', "\
+               "objective, direction, method, space and trials"
+        if not isinstance(payload, dict) or payload.get("format") != "lrjax.SearchResult/1":
+            raise ValueError(f"not a SearchResult JSON (missing format 'lrjax.SearchResult/1'): "
+                             f"{need}; got {type(payload).__name__}.")
+        missing = [k for k in ("objective", "direction", "method", "space", "trials")
+                   if k not in payload]
+        if missing:
+            raise ValueError(f"{need}; missing {missing}.")
+        for name in ("objective", "method"):
+            if not isinstance(payload[name], str):
+                raise ValueError(f"{need}: {name} must be a string, got {payload[name]!r:.60}.")
+        if payload["direction"] not in ("minimize", "maximize"):
+            raise ValueError(f"{need}: direction must be 'minimize' or 'maximize', got "
+                             f"{payload['direction']!r:.60}.")
+        spec = payload["space"]
+        if not isinstance(spec, dict) or not all(isinstance(item, dict) for item in spec.values()):
+            raise ValueError(f"{need}: space must map names to {{kind, ...}} objects.")
+        try:
+            space = space_from_spec(spec)
+        except (KeyError, TypeError, ValueError) as error:
+            kinds = sorted({str(item.get("kind")) for item in spec.values()})
+            raise ValueError(f"{need}: space must map names to objects of kind 'uniform' or "
+                             "'log_uniform' (with low and high) or 'choice' (with values); got "
+                             f"kinds {kinds}: {type(error).__name__} {error}") from None
+        return cls(trials=_check_trials(payload["trials"], need), space=space,
+                   objective=payload["objective"], direction=payload["direction"],
+                   method=payload["method"])
 
     def plot(self, path: str | os.PathLike | None = None) -> Any:
         """Objective against each hyperparameter (log axes for log spaces) and best so far.
@@ -179,6 +216,30 @@ class SearchResult:
         return (f"SearchResult(method={self.method!r}, trials={len(self.trials)}, "
                 f"objective={self.objective!r}, best_value={self.best_value:.6g}, "
                 f"best_params={self.best_params})")
+
+
+def _check_trials(trials: Any, need: str) -> list[dict[str, Any]]:
+    """The ``trials`` of a SearchResult JSON, checked for what the result reads of them."""
+    if not isinstance(trials, list):
+        raise ValueError(f"{need}: trials must be a list, got {type(trials).__name__}.")
+    for i, trial in enumerate(trials):
+        problem = None
+        if not isinstance(trial, dict):
+            problem = f"is a {type(trial).__name__}, not an object"
+        elif not all(k in trial for k in ("number", "params", "value", "metrics", "state")):
+            problem = "needs number, params, value, metrics and state"
+        elif trial["state"] not in (COMPLETE, FAIL, PRUNED):
+            problem = f"has state {trial['state']!r:.40}, not complete, fail or pruned"
+        elif isinstance(trial["number"], bool) or not isinstance(trial["number"], int):
+            problem = f"has number {trial['number']!r:.40}, not an int"
+        elif not isinstance(trial["params"], dict) or not isinstance(trial["metrics"], dict):
+            problem = "needs params and metrics as objects"
+        elif trial["value"] is not None and (isinstance(trial["value"], bool) or not isinstance(
+                trial["value"], (int, float)) or not math.isfinite(trial["value"])):
+            problem = f"has value {trial['value']!r:.40}, not a finite number or null"
+        if problem is not None:
+            raise ValueError(f"{need}: trial {i} {problem}.")
+    return trials
 
 
 def make_trial(number: int, params: dict, metrics: dict[str, float], objective: str,

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lrjax._checks import as_prng_key
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
 from lrjax._engine.execution import run_host_interleaved
 from lrjax.search_train import HostPrograms, TrainFn
@@ -36,15 +37,9 @@ PyTree = Any
 
 
 def root_key(key: Any) -> jax.Array:
-    """The search's root PRNG key from an int seed or a JAX key (typed or raw uint32)."""
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.key(int(key))
-    if isinstance(key, jax.Array):
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-            return key
-        if key.dtype == jnp.uint32 and key.shape == (2,):
-            return jax.random.wrap_key_data(key)
-    raise TypeError(f"key must be an int seed or a single JAX PRNG key, got {key!r}.")
+    """The search's root PRNG key: :func:`lrjax._checks.as_prng_key` (an int seed in
+    ``[-2**63, 2**63)``, None for 0, or a JAX key, typed or raw uint32 of shape (2,))."""
+    return as_prng_key(key)
 
 
 def host_seed(key: jax.Array) -> int:

@@ -42,9 +42,9 @@ from lrjax._engine.data import (
     _stack_chunk,
     _stacked_steps,
 )
-from lrjax.range_test import _check_callables, _is_seed, _seed_key
+from lrjax.range_test import _check_callables
 from lrjax.schedules import _cosine_interpolate, _float_dtype, _integer_count
-from lrjax._checks import check_flag, check_steps, check_value
+from lrjax._checks import as_prng_key, check_flag, check_steps, check_value
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
 from lrjax._engine.execution import (
     check_execution,
@@ -636,6 +636,7 @@ def train_snapshots(
     elif not callable(schedule):
         raise ValueError(f"schedule must be an optax schedule (callable), got {schedule!r}.")
     has_aux, stochastic = check_flag("has_aux", has_aux), check_flag("stochastic", stochastic)
+    key = as_prng_key(key)
     ends = _resolve_ends(num_steps, num_cycles, schedule, cycle_ends)
     kept = ends[num_cycles - (keep_last or num_cycles):]
     slots = np.full(num_steps, -1, np.int32)
@@ -654,7 +655,6 @@ def train_snapshots(
                            (model.params, model.state))
     if mesh is not None:  # params and state replicated, the batch sharded
         trained = jax.device_put(trained, NamedSharding(mesh, PartitionSpec()))
-    key = _seed_key(0 if key is None else int(key)) if _is_seed(key) else key
     value = np.asarray(0.0 if init_value is None else init_value, np.float32)  # a runtime input
     args = (*trained, stacked, slots, value, key)
     execution = programs.choose(execution, *args)

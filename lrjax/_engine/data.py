@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
@@ -49,6 +50,45 @@ def _data_form(data: Any) -> str:
     return "iterable"
 
 
+def _numeric(leaf: Any) -> bool:
+    """Whether ``leaf`` holds numbers JAX can compute with (numeric, bool or a PRNG key)."""
+    if isinstance(leaf, (bool, int, float, complex)):
+        return True
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None:
+        return False
+    try:
+        return bool(jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)
+                    or jnp.issubdtype(dtype, jax.dtypes.prng_key))
+    except TypeError:
+        return False
+
+
+def check_numeric_leaves(name: str, tree: PyTree) -> None:
+    """Refuses a leaf of ``tree`` that is not numeric or bool (str, object, datetime, ...).
+
+    The one dtype check of the range test, :func:`lrjax.train_snapshots` and
+    :func:`lrjax.make_train_fn`: without it such a leaf fails deep inside JAX with the repr
+    of an internal function. The message names the leaf by its path in ``tree``.
+
+    Args:
+      name: the argument's name (``"data"``), quoted with the leaf's path.
+      tree: the pytree to check.
+
+    Raises:
+      TypeError: a leaf whose dtype is not numeric or bool.
+    """
+    if all(map(_numeric, jax.tree.leaves(tree))):
+        return
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if not _numeric(leaf):
+            dtype = getattr(leaf, "dtype", None)
+            what = f"dtype {dtype}" if dtype is not None else f"a {type(leaf).__name__}"
+            raise TypeError(f"{name}{jax.tree_util.keystr(path)} has {what}: only numeric and "
+                            "bool arrays can be trained on (encode strings or objects as "
+                            "numbers first).")
+
+
 def _check_array_leaves(name: str, tree: PyTree, min_ndim: int) -> list:
     leaves = jax.tree.leaves(tree)
     if not leaves:
@@ -60,6 +100,7 @@ def _check_array_leaves(name: str, tree: PyTree, min_ndim: int) -> list:
                 f"{name} must contain arrays with at least {min_ndim} axes, got "
                 f"{type(leaf).__name__} of shape {np.shape(leaf)}."
             )
+    check_numeric_leaves(name, tree)
     return leaves
 
 
@@ -84,6 +125,8 @@ def _pull(iterator: Iterator, count: int, needed: int, pulled: int) -> list:
     batches = list(itertools.islice(iterator, count))
     if pulled == 0 and not batches:
         raise ValueError("data is empty: the iterable yielded no batches.")
+    for index, batch in enumerate(batches):
+        check_numeric_leaves(f"data (batch {pulled + index})", batch)
     if len(batches) < min(count, needed - pulled):
         raise ValueError(
             f"data ran out after {pulled + len(batches)} batches; num_steps * accumulation_steps = "
