@@ -118,8 +118,8 @@ CAREFUL_SEEDS = 3
 GRID_LOW, GRID_HIGH = 1e-5, 10.0
 HALVES = (DEV, HELDOUT)
 CALLS = ("default", "careful")
-DEFAULT_RULE = "lrjax default (fall)"
-HINT_RULE = "lrjax fall, train_steps hint"
+DEFAULT_RULE = "lrjax default (fall; peak_lr for schedules)"
+HINT_RULE = "lrjax fall, train_steps hint (peak_lr for schedules)"
 # The main table: (column label, call, rule).
 MAIN_COLUMNS = (("lrjax", "default", DEFAULT_RULE), ("lrjax careful", "careful", HINT_RULE),
                 ("valley", "default", "fastai valley"), ("slide", "default", "fastai slide"),
@@ -178,17 +178,25 @@ def range_tests(problem: Problem) -> tuple[lrjax.RangeTestResult, lrjax.RangeTes
     return default, careful
 
 
-def rules(train_steps: int | None = None) -> dict[str, Callable[[lrjax.RangeTestResult], float]]:
+def rules(train_steps: int | None = None, schedule: str = "constant"
+          ) -> dict[str, Callable[[lrjax.RangeTestResult], float]]:
     """Rule name -> ``result -> lr``: lrjax's default and the peers' rules.
 
-    With ``train_steps`` (a careful user knows how long they will train) lrjax's rule
-    is also read with that hint, ``suggest(train_steps=...)``.
+    lrjax's rule is read as a user would for the problem's schedule: a constant-rate
+    training gets ``suggest()`` and, with ``train_steps`` (a careful user knows how long
+    they will train), ``suggest(train_steps=...)``; a one-cycle or cosine schedule's peak
+    gets ``peak_lr()`` in both columns (the hint is for constant rates). The peers' rules
+    are read the same way for every problem (they have no peak form).
     """
-    out: dict[str, Callable[[lrjax.RangeTestResult], float]] = {
-        DEFAULT_RULE: lambda result: result.suggest()
-    }
-    if train_steps is not None:
-        out[HINT_RULE] = lambda result: result.suggest(train_steps=train_steps)
+    if schedule == "constant":
+        default = lambda result: result.suggest()  # noqa: E731
+        hinted = (None if train_steps is None else
+                  (lambda result: result.suggest(train_steps=train_steps)))
+    else:
+        default = hinted = lambda result: result.peak_lr()  # noqa: E731
+    out: dict[str, Callable[[lrjax.RangeTestResult], float]] = {DEFAULT_RULE: default}
+    if hinted is not None:
+        out[HINT_RULE] = hinted
     for method in ("valley", "slide", "steep", "minimum"):
         out[f"fastai {method}"] = functools.partial(_read, method=method)
     out["torch-lr-finder steepest"] = functools.partial(_read, method="steepest")
@@ -199,14 +207,14 @@ def _read(result: lrjax.RangeTestResult, method: str) -> float:
     return result.suggest(method)
 
 
-def read_rules(results: dict[str, lrjax.RangeTestResult], train_steps: int
-               ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[str]]]]:
+def read_rules(results: dict[str, lrjax.RangeTestResult], train_steps: int,
+               schedule: str = "constant") -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[str]]]]:
     """Every rule on every call: suggestions and the warnings each emitted."""
     suggestions: dict[str, dict[str, float]] = {}
     warned: dict[str, dict[str, list[str]]] = {}
     for call, result in results.items():
         suggestions[call], warned[call] = {}, {}
-        for name, rule in rules(train_steps).items():
+        for name, rule in rules(train_steps, schedule).items():
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 suggestions[call][name] = float(rule(result))
@@ -271,7 +279,7 @@ def run_problem(problem: Problem, grid: int, train_seeds: int) -> Outcome:
     best = problem.best_score(grid_scores)
     grid_quality = problem.quality(grid_scores, best)
     results = dict(zip(CALLS, range_tests(problem)))
-    suggestions, warned = read_rules(results, problem.train_steps)
+    suggestions, warned = read_rules(results, problem.train_steps, problem.schedule)
     flat = [(call, name, lr) for call, row in suggestions.items() for name, lr in row.items()]
     lrs = np.full(grid, grid_lrs[0], np.float32)  # padded to the grid's length: no recompile
     qualities: dict[str, dict[str, float]] = {call: {} for call in suggestions}
@@ -298,7 +306,7 @@ def rescore(blob: dict) -> Outcome:
     meta = blob["meta"]
     grid_lrs = np.asarray(blob["grid_lrs"], np.float64)
     grid_quality = np.asarray(blob["grid_quality"], np.float64)
-    suggestions, warned = read_rules(results, meta["train_steps"])
+    suggestions, warned = read_rules(results, meta["train_steps"], meta["schedule"])
     qualities = {call: {name: interpolated_quality(grid_lrs, grid_quality, lr)
                         for name, lr in row.items()} for call, row in suggestions.items()}
     return Outcome(meta, grid_lrs, np.asarray(blob["grid_scores"], np.float64), grid_quality,

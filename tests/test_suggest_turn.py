@@ -174,12 +174,18 @@ def ref_time_matched(lrs, train, train_steps):
 
 
 @pytest.mark.parametrize("train_steps", [20, 2000, 10**7])
-def test_train_steps_hint_caps_the_turn_by_the_time_matched_rate(train_steps):
+def test_train_steps_hint_does_not_cap_a_validation_turn(train_steps):
+    """The turn keeps its 3/4-fall ceiling and no time cap, whatever the training length:
+    on the finder benchmark's development half the time cap lowered the careful call on 3 of
+    10 problems and raised it on none (benchmarks/finder_quality.py)."""
     train, val = train_curve(0), val_curve(0, turn_at=-1.0)
     got = result(train, val).suggest(train_steps=train_steps)
-    want = max(LRS[0], min(capped(ref_turn(LRS, val), val),
-                           ref_time_matched(LRS, train, train_steps)))
+    want = max(LRS[0], capped(ref_turn(LRS, val), val))
     assert got == pytest.approx(want)
+    assert got == pytest.approx(result(train, val).suggest())
+    # The time cap would have cut it for long trainings: the test can tell the two apart.
+    if train_steps == 10**7:
+        assert ref_time_matched(LRS, train, train_steps) < want / 10
 
 
 def test_an_unreadable_validation_curve_falls_back_to_the_training_fall():
