@@ -1,0 +1,67 @@
+"""``RangeTestResult.peak_lr`` (a schedule's peak) and where the ``train_steps`` hint applies.
+
+The factor and the narrowing were chosen on the development half of
+benchmarks/finder_quality.py and reported on its held-out half; these tests pin the rule
+itself against its definition on synthetic curves.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from test_readability import pure_noise, range_curve, result_of
+
+import lrjax
+from lrjax.suggest_result import PEAK_FACTOR
+
+
+def test_peak_of_a_training_curve_is_twice_the_constant_rate_reading():
+    result = result_of(range_curve(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a readable curve: no warning
+        peak, constant = result.peak_lr(), result.suggest()
+    assert PEAK_FACTOR == 2.0
+    assert peak == pytest.approx(2.0 * constant)
+
+
+def test_peak_of_a_readable_validation_curve_is_the_turn_reading():
+    train, val = range_curve(1), range_curve(2, noise=0.02)
+    result = result_of(train, val)
+    assert result.peak_lr() == pytest.approx(result.suggest())
+    # Without the validation curve the training curve's x2 applies.
+    assert result_of(train).peak_lr() == pytest.approx(2 * result_of(train).suggest())
+
+
+def test_peak_per_curve_and_vote():
+    result = result_of(np.stack([range_curve(s) for s in range(3)]))
+    per_curve = result.peak_lr(per_curve=True)
+    np.testing.assert_allclose(per_curve, 2 * result.suggest(per_curve=True))
+    assert result.peak_lr() == pytest.approx(np.sort(per_curve)[1])  # lower median of 3
+
+
+def test_peak_of_pure_noise_warns_with_the_documented_reading():
+    result = result_of(pure_noise(3))
+    with pytest.warns(lrjax.UnreadableCurveWarning):
+        peak = result.peak_lr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert peak == pytest.approx(2 * result.suggest())
+
+
+def test_hint_is_not_applied_to_an_unreadable_training_curve():
+    """On pure noise the time cap would read a noise dip: suggest(train_steps=T) keeps the
+    plain reading (and warns), whatever T."""
+    result = result_of(pure_noise(4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = result.suggest()
+        for steps in (10, 10_000, 10**7):
+            assert result.suggest(train_steps=steps) == pytest.approx(plain)
+
+
+def test_hint_still_applies_to_a_readable_training_curve():
+    result = result_of(range_curve(5))
+    capped = result.suggest(train_steps=10**7)
+    assert capped < result.suggest() / 10  # a very long training gets a much lower rate
+    assert capped == pytest.approx(lrjax.suggest_fall(result.lrs, result.losses,
+                                                      train_steps=10**7))
