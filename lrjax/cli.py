@@ -26,7 +26,13 @@ import numpy as np
 from lrjax import __version__
 from lrjax import suggest as _suggest
 from lrjax.cli_files import INTERRUPT, UsageError, check_output_paths, write_replacing
-from lrjax.cli_report import can_draw_unicode, format_report, json_payload, read_findings
+from lrjax.cli_report import (
+    can_draw_unicode,
+    format_report,
+    json_payload,
+    read_findings,
+    warning_line,
+)
 from lrjax.suggest import SUGGESTERS
 
 PROGRESS_UPDATES = 10  # chunks of the compiled test, one progress report after each
@@ -210,7 +216,10 @@ def _add_find_command(commands: Any) -> None:
     find.add_argument(
         "--plot",
         metavar="FILE.png",
-        help="save a matplotlib plot (lrjax[plot]); the extension picks the format, .png if none",
+        help=(
+            "save a matplotlib plot (lrjax[plot]); the extension picks the format, .png if "
+            "none; a folder is refused (name a file in it); a symbolic link is written through"
+        ),
     )
     find.add_argument("--json", metavar="FILE.json", help="save the suggestions and the curve")
     find.add_argument("--ascii", action="store_true", help="draw the terminal plot in ASCII")
@@ -492,9 +501,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` of the command: one clean line, no file name or source line."""
+    stream = sys.stderr if file is None else file
+    try:
+        stream.write(f"lrjax: warning: {warning_line(message)}\n")
+    except (OSError, ValueError):  # a closed stream: a warning must not end the command
+        pass
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    with INTERRUPT as interrupt:
+    with INTERRUPT as interrupt, warnings.catch_warnings():
+        warnings.showwarning = _show_warning  # restored on the way out
         try:
             args = parser.parse_args(argv)
             if args.command is None:

@@ -2,9 +2,10 @@
 
 A command's output paths are checked before it trains (:func:`check_output_paths`), so a
 typo costs no compute; the files are written to a temporary file beside the target and
-renamed (:func:`write_replacing`), so Ctrl-C or an error mid-write leaves the old file or
-none, never half of one. :data:`INTERRUPT` remembers a Ctrl-C that code called back from
-C++ (JAX tracing, XLA) may swallow, so the command still stops.
+renamed (:func:`write_replacing`; through a symbolic link, the file it points to), so
+Ctrl-C or an error mid-write leaves the old file or none, never half of one.
+:data:`INTERRUPT` remembers a Ctrl-C that code called back from C++ (JAX tracing, XLA)
+may swallow, so the command still stops.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def plot_formats() -> list[str]:
 def check_output_paths(plot: str | None, json: str | None) -> str | None:
     """Check ``--plot`` and ``--json`` before the run, so a bad path costs no training.
 
-    Refused, naming the option: a folder, a missing folder, an existing file that is not a
+    Refused, naming the option: a folder (``--plot DIR`` too, which would otherwise
+    become ``DIR.png`` beside it), a missing folder, an existing file that is not a
     regular one (a rename would replace a device), a folder that cannot be written, both
     options naming the same file, a plot extension matplotlib cannot write.
 
@@ -56,6 +58,11 @@ def check_output_paths(plot: str | None, json: str | None) -> str | None:
         True
     """
     root, extension = os.path.splitext(plot or "")
+    if plot is not None and os.path.isdir(plot):
+        raise UsageError(
+            f"--plot: {plot!r} is a folder, not a file name; give a file in it, e.g. "
+            f"{os.path.join(plot, 'range_test.png')!r} (the extension picks the format)"
+        )
     if plot is not None and not extension:
         plot += ".png"
     if plot is not None and json is not None and same_file(plot, json):
@@ -88,13 +95,14 @@ def check_writable(option: str, path: str) -> None:
     """Refuse ``path`` unless a file can be written there (tried for real), naming ``option``."""
     if os.path.isdir(path):
         raise UsageError(f"{option}: {path!r} is a folder, not a file name")
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)  # a symbolic link is written through, to its target
+    folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         raise UsageError(f"{option}: the folder of {path!r} does not exist")
-    if os.path.exists(path) and not os.path.isfile(path):
+    if os.path.exists(target) and not os.path.isfile(target):
         # The file is replaced by a rename: never do that to a device or a pipe.
         raise UsageError(f"{option}: {path!r} exists and is not a regular file")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
+    if os.path.exists(target) and not os.access(target, os.W_OK):
         raise UsageError(f"{option}: {path!r} is not writable")
     try:  # the output is written next to its target and renamed: try that folder for real
         handle, probe = tempfile.mkstemp(dir=folder, prefix=".lrjax-check-")
@@ -110,19 +118,21 @@ def write_replacing(
     """Write through ``write(file)`` into a temporary file beside ``path``, then rename it.
 
     The rename is atomic: ``path`` is either its old self or the complete new file, even
-    when Ctrl-C or an error comes in the middle; the temporary file is removed then.
+    when Ctrl-C or an error comes in the middle; the temporary file is removed then. A
+    symbolic link stays one: the file it points to is replaced, as editors do.
     """
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
     handle, temporary = tempfile.mkstemp(
-        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part"
+        dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".part"
     )
     try:
         with (
             open(handle, "w", encoding="utf-8") if text else open(handle, "wb")
         ) as file:
             write(file)
-        _copy_mode(path, temporary)
-        os.replace(temporary, path)
+        _copy_mode(target, temporary)
+        os.replace(temporary, target)
     except OSError as error:
         _remove_quietly(temporary)
         raise UsageError(f"{option}: cannot write {path!r}: {error.strerror}") from error

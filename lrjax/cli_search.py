@@ -2,8 +2,9 @@
 
 Each trial trains the digits MLP of :mod:`lrjax.digits` with AdamW on a cosine schedule
 (``--steps`` steps); the search tunes the peak learning rate, the weight decay and Adam's
-``b1``, and minimizes the loss on the held-out test images. Trials run ``--batch-size``
-at a time in one compiled program (:func:`lrjax.search`).
+``b1``, and minimizes the loss on the held-out test images. Trials run
+``--trials-per-program`` at a time in one compiled program (:func:`lrjax.search`'s
+``batch_size``; ``--batch-size``, its old name, still works with a deprecation message).
 
 Example:
     $ lrjax search --method tpe --trials 32 --plot search.png --json search.json
@@ -15,7 +16,9 @@ import argparse
 import functools
 import importlib.util
 import os
+import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -64,9 +67,9 @@ def add_search_command(commands: Any) -> None:
         help="search lr, weight decay and b1 of AdamW on the embedded digits MLP",
         description=(
             "Train the digits MLP with AdamW on a cosine schedule for --steps steps per\n"
-            "trial, --batch-size trials at a time in one compiled program, and report the\n"
-            "trials with the lowest held-out loss. Needs lrjax[examples] (tpe, gp and\n"
-            "--storage also lrjax[search])."
+            "trial, --trials-per-program trials at a time in one compiled program, and\n"
+            "report the trials with the lowest held-out loss. Needs lrjax[examples] (tpe,\n"
+            "gp and --storage also lrjax[search])."
         ),
         epilog=(
             "examples:\n  lrjax search\n"
@@ -79,10 +82,16 @@ def add_search_command(commands: Any) -> None:
     number = functools.partial(_add_valued, parser, _finite_float)
     count = functools.partial(_add_valued, parser, _int_at_least(1))
     _add_valued(parser, str, "--method", "random", None, "how trials are chosen", list(METHODS))
-    count("--trials", 16, "N", "number of trials (with --storage: the study's total)")
-    parser.add_argument("--batch-size", type=_int_at_least(1), default=None, metavar="N",
+    count("--trials", 16, "N", "number of trials (with --storage: the study's total); "
+          "--method grid runs the largest full grid within it, k**3 points (lr, weight "
+          "decay, b1: 8, 27, 64, ...)")
+    parser.add_argument("--trials-per-program", type=_int_at_least(1), default=None,
+                        metavar="N", dest="trials_per_program",
                         help="trials per compiled call (default: all; for tpe and gp 8, or 1 "
                              "on a CPU, where trials run one after another anyway)")
+    # The old name, easily mistaken for --images (images per step, `find --batch-size`).
+    parser.add_argument("--batch-size", type=_int_at_least(1), default=None, metavar="N",
+                        dest="deprecated_batch_size", help=argparse.SUPPRESS)
     parser.add_argument("--storage", metavar="URL|FILE",
                         help="Optuna storage (sqlite:///s.db, postgresql://...) or journal file")
     parser.add_argument("--study-name", default=None, metavar="NAME",
@@ -104,9 +113,19 @@ def add_search_command(commands: Any) -> None:
     parser.set_defaults(handler=run_search)
 
 
-def _check(args: argparse.Namespace) -> dict:
+def _check(args: argparse.Namespace, stderr: TextIO = sys.stderr) -> dict:
     if args.images > TRAIN_IMAGES:
         raise UsageError(f"--images must be at most {TRAIN_IMAGES}, got {args.images}")
+    if args.deprecated_batch_size is not None:
+        if args.trials_per_program not in (None, args.deprecated_batch_size):
+            raise UsageError(
+                f"--batch-size (the old name of --trials-per-program) "
+                f"{args.deprecated_batch_size} contradicts --trials-per-program "
+                f"{args.trials_per_program}: give --trials-per-program only"
+            )
+        stderr.write("lrjax: warning: search --batch-size is deprecated: it is "
+                     "--trials-per-program now (images per step are --images)\n")
+        args.trials_per_program = args.deprecated_batch_size
     if not 0.0 <= args.min_b1 < args.max_b1 < 1.0:
         raise UsageError(f"need 0 <= --min-b1 < --max-b1 < 1, got {args.min_b1}, {args.max_b1}")
     for module, package, extra in (("sklearn", "scikit-learn", "examples"),
@@ -121,6 +140,26 @@ def _check(args: argparse.Namespace) -> dict:
         return digits_space(args)
     except ValueError as error:  # e.g. --min-lr >= --max-lr, named by the space's check
         raise UsageError(f"bad range: {error}") from error
+
+
+def grid_note(space: dict, trials: int) -> str | None:
+    """Why ``--method grid`` runs fewer than ``--trials`` trials, or None when it runs them all.
+
+    A full grid has ``k`` points on each of the space's axes, ``k**axes`` in all: the
+    largest within ``--trials`` (:func:`lrjax.search_space.grid_axes`).
+    """
+    from lrjax.search_space import grid_axes
+
+    axes = grid_axes(space, trials)
+    size = len(next(iter(axes.values())))
+    runs, count = size**len(axes), len(axes)
+    if runs >= trials:
+        return None
+    bigger = (size + 1) ** count
+    return (f"--method grid runs {runs} trials, not --trials {trials}: a full grid has the "
+            f"same number of points on each of its {count} axes ({', '.join(axes)}), so "
+            f"{size}**{count} = {runs} is the largest within {trials}; the next, "
+            f"{size + 1}**{count}, needs --trials {bigger}")
 
 
 def _missing(module: str) -> bool:
@@ -166,16 +205,23 @@ def format_table(result: Any, top: int) -> str:
 
 def run_search(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """The handler of ``lrjax search``: run the search, print the table, write the files."""
-    space = _check(args)
+    space = _check(args, stderr)
     import lrjax
 
+    if args.method == "grid":
+        note = grid_note(space, args.trials)
+        if note is not None:
+            stderr.write(f"lrjax: warning: {note}\n")
     train_fn = digits_train_fn(args.steps, args.hidden, args.images, args.seed)
     start = time.perf_counter()
     try:
-        result = lrjax.search(
-            train_fn, space, num_trials=args.trials, batch_size=args.batch_size,
-            method=args.method, objective=OBJECTIVE, key=args.seed, storage=args.storage,
-            study_name=args.study_name, progress=None if args.quiet else _progress(stderr))
+        with warnings.catch_warnings():
+            # Said above, in the command's own terms.
+            warnings.filterwarnings("ignore", message="method='grid' runs")
+            result = lrjax.search(
+                train_fn, space, num_trials=args.trials, batch_size=args.trials_per_program,
+                method=args.method, objective=OBJECTIVE, key=args.seed, storage=args.storage,
+                study_name=args.study_name, progress=None if args.quiet else _progress(stderr))
     except (ValueError, ImportError) as error:
         raise UsageError(str(error)) from error
     seconds = time.perf_counter() - start
