@@ -30,7 +30,7 @@ from lrjax._engine.data import (
     _resolve_mesh,
     _stacked_steps,
 )
-from lrjax._checks import check_transformation
+from lrjax._checks import MAX_COUNT, check_transformation
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
 from lrjax._engine.execution import check_execution
 from lrjax.range_program import _cache_key, _programs, _Programs, _Static  # noqa: F401
@@ -78,6 +78,9 @@ def _check_ramp(min_lr: Any, max_lr: Any, num_steps: int, mode: str) -> tuple[fl
     if not np.float32(lo) < np.float32(hi):
         raise ValueError(f"min_lr={lo!r} and max_lr={hi!r} are equal in float32.")
     _check_int("num_steps", num_steps, 2)
+    if num_steps > MAX_COUNT:
+        raise ValueError(f"num_steps must be in [2, 2**31 - 1] (steps are counted in int32), "
+                         f"got {num_steps!r}.")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     if mode == "exp" and not hi / lo <= _F32_MAX:
@@ -97,6 +100,9 @@ def _check_options(smoothing: Any, diverge_threshold: Any, accumulation_steps: i
         raise ValueError(
             f"diverge_threshold must be > 1 (inf disables it), got {diverge_threshold!r}.")
     _check_int("accumulation_steps", accumulation_steps, 1)
+    if accumulation_steps > MAX_COUNT:
+        raise ValueError(f"accumulation_steps must be in [1, 2**31 - 1], got "
+                         f"{accumulation_steps!r}.")
     if chunk_size is not None:
         _check_int("chunk_size", chunk_size, 1)
     if num_seeds is not None:
@@ -285,6 +291,9 @@ def _make_plan(loss_fn: Any, model: PureModel, optimizer: OptimizerFactory, data
     curves = len(sweep_grid) * (num_seeds or 1)
     k = options["accumulation_steps"]
     needed = num_steps * k
+    if needed > MAX_COUNT:
+        raise ValueError(f"num_steps * accumulation_steps = {needed} micro-batches: at most "
+                         "2**31 - 1 (micro-batches are counted in int32).")
     chunked = form == "iterable" or progress is not None or chunk_size is not None
     chunk_len = min(chunk_size or DEFAULT_CHUNK_SIZE, num_steps) if chunked else num_steps
 

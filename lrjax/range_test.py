@@ -81,6 +81,7 @@ References:
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -317,8 +318,26 @@ def _range_test(loss_fn: LossFn, model: PureModel, optimizer: OptimizerFactory,
         diverged_at, lrs, records = _unpack(np.asarray(packed), aux, static.num_curves,
                                             static.has_val)
     lrs, records = _complete(lrs, records, table, static)
+    _warn_first_step(records["loss"], settings["min_lr"])
     return _make_result(lrs, records, diverged_at, batch_shape, static, plan.sweep_values,
                         dict(settings, execution=programs.execution))
+
+
+def _warn_first_step(losses: np.ndarray, min_lr: float) -> None:
+    """Warns when a curve's loss is not finite at step 0: no learning rate is to blame.
+
+    Step 0 trains at ``min_lr``; a NaN/inf loss there comes from the data (NaN/inf values,
+    an empty batch), the params or ``loss_fn``, and the curve has nothing to read.
+    """
+    first = np.asarray(losses)[:, 0]
+    bad = int(np.count_nonzero(~np.isfinite(first)))
+    if bad:
+        curves = "" if first.size == 1 else f" in {bad} of {first.size} curves"
+        warnings.warn(
+            f"range_test: the loss is not finite at step 0 (lr {min_lr:.3g}){curves}, before "
+            "the learning rate can matter: check data (NaN/inf values, empty batches), params "
+            "and loss_fn; such a curve stops at once and has nothing to read.",
+            RuntimeWarning, stacklevel=4)
 
 
 def _device_inputs(static: _Static, params: PyTree, model_state: PyTree, key: jax.Array,

@@ -23,6 +23,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from lrjax import search_optuna
+from lrjax._checks import MAX_COUNT
 from lrjax.search_result import SearchResult, make_trial
 from lrjax.search_runner import BatchRunner, check_mesh, host_seed, root_key
 from lrjax.search_space import (
@@ -233,6 +234,9 @@ def search(
     """
     space = check_space(space)
     num_trials = check_int("num_trials", num_trials, 1)
+    if num_trials > MAX_COUNT:
+        raise ValueError(f"num_trials must be in [1, 2**31 - 1] (trial numbers are int32), got "
+                         f"{num_trials}.")
     direction = check_direction(direction)
     method = check_method(method)
     fn, args = fn_and_args(train_fn)

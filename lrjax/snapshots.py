@@ -34,6 +34,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrjax._engine.data import (
+    check_numeric_leaves,
     _batch_sizes,
     _data_form,
     _place,
@@ -44,7 +45,7 @@ from lrjax._engine.data import (
 )
 from lrjax.range_test import _check_callables
 from lrjax.schedules import _cosine_interpolate, _float_dtype, _integer_count
-from lrjax._checks import as_prng_key, check_flag, check_steps, check_value
+from lrjax._checks import MAX_COUNT, as_prng_key, check_flag, check_steps, check_value
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
 from lrjax._engine.execution import (
     check_execution,
@@ -625,6 +626,9 @@ def train_snapshots(
     num_steps = check_steps("num_steps", num_steps)
     num_cycles = check_steps("num_cycles", num_cycles, 1, num_steps)
     accumulation_steps = check_steps("accumulation_steps", accumulation_steps)
+    if num_steps * accumulation_steps > MAX_COUNT:
+        raise ValueError(f"num_steps * accumulation_steps = {num_steps * accumulation_steps} "
+                         "micro-batches: at most 2**31 - 1 (they are counted in int32).")
     if keep_last is not None:
         keep_last = check_steps("keep_last", keep_last, 1, num_cycles)
     if schedule is None:
@@ -643,6 +647,12 @@ def train_snapshots(
     slots[kept] = np.arange(kept.size, dtype=np.int32)
 
     execution = check_execution(execution)
+    if not isinstance(data_axis, str):
+        raise TypeError(f"data_axis must be a str, got {type(data_axis).__name__}.")
+    if model_kind(params) == "pytree":
+        check_numeric_leaves("params", params)
+    if state is not None:
+        check_numeric_leaves("state", state)
     stacked, data_fn, mesh = _prepare_data(data, num_steps, accumulation_steps, mesh, data_axis)
     model = pure_model(loss_fn, params, state=state, has_aux=has_aux, stochastic=stochastic)
     if not jax.tree.leaves(model.params):

@@ -279,3 +279,57 @@ def test_range_result_round_trip_still_exact(blob):
     back = lrjax.RangeTestResult.from_dict(blob)
     again = json.loads(back.to_json())
     assert again["losses"] == blob["losses"] and again["lrs"] == blob["lrs"]
+
+
+# --- own hostile pass -------------------------------------------------------------------
+def test_range_test_warns_when_the_loss_is_nan_at_step_0():
+    bad = {"x": X, "y": 2 * X}
+    bad["y"][0, 0] = np.nan  # a NaN in the first batch
+    with pytest.warns(RuntimeWarning, match="not finite at step 0.*NaN/inf values"):
+        result = range_test(data=bad)
+    assert result.diverged_at == 0 and np.isnan(result.losses[0])
+
+
+def test_range_test_warns_on_empty_batches():
+    batches = [{"x": X[0, :0], "y": X[0, :0]}] * 4
+    with pytest.warns(RuntimeWarning, match="not finite at step 0.*empty batches"):
+        assert range_test(data=batches).diverged_at == 0
+
+
+def _function_data(key, i):
+    return {"x": jnp.ones(4), "y": jnp.ones(4)}
+
+
+def test_range_test_refuses_steps_past_int32():
+    # Before: a 16 GiB MemoryError for the ramp table (or int32 step counters wrapping).
+    with pytest.raises(ValueError, match=r"num_steps must be in \[2, 2\*\*31 - 1\]"):
+        range_test(data=_function_data, num_steps=2**31)
+    with pytest.raises(ValueError, match="num_steps \\* accumulation_steps = 4294967296"):
+        range_test(data=_function_data, num_steps=2**30, accumulation_steps=4)
+
+
+def test_train_snapshots_refuses_micro_batches_past_int32():
+    # Before: buffers of 2**30 steps allocated, then 2**32 micro-batch indices in int32.
+    with pytest.raises(ValueError, match="num_steps \\* accumulation_steps = 4294967296"):
+        snapshots(data=_function_data, num_steps=2**30, accumulation_steps=4)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(params={"w": "abc"}), r"params\['w'\] has a str"),
+    (dict(params=np.zeros(2, object)), "params has dtype object"),
+    (dict(loss_fn=lambda w, s, b: (mse(w, b), s), state={"n": np.array(["x"])}),
+     r"state\['n'\] has dtype <U1"),
+])
+def test_train_snapshots_refuses_non_numeric_params_and_state(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        snapshots(**kwargs)
+
+
+def test_train_snapshots_data_axis_must_be_a_str():
+    with pytest.raises(TypeError, match="data_axis must be a str"):
+        snapshots(data_axis=3)
+
+
+def test_search_refuses_trial_numbers_past_int32():
+    with pytest.raises(ValueError, match=r"num_trials must be in \[1, 2\*\*31 - 1\]"):
+        lrjax.search(quadratic, {"lr": lrjax.uniform(0.0, 1.0)}, num_trials=2**40)
