@@ -194,3 +194,34 @@ def test_json_through_a_symbolic_link_writes_its_target(fake_run, tmp_path, caps
     assert plot_link.is_symlink() and plot_target.read_bytes()[:4] == b"\x89PNG"
     assert sorted(os.listdir(tmp_path)) == ["data", "link.json", "link.png"]
     assert sorted(os.listdir(target.parent)) == ["lr.json", "lr.png"]  # no temporary left
+
+
+# --- 21: the licence pyproject.toml names is shipped; tests cite real sources ---------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_license_file_is_the_apache_2_text_pyproject_names():
+    import hashlib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as file:
+        assert 'license = "Apache-2.0"' in file.read()
+    with open(os.path.join(ROOT, "LICENSE"), encoding="utf-8") as file:
+        text = file.read()
+    first, blank, official = text.split("\n", 2)
+    assert first == "Copyright 2026 The lrjax authors" and blank == ""
+    # The official text, unmodified: https://www.apache.org/licenses/LICENSE-2.0.txt
+    assert hashlib.md5(official.encode()).hexdigest() == "3b83ef96387f14655fc854ddc3c6bd57"
+    assert "Apache License\n                           Version 2.0, January 2004" in official
+
+
+def test_sources_cite_no_document_outside_the_project():
+    cited = []
+    for folder in ("tests", "lrjax", "examples", "benchmarks"):
+        for base, _, names in os.walk(os.path.join(ROOT, folder)):
+            for name in names:
+                if name.endswith((".py", ".md", ".ipynb")) and name != "test_cli_hostile.py":
+                    with open(os.path.join(base, name), encoding="utf-8") as file:
+                        if "DESIGN.md" in file.read():
+                            cited.append(os.path.join(base, name))
+    assert cited == []

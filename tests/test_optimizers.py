@@ -2,8 +2,10 @@
 
 Every update rule is checked against a numpy transcription written here from the papers'
 formulas (plain loops over steps and leaves), in float64, over 30 random steps on a
-multi-leaf pytree; AMSGrad also against DESIGN.md's reference numbers; AdamW against
-optax.adamw. Each optimizer is run in one jitted ``lax.scan`` (one compile per case).
+multi-leaf pytree; AMSGrad also against reference numbers worked out by hand from
+PyTorch's Adam(amsgrad=True) update (torch.optim.Adam's documented algorithm) and from
+Reddi et al. 2018, Algorithm 2; AdamW against optax.adamw. Each optimizer is run in one
+jitted ``lax.scan`` (one compile per case).
 """
 
 import math
@@ -242,7 +244,9 @@ def test_paper_convention_decay_ignores_learning_rate(x64):
 # Warm restarts
 # ------------------------------------------------------------------------------------
 def test_numpy_sgdr_reference_reproduces_design_sequence():
-    """Check of the test's own SGDR transcription: DESIGN.md's golden sequence (max .5)."""
+    """Check of the test's own SGDR transcription against the golden sequence (max .5):
+    PyTorch's CosineAnnealingWarmRestarts(T_0=1, T_mult=2, eta_min=0), i.e. Loshchilov &
+    Hutter 2017 (SGDR), eq. 5, with T_0 = 1 and T_mult = 2."""
     mult, _ = np_warm_restarts(period=1, period_mult=2, wd_norm=0.0, min_mult=0.0)
     expected = [0.5, 0.5, 0.25, 0.5, 0.4268, 0.25, 0.0732, 0.5]
     np.testing.assert_allclose([0.5 * mult(t) for t in range(8)], expected, atol=1e-4)
@@ -301,7 +305,9 @@ AMSGRAD_REFERENCE = {
 
 @pytest.mark.parametrize("bias_correction", [True, False], ids=["pytorch", "paper"])
 def test_amsgrad_reference_numbers(x64, bias_correction):
-    """DESIGN.md: x0 = 1, gradients 1, .1, .1, .1, lr .1; and the numpy transcription agrees."""
+    """x0 = 1, gradients 1, .1, .1, .1, lr .1: PyTorch's Adam(amsgrad=True) (bias-corrected)
+    and Reddi et al. 2018, Algorithm 2 (no bias correction), worked out by hand; and the
+    numpy transcription agrees."""
     opt = lrjax.amsgrad(0.1, bias_correction=bias_correction)
     x, trajectory = jnp.asarray(1.0), []
     state = opt.init(x)

@@ -1,6 +1,8 @@
 """PowerSign, AddSign and the sign decays.
 
-Checked against DESIGN.md's reference numbers (TensorFlow's contrib tests), against numpy
+Checked against reference numbers from TensorFlow's contrib tests
+(tensorflow/contrib/opt/python/training/powersign_test.py, addsign_test.py and
+sign_decay_test.py: their cases, computed with their numpy references), against numpy
 transcriptions of Bello et al.'s update rules written here (30 random steps, multi-leaf
 pytree, float64), against closed forms, and, for the decays, against the float64 formulas
 jitted at and around every boundary.
@@ -68,7 +70,10 @@ def run_optimizer(opt, params, grads):
 
 
 # ------------------------------------------------------------------------------------
-# DESIGN.md reference sequences (TensorFlow contrib tests)
+# Reference sequences of TensorFlow's contrib tests: the testDense cases of
+# tensorflow/contrib/opt/python/training/powersign_test.py and addsign_test.py (their
+# numpy references powersign_update_numpy / addsign_update_numpy, var0[0] after each of
+# the 7 steps; the linear decay is their get_linear_decay_fn(10))
 # ------------------------------------------------------------------------------------
 REFERENCE = [
     ("powersign defaults", lambda: lrjax.powersign(0.1),
@@ -178,6 +183,9 @@ def test_zero_moving_average_has_sign_zero(x64, kind):
 # ------------------------------------------------------------------------------------
 # Sign decays
 # ------------------------------------------------------------------------------------
+# The cases of TensorFlow's tensorflow/contrib/opt/python/training/sign_decay_test.py
+# (1000 decay steps, every 100th step; cosine and restart with 5 periods, zero after 2),
+# computed with its py_*_decay_fn references, plus the end count 1000.
 COUNTS = np.arange(0, 1100, 100)
 DECAY_REFERENCE = [
     ("linear", lambda: lrjax.linear_sign_decay(1000), [1, .9, .8, .7, .6, .5, .4, .3, .2, .1, 0]),

@@ -107,7 +107,9 @@ SCHEDULE_CASES = {
 def test_schedule_matches_pytorch(name):
     make_scheduler, schedule, key = SCHEDULE_CASES[name]
     # The golden SGDR sequence is 8 steps long; PyTorch's float log misplaces later
-    # restarts for period_mult > 1 (DESIGN.md), so longer runs compare only fixed periods.
+    # restarts for period_mult > 1 (CosineAnnealingWarmRestarts.step(epoch) finds the cycle as
+    # int(math.log(epoch / T_0 * (T_mult - 1) + 1, T_mult)), torch/optim/lr_scheduler.py), so
+    # longer runs compare only fixed periods.
     # OneCycleLR refuses to step past total_steps (137 here).
     num_steps = 8 if name == "sgdr-golden" else 137 if name.startswith("one_cycle") else 300
     expected = _torch_values(make_scheduler, num_steps, key)
