@@ -416,10 +416,10 @@ class RangeTestResult:
         sweep = blob.get("sweep")
         if sweep is not None and not (isinstance(sweep, Mapping) and all(
                 isinstance(k, str) and isinstance(v, list) and v and all(
-                    isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                    isinstance(x, (int, float)) for x in v)  # bools: a static sweep's flags
                 for k, v in sweep.items())):
             raise ValueError(f"sweep must be null or an object name -> non-empty list of "
-                             f"numbers, got {sweep!r:.80}.")
+                             f"numbers or bools, got {sweep!r:.80}.")
         return cls(**arrays, diverged_at=diverged, batch_axes=axes,
                    sweep=None if sweep is None else dict(sweep), settings=dict(settings))
 

@@ -333,3 +333,10 @@ def test_train_snapshots_data_axis_must_be_a_str():
 def test_search_refuses_trial_numbers_past_int32():
     with pytest.raises(ValueError, match=r"num_trials must be in \[1, 2\*\*31 - 1\]"):
         lrjax.search(quadratic, {"lr": lrjax.uniform(0.0, 1.0)}, num_trials=2**40)
+
+
+def test_range_result_keeps_a_sweep_of_bools(blob):
+    kept = dict(blob, losses=dict(blob["losses"], shape=[1, 4]),
+                smoothed_losses=dict(blob["smoothed_losses"], shape=[1, 4]), diverged_at=[-1],
+                batch_axes=["nesterov"], sweep={"nesterov": [True]})
+    assert lrjax.RangeTestResult.from_dict(kept).sweep == {"nesterov": [True]}
