@@ -33,7 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lrjax._checks import check_transformation
 from lrjax._engine.cache import weak
+from lrjax._engine.data import check_numeric_leaves
 from lrjax._engine.execution import check_execution, choose_execution, host_steps, loop
 from lrjax._engine.model import (
     PureModel,
@@ -229,7 +231,8 @@ class TrainFn:
                 f"trial calls it); this call gave {differ}, the first "
                 f"{leaf_differences(first, (params, state))}. A Python counter or other Python "
                 "state in init_fn changes what it returns.")
-        opt_state = self.optimizer_fn(hparams).init(params)
+        tx = check_transformation("optimizer_fn(hparams)", self.optimizer_fn(hparams))
+        opt_state = tx.init(params)
         losses = jnp.full((self.loss_window,), jnp.nan, jnp.float32)
         return TrialState(params, opt_state, keys[1], losses, state,
                           keys[2] if self.stochastic else None)
@@ -383,6 +386,7 @@ def _check_data(data: PyTree, accumulation_steps: int) -> None:
     leaves = jax.tree.leaves(data)
     if not leaves:
         raise ValueError("data is empty: give a pytree of arrays with a leading batch axis.")
+    check_numeric_leaves("data", data)
     sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
     if None in sizes or len(sizes) != 1 or 0 in sizes:
         raise ValueError(

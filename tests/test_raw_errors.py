@@ -85,8 +85,6 @@ def test_the_shared_dtype_check_accepts_numbers_bools_and_keys():
         check_numeric_leaves("data", (X, {"z": np.zeros(2, "datetime64[s]")}))
 
 
-@pytest.mark.xfail(reason="needs check_numeric_leaves('data', data) in search_train._check_data "
-                          "(not this change's file)", strict=False)
 @pytest.mark.parametrize("data", [STRINGS, OBJECTS])
 def test_make_train_fn_refuses_non_numeric_data(data):
     with pytest.raises(TypeError, match=r"data\['y'\] has dtype"):
@@ -173,8 +171,6 @@ def test_check_transformation():
         check_transformation("optimizer_fn(hparams)", {"init": 1})
 
 
-@pytest.mark.xfail(reason="needs check_transformation('optimizer_fn(hparams)', ...) in "
-                          "search_train.TrainFn._init_one (not this change's file)", strict=False)
 def test_make_train_fn_refuses_an_optimizer_fn_returning_none():
     train_fn = lrjax.make_train_fn(mse, lambda k: W, lambda h: None,
                                    {k: v[:, None] for k, v in DATA.items()}, num_steps=2)
