@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from lrjax._checks import check_steps, check_value, concrete_float
+from lrjax._engine.model import check_trainable
 
 __all__ = [
     "GradientNoiseScale",
@@ -165,6 +166,7 @@ def gradient_noise_scale(
       McCandlish, Kaplan, Amodei & OpenAI Dota Team, `An Empirical Model of Large-Batch
       Training <https://arxiv.org/abs/1812.06162>`_, 2018, section 2.2 and Appendix A.1.
     """
+    check_trainable("params", params)
     size = _batch_size(batch)
     num_splits = _check_splits(num_splits, size)
     split = jax.tree.map(

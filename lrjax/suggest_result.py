@@ -179,7 +179,7 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
     if turn_options and (val is None or share is not None):
         raise TypeError(f"fall got {sorted(turn_options)}, which apply only to a validation "
                         "curve read by its turn (a result with val_losses, no fraction=).")
-    readings = []
+    readings, unread = [], []
     for index, row in enumerate(train):
         reading = None
         if val is not None and share is None:
@@ -187,9 +187,16 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
         elif val is not None:  # fraction= asks for a share of the validation fall
             reading = read_fall(lrs, val[index], share, num_steps=steps, train_losses=row,
                                 **kwargs)
+        if reading is not None and reading.failed is not None:
+            unread.append(reading.failed)
         if reading is None or reading.failed is not None:
             reading = read_fall(lrs, row, share, num_steps=steps, **kwargs)
         readings.append(reading)
+    if unread:  # e.g. val_losses all NaN (an eval_fn that fails): never silently
+        warnings.warn(
+            f"fall: {len(unread)} of {len(readings)} validation curves could not be read "
+            f"({unread[0]}); the training curve's fall is read instead. Check eval_fn and "
+            "val_data.", UserWarning, stacklevel=4)
     if val is None:
         _check_training_noise(train, steps)
     return readings

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrjax._engine.data import _check_array_leaves, _data_form, _pull, _stack_chunk
+from lrjax._engine.data import _check_array_leaves, _data_form, _stack_chunk
 from lrjax._checks import check_steps
 
 PyTree = Any
@@ -203,6 +203,7 @@ def update_batch_stats(
     data: Any,
     *,
     momentum: float | None = None,
+    num_batches: int | None = None,
 ) -> PyTree:
     """Recomputes batch-norm running statistics for ``params`` (e.g. SWA's average).
 
@@ -224,6 +225,11 @@ def update_batch_stats(
       data: batches stacked on a leading axis (a pytree of arrays), or an iterable of
         batches (stacked on the host).
       momentum: the modules' ``m`` in ``[0, 1)``, or None to measure it.
+      num_batches: use the first this many batches (an integer ``>= 1``). An iterable is
+        read until it ends, until ``num_batches``, or until it yields its first batch
+        again (``itertools.cycle`` over a list: one pass), whichever comes first, so an
+        endless iterator never reads without limit; one that never repeats its objects
+        needs ``num_batches`` (refused past 100,000 batches without it).
 
     Returns:
       New ``batch_stats`` (a pytree like ``batch_stats``).
@@ -246,9 +252,13 @@ def update_batch_stats(
         raise ValueError(f"momentum must be None or a number in [0, 1), got {momentum!r}.")
     if not jax.tree.leaves(batch_stats):
         raise ValueError("batch_stats is empty (no statistics to update).")
+    if num_batches is not None:
+        num_batches = check_steps("num_batches", num_batches)
     if _data_form(data) == "iterable":
-        batches = _pull(iter(data), 2**31 - 1, 1, 0)
+        batches = _one_pass(iter(data), num_batches)
         data = _stack_chunk(batches, len(batches))
+    elif num_batches is not None and _data_form(data) == "stacked":
+        data = jax.tree.map(lambda x: x[:num_batches], data)
     elif _data_form(data) == "function":
         raise ValueError("data must be stacked batches or an iterable of batches, not a function.")
     _check_array_leaves("data", data, 1)
@@ -262,6 +272,26 @@ def update_batch_stats(
                 "update_batch_stats: a statistic does not follow r' = m * r + (1 - m) * b with "
                 f"m < 1 (measured 1 - m = {low:.3g}); pass momentum= or check apply_fn.")
     return stats
+
+
+_UNBOUNDED_LIMIT = 100_000
+
+
+def _one_pass(iterator: Any, num_batches: int | None) -> list:
+    """The iterator's batches up to its end, ``num_batches``, or its first batch again."""
+    batches: list = []
+    for batch in iterator:
+        if batches and batch is batches[0]:  # itertools.cycle: the pass is over
+            break
+        batches.append(batch)
+        if num_batches is not None and len(batches) == num_batches:
+            break
+        if num_batches is None and len(batches) > _UNBOUNDED_LIMIT:
+            raise ValueError(f"data yielded more than {_UNBOUNDED_LIMIT} batches without "
+                             "repeating: pass num_batches= (an endless iterator?).")
+    if not batches:
+        raise ValueError("data is empty: the iterable yielded no batches.")
+    return batches
 
 
 def _batch_stats_pass(apply_fn: Callable, params: PyTree, batch_stats: PyTree, data: PyTree,

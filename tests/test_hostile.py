@@ -189,3 +189,94 @@ def test_a_nan_count_gives_nan_in_every_schedule(name):
         values = np.asarray(values)
         assert np.isnan(values[1]) and np.all(np.isfinite(values[[0, 2]]))
         np.testing.assert_allclose(values[[0, 2]], [float(schedule(1)), float(schedule(4))])
+
+
+# --- 7. a validation curve that cannot be read ----------------------------------------------
+def test_val_losses_all_nan_warn_instead_of_silently_reading_the_training_curve():
+    lrs = np.logspace(-5, 1, 60)
+    x = np.log10(lrs)
+    train = 1 + 2 / (1 + np.exp((x + 2.5) / 0.25)) + 20 * np.maximum(x, 0) ** 2
+    result = lrjax.RangeTestResult(lrs=lrs, losses=train, smoothed_losses=train, diverged_at=None,
+                                   val_losses=np.full(60, np.nan), batch_axes=())
+    with pytest.warns(UserWarning, match="validation curves could not be read"):
+        lr = result.suggest()
+    assert lr == pytest.approx(lrjax.suggest_fall(lrs, train))
+
+
+# --- 10. update_batch_stats over an endless iterator ----------------------------------------
+def _running_mean(p, s, batch):
+    return {"mean": 0.9 * s["mean"] + 0.1 * jnp.mean(batch * p)}
+
+
+def test_update_batch_stats_reads_one_pass_of_a_cycle():
+    import itertools
+
+    batches = [np.full(2, float(i)) for i in range(3)]  # x * p: 0, 2, 4 -> mean 2
+    stats = lrjax.update_batch_stats(_running_mean, 2.0, {"mean": 0.0}, itertools.cycle(batches))
+    assert float(stats["mean"]) == pytest.approx(2.0, rel=1e-5)
+    two = lrjax.update_batch_stats(_running_mean, 2.0, {"mean": 0.0}, itertools.cycle(batches),
+                                   num_batches=2)
+    assert float(two["mean"]) == pytest.approx(1.0, rel=1e-5)  # 0 and 2
+
+
+def test_update_batch_stats_num_batches_bounds_a_generator():
+    import itertools
+
+    endless = (np.full(2, 1.0) for _ in itertools.count())
+    stats = lrjax.update_batch_stats(_running_mean, 2.0, {"mean": 0.0}, endless, num_batches=4)
+    assert float(stats["mean"]) == pytest.approx(2.0, rel=1e-5)
+    with pytest.raises(ValueError, match="num_batches"):
+        lrjax.update_batch_stats(_running_mean, 2.0, {"mean": 0.0}, [np.ones(2)], num_batches=0)
+
+
+# --- 11. integer params -----------------------------------------------------------------------
+def _int_loss(p, batch):
+    return jnp.sum(p["w"] * batch)
+
+
+@pytest.mark.parametrize("run", [
+    lambda: lrjax.range_test(_int_loss, {"w": jnp.int32(3)}, optax.sgd, np.ones((4, 2)),
+                             num_steps=4),
+    lambda: lrjax.train_snapshots(_int_loss, {"w": jnp.int32(3)}, optax.sgd, np.ones((4, 2)),
+                                  num_steps=4, num_cycles=2, init_value=0.1),
+    lambda: lrjax.gradient_noise_scale(_int_loss, {"w": jnp.int32(3)}, np.ones((8, 2)),
+                                       num_splits=2),
+    lambda: lrjax.search(lrjax.make_train_fn(_int_loss, lambda k: {"w": jnp.int32(3)},
+                                             lambda h: optax.sgd(h["lr"]), np.ones((4, 2)),
+                                             num_steps=2),
+                         {"lr": lrjax.log_uniform(1e-3, 1e-1)}, num_trials=2),
+], ids=["range_test", "train_snapshots", "gradient_noise_scale", "make_train_fn"])
+def test_integer_params_name_the_leaf(run):
+    with pytest.raises(ValueError, match=r"params\['w'\] has dtype int32"):
+        run()
+
+
+def test_nnx_integer_param_names_the_leaf():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Counter(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.int32(3))
+
+    with pytest.raises(ValueError, match=r"params.*w.*has dtype int32"):
+        lrjax.range_test(lambda m, b: jnp.sum(m.w.value * b), Counter(), optax.sgd,
+                         np.ones((4, 2)), num_steps=4)
+
+
+# --- 16. an nnx model left in eval mode ---------------------------------------------------------
+def test_nnx_model_in_eval_mode_warns():
+    nnx = pytest.importorskip("flax.nnx")
+    model = nnx.Sequential(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), nnx.Dropout(0.5, rngs=nnx.Rngs(1)))
+    loss_fn = lambda m, b: jnp.mean(m(b) ** 2)  # noqa: E731
+    data = np.ones((4, 3, 2), np.float32)
+    model.eval()
+    with pytest.warns(UserWarning, match="eval mode"):
+        lrjax.range_test(loss_fn, model, optax.sgd, data, num_steps=4)
+    model.train()
+    import warnings as _warnings
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error", UserWarning)
+        try:
+            lrjax.range_test(loss_fn, model, optax.sgd, data, num_steps=4)
+        except UserWarning as warning:  # the tiny curve may be unreadable; not eval mode
+            assert "eval mode" not in str(warning)

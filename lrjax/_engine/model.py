@@ -28,6 +28,7 @@ user has imported them, so their classes are looked up in ``sys.modules``.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -179,6 +180,8 @@ def pure_model(loss_fn: Callable, params: Any, *, state: PyTree = None, has_aux:
         ``eqx.partition`` / ``eqx.combine``.
     """
     kind = model_kind(params)
+    if kind == "pytree" and params is not None:
+        check_trainable("params", params)
     if kind == "nnx":
         return _nnx_model(loss_fn, params, state, has_aux, stochastic, eval_fn)
     if kind == "equinox":
@@ -226,7 +229,9 @@ def _nnx_model(loss_fn: Callable, model: Any, state: PyTree, has_aux: bool, stoc
     if state is not None:
         raise ValueError("state: an nnx model carries its own state (batch statistics, RNG "
                          "streams); pass state=None.")
+    _warn_if_eval_mode(nnx, model)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    check_trainable("params", params)
 
     def build(p: PyTree, s: PyTree) -> Any:
         return nnx.merge(graphdef, *_fresh((p, s)))
@@ -258,6 +263,33 @@ def _nnx_model(loss_fn: Callable, model: Any, state: PyTree, has_aux: bool, stoc
     return PureModel(params=_fresh(params), state=_fresh(rest), loss=loss,
                      evaluate=None if stochastic and eval_fn is None else evaluate,
                      split=split, merge=build, kind="nnx", static=graphdef)
+
+
+def check_trainable(name: str, params: PyTree) -> None:
+    """Every trainable leaf must be a floating (or complex) array: the optimizer
+    differentiates them. An integer leaf (``{"w": jnp.int32(3)}``, an ``nnx.Param(int)``)
+    would otherwise reach JAX's raw "grad requires real- or complex-valued inputs"."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise ValueError(
+                f"{name}{jax.tree_util.keystr(path)} has dtype {dtype}: trainable params must "
+                "be floating arrays (gradients are taken of them). Keep integer values out of "
+                "the params (in the state, or as constants of loss_fn), or cast them to float.")
+
+
+def _warn_if_eval_mode(nnx: Any, model: Any) -> None:
+    """An nnx model left in eval mode (``model.eval()``) would be trained so: say it."""
+    iterate = getattr(nnx, "iter_modules", None)
+    modules = iterate(model) if iterate is not None else model.iter_modules()
+    frozen = sorted({type(module).__name__ for _, module in modules
+                     if getattr(module, "deterministic", None) is True
+                     or getattr(module, "use_running_average", None) is True})
+    if frozen:
+        warnings.warn(
+            f"the nnx model is in eval mode ({', '.join(frozen)}: dropout off, batch "
+            "statistics frozen) and will be trained that way; call model.train() first "
+            "unless that is what you want.", UserWarning, stacklevel=4)
 
 
 def is_model(obj: Any) -> bool:
