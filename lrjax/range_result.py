@@ -275,25 +275,28 @@ class RangeTestResult:
             >>> result.readability  # doctest: +SKIP
             Readability(readable=True, fall=1.93, noise=0.061, ratio=31.6)
         """
-        return _suggest_result.result_readability(self._before_divergence(self.losses),
-                                                  self.num_steps)
+        return _suggest_result.result_readability(
+            _suggest_result.log_spaced(self.lrs, self._before_divergence(self.losses)),
+            self.num_steps)
 
     @property
     def val_readability(self) -> _suggest.Readability | None:
         """:attr:`readability` of the validation curves (``None`` without ``val_losses``)."""
         if self.val_losses is None:
             return None
-        return _suggest_result.result_readability(self._before_divergence(self.val_losses),
-                                                  self.num_steps)
+        return _suggest_result.result_readability(
+            _suggest_result.log_spaced(self.lrs, self._before_divergence(self.val_losses)),
+            self.num_steps)
 
     def readability_per_curve(self, validation: bool = False) -> list[_suggest.Readability]:
         """:attr:`readability` of each training (or validation) curve, in row order
-        (the batch axes flattened)."""
+        (the batch axes flattened). A linear ramp is read as the log-spaced ramp with the
+        same ends would record it (the start and smoothing assume log spacing)."""
         values = self.val_losses if validation else self.losses
         if values is None:
             raise ValueError("this result has no val_losses.")
-        return [_suggest.readability(row, num_steps=self.num_steps)
-                for row in self._before_divergence(values)]
+        rows = _suggest_result.log_spaced(self.lrs, self._before_divergence(values))
+        return [_suggest.readability(row, num_steps=self.num_steps) for row in rows]
 
     def suggestions(self) -> dict[str, float]:
         """Every rule's suggestion (lower median over curves), the default ``fall`` first."""

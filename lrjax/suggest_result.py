@@ -44,7 +44,7 @@ from lrjax.suggest import (
     recorded_curve,
     unreadable,
 )
-from lrjax.suggest_fall import CEILING_FRACTION, read_fall
+from lrjax.suggest_fall import CEILING_FRACTION, _log_grid, _on_grid, read_fall
 from lrjax.suggest_turn import read_turn
 
 
@@ -99,6 +99,23 @@ def mean_curve(rows: np.ndarray) -> np.ndarray:
 def result_readability(rows: np.ndarray, num_steps: int) -> Readability:
     """:func:`~lrjax.suggest.readability` of the :func:`mean_curve` of ``rows``."""
     return readability(mean_curve(rows), num_steps=num_steps)
+
+
+def log_spaced(lrs: ArrayLike, rows: np.ndarray) -> np.ndarray:
+    """The curves as a log-spaced ramp with the same ends and length would record them.
+
+    Readability reads the first tenth of the steps as the start and smooths over 5% of
+    them, which assumes a log-spaced ramp: on a linear one the first tenth already covers
+    rates up to a tenth of the maximum (the whole fall), and a curve that clearly falls
+    would look flat. A log-spaced ramp comes back unchanged.
+    """
+    lrs = np.asarray(lrs, np.float64)
+    grid = _log_grid(lrs)
+    if grid is None:
+        return rows
+    rows = np.asarray(rows, np.float64)
+    flat = rows.reshape(-1, rows.shape[-1])
+    return np.stack([_on_grid(grid, lrs, row) for row in flat]).reshape(rows.shape)
 
 
 def too_noisy(rows: np.ndarray, num_steps: int) -> Readability | None:
@@ -159,17 +176,18 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
         rows = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
         readings = [_peer_reading(method, lrs, row, int(d), steps, kwargs)
                     for row, d in zip(rows, diverged)]
-        _check_training_noise(train, steps)
+        _check_training_noise(log_spaced(lrs, train), steps)
         return readings
     val = None if result.val_losses is None else result._before_divergence(result.val_losses)
-    noisy_val = None if val is None else too_noisy(val, steps)
+    noisy_val = None if val is None else too_noisy(log_spaced(lrs, val), steps)
     if noisy_val is not None:  # a noise bump is no turn: read the training curve instead
         _warn_noisy(noisy_val, "validation", "fall reads the training curve instead")
         val = None
     if val is not None and kwargs.get("train_steps") is not None and kwargs.get("fraction") is None:
         # No time cap on a validation turn (lrjax.suggest_turn's docstring says why).
         kwargs = {name: value for name, value in kwargs.items() if name != "train_steps"}
-    if kwargs.get("train_steps") is not None and too_noisy(train, steps) is not None:
+    if kwargs.get("train_steps") is not None and \
+            too_noisy(log_spaced(lrs, train), steps) is not None:
         # The hint's time cap reads the training curve's minimum: on a curve whose fall
         # does not stand out of its noise that minimum is a noise dip (a GRU's cap was
         # 35x below its fall reading, quality 0.00), so it is not applied there.
@@ -198,7 +216,7 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
             f"({unread[0]}); the training curve's fall is read instead. Check eval_fn and "
             "val_data.", UserWarning, stacklevel=4)
     if val is None:
-        _check_training_noise(train, steps)
+        _check_training_noise(log_spaced(lrs, train), steps)
     return readings
 
 
@@ -213,7 +231,8 @@ def reads_validation(result: Any) -> bool:
     """Whether ``fall`` reads this result's validation curve (present and readable)."""
     if result.val_losses is None:
         return False
-    return too_noisy(result._before_divergence(result.val_losses), result.num_steps) is None
+    val = log_spaced(result.lrs, result._before_divergence(result.val_losses))
+    return too_noisy(val, result.num_steps) is None
 
 
 def _check_training_noise(train: np.ndarray, steps: int) -> None:

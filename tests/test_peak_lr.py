@@ -65,3 +65,18 @@ def test_hint_still_applies_to_a_readable_training_curve():
     assert capped < result.suggest() / 10  # a very long training gets a much lower rate
     assert capped == pytest.approx(lrjax.suggest_fall(result.lrs, result.losses,
                                                       train_steps=10**7))
+
+
+def test_a_linear_ramp_that_clearly_falls_is_readable():
+    """The fall on a linear ramp happens inside the first tenth of its steps: read on the
+    log-spaced ramp with the same ends, it is a readable curve (no noise warning)."""
+    lrs = np.linspace(1e-4, 1.0, 100)
+    x = np.log10(lrs)
+    train = 1 + 2 / (1 + np.exp((x + 2.0) / 0.2)) + np.random.default_rng(0).normal(0, 0.02, 100)
+    result = lrjax.RangeTestResult(lrs=lrs, losses=train, smoothed_losses=train,
+                                   diverged_at=None, batch_axes=())
+    assert result.readability.readable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lr = result.suggest()
+    assert 1e-3 < lr < 0.1
