@@ -135,15 +135,20 @@ def _inspect_accepts(factory: Any, name: str) -> bool:
     return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
+_CHAIN_HINT = ("optimizer=lambda learning_rate: optax.chain(optax.clip_by_global_norm(1.0), "
+               "optax.adam(learning_rate))")
+
+
 def _check_callables(loss_fn: Any, optimizer: Any, init_fn: Any, progress: Any) -> None:
     if isinstance(optimizer, optax.GradientTransformation):
         raise TypeError("optimizer must be a factory taking learning_rate (e.g. optax.adam), "
-                        "not a GradientTransformation.")
+                        f"not a GradientTransformation; for a chain, wrap it: {_CHAIN_HINT}.")
     for name, value in (("loss_fn", loss_fn), ("optimizer", optimizer)):
         if not callable(value):
             raise TypeError(f"{name} must be callable, got {type(value).__name__}.")
     if not _accepts(optimizer, "learning_rate"):
-        raise ValueError("optimizer must accept a `learning_rate` keyword argument.")
+        raise ValueError("optimizer must accept a `learning_rate` keyword argument (the "
+                         f"range test passes its ramp there); for a chain: {_CHAIN_HINT}.")
     _memo("returns", optimizer, "learning_rate", functools.partial(_check_returns, optimizer))
     for name, value in (("init_fn", init_fn), ("progress", progress)):
         if value is not None and not callable(value):

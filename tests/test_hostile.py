@@ -280,3 +280,14 @@ def test_nnx_model_in_eval_mode_warns():
             lrjax.range_test(loss_fn, model, optax.sgd, data, num_steps=4)
         except UserWarning as warning:  # the tiny curve may be unreadable; not eval mode
             assert "eval mode" not in str(warning)
+
+
+# --- 19. optimizer chains in the range test -------------------------------------------------
+def test_a_ready_chain_is_refused_with_the_factory_form_shown():
+    chain = optax.chain(optax.clip(1.0), optax.adam(1e-3))
+    with pytest.raises(TypeError, match="lambda learning_rate: optax.chain"):
+        lrjax.range_test(lambda p, b: jnp.sum(p * b), jnp.ones(2), chain, np.ones((4, 2)),
+                         num_steps=4)
+    with pytest.raises(ValueError, match="lambda learning_rate: optax.chain"):
+        lrjax.range_test(lambda p, b: jnp.sum(p * b), jnp.ones(2), lambda lr: optax.adam(lr),
+                         np.ones((4, 2)), num_steps=4)
