@@ -270,7 +270,10 @@ def check_trainable(name: str, params: PyTree) -> None:
     differentiates them. An integer leaf (``{"w": jnp.int32(3)}``, an ``nnx.Param(int)``)
     would otherwise reach JAX's raw "grad requires real- or complex-valued inputs"."""
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        dtype = jnp.result_type(leaf)
+        try:
+            dtype = jnp.result_type(leaf)
+        except TypeError:  # not an array at all: the callers' array checks say so
+            continue
         if not jnp.issubdtype(dtype, jnp.inexact):
             raise ValueError(
                 f"{name}{jax.tree_util.keystr(path)} has dtype {dtype}: trainable params must "
