@@ -55,7 +55,7 @@ from lrjax.search_space import (
     random_params,
     sample_params,
 )
-from lrjax._engine.execution import run_host_interleaved
+from lrjax._engine.execution import run_host_interleaved, vmap_or_map
 from lrjax.search_train import HostPrograms, TrainFn
 
 
@@ -369,7 +369,7 @@ def _compiled_programs(train_fn: TrainFn, mesh: Mesh | None, recorder: Structure
 
     def init(hparams: Mapping, numbers: jax.Array, root: jax.Array) -> Any:
         keys = jax.vmap(lambda n: jax.random.fold_in(root, n))(numbers)
-        return jax.vmap(init_one)(hparams, keys)
+        return vmap_or_map(init_one)(hparams, keys)
 
     def advance(states: Any, hparams: Mapping, index: jax.Array, valid: jax.Array,
                 data: Any, start: jax.Array, num_steps: jax.Array) -> tuple[Any, dict]:
@@ -393,7 +393,7 @@ def _compiled_programs(train_fn: TrainFn, mesh: Mesh | None, recorder: Structure
 
             new, metrics = jax.lax.map(body, (chunk, chunk_h, valid))
         else:
-            new, metrics = jax.vmap(one)(chunk, chunk_h)
+            new, metrics = vmap_or_map(one)(chunk, chunk_h)
         # Padding rows point past the population, and "drop" discards their writes.
         target = jnp.where(valid, index, jax.tree.leaves(states)[0].shape[0])
         states = jax.tree.map(lambda whole, part: whole.at[target].set(part, mode="drop"),

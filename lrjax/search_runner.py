@@ -30,7 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrjax._checks import as_prng_key
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
-from lrjax._engine.execution import run_host_interleaved
+from lrjax._engine.execution import run_host_interleaved, vmap_or_map
 from lrjax.search_train import HostPrograms, TrainFn
 
 PyTree = Any
@@ -199,7 +199,7 @@ class BatchRunner:
             one = lambda h, k: recorder.record(call(h, k, *extra))  # noqa: E731
             if vectorize == "map":  # one trial after another inside the program
                 return jax.lax.map(lambda hk: one(*hk), (hparams, keys))
-            return jax.vmap(one)(hparams, keys)
+            return vmap_or_map(one)(hparams, keys)
 
         def single(hparams: dict, number: jax.Array, root: jax.Array, *extra: Any) -> dict:
             return recorder.record(call(hparams, jax.random.fold_in(root, number), *extra))

@@ -36,7 +36,13 @@ import optax
 from lrjax._checks import check_transformation
 from lrjax._engine.cache import weak
 from lrjax._engine.data import check_numeric_leaves
-from lrjax._engine.execution import check_execution, choose_execution, host_steps, loop
+from lrjax._engine.execution import (
+    check_execution,
+    choose_execution,
+    host_steps,
+    loop,
+    vmap_or_map,
+)
 from lrjax._engine.model import (
     PureModel,
     eval_model,
@@ -326,7 +332,10 @@ _ONCE_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 def _over(batched: bool, fn: Callable, in_axes: Any = 0) -> Callable:
-    return jax.vmap(fn, in_axes=in_axes) if batched else fn
+    if not batched:
+        return fn
+    # vmap_or_map: jax < 0.8 cannot batch a sharded convolution's gradient (a trial mesh).
+    return vmap_or_map(fn) if in_axes == 0 else jax.vmap(fn, in_axes=in_axes)
 
 
 def _take(tree: PyTree, index: jax.Array) -> PyTree:
