@@ -115,7 +115,8 @@ def check_value(
       high_open: exclude ``high`` itself.
 
     Returns:
-      ``value`` unchanged (so traced values flow on into the schedule or optimizer).
+      ``value`` unchanged (so traced values flow on into the schedule or optimizer), except
+      a Python int outside int32's range, returned as a float (JAX would overflow on it).
 
     Example:
       >>> check_value("gamma", 0.5, low=0.0, high=1.0, low_open=True)
@@ -130,6 +131,8 @@ def check_value(
     above = number >= high if high_open else number > high
     if below or above:
         raise ValueError(f"{name} must be in {_interval(low, high, low_open, high_open)}, got {number!r}.")
+    if isinstance(value, int) and not -MAX_COUNT - 1 <= value <= MAX_COUNT:
+        return number  # a Python int past int32 would overflow JAX's default int dtype
     return value
 
 

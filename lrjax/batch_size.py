@@ -168,6 +168,9 @@ def rescale_batch_size(
       Smith, Kindermans, Ying & Le, `Don't Decay the Learning Rate, Increase the Batch Size
       <https://arxiv.org/abs/1711.00489>`_, ICLR 2018.
     """
+    check_value("new_learning_rate", new_learning_rate, low=0.0, low_open=True)
+    if new_momentum is not None:
+        _check_momentum("new_momentum", new_momentum)
     new_momentum = momentum if new_momentum is None else new_momentum
     noise = noise_scale(learning_rate, dataset_size, batch_size, momentum)
     return batch_size_for_noise_scale(noise, new_learning_rate, dataset_size, new_momentum)
@@ -205,7 +208,7 @@ def scale_learning_rate(
       Krizhevsky, `One weird trick for parallelizing convolutional neural networks
       <https://arxiv.org/abs/1404.5997>`_, 2014 (square-root rule).
     """
-    if rule not in _SCALING_RULES:
+    if not isinstance(rule, str) or rule not in _SCALING_RULES:
         raise ValueError(f"rule must be one of {_SCALING_RULES}, got {rule!r}.")
     check_value("batch_size", batch_size, low=1.0)
     check_value("base_batch_size", base_batch_size, low=1.0)
@@ -215,7 +218,7 @@ def scale_learning_rate(
     factor = ratio if rule == "linear" else jnp.sqrt(ratio)
     if callable(learning_rate):
         return lambda count: learning_rate(count) * factor
-    check_value("learning_rate", learning_rate, low=0.0)
+    learning_rate = check_value("learning_rate", learning_rate, low=0.0)
     return learning_rate * factor
 
 
@@ -249,10 +252,10 @@ def scale_adam(
       Algorithms <https://arxiv.org/abs/2205.10287>`_, NeurIPS 2022, Definition 4.2.
     """
     check_value("kappa", kappa, low=0.0, low_open=True)
-    check_value("learning_rate", learning_rate, low=0.0)
+    learning_rate = check_value("learning_rate", learning_rate, low=0.0)
     for name, beta in (("b1", b1), ("b2", b2)):
         check_value(name, beta, low=0.0, high=1.0, high_open=True)
-    check_value("eps", eps, low=0.0)
+    eps = check_value("eps", eps, low=0.0)
     k = concrete_float("kappa", kappa)
     for name, beta in (("b1", b1), ("b2", b2)):
         value = concrete_float(name, beta)
@@ -470,6 +473,8 @@ def batch_size_plan(
       Smith, Kindermans, Ying & Le, `Don't Decay the Learning Rate, Increase the Batch Size
       <https://arxiv.org/abs/1711.00489>`_, ICLR 2018.
     """
+    if not callable(lr_schedule):
+        raise TypeError(f"lr_schedule must be a schedule (count -> rate), got {lr_schedule!r}.")
     max_accumulation = _check_batch_sizes(base_batch_size, max_batch_size)
     num_steps = check_steps("num_steps", num_steps)
     values = np.asarray(

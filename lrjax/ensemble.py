@@ -37,6 +37,8 @@ def _members(stacked_params: PyTree, state: PyTree, last: int | None) -> tuple[P
     if isinstance(stacked_params, SnapshotResult):
         stacked_params = stacked_params.params
     count = _leading_size("stacked_params", stacked_params)
+    if count == 0:
+        raise ValueError("stacked_params holds 0 members (leading snapshot axis of size 0).")
     if state is not None and _leading_size("state", state) != count:
         raise ValueError(f"state must hold {count} members like stacked_params, got "
                          f"{_leading_size('state', state)}.")
@@ -91,6 +93,8 @@ def ensemble_members(apply_fn: Callable[..., jax.Array], stacked_params: PyTree,
     References:
       Huang et al., `Snapshot Ensembles <https://arxiv.org/abs/1704.00109>`_, ICLR 2017.
     """
+    if not callable(apply_fn):
+        raise TypeError(f"apply_fn must be a callable (params, x) -> logits, got {apply_fn!r:.60}.")
     members, states = _members(stacked_params, state, last)
 
     def probabilities(params: PyTree, member_state: PyTree) -> jax.Array:

@@ -31,7 +31,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lrjax._checks import check_steps, check_value, concrete_float
+import numpy as np
+
+from lrjax._checks import check_steps, check_value, concrete_float, is_traced
 from lrjax._engine.model import check_trainable
 
 __all__ = [
@@ -93,6 +95,26 @@ def noise_scale_from_norms(
       McCandlish, Kaplan, Amodei & OpenAI Dota Team, `An Empirical Model of Large-Batch
       Training <https://arxiv.org/abs/1812.06162>`_, 2018, Appendix A.1.
     """
+    for name, norm in (("small_norm_sq", small_norm_sq), ("big_norm_sq", big_norm_sq)):
+        _check_norm_sq(name, norm)
+    return _from_norms(small_norm_sq, big_norm_sq, small_batch_size, big_batch_size)
+
+
+def _check_norm_sq(name: str, value: Any) -> None:
+    """A concrete scalar squared norm is finite, float32 and >= 0; arrays need a real dtype."""
+    if is_traced(value):
+        return
+    if isinstance(value, (np.ndarray, jax.Array)) and value.ndim > 0:
+        if not jnp.issubdtype(value.dtype, jnp.floating) and not jnp.issubdtype(value.dtype, jnp.integer):
+            raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}.")
+        return
+    check_value(name, value, low=0.0)
+
+
+def _from_norms(
+    small_norm_sq: Any, big_norm_sq: Any, small_batch_size: Any, big_batch_size: Any
+) -> GradientNoiseScale:
+    """noise_scale_from_norms without the norms' checks (measured norms may be NaN)."""
     check_value("small_batch_size", small_batch_size, low=1.0)
     check_value("big_batch_size", big_batch_size, low=1.0)
     b, big_b = (concrete_float(name, v) for name, v in (("small_batch_size", small_batch_size),
@@ -166,6 +188,8 @@ def gradient_noise_scale(
       McCandlish, Kaplan, Amodei & OpenAI Dota Team, `An Empirical Model of Large-Batch
       Training <https://arxiv.org/abs/1812.06162>`_, 2018, section 2.2 and Appendix A.1.
     """
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a callable (params, batch) -> scalar, got {loss_fn!r:.60}.")
     check_trainable("params", params)
     size = _batch_size(batch)
     num_splits = _check_splits(num_splits, size)
@@ -176,7 +200,7 @@ def gradient_noise_scale(
     grads = jax.vmap(jax.grad(loss_fn), in_axes=(None, 0))(params, split)
     small_norm_sq = jnp.mean(jax.vmap(_sq_norm)(grads))
     big_norm_sq = _sq_norm(jax.tree.map(lambda g: jnp.mean(g, axis=0), grads))
-    return noise_scale_from_norms(small_norm_sq, big_norm_sq, size // num_splits, size)
+    return _from_norms(small_norm_sq, big_norm_sq, size // num_splits, size)
 
 
 class NoiseScaleMonitorState(NamedTuple):
@@ -281,7 +305,7 @@ def noise_scale_monitor(
             num_splits = jax.lax.psum(1, axis_name)
             mean = jax.lax.pmean(updates, axis_name)
             small_norm_sq = jax.lax.pmean(_sq_norm(updates), axis_name)
-        measured = noise_scale_from_norms(
+        measured = _from_norms(
             small_norm_sq, _sq_norm(mean), batch_size, batch_size * num_splits
         )
         keep = jnp.isfinite(measured.trace_sigma) & jnp.isfinite(measured.grad_norm_sq)

@@ -63,10 +63,24 @@ def _check_decay_rate(name: str, value: Any) -> Any:
     return value
 
 
-def _check_adam_args(b1: Any, b2: Any, eps: Any) -> None:
+def _check_dtype(name: str, dtype: Any) -> Any:
+    """None or a floating dtype (an int moment would truncate every update to 0)."""
+    if dtype is None:
+        return None
+    try:
+        floating = jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+    except TypeError:
+        floating = False
+    if not floating:
+        raise TypeError(f"{name} must be None or a floating dtype (float32, bfloat16, ...), "
+                        f"got {dtype!r}.")
+    return dtype
+
+
+def _check_adam_args(b1: Any, b2: Any, eps: Any) -> Any:
     _check_decay_rate("b1", b1)
     _check_decay_rate("b2", b2)
-    check_value("eps", eps, low=0.0)
+    return check_value("eps", eps, low=0.0)
 
 
 def adamw(
@@ -114,8 +128,9 @@ def adamw(
       Loshchilov & Hutter, `Decoupled Weight Decay Regularization
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019 (Algorithm 2).
     """
-    _check_adam_args(b1, b2, eps)
-    check_value("eps_root", eps_root, low=0.0)
+    eps = _check_adam_args(b1, b2, eps)
+    eps_root = check_value("eps_root", eps_root, low=0.0)
+    mu_dtype = _check_dtype("mu_dtype", mu_dtype)
     return optax.chain(
         optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype),
         decoupled_weight_decay(learning_rate, weight_decay, multiplier=multiplier, mask=mask),
@@ -163,6 +178,7 @@ def sgdw(
     """
     _check_decay_rate("momentum", momentum)
     nesterov = check_flag("nesterov", nesterov)
+    accumulator_dtype = _check_dtype("accumulator_dtype", accumulator_dtype)
     return optax.chain(
         optax.trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype),
         decoupled_weight_decay(learning_rate, weight_decay, multiplier=multiplier, mask=mask),
@@ -204,7 +220,7 @@ def _warm_restarts(
             )
     period = _period_steps(period_epochs, steps_per_epoch)
     period_mult = float(check_value("period_mult", period_mult, low=1.0))
-    check_value("weight_decay_norm", weight_decay_norm, low=0.0)
+    weight_decay_norm = check_value("weight_decay_norm", weight_decay_norm, low=0.0)
     check_value("min_multiplier", min_multiplier, low=0.0, high=1.0)
     check_value("restart_decay", restart_decay, low=0.0, high=1.0, low_open=True)
     multiplier = sgdr(1.0, period, period_mult, min_value=min_multiplier, decay=restart_decay)
@@ -402,8 +418,9 @@ def scale_by_amsgrad(
       Reddi, Kale & Kumar, `On the Convergence of Adam and Beyond
       <https://openreview.net/forum?id=ryQu7f-RZ>`_, ICLR 2018 (Algorithm 2).
     """
-    _check_adam_args(b1, b2, eps)
+    eps = _check_adam_args(b1, b2, eps)
     bias_correction = check_flag("bias_correction", bias_correction)
+    mu_dtype = _check_dtype("mu_dtype", mu_dtype)
 
     def init_fn(params: optax.Params) -> ScaleByAmsgradState:
         return ScaleByAmsgradState(
@@ -484,7 +501,7 @@ def amsgrad(
       Reddi, Kale & Kumar, `On the Convergence of Adam and Beyond
       <https://openreview.net/forum?id=ryQu7f-RZ>`_, ICLR 2018.
     """
-    _check_rate("learning_rate", learning_rate)
+    learning_rate = _check_rate("learning_rate", learning_rate)
     return optax.chain(
         scale_by_amsgrad(b1, b2, eps, bias_correction=bias_correction, mu_dtype=mu_dtype),
         optax.scale_by_learning_rate(learning_rate),

@@ -98,7 +98,7 @@ def linear_factor(
       PyTorch, `LinearLR
       <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.LinearLR.html>`_.
     """
-    check_value("base_value", base_value, low=0.0)
+    base_value = check_value("base_value", base_value, low=0.0)
     check_value("start_factor", start_factor, low=0.0, high=1.0, low_open=True)
     check_value("end_factor", end_factor, low=0.0, high=1.0)
     total_iters = check_steps("total_iters", total_iters)
@@ -222,9 +222,10 @@ def with_cycled_momentum(
         raise ValueError(f"momentum_name={momentum_name!r} is not an argument of {factory!r}.")
     if "learning_rate" not in parameters and parameters:
         raise ValueError(f"{factory!r} takes no learning_rate argument.")
-    for name, value in (("learning_rate", learning_rate), ("momentum", momentum)):
-        if value is None or not callable(value):
-            check_value(name, value, low=0.0)
+    if learning_rate is None or not callable(learning_rate):
+        learning_rate = check_value("learning_rate", learning_rate, low=0.0)
+    if momentum is None or not callable(momentum):
+        momentum = check_value("momentum", momentum, low=0.0)
     return optax.inject_hyperparams(factory, static_args=static_args)(
         learning_rate=learning_rate, **{momentum_name: momentum}, **kwargs
     )

@@ -437,6 +437,8 @@ def schedule_values(schedule: optax.Schedule, num_steps: int) -> np.ndarray:
     References:
       None: a utility (one vectorised call of the schedule on ``arange(num_steps)``).
     """
+    if not callable(schedule):
+        raise TypeError(f"schedule must be a callable count -> value, got {schedule!r:.60}.")
     num_steps = check_steps("num_steps", num_steps)
     values = np.asarray(schedule(jnp.arange(num_steps)))
     if not np.issubdtype(values.dtype, np.floating):

@@ -35,10 +35,11 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 # Sign decays: schedules of the step count, 1 at the start.
 # --------------------------------------------------------------------------------------
-def _check_periods(num_periods: Any, zero_after: Any) -> None:
-    check_value("num_periods", num_periods, low=0.0, low_open=True)
+def _check_periods(num_periods: Any, zero_after: Any) -> tuple[Any, Any]:
+    num_periods = check_value("num_periods", num_periods, low=0.0, low_open=True)
     if zero_after is not None:
-        check_value("zero_after", zero_after, low=0.0)
+        zero_after = check_value("zero_after", zero_after, low=0.0)
+    return num_periods, zero_after
 
 
 def _zero_after_fn(
@@ -140,7 +141,7 @@ def cosine_sign_decay(
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017 (Section 5).
     """
     decay_steps = check_steps("decay_steps", decay_steps)
-    _check_periods(num_periods, zero_after)
+    num_periods, zero_after = _check_periods(num_periods, zero_after)
     zero_after_fn = _zero_after_fn(decay_steps, num_periods, zero_after)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
@@ -180,7 +181,7 @@ def restart_sign_decay(
       Loshchilov & Hutter, `SGDR <https://arxiv.org/abs/1608.03983>`_, ICLR 2017.
     """
     decay_steps = check_steps("decay_steps", decay_steps)
-    _check_periods(num_periods, zero_after)
+    num_periods, zero_after = _check_periods(num_periods, zero_after)
     zero_after_fn = _zero_after_fn(decay_steps, num_periods, zero_after)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
@@ -358,7 +359,7 @@ def powersign(
       Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
     """
-    _check_rate("learning_rate", learning_rate)
+    learning_rate = _check_rate("learning_rate", learning_rate)
     return optax.chain(
         scale_by_powersign(base, beta, sign_decay), optax.scale_by_learning_rate(learning_rate)
     )
@@ -392,7 +393,7 @@ def addsign(
       Bello, Zoph, Vasudevan & Le, `Neural Optimizer Search with Reinforcement
       Learning <https://arxiv.org/abs/1709.07417>`_, ICML 2017.
     """
-    _check_rate("learning_rate", learning_rate)
+    learning_rate = _check_rate("learning_rate", learning_rate)
     return optax.chain(
         scale_by_addsign(alpha, beta, sign_decay), optax.scale_by_learning_rate(learning_rate)
     )

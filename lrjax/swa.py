@@ -122,6 +122,11 @@ def swa(inner: optax.GradientTransformation, start_step: int,
                **extra_args: Any) -> tuple[PyTree, SWAState]:
         if params is None:
             raise ValueError("swa needs the params: call update(updates, state, params).")
+        if jax.tree.structure(params) != jax.tree.structure(state.mean) or any(
+                np.shape(p) != np.shape(m)
+                for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(state.mean))):
+            raise ValueError("params must have the structure and shapes of the params swa's "
+                             "state was initialised with (init(params)).")
         updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
         step = state.count
         take = (step >= start_step) & ((step - start_step) % every_steps == 0)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 import optax
 
@@ -81,7 +82,7 @@ def normalized_weight_decay(
       Loshchilov & Hutter, `Decoupled Weight Decay Regularization
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019, Appendix B.1.
     """
-    check_value("weight_decay_norm", weight_decay_norm, low=0.0)
+    weight_decay_norm = check_value("weight_decay_norm", weight_decay_norm, low=0.0)
     check_value("steps_per_period", steps_per_period, low=0.0, low_open=True)
     steps = jnp.asarray(steps_per_period, dtype=jnp.result_type(float))
     return weight_decay_norm * jax.lax.rsqrt(steps)
@@ -110,7 +111,15 @@ def _full_decay_mask(mask: MaskOrFn, params: optax.Params) -> Any:
     if mask is None:
         return jax.tree.map(lambda _: True, params)
     prefix = mask(params) if callable(mask) else mask
-    return jax.tree.map(lambda keep, sub: jax.tree.map(lambda _: keep, sub), prefix, params)
+    for keep in jax.tree.leaves(prefix):
+        if not isinstance(keep, (bool, np.bool_)) and getattr(keep, "dtype", None) != np.bool_:
+            raise TypeError(f"mask must be a pytree of bools (or a callable returning one), "
+                            f"got a leaf {keep!r:.40}.")
+    try:
+        return jax.tree.map(lambda keep, sub: jax.tree.map(lambda _: keep, sub), prefix, params)
+    except ValueError as error:
+        raise ValueError(f"mask must have the params' structure or a prefix of it: "
+                         f"{str(error).splitlines()[0]}") from None
 
 
 def decoupled_weight_decay(
@@ -153,10 +162,10 @@ def decoupled_weight_decay(
       Loshchilov & Hutter, `Decoupled Weight Decay Regularization
       <https://arxiv.org/abs/1711.05101>`_, ICLR 2019, Algorithms 1 and 2.
     """
-    _check_rate("learning_rate", learning_rate)
-    _check_rate("weight_decay", weight_decay)
+    learning_rate = _check_rate("learning_rate", learning_rate)
+    weight_decay = _check_rate("weight_decay", weight_decay)
     if multiplier is not None:
-        _check_rate("multiplier", multiplier)
+        multiplier = _check_rate("multiplier", multiplier)
     # A literal zero decay skips reading the params altogether.
     no_decay = isinstance(weight_decay, (int, float)) and weight_decay == 0
 
