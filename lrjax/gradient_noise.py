@@ -197,6 +197,10 @@ def gradient_noise_scale(
         lambda leaf: jnp.reshape(leaf, (num_splits, size // num_splits, *jnp.shape(leaf)[1:])),
         batch,
     )
+    first = jax.tree.map(lambda leaf: leaf[0], split)
+    out = jax.eval_shape(loss_fn, params, first)
+    if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
+        raise ValueError(f"loss_fn must return a scalar floating loss, got {out}.")
     grads = jax.vmap(jax.grad(loss_fn), in_axes=(None, 0))(params, split)
     small_norm_sq = jnp.mean(jax.vmap(_sq_norm)(grads))
     big_norm_sq = _sq_norm(jax.tree.map(lambda g: jnp.mean(g, axis=0), grads))

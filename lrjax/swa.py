@@ -321,10 +321,23 @@ def _batch_stats_pass(apply_fn: Callable, params: PyTree, batch_stats: PyTree, d
     return stats if momentum is not None else (stats, keep)
 
 
+def _checked_stats(out: PyTree, stats: PyTree) -> PyTree:
+    """``apply_fn``'s statistics must be shaped like ``batch_stats`` (they replace them)."""
+    if jax.tree.structure(out) != jax.tree.structure(stats) or any(
+            jnp.shape(o) != jnp.shape(s) for o, s in zip(jax.tree.leaves(out),
+                                                        jax.tree.leaves(stats))):
+        raise ValueError(
+            "apply_fn must return new batch statistics with the structure and shapes of "
+            f"batch_stats: got {jax.tree.structure(out)} with shapes "
+            f"{[jnp.shape(o) for o in jax.tree.leaves(out)]} for {jax.tree.structure(stats)} "
+            f"with shapes {[jnp.shape(s) for s in jax.tree.leaves(stats)]}.")
+    return out
+
+
 def _scan_program(apply_fn: Callable, params: PyTree, zeros: PyTree, data: PyTree) -> PyTree:
     """``sum_k apply_fn(params, 0, batch_k)`` over the batches, as one scan."""
     def add(total: PyTree, batch: PyTree) -> tuple[PyTree, None]:
-        new = apply_fn(params, zeros, batch)
+        new = _checked_stats(apply_fn(params, zeros, batch), zeros)
         return jax.tree.map(lambda t, n: t + jnp.asarray(n, t.dtype), total, new), None
 
     total, _ = jax.lax.scan(add, zeros, data)
@@ -332,7 +345,7 @@ def _scan_program(apply_fn: Callable, params: PyTree, zeros: PyTree, data: PyTre
 
 
 def _once_program(apply_fn: Callable, params: PyTree, stats: PyTree, batch: PyTree) -> PyTree:
-    out = apply_fn(params, stats, batch)
+    out = _checked_stats(apply_fn(params, stats, batch), stats)
     return jax.tree.map(lambda o, s: jnp.asarray(o, s.dtype), out, stats)
 
 

@@ -291,3 +291,19 @@ def test_a_ready_chain_is_refused_with_the_factory_form_shown():
     with pytest.raises(ValueError, match="lambda learning_rate: optax.chain"):
         lrjax.range_test(lambda p, b: jnp.sum(p * b), jnp.ones(2), lambda lr: optax.adam(lr),
                          np.ones((4, 2)), num_steps=4)
+
+
+# --- left by the hostile pass: update_batch_stats and gradient_noise_scale outputs ------------
+def test_update_batch_stats_refuses_statistics_of_another_shape():
+    wrong = lambda p, s, batch: {"mean": jnp.zeros(3)}  # noqa: E731
+    with pytest.raises(ValueError, match="apply_fn must return new batch statistics"):
+        lrjax.update_batch_stats(wrong, 2.0, {"mean": 0.0}, np.ones((3, 2)), momentum=0.9)
+    other = lambda p, s, batch: {"var": jnp.zeros(())}  # noqa: E731
+    with pytest.raises(ValueError, match="apply_fn must return new batch statistics"):
+        lrjax.update_batch_stats(other, 2.0, {"mean": 0.0}, np.ones((3, 2)))
+
+
+def test_gradient_noise_scale_refuses_a_vector_loss():
+    with pytest.raises(ValueError, match="loss_fn must return a scalar floating loss"):
+        lrjax.gradient_noise_scale(lambda w, b: w * b, jnp.ones(2), np.ones((8, 2)),
+                                   num_splits=2)
