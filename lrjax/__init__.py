@@ -93,10 +93,8 @@ _OPTIMIZERS: list[str] = [
 from lrjax.plotting import plot_range_test
 from lrjax.range_result import RangeTestResult
 from lrjax.range_test import lr_ramp, range_test
+from lrjax.suggest_readability import Readability, UnreadableCurveWarning, readability
 from lrjax.suggest import (
-    Readability,
-    UnreadableCurveWarning,
-    readability,
     suggest_lr,
     suggest_minimum,
     suggest_slide,

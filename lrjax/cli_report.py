@@ -8,7 +8,7 @@ from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 
-from lrjax.suggest import UnreadableCurveWarning, noisy_message
+from lrjax.suggest_readability import UnreadableCurveWarning, noisy_message
 from lrjax.terminal_plot import UNICODE_GLYPHS, loss_limits, rule_label, text_plot
 
 TABLE_ROWS = 8

@@ -32,8 +32,7 @@ from lrjax._engine.data import (
 )
 from lrjax._checks import MAX_COUNT, check_transformation
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
-from lrjax._engine.execution import check_execution
-from lrjax.range_program import _cache_key, _programs, _Programs, _Static  # noqa: F401
+from lrjax.range_program import _programs, _Programs, _Static
 from lrjax.range_result import _grid_points
 from lrjax._engine.step import OptimizerFactory, PyTree, _check_int
 

@@ -21,7 +21,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
-from lrjax._engine.execution import choose_execution, host_steps, run_host, vmap_or_map
+from lrjax._engine.execution import choose_execution, host_steps, vmap_or_map
 from lrjax._engine.model import PureModel, _leaf_summary
 from lrjax._engine.step import OptimizerFactory, PyTree, TrainCarry, pure_train_step
 
@@ -466,9 +466,6 @@ def _unpack(packed: np.ndarray, aux: Any, num_curves: int,
 
 
 _pack_jit = jax.jit(_pack)  # for the chunked path, whose parts are joined eagerly
-
-
-_cache_key = fn_key  # the engine's key for a user callable (weak; partials by contents)
 
 
 def _programs(static: _Static, weak_model: Callable[[], PureModel]) -> _Programs:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lrjax import suggest as _suggest
+from lrjax import suggest_readability as _readability
 from lrjax import suggest_cyclical as _suggest_cyclical
 from lrjax import suggest_result as _suggest_result
 
@@ -257,10 +258,10 @@ class RangeTestResult:
         return _suggest_result.combine_readings(readings, self.lrs, method)
 
     @property
-    def readability(self) -> _suggest.Readability:
+    def readability(self) -> _readability.Readability:
         """Whether the training curves' fall stands out of their noise.
 
-        ``Readability(readable, fall, noise, ratio, window)`` (``lrjax.suggest.readability``) of
+        ``Readability(readable, fall, noise, ratio, window)`` (``lrjax.suggest_readability.readability``) of
         the MEAN of the raw training curves (every seed and sweep value) over the steps
         all of them recorded before divergence: ``fall`` = start level (median of the
         first tenth) minus the minimum of the centred 5%-half-width mean, ``noise`` = a
@@ -280,7 +281,7 @@ class RangeTestResult:
             self.num_steps)
 
     @property
-    def val_readability(self) -> _suggest.Readability | None:
+    def val_readability(self) -> _readability.Readability | None:
         """:attr:`readability` of the validation curves (``None`` without ``val_losses``)."""
         if self.val_losses is None:
             return None
@@ -288,7 +289,7 @@ class RangeTestResult:
             _suggest_result.log_spaced(self.lrs, self._before_divergence(self.val_losses)),
             self.num_steps)
 
-    def readability_per_curve(self, validation: bool = False) -> list[_suggest.Readability]:
+    def readability_per_curve(self, validation: bool = False) -> list[_readability.Readability]:
         """:attr:`readability` of each training (or validation) curve, in row order
         (the batch axes flattened). A linear ramp is read as the log-spaced ramp with the
         same ends would record it (the start and smoothing assume log spacing)."""
@@ -296,7 +297,7 @@ class RangeTestResult:
         if values is None:
             raise ValueError("this result has no val_losses.")
         rows = _suggest_result.log_spaced(self.lrs, self._before_divergence(values))
-        return [_suggest.readability(row, num_steps=self.num_steps) for row in rows]
+        return [_readability.readability(row, num_steps=self.num_steps) for row in rows]
 
     def suggestions(self) -> dict[str, float]:
         """Every rule's suggestion (lower median over curves), the default ``fall`` first."""

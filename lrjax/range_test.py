@@ -93,15 +93,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrjax._engine.model import PureModel
 from lrjax._engine.data import _data_form, _place, _stack_chunk, _take
-from lrjax.range_plan import (  # noqa: F401  (_cache_key: kept for importers)
+from lrjax.range_plan import (
     _adapt,
-    _cache_key,
     _check_callables,
     _check_options,
     _check_ramp,
     _check_sweep,
     _make_plan,
-    _Plan,
     _static_points,
 )
 from lrjax.range_program import (

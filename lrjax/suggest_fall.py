@@ -62,8 +62,8 @@ from lrjax.suggest import (
     _warned,
     truncated_mean,
     unreadable,
-    warn_if_noisy,
 )
+from lrjax.suggest_readability import warn_if_noisy
 
 __all__ = ["read_fall", "smoothed_start", "suggest_fall", "truncated_mean"]
 
@@ -218,7 +218,7 @@ def suggest_fall(lrs: ArrayLike, losses: ArrayLike, *, fraction: float | None = 
     Returns:
         The suggested learning rate (``lrs[0]`` with a warning for an unreadable curve).
         A curve whose fall is not clearly larger than its noise
-        (``lrjax.suggest.readability``: fall < 8 x its smoothed noise) still gives the rule's reading,
+        (``lrjax.suggest_readability.readability``: fall < 8 x its smoothed noise) still gives the rule's reading,
         with an ``UnreadableCurveWarning``: it may sit on a noise dip.
 
     Example:

@@ -9,7 +9,7 @@ rule cannot read do not vote, the rest give their lower median.
 
 It also says when the curves cannot be read at all (:func:`result_readability`): the
 mean of the curves (seeds and sweep values) over the steps all of them recorded, whose
-fall must be at least 8 times its smoothed noise (``lrjax.suggest.readability``; the mean of ``n``
+fall must be at least 8 times its smoothed noise (``lrjax.suggest_readability.readability``; the mean of ``n``
 independent seeds has ``1 / sqrt(n)`` of one seed's noise, so more seeds help). When it
 is not, every rule still returns its reading and ``RangeTestResult.suggest()`` warns
 (``UnreadableCurveWarning``); a validation curve that noisy is not read at all (``fall``
@@ -31,18 +31,20 @@ from numpy.typing import ArrayLike
 from lrjax.suggest import (
     _READERS,
     SUGGESTERS,
-    Readability,
     Reading,
-    UnreadableCurveWarning,
     _fallback,
     _finite_length,
     _minimum,
     _read,
     _slide_reader,
-    noisy_message,
-    readability,
     recorded_curve,
     unreadable,
+)
+from lrjax.suggest_readability import (
+    Readability,
+    UnreadableCurveWarning,
+    noisy_message,
+    readability,
 )
 from lrjax.suggest_fall import CEILING_FRACTION, _log_grid, _on_grid, read_fall
 from lrjax.suggest_turn import read_turn
@@ -97,7 +99,7 @@ def mean_curve(rows: np.ndarray) -> np.ndarray:
 
 
 def result_readability(rows: np.ndarray, num_steps: int) -> Readability:
-    """:func:`~lrjax.suggest.readability` of the :func:`mean_curve` of ``rows``."""
+    """:func:`~lrjax.suggest_readability.readability` of the :func:`mean_curve` of ``rows``."""
     return readability(mean_curve(rows), num_steps=num_steps)
 
 

@@ -30,7 +30,7 @@ the held-out half agreed (0.95 -> 0.00 on a GRU). The turn is always capped at t
 quarters of the validation curve's fall (the stability ceiling).
 
 **Noise.** A curve whose fall is not clearly larger than its noise (fall < 8 x its smoothed noise,
-``lrjax.suggest.readability``) may turn on a noise bump: ``suggest_turn`` still returns
+``lrjax.suggest_readability.readability``) may turn on a noise bump: ``suggest_turn`` still returns
 its reading, with an ``UnreadableCurveWarning``; ``RangeTestResult.suggest()`` does not
 read such a validation curve at all: it warns and reads the training curve's fall.
 
@@ -50,7 +50,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from lrjax._checks import check_static
-from lrjax.suggest import Reading, _as_curve, _warned, unreadable, warn_if_noisy
+from lrjax.suggest import Reading, _as_curve, _warned, unreadable
+from lrjax.suggest_readability import warn_if_noisy
 from lrjax.suggest_fall import CEILING_FRACTION, read_fall, smoothed_start
 
 #: The suggestion is the turn's rate divided by this.

@@ -1,4 +1,4 @@
-"""Whether a range-test curve can be read at all (lrjax.suggest.readability), the
+"""Whether a range-test curve can be read at all (lrjax.suggest_readability.readability), the
 UnreadableCurveWarning of ``RangeTestResult.suggest()`` and of ``lrjax find``, and
 ``suggest()``'s explicit options.
 
@@ -13,7 +13,7 @@ import pytest
 
 import lrjax
 from lrjax import cli
-from lrjax.suggest import (
+from lrjax.suggest_readability import (
     READABLE_RATIO,
     Readability,
     UnreadableCurveWarning,
