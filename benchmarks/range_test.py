@@ -53,7 +53,7 @@ import numpy as np
 import optax
 
 import lrjax
-from lrjax.digits import digits_problem, load_digits_split
+from lrjax.data.digits import digits_problem, load_digits_split
 
 MIN_LR, MAX_LR = 1e-7, 10.0
 HIDDEN, BATCH_SIZE = 64, 64

@@ -56,8 +56,8 @@ import numpy as np
 import optax
 
 import lrjax
-from lrjax.cli_search import digits_train_fn
-from lrjax.search_space import space_to_spec
+from lrjax.cli.search_command import digits_train_fn
+from lrjax.tuning.space import space_to_spec
 
 STEPS = 300
 SPACE = {"lr": lrjax.log_uniform(1e-4, 1e-1), "weight_decay": lrjax.log_uniform(1e-6, 1e-1)}
@@ -66,8 +66,8 @@ OBJECTIVE = "val_loss"
 
 def trial_points(num: int, key: int) -> list[dict]:
     """The trials lrjax.search draws for ``method="random"`` with this key."""
-    from lrjax.search_runner import host_seed, root_key
-    from lrjax.search_space import random_params
+    from lrjax.tuning.batches import host_seed, root_key
+    from lrjax.tuning.space import random_params
 
     return random_params(SPACE, num, host_seed(root_key(key)))
 

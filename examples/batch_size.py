@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 import lrjax
-from lrjax.digits import (
+from lrjax.data.digits import (
     accuracy,
     cross_entropy_loss,
     load_digits_split,

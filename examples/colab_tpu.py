@@ -57,7 +57,7 @@ import numpy as np
 import optax
 
 import lrjax
-from lrjax import digits
+from lrjax.data import digits
 
 # %% [markdown]
 # ## Schedules

@@ -26,7 +26,7 @@ import optax
 from flax import nnx
 
 import lrjax
-from lrjax.digits import load_digits_split, stacked_batches
+from lrjax.data.digits import load_digits_split, stacked_batches
 
 
 class MLP(nnx.Module):
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     base_lr, max_lr = result.cyclical_bounds()
     print(
         f"range test: suggested lr {result.suggest():.3g} "
-        f"({lrjax.suggest.DEFAULT_METHOD}); "
+        f"({lrjax.finder.suggest.rules.DEFAULT_METHOD}); "
         f"cyclical bounds {base_lr:.3g} .. {max_lr:.3g}"
     )
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 import lrjax
-from lrjax.digits import load_digits_split, stacked_batches
+from lrjax.data.digits import load_digits_split, stacked_batches
 
 
 def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
@@ -43,7 +43,7 @@ def report(result: lrjax.RangeTestResult) -> tuple[float, float]:
     base_lr, max_lr = result.cyclical_bounds()
     # The rule suggest() uses without a method: lrjax's default, whichever it is.
     print(f"range test: suggested lr {result.suggest():.3g} "
-          f"({lrjax.suggest.DEFAULT_METHOD}); "
+          f"({lrjax.finder.suggest.rules.DEFAULT_METHOD}); "
           f"cyclical bounds {base_lr:.3g} .. {max_lr:.3g}")
     return base_lr, max_lr
 

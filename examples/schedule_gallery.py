@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import lrjax
-from lrjax.plotting import _require_matplotlib
+from lrjax.plot.figures import _require_matplotlib
 
 NUM_STEPS = 1000
 

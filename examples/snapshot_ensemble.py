@@ -37,7 +37,7 @@ import numpy as np
 import optax
 
 import lrjax
-from lrjax import digits
+from lrjax.data import digits
 
 BATCH_SIZE = 64
 

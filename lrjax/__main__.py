@@ -2,7 +2,7 @@
 
 import sys
 
-from lrjax.cli import main
+from lrjax.cli.entry import main
 
 if __name__ == "__main__":
     sys.exit(main())

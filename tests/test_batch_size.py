@@ -1,4 +1,4 @@
-"""Tests of lrjax.batch_size: noise scale, scaling rules and batch growth for MultiSteps.
+"""Tests of lrjax.batch.scaling: noise scale, scaling rules and batch growth for MultiSteps.
 
 References are closed forms written here in numpy (Smith et al. 2018 eq. 1, Goyal et al.
 2017, Malladi et al. 2022) and, for the MultiSteps alignment, a plain numpy training loop
@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import lrjax
-from lrjax.batch_size import (
+from lrjax.batch.scaling import (
     batch_size_for_noise_scale,
     batch_size_plan,
     batch_size_schedule,

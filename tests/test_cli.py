@@ -15,9 +15,10 @@ import pytest
 
 import lrjax
 from lrjax import cli
-from lrjax.cli_report import can_draw_unicode
-from lrjax.digits import digits_problem
-from lrjax.suggest import SUGGESTERS
+from lrjax.cli import find_command
+from lrjax.cli.report import can_draw_unicode
+from lrjax.data.digits import digits_problem
+from lrjax.finder.suggest.rules import SUGGESTERS
 
 FAST = ["--steps", "12", "--quiet", "--no-terminal-plot"]
 
@@ -93,8 +94,8 @@ def refuse_to_run(*args, **kwargs):
         (["--plot", "same", "--json", "same.png"], "--plot and --json"),  # same once .png added
         (["--json", os.devnull], "--json"),  # never replace a device by a rename
         (["--seeds", "1000000"], "--seeds"),
-        (["--seeds", str(cli.MAX_SEEDS + 1)], "--seeds"),
-        (["--seeds", str(cli.MAX_SEEDS), "--hidden", "4096"], "--seeds or --hidden"),
+        (["--seeds", str(find_command.MAX_SEEDS + 1)], "--seeds"),
+        (["--seeds", str(find_command.MAX_SEEDS), "--hidden", "4096"], "--seeds or --hidden"),
         (["--steps", "100000000"], "--steps or --batch-size"),
         (["--hidden", "100000000"], "--hidden"),
         (["--seed", str(2**70)], "--seed"),
@@ -108,7 +109,7 @@ def refuse_to_run(*args, **kwargs):
 )
 def test_bad_input_is_one_line_and_exit_2(argv, names, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "_run_range_test", refuse_to_run)  # refused BEFORE the run
+    monkeypatch.setattr(find_command, "_run_range_test", refuse_to_run)  # refused BEFORE the run
     status, out, err = run(["find", *argv], capsys)
     assert status == 2
     assert out == ""
@@ -158,7 +159,7 @@ def synthetic_result(steps=40):
 def fake_run(monkeypatch):
     """Make ``lrjax find`` skip training and report a synthetic result instead."""
     result = synthetic_result()
-    monkeypatch.setattr(cli, "_run_range_test", lambda *args: result)
+    monkeypatch.setattr(find_command, "_run_range_test", lambda *args: result)
     return result
 
 
@@ -185,7 +186,7 @@ def test_ctrl_c_during_the_run_is_one_line_exit_130_and_no_file(monkeypatch, tmp
     def interrupted(*args):
         raise KeyboardInterrupt  # what a Ctrl-C during tracing or compiling raises
 
-    monkeypatch.setattr(cli, "_run_range_test", interrupted)
+    monkeypatch.setattr(find_command, "_run_range_test", interrupted)
     argv = ["find", *FAST, "--plot", str(tmp_path / "a.png"), "--json", str(tmp_path / "a.json")]
     status, out, err = run(argv, capsys)
     assert (status, out, err) == (130, "", "lrjax: interrupted\n")
@@ -208,7 +209,7 @@ def test_ctrl_c_swallowed_inside_the_run_is_still_honoured(monkeypatch, tmp_path
             pass
         return result
 
-    monkeypatch.setattr(cli, "_run_range_test", swallowing)
+    monkeypatch.setattr(find_command, "_run_range_test", swallowing)
     status, out, err = run(["find", *FAST, "--json", str(tmp_path / "a.json")], capsys)
     assert status == 130 and err == "lrjax: interrupted\n"
     assert os.listdir(tmp_path) == []
@@ -225,7 +226,7 @@ def test_ctrl_c_while_writing_leaves_the_old_file_and_no_partial_one(
         file.write(b"\x89PNG half a plot")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_save_plot", interrupted_save)
+    monkeypatch.setattr(find_command, "_save_plot", interrupted_save)
     status, _, err = run(["find", *FAST, "--plot", str(target)], capsys)
     assert status == 130 and err == "lrjax: interrupted\n"
     assert target.read_bytes() == b"old plot"
@@ -236,7 +237,7 @@ def test_an_error_from_the_range_test_is_one_line(monkeypatch, capsys):
     def bad(*args):
         raise ValueError("max_lr is too large:\n  float32 cannot hold it")
 
-    monkeypatch.setattr(cli, "_run_range_test", bad)
+    monkeypatch.setattr(find_command, "_run_range_test", bad)
     status, _, err = run(["find", *FAST], capsys)
     assert status == 2 and err == "lrjax: error: max_lr is too large: float32 cannot hold it\n"
 
@@ -245,14 +246,14 @@ def test_out_of_memory_on_the_device_is_one_line(monkeypatch, capsys):
     def exhausted(*args):  # what XLA raises when an allocation fails
         raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 81920000000 bytes.")
 
-    monkeypatch.setattr(cli, "_run_range_test", exhausted)
+    monkeypatch.setattr(find_command, "_run_range_test", exhausted)
     status, _, err = run(["find", *FAST, "--seeds", "1000"], capsys)
     assert status == 2 and err.count("\n") == 1
     assert "out of memory" in err and "--seeds 1000" in err
 
 
 def test_unwritable_folder_is_refused_before_the_run(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(cli, "_run_range_test", refuse_to_run)
+    monkeypatch.setattr(find_command, "_run_range_test", refuse_to_run)
     folder = tmp_path / "locked"
     folder.mkdir()
     folder.chmod(0o500)
@@ -299,7 +300,7 @@ class FakeTerminal:
 
 def test_progress_bar_redraws_in_place_on_a_terminal():
     terminal = FakeTerminal()
-    report = cli._progress_reporter(terminal)
+    report = find_command._progress_reporter(terminal)
     for done in (0, 5, 10):
         report(done, 10)
     redraws = terminal.text.split("\r")[1:]
@@ -357,7 +358,7 @@ def test_find_prints_report_shows_progress_writes_json_and_plot(tmp_path, capsys
     # The file holds the suggestion of --suggest (the library's default rule), every rule
     # and the curve.
     default = inspect.signature(lrjax.RangeTestResult.suggest).parameters["method"].default
-    assert payload["method"] == default == cli.DEFAULT_RULE
+    assert payload["method"] == default == find_command.DEFAULT_RULE
     assert set(payload["suggestions"]) == set(SUGGESTERS)
     assert set(SUGGESTERS) >= {"valley", "steepest", "minimum", "slide"}
     assert payload["suggestion"] == payload["suggestions"][default] == result.suggest()
@@ -391,13 +392,13 @@ def test_every_optimizer_choice_is_the_named_rule():
         "powersign": lambda g, p: -lr * np.e ** (np.sign(g) * np.sign(g)) * g,
         "addsign": lambda g, p: -lr * (1.0 + np.sign(g) * np.sign(g)) * g,
     }
-    assert set(first_steps) == set(cli.OPTIMIZERS)
+    assert set(first_steps) == set(find_command.OPTIMIZERS)
 
     @jax.jit  # one compile for all of them (op-by-op dispatch is slower here)
     def first_updates(params, batch):
         grads = jax.grad(loss_fn)(params, batch)
         updates = {}
-        for name, (make, _) in cli.OPTIMIZERS.items():
+        for name, (make, _) in find_command.OPTIMIZERS.items():
             transform = make(args)(learning_rate=lr)
             updates[name] = transform.update(grads, transform.init(params), params)[0]
         return grads, updates
@@ -449,10 +450,10 @@ def test_ctrl_c_on_a_terminal_ends_the_progress_line_first(monkeypatch):
     monkeypatch.setattr(sys, "stderr", terminal)
 
     def interrupted(args, optimizer, stderr):
-        cli._progress_reporter(stderr)(0, 12)  # the bar, redrawn in place: no newline yet
+        find_command._progress_reporter(stderr)(0, 12)  # the bar, redrawn in place: no newline yet
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_run_range_test", interrupted)
+    monkeypatch.setattr(find_command, "_run_range_test", interrupted)
     assert cli.main(["find", "--steps", "12", "--no-terminal-plot"]) == 130
     bar, message = terminal.text.rsplit("\n", 2)[:2]
     assert bar.startswith("\rrange test [") and message == "lrjax: interrupted"

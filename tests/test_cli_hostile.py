@@ -15,6 +15,7 @@ import pytest
 
 import lrjax
 from lrjax import cli
+from lrjax.cli import find_command
 
 QUIET = ["--quiet", "--no-terminal-plot"]
 
@@ -101,14 +102,14 @@ def test_search_grid_says_how_many_trials_it_runs_and_why(capsys):
 
 
 def test_warnings_the_command_shows_are_one_clean_line(monkeypatch, capsys):
-    import lrjax.cli_search
+    import lrjax.cli.search_command
 
     def warn_and_fail(*args, **kwargs):
         warnings.warn("first line\n   second line", UserWarning, stacklevel=2)
         raise ValueError("stop here")
 
     monkeypatch.setattr(lrjax, "search", warn_and_fail)
-    monkeypatch.setattr(lrjax.cli_search, "digits_train_fn", lambda *args: None)
+    monkeypatch.setattr(lrjax.cli.search_command, "digits_train_fn", lambda *args: None)
     status, out, err = run([*SEARCH, "--trials", "2"], capsys)
     assert status == 2 and out == ""
     assert err.splitlines() == ["lrjax: warning: first line second line",
@@ -119,7 +120,7 @@ def test_warnings_the_command_shows_are_one_clean_line(monkeypatch, capsys):
 
 
 def test_search_trials_per_program_and_the_deprecated_batch_size(monkeypatch, capsys):
-    import lrjax.cli_search
+    import lrjax.cli.search_command
 
     seen = []
 
@@ -128,7 +129,7 @@ def test_search_trials_per_program_and_the_deprecated_batch_size(monkeypatch, ca
         raise ValueError("recorded")
 
     monkeypatch.setattr(lrjax, "search", record)
-    monkeypatch.setattr(lrjax.cli_search, "digits_train_fn", lambda *args: None)
+    monkeypatch.setattr(lrjax.cli.search_command, "digits_train_fn", lambda *args: None)
     status, _, err = run([*SEARCH, "--trials-per-program", "3"], capsys)
     assert status == 2 and err == "lrjax: error: recorded\n" and seen == [3]
     status, _, err = run([*SEARCH, "--batch-size", "5"], capsys)  # the old name still works
@@ -159,7 +160,7 @@ def synthetic_result(steps=30):
 
 @pytest.fixture
 def fake_run(monkeypatch):
-    monkeypatch.setattr(cli, "_run_range_test", lambda *args: synthetic_result())
+    monkeypatch.setattr(find_command, "_run_range_test", lambda *args: synthetic_result())
 
 
 @pytest.mark.parametrize("command", ["find", "search"])
@@ -168,7 +169,7 @@ def test_plot_naming_a_folder_is_refused(command, tmp_path, monkeypatch, capsys)
     folder = tmp_path / "plots"
     folder.mkdir()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "_run_range_test", None)  # refused before any run
+    monkeypatch.setattr(find_command, "_run_range_test", None)  # refused before any run
     monkeypatch.setattr(lrjax, "search", None)
     status, out, err = run([command, "--plot", "plots", "--quiet"], capsys)
     assert status == 2 and out == "" and err.count("\n") == 1

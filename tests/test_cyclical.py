@@ -12,7 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lrjax.cyclical import cyclic, cyclic_momentum, one_cycle, one_cycle_momentum, sgdr, sgdr_cycle
+from lrjax.schedules.cyclical import (
+    cyclic,
+    cyclic_momentum,
+    one_cycle,
+    one_cycle_momentum,
+    sgdr,
+    sgdr_cycle,
+)
 
 # --------------------------------------------------------------------------------------
 # SGDR

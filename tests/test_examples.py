@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import lrjax
-from lrjax import digits
-from lrjax.suggest import DEFAULT_METHOD
+from lrjax.data import digits
+from lrjax.finder.suggest.rules import DEFAULT_METHOD
 
 ROOT = Path(__file__).resolve().parent.parent
 

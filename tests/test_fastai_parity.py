@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 import lrjax
-from lrjax import suggest as sg
+from lrjax.finder.suggest import rules as sg
+from lrjax.finder.suggest.curve import recorded_curve
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "peer_suggestions.json").read_text())
 CURVES = FIXTURE["curves"]
@@ -86,7 +87,7 @@ def test_rules_equal_fastai_on_the_same_curve(name, method):
     assert got == pytest.approx(want, rel=1e-6)
     # The standalone rule on fastai's trimmed arrays, untrimmed again, gives the same.
     x, y = floats(record["fastai_rules"]["trimmed_lrs"]), floats(record["fastai_rules"]["trimmed_losses"])
-    rule = getattr(lrjax.suggest, f"suggest_{method}")
+    rule = getattr(lrjax.finder.suggest.rules, f"suggest_{method}")
     assert rule(x, y, skip_start=0, skip_end=0) == pytest.approx(max(want, x[0]), rel=1e-6)
 
 
@@ -138,7 +139,7 @@ def test_the_issue_curve_gives_fastais_number():
 # --- live: the peers themselves, when they import -------------------------------------------
 def _live_trimmed(record):
     lrs, smoothed = floats(record["lrs"]), floats(record["smoothed_losses"])
-    x, y = sg.recorded_curve(lrs.astype(np.float32), smoothed.astype(np.float32),
+    x, y = recorded_curve(lrs.astype(np.float32), smoothed.astype(np.float32),
                              record["diverged_at"])
     return x, y
 

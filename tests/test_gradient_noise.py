@@ -1,4 +1,4 @@
-"""Tests of lrjax.gradient_noise: McCandlish et al.'s noise scale, once and as a monitor.
+"""Tests of lrjax.batch.gradient_noise: McCandlish et al.'s noise scale, once and as a monitor.
 
 The truth is a closed form: linear regression with Gaussian inputs ``x ~ N(0, I_d)`` and
 targets ``y = x . w* + sigma * e``. At ``w`` (``delta = w - w*``) the per-example gradient
@@ -16,7 +16,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lrjax.gradient_noise import (
+from lrjax.batch.gradient_noise import (
     NoiseScaleMonitorState,
     gradient_noise_scale,
     noise_scale_estimate,

@@ -6,7 +6,7 @@ import optax
 import pytest
 
 import lrjax
-from lrjax.gradient_noise import noise_scale_from_norms
+from lrjax.batch.gradient_noise import noise_scale_from_norms
 
 PARAMS = {"w": jnp.ones(3)}
 

@@ -12,7 +12,7 @@ import pytest
 from test_readability import pure_noise, range_curve, result_of
 
 import lrjax
-from lrjax.suggest_result import PEAK_FACTOR
+from lrjax.finder.suggest.vote import PEAK_FACTOR
 
 
 def test_peak_of_a_training_curve_is_twice_the_constant_rate_reading():

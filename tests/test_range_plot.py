@@ -123,7 +123,7 @@ def test_suggestion_is_a_dot_on_the_smoothed_curve(single):
 def test_every_other_rule_has_its_own_marker_and_minimum_says_divided_by_10(single):
     ax = draw(single, method="valley")
     others = {m: v for m, v in single.suggestions().items() if m != "valley"}
-    marks = [line(ax, lrjax.plotting.rule_label(m) + ":") for m in others]
+    marks = [line(ax, lrjax.plot.figures.rule_label(m) + ":") for m in others]
     assert len({m.get_marker() for m in marks}) == len(marks)  # distinct shapes
     assert len({m.get_color() for m in marks}) == len(marks)  # and colours
     for mark, (method, value) in zip(marks, others.items()):

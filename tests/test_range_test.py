@@ -247,7 +247,7 @@ def test_repeated_calls_check_new_inputs_again():
 def test_results_come_back_bit_exact_through_one_packed_buffer():
     # Records travel to the host as one int32 vector of float bits (one transfer): every
     # float, NaN, inf, -0.0 and a denormal included, must come back bit for bit.
-    module = importlib.import_module("lrjax.range_program")
+    module = importlib.import_module("lrjax.finder.program")
     special = np.array([np.nan, np.inf, -np.inf, -0.0, 1e-45, 3.5, -2.0], np.float32)
     loss = np.stack([special, special[::-1]])
     records = {"loss": loss, "smoothed": loss * 2, "val": -loss, "aux": {"n": np.arange(3)}}

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import lrjax
-from lrjax._checks import as_prng_key, check_transformation
+from lrjax._engine.checks import as_prng_key, check_transformation
 from lrjax._engine.data import check_numeric_leaves
 
 

@@ -1,4 +1,4 @@
-"""Whether a range-test curve can be read at all (lrjax.suggest_readability.readability), the
+"""Whether a range-test curve can be read at all (lrjax.finder.suggest.readability_check.readability), the
 UnreadableCurveWarning of ``RangeTestResult.suggest()`` and of ``lrjax find``, and
 ``suggest()``'s explicit options.
 
@@ -13,7 +13,8 @@ import pytest
 
 import lrjax
 from lrjax import cli
-from lrjax.suggest_readability import (
+from lrjax.cli import find_command
+from lrjax.finder.suggest.readability_check import (
     READABLE_RATIO,
     Readability,
     UnreadableCurveWarning,
@@ -21,7 +22,7 @@ from lrjax.suggest_readability import (
     curve_noise,
     readability,
 )
-from lrjax.suggest_fall import read_fall
+from lrjax.finder.suggest.fall_rule import read_fall
 
 STEPS = 100
 LRS = np.logspace(-6, 1, STEPS)
@@ -236,7 +237,7 @@ def test_find_prints_the_noise_warning_as_one_line(monkeypatch, capsys):
         lrs=LRS.astype(np.float32), losses=rows, smoothed_losses=rows,
         diverged_at=np.full(2, -1), batch_axes=("seed",),
         settings={"mode": "exp", "num_steps": STEPS})
-    monkeypatch.setattr(cli, "_run_range_test", lambda *args: noisy)
+    monkeypatch.setattr(find_command, "_run_range_test", lambda *args: noisy)
     status = cli.main(["find", "--steps", str(STEPS), "--quiet", "--no-terminal-plot",
                        "--seeds", "2"])
     err = capsys.readouterr().err

@@ -13,7 +13,7 @@ import pytest
 from regression_problem import tiny_regression
 
 import lrjax
-from lrjax.search_runner import BatchRunner
+from lrjax.tuning.batches import BatchRunner
 
 A = 4.0  # curvature of the quadratic below: gradient descent is exact at lr = 1 / A
 STEPS = 6

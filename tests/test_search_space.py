@@ -9,7 +9,7 @@ from scipy import stats
 from scipy.stats import qmc
 
 import lrjax
-from lrjax.search_space import (
+from lrjax.tuning.space import (
     as_arrays,
     grid_axes,
     grid_params,

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import pytest
 
 import lrjax
-from lrjax import search_runner
+from lrjax.tuning import batches as search_runner
 
 optuna = pytest.importorskip("optuna")
 

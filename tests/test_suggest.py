@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from reference_curves import finite_prefix, loop_truncated_mean
 
 import lrjax
-from lrjax.suggest import usable_curve
-from lrjax.suggest_cyclical import centred_smooth
+from lrjax.finder.suggest.curve import usable_curve
+from lrjax.finder.suggest.cyclical_bounds import centred_smooth
 
 LRS = np.logspace(-5, 1, 60)
 RULES = ["fall", "valley", "slide", "steep", "steepest", "minimum"]

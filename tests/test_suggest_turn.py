@@ -1,4 +1,4 @@
-"""The ``turn`` rule (lrjax.suggest_turn) and how ``RangeTestResult.suggest()`` uses it.
+"""The ``turn`` rule (lrjax.finder.suggest.turn_rule) and how ``RangeTestResult.suggest()`` uses it.
 
 Every number is checked against a loop implementation written from the module's
 documented steps, or a closed form.
@@ -12,7 +12,7 @@ import pytest
 from reference_curves import finite_prefix, loop_truncated_mean
 
 import lrjax
-from lrjax.suggest_turn import read_turn
+from lrjax.finder.suggest.turn_rule import read_turn
 
 LRS = np.logspace(-5, 1, 60)
 X = np.log10(LRS)
@@ -111,7 +111,7 @@ def test_unreadable_curves_warn_and_give_the_first_rate(curve):
     ("tolerance", 1.0, ValueError), ("tolerance", "0.1", TypeError),
 ])
 def test_bad_arguments_name_themselves(name, value, error):
-    # lrjax._checks.check_static: out of range is a ValueError, not a number a TypeError.
+    # lrjax._engine.checks.check_static: out of range is a ValueError, not a number a TypeError.
     with pytest.raises(error, match=name):
         lrjax.suggest_turn(LRS, val_curve(0), **{name: value})
 

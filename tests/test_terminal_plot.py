@@ -1,4 +1,4 @@
-"""Tests of lrjax.terminal_plot against cell positions computed here from the stated formula."""
+"""Tests of lrjax.plot.terminal against cell positions computed here from the stated formula."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrjax.terminal_plot import PAD_ABOVE, PAD_BELOW, TOP_QUANTILE, loss_limits, text_plot
+from lrjax.plot.terminal import PAD_ABOVE, PAD_BELOW, TOP_QUANTILE, loss_limits, text_plot
 
 POINT, MARK, POINT_ASCII = "•", "┊", "*"
 

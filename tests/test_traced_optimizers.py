@@ -10,7 +10,7 @@ fixed problem is a function of that argument, and three things must hold:
   call, and changing ``state.hyperparams[arg]`` (same compiled function, no retrace) acts as
   building the optimizer with the new value.
 
-``test_table_covers_every_factory_and_argument`` walks ``lrjax._OPTIMIZERS`` and every
+``test_table_covers_every_factory_and_argument`` walks ``lrjax.optim.__all__`` and every
 factory's signature: a new factory, or a new argument, fails it until it is in the table
 (or listed as static, with the reason).
 """
@@ -88,7 +88,7 @@ class Row(NamedTuple):
     values are used together, and each other value is tried with the rest at base.
     """
 
-    factory: str  # the public name in lrjax._OPTIMIZERS
+    factory: str  # the public name in lrjax.optim.__all__
     build: Callable[..., optax.GradientTransformation]  # build(**hyperparameters)
     args: dict[str, tuple[float, float, float]]
     static_args: tuple[str, ...] = ()
@@ -265,10 +265,10 @@ def test_grad_wrt_hyperparameters_matches_finite_differences(row: Row, x64):
 
 
 def test_table_covers_every_factory_and_argument():
-    """Every factory in lrjax._OPTIMIZERS has a row; each argument is in one or listed static."""
+    """Every factory in lrjax.optim.__all__ has a row; each argument is in one or listed static."""
     factories = {
         name
-        for name in lrjax._OPTIMIZERS
+        for name in lrjax.optim.__all__
         if not inspect.isclass(getattr(lrjax, name)) and name not in NOT_FACTORIES
     }
     assert factories == set(STATIC), sorted(factories ^ set(STATIC))

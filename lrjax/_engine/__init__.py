@@ -10,6 +10,15 @@ halving) shares, and the only package whose private names other lrjax packages i
 * :mod:`~lrjax._engine.execution`: running N steps as one compiled loop or as a host loop
   over compiled steps, and choosing between them.
 * :mod:`~lrjax._engine.cache`: the one compile cache and :func:`clear_caches`.
+* :mod:`~lrjax._engine.factory_checks`: the checks of a loss and an optimizer factory that
+  every trainer taking a factory makes alike.
+
+And the private core under the public packages that is not training:
+
+* :mod:`~lrjax._engine.checks`: argument checks of every factory (hyperparameters are
+  data, flags are bools, steps are static ints).
+* :mod:`~lrjax._engine.schedule_math`: counts, guarded arithmetic and interpolation under
+  every schedule (used by schedules, optimizers, batch-size plans and snapshots).
 """
 
 from lrjax._engine.cache import PROGRAMS, clear_caches, fn_key, weak

@@ -1,6 +1,6 @@
 """The range test's host side: the data forms it accepts and placing them on devices.
 
-Separate from ``range_test.py`` because it runs only on the host, before and between the
+Separate from ``finder/driver.py`` because it runs only on the host, before and between the
 compiled steps: telling stacked, iterable and function data apart, checking and cutting
 the step axis, pulling and stacking chunks of batches, and choosing the mesh and copying
 data to device.

@@ -1,0 +1,17 @@
+"""The learning-rate range test: one compiled training over a ramp of rates, and its result.
+
+``driver`` (:func:`range_test`: check, plan, run, collect), ``plan`` (validation and the
+plan of the programs), ``program`` (the compiled loop), ``result``
+(:class:`RangeTestResult`, its suggestions and JSON form) and the ``suggest`` subpackage
+(the rules that read a learning rate off the curve).
+"""
+
+from lrjax.finder import suggest
+from lrjax.finder.driver import lr_ramp, range_test
+from lrjax.finder.result import RangeTestResult
+
+__all__ = [
+    "range_test",
+    "lr_ramp",
+    "RangeTestResult",
+]

@@ -1,0 +1,476 @@
+"""The range test's result: :class:`RangeTestResult`, its suggestions and its JSON form.
+
+Separate from ``finder/driver.py`` because a result lives on after the run: it is read,
+plotted and saved or loaded as JSON (:meth:`RangeTestResult.to_json`,
+:meth:`RangeTestResult.from_json`) without the compiled program that made it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lrjax.finder.suggest import curve as _curve
+from lrjax.finder.suggest import cyclical_bounds as _suggest_cyclical
+from lrjax.finder.suggest import readability_check as _readability
+from lrjax.finder.suggest import rules as _suggest
+from lrjax.finder.suggest import vote as _suggest_result
+
+
+def _grid_points(values: Mapping[str, Sequence[float]]) -> np.ndarray:
+    """Every combination of the swept values, ``(points, names)``, the first name slowest."""
+    axes = np.meshgrid(*[np.asarray(v, np.float64) for v in values.values()], indexing="ij")
+    return np.stack([a.reshape(-1) for a in axes], axis=-1)
+
+
+_ARRAY_FIELDS = ("lrs", "losses", "smoothed_losses", "val_losses")
+
+
+def _encode(values: np.ndarray) -> dict:
+    """NaN-safe JSON for a float array: non-finite values as strings, exact float repr."""
+    def item(v: float) -> Any:
+        return float(v) if math.isfinite(v) else repr(float(v))
+
+    flat = [item(v) for v in np.asarray(values, np.float64).reshape(-1)]
+    return {"dtype": str(values.dtype), "shape": list(values.shape), "data": flat}
+
+
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _decode(name: str, blob: Any) -> np.ndarray:
+    """An array of :func:`_encode`: a float dtype, a shape of sizes >= 0, a flat list of
+    numbers (non-finite ones as ``"nan"``, ``"inf"``, ``"-inf"``) of the shape's size."""
+    need = (f"{name}: not an encoded array ({{dtype: a float dtype, shape: a list of "
+            "sizes, data: a flat list of numbers}})")
+    if not isinstance(blob, Mapping) or not all(k in blob for k in ("dtype", "shape", "data")):
+        raise ValueError(f"{need}; got {type(blob).__name__}.")
+    try:
+        dtype = np.dtype(blob["dtype"]) if isinstance(blob["dtype"], str) else None
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind != "f":
+        raise ValueError(f"{need}: dtype {blob['dtype']!r:.40} is not a float dtype.")
+    shape, data = blob["shape"], blob["data"]
+    if not isinstance(shape, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise ValueError(f"{need}: shape {shape!r:.60} is not a list of sizes >= 0.")
+    if not isinstance(data, list) or len(data) != math.prod(shape):
+        raise ValueError(f"{need}: data must be a list of {math.prod(shape)} numbers (the "
+                         f"shape's size), got {type(data).__name__}"
+                         + (f" of {len(data)}." if isinstance(data, list) else "."))
+    flat = []
+    for v in data:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            flat.append(float(v))
+        elif isinstance(v, str) and v in _NON_FINITE:
+            flat.append(_NON_FINITE[v])
+        else:
+            raise ValueError(f"{need}: data holds {v!r:.40}, not a number.")
+    return np.asarray(flat, np.float64).astype(dtype).reshape(shape)
+
+
+def _regular(items: list) -> bool:
+    """Whether nested lists are rectangular (numpy would otherwise build a ragged array)."""
+    try:
+        np.asarray(items, dtype=np.float64)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _step_or_never(value: Any, num_steps: int) -> bool:
+    """An int in ``[-1, num_steps)`` (``-1``: the curve never diverged)."""
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+            and -1 <= value < num_steps)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RangeTestResult:
+    """The curves of a range test, as host numpy arrays, and what to read off them.
+
+    Attributes:
+        lrs: ``(num_steps,)`` learning rate each step trained at.
+        losses: ``(*batch_shape, num_steps)`` raw training loss (NaN after divergence).
+        smoothed_losses: same shape, the bias-corrected EMA.
+        diverged_at: step of divergence: ``int`` or ``None`` for one curve, an int array
+            with ``-1`` for "never" for batched results.
+        val_losses: validation loss after each update, or ``None``.
+        aux: the stacked aux pytree (``has_aux``), or ``None``.
+        batch_axes: names of the leading axes (sweep names, then ``"seed"``).
+        sweep: ``{name: values}`` of a sweep, or ``None``.
+        settings: ``min_lr``, ``max_lr``, ``num_steps``, ``mode``, ``smoothing``, ...
+
+    Example:
+        >>> result = lrjax.range_test(loss_fn, params, optax.sgd, batches)  # doctest: +SKIP
+        >>> result.suggest("valley"), result.cyclical_bounds()  # doctest: +SKIP
+        >>> restored = RangeTestResult.from_json(result.to_json())  # doctest: +SKIP
+
+    References:
+        Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3
+        (the LR range test); fastai ``lr_find`` and torch-lr-finder for the suggestion rules.
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed_losses: np.ndarray
+    diverged_at: int | None | np.ndarray
+    val_losses: np.ndarray | None = None
+    aux: Any = None
+    batch_axes: tuple[str, ...] = ()
+    sweep: dict[str, list[float]] | None = None
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.losses.shape[:-1]
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.lrs.shape[0])
+
+    def sweep_points(self) -> list[dict[str, float]]:
+        """The hyperparameters of each sweep row, in row order (``[]`` without a sweep)."""
+        if not self.sweep:
+            return []
+        return [dict(zip(self.sweep, map(float, point))) for point in _grid_points(self.sweep)]
+
+    def _diverged_array(self) -> np.ndarray:
+        if self.diverged_at is None:
+            return np.full(self.batch_shape, -1)
+        return np.asarray(self.diverged_at).reshape(self.batch_shape)
+
+    @property
+    def stopped_early(self) -> bool:
+        """True when every curve diverged before the last step (later steps were skipped)."""
+        steps = self._diverged_array()
+        return bool(np.all((steps >= 0) & (steps < self.num_steps - 1)))
+
+    def _before_divergence(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as float64 rows ``(curves, steps)``, NaN from each divergence step on."""
+        curves = np.array(values, np.float64).reshape(-1, self.num_steps)
+        for row, step in zip(curves, self._diverged_array().reshape(-1)):
+            if step >= 0:
+                row[step:] = np.nan
+        return curves
+
+    def smoothed_before_divergence(self) -> np.ndarray:
+        """The smoothed losses with NaN from each curve's divergence step on (float64).
+
+        This is what the suggestion rules read: the diverging step itself is excluded.
+        """
+        return self._before_divergence(self.smoothed_losses).reshape(self.smoothed_losses.shape)
+
+    def losses_before_divergence(self) -> np.ndarray:
+        """The raw losses with NaN from each curve's divergence step on (float64).
+
+        This is what :meth:`cyclical_bounds` reads: the diverging step itself is excluded.
+        """
+        return self._before_divergence(self.losses).reshape(self.losses.shape)
+
+    def _rule_curves(self) -> np.ndarray:
+        return self._before_divergence(self.smoothed_losses)
+
+    def suggest(
+        self,
+        method: str = _suggest.DEFAULT_METHOD,
+        *,
+        per_curve: bool = False,
+        fraction: float | None = None,
+        half_width: int | None = None,
+        train_steps: int | None = None,
+        divisor: float | None = None,
+        tolerance: float | None = None,
+        skip_start: int | None = None,
+        skip_end: int | None = None,
+        lr_diff: int | None = None,
+        thresh: float | None = None,
+        adjust_value: float | None = None,
+        **unknown: Any,
+    ) -> float | np.ndarray:
+        """A suggested learning rate; batched results give the lower median over curves.
+
+        Every option defaults to ``None``: the rule's own default. An option the chosen
+        rule does not take is a ``ValueError`` naming the rule; an unknown keyword a
+        ``TypeError`` listing the accepted ones.
+
+        Args:
+            method: ``fall`` (the default: lrjax's rule; on the raw validation curve
+                when there is one, a fifth of the rate where it turns up, see
+                ``lrjax.finder.suggest.turn_rule``; else a quarter of the training curve's fall,
+                see ``lrjax.finder.suggest.fall_rule``), fastai's ``valley``,
+                ``slide``, ``steep``, ``minimum``, or torch-lr-finder's ``steepest``
+                (see ``lrjax.finder.suggest.rules``).
+            per_curve: return the ``batch_shape`` array of per-curve suggestions instead
+                (``lrs[0]`` for a curve the rule cannot read, with a warning).
+            fraction: ``fall``: share of the fall covered (default 0.25; 0.75 with
+                ``train_steps``); on a validation curve, read it by this share of its
+                fall instead of by its turn.
+            half_width: ``fall``: the smoother's half-width in points (default 5% of the
+                steps).
+            train_steps: ``fall``: the steps of the constant-rate training to come; caps
+                the suggestion by the time-matched rate (``lrjax.finder.suggest.fall_rule``; on a
+                validation curve exactly as ``lrjax.suggest_turn(..., train_steps=)``).
+            divisor: ``fall`` on a validation curve: the turn's rate over this (default 5).
+            tolerance: ``fall`` on a validation curve: the rise that is a turn, as a share
+                of the fall so far (default 0.1).
+            skip_start: the peers' rules: points dropped at the start (default
+                ``num_steps // 10``; 10 for ``steepest``).
+            skip_end: the peers' rules: recorded points dropped at the end (default 5).
+            lr_diff: ``slide``: the window in steps (default 15).
+            thresh: ``slide``: the gradient difference that stops the window (0.005).
+            adjust_value: ``slide``: factor on the rate found (default 1).
+
+        Returns:
+            A float, or an array with ``per_curve``. Curves the rule cannot read
+            (diverged at once, flat, never falling) do not vote; a warning counts them.
+            When the curves' fall is not clearly larger than their noise (the mean
+            curve's fall < 8 x its smoothed noise, :attr:`readability`), the rule's reading is
+            still returned, with an ``lrjax.UnreadableCurveWarning`` saying what would
+            help; a validation curve that noisy is not read (``fall`` reads the
+            training curve instead, with the warning).
+
+        Raises:
+            TypeError: an unknown keyword argument.
+            ValueError: an unknown ``method`` or an option it does not take.
+
+        Example:
+            >>> result.suggest()  # doctest: +SKIP
+            >>> result.suggest("slide", lr_diff=10)  # doctest: +SKIP
+            >>> result.suggest(train_steps=5_000)  # doctest: +SKIP
+        """
+        options = _suggest_result.rule_options(method, {
+            "fraction": fraction, "half_width": half_width, "train_steps": train_steps,
+            "divisor": divisor, "tolerance": tolerance, "skip_start": skip_start,
+            "skip_end": skip_end, "lr_diff": lr_diff, "thresh": thresh,
+            "adjust_value": adjust_value}, unknown)
+        readings = _suggest_result.read_result(self, method, **options)
+        if per_curve:
+            for reading in readings:
+                if reading.failed is not None:
+                    _curve._fallback(np.asarray(self.lrs, np.float64), method, reading.failed)
+            return np.asarray([r.lr for r in readings]).reshape(self.batch_shape)
+        return _suggest_result.combine_readings(readings, self.lrs, method)
+
+    @property
+    def readability(self) -> _readability.Readability:
+        """Whether the training curves' fall stands out of their noise.
+
+        ``Readability(readable, fall, noise, ratio, window)`` (``lrjax.finder.suggest.readability_check.readability``) of
+        the MEAN of the raw training curves (every seed and sweep value) over the steps
+        all of them recorded before divergence: ``fall`` = start level (median of the
+        first tenth) minus the minimum of the centred 5%-half-width mean, ``noise`` = a
+        robust (MAD) standard deviation of each loss's residual from the median of its 4
+        neighbours, readable when ``fall >= 8 * noise / sqrt(window)`` (the noise left
+        after the rule's ``window``-point mean). The mean of ``n`` independent
+        seeds has ``1 / sqrt(n)`` of one seed's noise and the same fall, so more seeds
+        (``num_seeds``) make a noisy curve readable. Per curve:
+        :meth:`readability_per_curve`.
+
+        Example:
+            >>> result.readability  # doctest: +SKIP
+            Readability(readable=True, fall=1.93, noise=0.061, ratio=31.6)
+        """
+        return _suggest_result.result_readability(
+            _suggest_result.log_spaced(self.lrs, self._before_divergence(self.losses)),
+            self.num_steps)
+
+    @property
+    def val_readability(self) -> _readability.Readability | None:
+        """:attr:`readability` of the validation curves (``None`` without ``val_losses``)."""
+        if self.val_losses is None:
+            return None
+        return _suggest_result.result_readability(
+            _suggest_result.log_spaced(self.lrs, self._before_divergence(self.val_losses)),
+            self.num_steps)
+
+    def readability_per_curve(self, validation: bool = False) -> list[_readability.Readability]:
+        """:attr:`readability` of each training (or validation) curve, in row order
+        (the batch axes flattened). A linear ramp is read as the log-spaced ramp with the
+        same ends would record it (the start and smoothing assume log spacing)."""
+        values = self.val_losses if validation else self.losses
+        if values is None:
+            raise ValueError("this result has no val_losses.")
+        rows = _suggest_result.log_spaced(self.lrs, self._before_divergence(values))
+        return [_readability.readability(row, num_steps=self.num_steps) for row in rows]
+
+    def suggestions(self) -> dict[str, float]:
+        """Every rule's suggestion (lower median over curves), the default ``fall`` first."""
+        return {method: self.suggest(method) for method in _suggest.SUGGESTERS}
+
+    def spread(self, method: str = _suggest.DEFAULT_METHOD) -> float:
+        """``log10(max / min)`` of the per-curve suggestions: their spread in decades."""
+        values = np.asarray(self.suggest(method, per_curve=True)).reshape(-1)
+        return float(np.log10(values.max() / values.min()))
+
+    def peak_lr(self, *, per_curve: bool = False) -> float | np.ndarray:
+        """The PEAK rate of a schedule that anneals (one-cycle, cosine, WSD), not a constant rate.
+
+        A schedule spends most steps below its peak, so its best peak is higher than the
+        best constant rate. On a training curve the peak is ``2 x`` the ``fall`` reading
+        (``suggest()``: a quarter of the fall); on a readable validation curve it is the
+        turn reading itself (a fifth of the rate where held-out loss turns up, already
+        higher). No ``train_steps`` hint (it is for constant-rate trainings).
+
+        Chosen on the finder benchmark's development half (``benchmarks/finder_quality.py``,
+        3 schedule problems: a cosine-decayed LSTM, a one-cycle BatchNorm + dropout MLP, a
+        cosine AdamW MLP) and reported on its held-out half (a one-cycle transformer, a
+        one-cycle SGD MLP, a cosine Adam MLP): training curve x2, worst quality 0.973
+        (development) and 0.944 (held-out), geometric means 0.989 and 0.979, where fastai's
+        ``valley`` scored 0.898/0.937 and 0.946/0.967 and ``suggest()`` itself (x1)
+        0.831/0.928 and 0.903/0.964.
+
+        Args:
+            per_curve: the per-curve peaks (``batch_shape`` array) instead of their vote.
+
+        Returns:
+            The suggested peak rate (a float, or an array with ``per_curve``).
+
+        Example:
+            >>> import optax
+            >>> result.peak_lr()  # doctest: +SKIP
+            >>> schedule = optax.cosine_onecycle_schedule(1_000, result.peak_lr())  # doctest: +SKIP
+
+        References:
+            Smith & Topin, "Super-Convergence", 2017 (one-cycle's peak from the range test);
+            Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017.
+        """
+        lr = self.suggest(per_curve=per_curve)
+        factor = 1.0 if _suggest_result.reads_validation(self) else _suggest_result.PEAK_FACTOR
+        return lr * factor if per_curve else float(lr * factor)
+
+    def cyclical_bounds(self) -> tuple[float, float]:
+        """``(base_lr, max_lr)`` for ``lrjax.cyclic`` (medians over curves).
+
+        Read off each curve's RAW losses before divergence, smoothed by a centred
+        (zero-lag) window: ``base_lr`` where the loss has covered 10% of its fall from
+        the first point to the minimum, ``max_lr`` where it has covered 90%. Not read
+        off ``smoothed_losses``: the EMA lags, and its minimum sits where the raw loss
+        already blows up. See ``lrjax.suggest_cyclical_bounds`` for the full rule.
+        """
+        pairs = np.asarray([_suggest_cyclical.suggest_cyclical_bounds(self.lrs, row)
+                            for row in self._before_divergence(self.losses)])
+        return float(np.median(pairs[:, 0])), float(np.median(pairs[:, 1]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_dict` inverts it exactly (aux is not included)."""
+        out: dict[str, Any] = {}
+        for name in _ARRAY_FIELDS:
+            value = getattr(self, name)
+            out[name] = None if value is None else _encode(value)
+        diverged = self.diverged_at
+        out["diverged_at"] = (diverged if diverged is None or isinstance(diverged, int)
+                              else np.asarray(diverged).tolist())
+        out.update(batch_axes=list(self.batch_axes), sweep=self.sweep, settings=dict(self.settings))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out["suggestions"] = self.suggestions()
+        return out
+
+    @classmethod
+    def from_dict(cls, blob: Mapping[str, Any]) -> RangeTestResult:
+        """Inverts :meth:`to_dict`, checking the keys and that the shapes fit together."""
+        if not isinstance(blob, Mapping):
+            raise ValueError(f"a range test result must be a JSON object, got {type(blob).__name__}.")
+        missing = [k for k in ("lrs", "losses", "smoothed_losses", "diverged_at") if k not in blob]
+        if missing:
+            raise ValueError(f"not a range test result: missing keys {missing}.")
+        arrays = {name: None if name == "val_losses" and blob.get(name) is None
+                  else _decode(name, blob[name]) for name in _ARRAY_FIELDS}
+        lrs, losses = arrays["lrs"], arrays["losses"]
+        if lrs.ndim != 1 or lrs.size < 2:
+            raise ValueError(f"lrs must be 1-D with >= 2 steps, got shape {lrs.shape}.")
+        for name in _ARRAY_FIELDS[1:]:
+            value = arrays[name]
+            if value is not None and (value.ndim < 1 or value.shape[-1] != lrs.size
+                                      or value.shape != losses.shape):
+                raise ValueError(f"{name} has shape {value.shape}; with {lrs.size} lrs it must "
+                                 f"be (*batch, {lrs.size}) like losses {losses.shape}.")
+        diverged = blob["diverged_at"]
+        batch_shape = losses.shape[:-1]
+        if isinstance(diverged, list):
+            items = np.asarray(diverged, dtype=object) if _regular(diverged) else None
+            if items is None or items.shape != batch_shape or not all(
+                    _step_or_never(v, lrs.size) for v in items.reshape(-1)):
+                raise ValueError(f"diverged_at must be a list shaped like the curves "
+                                 f"{batch_shape} of steps in [-1, {lrs.size - 1}] (-1: never), "
+                                 f"got {diverged!r:.80}.")
+            diverged = items.astype(np.int64)
+        elif diverged is not None and (batch_shape or not _step_or_never(diverged, lrs.size)
+                                       or diverged < 0):
+            raise ValueError(f"diverged_at must be an int step in [0, {lrs.size - 1}], null or a "
+                             f"list shaped like the curves {batch_shape}, got {diverged!r:.80}.")
+        axes = blob.get("batch_axes", [])
+        if not isinstance(axes, (list, tuple)) or not all(isinstance(a, str) for a in axes):
+            raise ValueError(f"batch_axes must be a list of names, got {axes!r:.80}.")
+        axes = tuple(axes)
+        if len(axes) != len(batch_shape):
+            raise ValueError(f"batch_axes {list(axes)} do not name the curves' axes "
+                             f"{batch_shape}.")
+        settings = blob.get("settings", {})
+        settings = {} if settings is None else settings
+        if not isinstance(settings, Mapping):
+            raise ValueError(f"settings must be an object (name -> value), got "
+                             f"{type(settings).__name__}.")
+        sweep = blob.get("sweep")
+        if sweep is not None and not (isinstance(sweep, Mapping) and all(
+                isinstance(k, str) and isinstance(v, list) and v and all(
+                    isinstance(x, (int, float)) for x in v)  # bools: a static sweep's flags
+                for k, v in sweep.items())):
+            raise ValueError(f"sweep must be null or an object name -> non-empty list of "
+                             f"numbers or bools, got {sweep!r:.80}.")
+        return cls(**arrays, diverged_at=diverged, batch_axes=axes,
+                   sweep=None if sweep is None else dict(sweep), settings=dict(settings))
+
+    def to_json(self, **kwargs: Any) -> str:
+        """Strict JSON (NaN/inf stored as strings); ``kwargs`` go to ``json.dumps``."""
+        kwargs.setdefault("allow_nan", False)
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> RangeTestResult:
+        """Reads :meth:`to_json`'s output; a ValueError says what is wrong with bad input."""
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise TypeError(f"text must be the JSON text of to_json(), got {type(text).__name__}.")
+        try:
+            blob = json.loads(text)
+        except RecursionError:
+            raise ValueError("not a range test result: the JSON is nested too deeply to read."
+                             ) from None
+        try:
+            return cls.from_dict(blob)
+        except RecursionError:
+            raise ValueError("not a range test result: the JSON is nested too deeply.") from None
+
+    def plot(self, ax: Any = None) -> Any:
+        """Plots the curves (needs matplotlib); see ``lrjax.plot_range_test``."""
+        from lrjax.plot.figures import plot_range_test
+
+        return plot_range_test(self, ax=ax)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        steps = self._diverged_array().reshape(-1)
+        hit = steps[steps >= 0]
+        if hit.size == 0:
+            divergence = "did not diverge"
+        else:
+            divergence = f"diverged at step {int(hit.min())} (lr {self.lrs[int(hit.min())]:.3g})"
+            if steps.size > 1:
+                divergence += f" in {hit.size} of {steps.size} curves"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = ", ".join(f"{m} {v:.3g}" for m, v in self.suggestions().items())
+        batch = f", curves {dict(zip(self.batch_axes, self.batch_shape))}" if self.batch_shape else ""
+        return (
+            f"RangeTestResult({self.num_steps} steps, lr {self.lrs[0]:.3g} -> {self.lrs[-1]:.3g}"
+            f" ({s.get('mode', '?')}){batch}\n"
+            f"  {divergence}\n"
+            f"  suggestions: {found})"
+        )

@@ -1,0 +1,275 @@
+"""Rules applied to a whole ``RangeTestResult``: one reading per curve, then the vote.
+
+Separate from ``finder/suggest/rules.py`` (rules on one curve) because it knows the result's layout:
+which curve a rule reads (the peers: each curve's smoothed losses as the peer records
+them; ``fall``: the raw validation curve when there is one, read by its turn
+(``lrjax.finder.suggest.turn_rule``), else the raw training curve by its fall (``lrjax.finder.suggest.fall_rule``),
+cut before divergence), and how several curves (seeds, sweep values) vote: curves a
+rule cannot read do not vote, the rest give their lower median.
+
+It also says when the curves cannot be read at all (:func:`result_readability`): the
+mean of the curves (seeds and sweep values) over the steps all of them recorded, whose
+fall must be at least 8 times its smoothed noise (``lrjax.finder.suggest.readability_check.readability``; the mean of ``n``
+independent seeds has ``1 / sqrt(n)`` of one seed's noise, so more seeds help). When it
+is not, every rule still returns its reading and ``RangeTestResult.suggest()`` warns
+(``UnreadableCurveWarning``); a validation curve that noisy is not read at all (``fall``
+reads the training curve instead, with the warning).
+
+References:
+    fastai ``lr_find``; torch-lr-finder ``LRFinder.plot``; see ``lrjax.finder.suggest.rules``.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from lrjax.finder.suggest.rules import _READERS, SUGGESTERS, _minimum, _slide_reader
+from lrjax.finder.suggest.curve import (
+    Reading,
+    _fallback,
+    _finite_length,
+    _read,
+    recorded_curve,
+    unreadable,
+)
+from lrjax.finder.suggest.readability_check import (
+    Readability,
+    UnreadableCurveWarning,
+    noisy_message,
+    readability,
+)
+from lrjax.finder.suggest.fall_rule import CEILING_FRACTION, _log_grid, _on_grid, read_fall
+from lrjax.finder.suggest.turn_rule import read_turn
+
+
+_PEER_OPTIONS = ("skip_start", "skip_end")
+#: The options each rule takes through ``RangeTestResult.suggest()`` (keyword-only).
+RULE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "fall": ("fraction", "half_width", "train_steps", "divisor", "tolerance"),
+    "valley": _PEER_OPTIONS,
+    "slide": (*_PEER_OPTIONS, "lr_diff", "thresh", "adjust_value"),
+    "steep": _PEER_OPTIONS,
+    "steepest": _PEER_OPTIONS,
+    "minimum": _PEER_OPTIONS,
+}
+# The fewest finite points whose noise can be measured (a residual needs 2 + 2 neighbours).
+_MIN_NOISE_POINTS = 5
+
+
+def rule_options(method: str, options: dict[str, Any], unknown: dict[str, Any]) -> dict[str, Any]:
+    """The options given (not ``None``) to ``method``, checked.
+
+    Raises:
+        ValueError: an unknown ``method``, or an option ``method`` does not take (naming
+            the rule and what it takes).
+        TypeError: an unknown keyword (naming it and listing the accepted ones).
+    """
+    if unknown:
+        accepted = ["per_curve", *dict.fromkeys(o for opts in RULE_OPTIONS.values() for o in opts)]
+        raise TypeError(f"suggest() got unexpected keyword argument(s) {sorted(unknown)}; it "
+                        f"accepts {', '.join(accepted)}.")
+    if method not in SUGGESTERS:
+        raise ValueError(f"method must be one of {tuple(SUGGESTERS)}, got {method!r}.")
+    given = {name: value for name, value in options.items() if value is not None}
+    foreign = sorted(set(given) - set(RULE_OPTIONS[method]))
+    if foreign:
+        raise ValueError(f"the {method!r} rule takes no {', '.join(f'{n}=' for n in foreign)}; "
+                         f"it takes {', '.join(f'{n}=' for n in RULE_OPTIONS[method])}.")
+    return given
+
+
+def mean_curve(rows: np.ndarray) -> np.ndarray:
+    """The mean of the curves (rows, NaN from divergence on) over the steps all of them
+    recorded; curves with fewer than 5 finite points (nothing to measure) are left out,
+    and with none left, the first row itself."""
+    rows = np.atleast_2d(np.asarray(rows, np.float64))
+    lengths = np.asarray([_finite_length(row) for row in rows])
+    live = lengths >= _MIN_NOISE_POINTS
+    if not live.any():
+        return rows[0]
+    return rows[live, : int(lengths[live].min())].mean(axis=0)
+
+
+def result_readability(rows: np.ndarray, num_steps: int) -> Readability:
+    """:func:`~lrjax.finder.suggest.readability_check.readability` of the :func:`mean_curve` of ``rows``."""
+    return readability(mean_curve(rows), num_steps=num_steps)
+
+
+def log_spaced(lrs: ArrayLike, rows: np.ndarray) -> np.ndarray:
+    """The curves as a log-spaced ramp with the same ends and length would record them.
+
+    Readability reads the first tenth of the steps as the start and smooths over 5% of
+    them, which assumes a log-spaced ramp: on a linear one the first tenth already covers
+    rates up to a tenth of the maximum (the whole fall), and a curve that clearly falls
+    would look flat. A log-spaced ramp comes back unchanged.
+    """
+    lrs = np.asarray(lrs, np.float64)
+    grid = _log_grid(lrs)
+    if grid is None:
+        return rows
+    rows = np.asarray(rows, np.float64)
+    flat = rows.reshape(-1, rows.shape[-1])
+    return np.stack([_on_grid(grid, lrs, row) for row in flat]).reshape(rows.shape)
+
+
+def too_noisy(rows: np.ndarray, num_steps: int) -> Readability | None:
+    """The readability of the curves' mean when it is too noisy to read, else ``None``.
+
+    ``None`` also for a mean curve that gives nothing to measure or that the rules reject
+    on their own (flat, never decreasing: they warn and fall back to ``lrs[0]`` already).
+    """
+    curve = mean_curve(rows)
+    finite = curve[: _finite_length(curve)]
+    reading = readability(curve, num_steps=num_steps)
+    if reading.readable or np.isnan(reading.noise) or unreadable(finite) is not None:
+        return None
+    return reading
+
+
+def _warn_noisy(reading: Readability, curve: str, then: str, stacklevel: int = 4) -> None:
+    """Warns at the caller of ``RangeTestResult.suggest`` (4 frames up from here)."""
+    message = noisy_message(reading, f"the {curve} curve", then)
+    warnings.warn(UnreadableCurveWarning(message, reading, curve), stacklevel=stacklevel)
+
+
+def _peer_reading(method: str, lrs: np.ndarray, row: np.ndarray, diverged: int,
+                  num_steps: int, kwargs: dict[str, Any]) -> Reading:
+    """One recorded curve through a peer rule, with the public function's validation."""
+    options = dict(kwargs)
+    skip = {name: options.pop(name, default) for name, default in
+            (("skip_start", 10 if method == "steepest" else None), ("skip_end", None))}
+    if method == "slide":
+        read = _slide_reader(**options)
+    elif options:
+        raise TypeError(f"{method} got unexpected arguments {sorted(options)}.")
+    elif method == "minimum":
+        read = functools.partial(_minimum, floor=float(lrs[0]))
+    else:
+        read = _READERS[method]
+    x, y = recorded_curve(lrs, row, diverged)
+    return _read(read, x, y, skip["skip_start"], skip["skip_end"], num_steps)
+
+
+def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
+    """Every curve of a ``RangeTestResult`` through ``method``: one Reading per curve.
+
+    Peer rules read each curve's smoothed losses as the peer records them
+    (:func:`recorded_curve`). ``fall`` reads the raw validation curve by its turn when
+    the result has one (``divisor=``, ``tolerance=``; with ``train_steps=`` capped by the
+    time-matched rate of the training curve; with ``fraction=`` by that share of its fall
+    instead), falling back to the training curve where a validation curve is
+    unreadable, and the raw training curve by its fall otherwise, cut before divergence.
+    """
+    if method not in SUGGESTERS:
+        raise ValueError(f"method must be one of {tuple(SUGGESTERS)}, got {method!r}.")
+    lrs = np.asarray(result.lrs, np.float64)
+    steps = result.num_steps
+    diverged = result._diverged_array().reshape(-1)
+    train = result._before_divergence(result.losses)
+    if method != "fall":
+        rows = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
+        readings = [_peer_reading(method, lrs, row, int(d), steps, kwargs)
+                    for row, d in zip(rows, diverged)]
+        _check_training_noise(log_spaced(lrs, train), steps)
+        return readings
+    val = None if result.val_losses is None else result._before_divergence(result.val_losses)
+    noisy_val = None if val is None else too_noisy(log_spaced(lrs, val), steps)
+    if noisy_val is not None:  # a noise bump is no turn: read the training curve instead
+        _warn_noisy(noisy_val, "validation", "fall reads the training curve instead")
+        val = None
+    if val is not None and kwargs.get("train_steps") is not None and kwargs.get("fraction") is None:
+        # No time cap on a validation turn (lrjax.finder.suggest.turn_rule's docstring says why).
+        kwargs = {name: value for name, value in kwargs.items() if name != "train_steps"}
+    if kwargs.get("train_steps") is not None and \
+            too_noisy(log_spaced(lrs, train), steps) is not None:
+        # The hint's time cap reads the training curve's minimum: on a curve whose fall
+        # does not stand out of its noise that minimum is a noise dip (a GRU's cap was
+        # 35x below its fall reading, quality 0.00), so it is not applied there.
+        kwargs = {name: value for name, value in kwargs.items() if name != "train_steps"}
+    share = kwargs.pop("fraction", None)
+    turn_options = {name: kwargs.pop(name) for name in ("divisor", "tolerance") if name in kwargs}
+    if turn_options and (val is None or share is not None):
+        raise TypeError(f"fall got {sorted(turn_options)}, which apply only to a validation "
+                        "curve read by its turn (a result with val_losses, no fraction=).")
+    readings, unread = [], []
+    for index, row in enumerate(train):
+        reading = None
+        if val is not None and share is None:
+            reading = _turn_reading(lrs, val[index], row, steps, kwargs, turn_options)
+        elif val is not None:  # fraction= asks for a share of the validation fall
+            reading = read_fall(lrs, val[index], share, num_steps=steps, train_losses=row,
+                                **kwargs)
+        if reading is not None and reading.failed is not None:
+            unread.append(reading.failed)
+        if reading is None or reading.failed is not None:
+            reading = read_fall(lrs, row, share, num_steps=steps, **kwargs)
+        readings.append(reading)
+    if unread:  # e.g. val_losses all NaN (an eval_fn that fails): never silently
+        warnings.warn(
+            f"fall: {len(unread)} of {len(readings)} validation curves could not be read "
+            f"({unread[0]}); the training curve's fall is read instead. Check eval_fn and "
+            "val_data.", UserWarning, stacklevel=4)
+    if val is None:
+        _check_training_noise(log_spaced(lrs, train), steps)
+    return readings
+
+
+# The peak of a schedule read off a training curve's fall: twice the constant-rate reading.
+# Chosen on the finder benchmark's development half (3 schedule problems: x2 worst 0.973,
+# geometric mean 0.989; x1 0.831 / 0.928; x3 0.995 / 0.998 but x4 0.795: x2 keeps a margin
+# from the edge), then reported on the held-out half (x2: worst 0.944, mean 0.979).
+PEAK_FACTOR = 2.0
+
+
+def reads_validation(result: Any) -> bool:
+    """Whether ``fall`` reads this result's validation curve (present and readable)."""
+    if result.val_losses is None:
+        return False
+    val = log_spaced(result.lrs, result._before_divergence(result.val_losses))
+    return too_noisy(val, result.num_steps) is None
+
+
+def _check_training_noise(train: np.ndarray, steps: int) -> None:
+    """Warns when the training curves the readings came from are too noisy to read
+    (also when a rule could not read them at all: the warning says what would help)."""
+    noisy = too_noisy(train, steps)
+    if noisy is not None:
+        _warn_noisy(noisy, "training", "the suggestion is the rule's reading of it anyway, "
+                    "which may sit on a noise dip", stacklevel=5)
+
+
+def _turn_reading(lrs: np.ndarray, val: np.ndarray, train: np.ndarray, steps: int,
+                  kwargs: dict[str, Any], options: dict[str, Any]) -> Reading:
+    """A validation curve's ``turn`` reading, capped by what ``fall`` reads at three
+    quarters of the validation fall (the stability ceiling; with ``train_steps=`` also the
+    time-matched rate of the training curve: the hint exactly as ``fall`` applies it)."""
+    reading = read_turn(lrs, val, num_steps=steps, **options)
+    if reading.failed is not None:
+        return reading
+    ceiling = read_fall(lrs, val, CEILING_FRACTION, num_steps=steps, train_losses=train, **kwargs)
+    return reading if ceiling.failed is not None else Reading(min(reading.lr, ceiling.lr), None)
+
+
+def combine_readings(readings: list[Reading], lrs: ArrayLike, method: str) -> float:
+    """The curves' vote: the lower median of the readable curves' rates.
+
+    A curve a rule cannot read (diverged at once, flat, never falls) does not vote; a
+    warning says how many did not. The lower median is a rate one curve suggested (the
+    plain median of an even count averages two). No readable curve: the warned fallback
+    ``lrs[0]``.
+    """
+    good = np.sort([r.lr for r in readings if r.failed is None])
+    failed = [r.failed for r in readings if r.failed is not None]
+    lrs = np.asarray(lrs, np.float64)
+    if good.size == 0:
+        _fallback(lrs, method, f"no curve is readable ({failed[0]})")
+        return float(lrs[0])
+    if failed:
+        warnings.warn(f"{method}: {len(failed)} of {len(readings)} curves are unreadable "
+                      f"({failed[0]}) and do not vote.", UserWarning, stacklevel=3)
+    return float(good[(good.size - 1) // 2])
