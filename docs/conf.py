@@ -9,6 +9,7 @@ that raises fails the build. ``LRJAX_NOTEBOOK_SMALL=1`` is the small-mode switch
 Colab notebook uses too: fewer steps, same code.
 """
 
+import dataclasses
 import os
 import pathlib
 import sys
@@ -43,10 +44,34 @@ root_doc = "index"
 # -- API reference ------------------------------------------------------------------
 autosummary_generate = True
 autosummary_imported_members = True
+
+
+def _documented_fields(cls):
+    """A class's fields that its docstring's Attributes section already describes: the class
+    template leaves them out of the member list, which would repeat them without a text."""
+    doc = cls.__doc__ or ""
+    if "Attributes:" not in doc:
+        return []
+    if dataclasses.is_dataclass(cls):
+        fields = [field.name for field in dataclasses.fields(cls)]
+    else:
+        fields = list(getattr(cls, "_fields", ()))
+    return [field for field in fields if field in doc]
+
+
 # Names that also work as ``lrjax.X``: the page of each notes its short alias.
-autosummary_context = {"top_level": sorted(set(lrjax.__all__))}
+autosummary_context = {
+    "top_level": sorted(set(lrjax.__all__)),
+    "documented_fields": {
+        name: _documented_fields(getattr(lrjax, name))
+        for name in lrjax.__all__
+        if isinstance(getattr(lrjax, name), type)
+    },
+}
 autodoc_default_options = {"member-order": "bysource", "undoc-members": False}
 autodoc_typehints = "description"  # long signatures stay readable; types go into Args
+autodoc_typehints_description_target = "documented_params"  # no undocumented Args list;
+# no return types either: optax.Schedule and friends would print as their expanded unions
 autodoc_typehints_format = "short"
 autodoc_preserve_defaults = True  # show `schedule=None`, not its repr after evaluation
 autodoc_inherit_docstrings = False  # NamedTuple's own docstrings are noise

@@ -1,8 +1,10 @@
 """Sphinx extension: fail the build when a public lrjax name has no API entry.
 
-Every name in ``lrjax.__all__`` must be documented at its home path, a public subpackage
-such as ``lrjax.schedules.wsd`` (the flat ``lrjax.wsd`` alias is noted on that page), and
-the object found there must be the object ``lrjax`` exports. A missing name is a Sphinx
+Every name in ``lrjax.__all__`` must be documented at its home path: the public subpackage
+that exports it, such as ``lrjax.schedules.cosine_annealing`` (the flat
+``lrjax.cosine_annealing`` alias is noted on that page), and that subpackage's name must be
+the object ``lrjax`` exports. Only a name that no public subpackage exports is documented as
+``lrjax.X``. A missing name is a Sphinx
 warning, so the strict build (``-W``) fails, as optax's coverage check fails its build.
 ``tests/test_docs_coverage.py`` runs the same rules on the API pages' source without
 building the site.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import importlib
 import pathlib
 import re
+import types
 from collections.abc import Iterable
 
 _CURRENT = re.compile(r"^\s*\.\. (?:py:)?currentmodule:: (\S+)\s*$")
@@ -25,21 +28,44 @@ def public_names() -> list[str]:
     return sorted(name for name in lrjax.__all__ if not name.startswith("__"))
 
 
+def public_packages() -> list[str]:
+    """lrjax's public (sub)packages and modules reachable from it, ``lrjax`` first."""
+    lrjax = importlib.import_module("lrjax")
+    seen, todo = {"lrjax": lrjax}, [lrjax]
+    while todo:
+        module = todo.pop()
+        for value in vars(module).values():
+            name = getattr(value, "__name__", "")
+            if (isinstance(value, types.ModuleType) and name.startswith("lrjax.")
+                    and name not in seen
+                    and not any(part.startswith("_") for part in name.split("."))):
+                seen[name] = value
+                todo.append(value)
+    return list(seen)
+
+
+def homes(name: str) -> list[str]:
+    """Where ``lrjax.<name>`` lives: the public subpackages that export the same object
+    (in their ``__all__``), or ``["lrjax"]`` when none does (a name whose code is private)."""
+    lrjax = importlib.import_module("lrjax")
+    obj = getattr(lrjax, name)
+    found = []
+    for module_name in public_packages()[1:]:
+        module = importlib.import_module(module_name)
+        if name in getattr(module, "__all__", ()) and getattr(module, name, None) is obj:
+            found.append(module_name)
+    return found or ["lrjax"]
+
+
 def home_problem(fullname: str) -> str | None:
     """Why ``fullname`` (``lrjax.pkg.Name``) is not a valid home for ``lrjax.Name``, or None."""
     module_name, _, name = fullname.rpartition(".")
+    expected = homes(name)
+    if module_name in expected:
+        return None
     if module_name == "lrjax":
-        return "documented only at the flat alias lrjax.X, not at its home subpackage"
-    if any(part.startswith("_") for part in module_name.split(".")):
-        return f"home {module_name} is private"
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        return f"home {module_name} does not import ({err})"
-    lrjax = importlib.import_module("lrjax")
-    if getattr(module, name, None) is not getattr(lrjax, name):
-        return f"{fullname} is not the object lrjax.{name} exports"
-    return None
+        return f"documented only at the flat alias lrjax.{name}; its home is {expected[0]}"
+    return f"{fullname} is not its home ({' or '.join(expected)})"
 
 
 def coverage_problems(documented: Iterable[str]) -> dict[str, str]:
@@ -108,6 +134,27 @@ def _check(app, env) -> None:
         )
 
 
+def _resolve_alias(app, env, node, contnode):
+    """Links ``lrjax.X`` (the flat alias, as docstrings and pages write it) to X's home page."""
+    target = node.get("reftarget", "")
+    if node.get("refdomain") != "py" or not target.startswith("lrjax."):
+        return None
+    name = target.rpartition(".")[2]
+    lrjax = importlib.import_module("lrjax")
+    if name not in getattr(lrjax, "__all__", ()):
+        return None
+    domain = env.get_domain("py")
+    for home in homes(name):
+        if home == target.rpartition(".")[0]:
+            continue
+        found = domain.resolve_xref(env, node.get("refdoc", ""), app.builder, node["reftype"],
+                                    f"{home}.{name}", node, contnode)
+        if found is not None:
+            return found
+    return None
+
+
 def setup(app):
     app.connect("env-check-consistency", _check)
+    app.connect("missing-reference", _resolve_alias)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
