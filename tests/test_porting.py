@@ -1,5 +1,5 @@
 """Porting from PyTorch: per_epoch, linear_factor, chain_schedules, with_cycled_momentum,
-and the README table's optax mappings (ReduceLROnPlateau, SequentialLR, ConstantLR).
+and the porting table's optax mappings (docs/tutorials/porting_pytorch.md) (ReduceLROnPlateau, SequentialLR, ConstantLR).
 
 References: numbers recorded from PyTorch 2.13.0 (tests/fixtures/torch_porting.json, the
 recording code is in tests/test_torch_parity.py, which also compares live when torch is
@@ -62,7 +62,7 @@ def test_chain_schedules_matches_pytorch_chained_scheduler():
 
 
 def test_sequential_lr_is_optax_join_schedules():
-    """README: SequentialLR(schedulers, milestones) == optax.join_schedules(schedules, milestones)."""
+    """Porting table: SequentialLR(schedulers, milestones) == optax.join_schedules(schedules, milestones)."""
     joined = optax.join_schedules(
         [lrjax.linear_factor(0.1, 0.2, 1.0, 3), lrjax.exponential_decay(0.1, 0.8)], [3]
     )
@@ -70,7 +70,7 @@ def test_sequential_lr_is_optax_join_schedules():
 
 
 def test_constant_lr_is_a_join_of_constants():
-    """README: ConstantLR(factor=f, total_iters=T) == join_schedules of two constants."""
+    """Porting table: ConstantLR(factor=f, total_iters=T) == join_schedules of two constants."""
     joined = optax.join_schedules(
         [optax.constant_schedule(0.1 * 0.25), optax.constant_schedule(0.1)], [3]
     )
@@ -201,7 +201,7 @@ def test_with_cycled_momentum_finds_the_argument_and_passes_kwargs():
 
 
 # ------------------------------------------------------------------------------------
-# ReduceLROnPlateau: optax.contrib.reduce_on_plateau, as the README documents
+# ReduceLROnPlateau: optax.contrib.reduce_on_plateau, as the porting table documents
 # ------------------------------------------------------------------------------------
 def np_reduce_lr_on_plateau(metrics, lr, factor, patience, threshold, cooldown):
     """PyTorch ReduceLROnPlateau (mode min, threshold_mode rel): lr after each step(metric)."""

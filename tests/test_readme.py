@@ -1,4 +1,6 @@
-"""The README tells the truth: its Python examples run, and CI runs its test command."""
+"""The README tells the truth: its Python examples run, its links resolve, and CI runs its
+test command. The README is the landing page; the documentation lives in docs/ (its pages'
+code runs when the site is built, .ci/build-docs)."""
 
 import pathlib
 import re
@@ -33,3 +35,17 @@ def test_ci_runs_the_readme_test_command():
     assert len(test_commands) == 1, test_commands
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert test_commands[0] in ci_lines
+
+
+def test_readme_is_a_landing_page():
+    """At most ~250 lines: the rest lives in the documentation site."""
+    assert len(README.splitlines()) <= 250
+
+
+def test_readme_links_resolve():
+    """Every link into the checkout (docs pages, LICENSE, examples) names a file that exists."""
+    targets = re.findall(r"\]\(([^)\s]+)\)", README)
+    local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+://", t) and t[0] != "#"]
+    assert local, "the README links into the docs"
+    missing = [t for t in local if not (ROOT / t).exists()]
+    assert not missing, missing

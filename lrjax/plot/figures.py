@@ -33,7 +33,7 @@ def _require_matplotlib() -> Any:
 
 
 def plot_schedule(schedule: optax.Schedule, num_steps: int, ax: Axes | None = None) -> Axes:
-    """Draws ``schedule`` over counts ``0 .. num_steps - 1``.
+    """Draws ``schedule`` over counts ``0`` to ``num_steps - 1``.
 
     Args:
       schedule: any optax schedule accepting an array of counts.

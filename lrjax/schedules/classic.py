@@ -421,7 +421,7 @@ def warmup(
 
 
 def schedule_values(schedule: optax.Schedule, num_steps: int) -> np.ndarray:
-    """The values of ``schedule`` at counts ``0 .. num_steps - 1``, in one vectorised call.
+    """The values of ``schedule`` at counts ``0`` to ``num_steps - 1``, in one vectorised call.
 
     Args:
       schedule: any optax schedule that accepts an array of counts.
