@@ -1,7 +1,7 @@
 """Porting from PyTorch: the schedule and optimizer forms PyTorch users expect.
 
 Four small pieces fill the gaps between ``torch.optim.lr_scheduler`` and optax; everything
-else maps onto an lrjax or optax call (see the README's "Porting from PyTorch" table):
+else maps onto an lrjax or optax call (see the table of docs/tutorials/porting_pytorch.md):
 
 * :func:`per_epoch`: step any schedule once per epoch, as a per-epoch ``scheduler.step()``;
 * :func:`linear_factor`: ``LinearLR``'s factor form (``start_factor`` -> ``end_factor``);

@@ -172,7 +172,7 @@ def successive_halving(
 
 def hyperband_brackets(num_steps: int, reduction_factor: int = 3,
                        min_steps: int = 1) -> list[list[tuple[int, int]]]:
-    """The rung plans of Hyperband's brackets ``s = s_max .. 0`` (Li et al. 2018, Alg. 1).
+    """The rung plans of Hyperband's brackets ``s_max``, ..., ``0`` (Li et al. 2018, Alg. 1).
 
     ``s_max`` is the largest ``s`` with ``min_steps * eta**s <= num_steps``; bracket ``s``
     starts ``ceil((s_max + 1) / (s + 1) * eta**s)`` trials at ``num_steps / eta**s`` steps.

@@ -8,7 +8,7 @@ set) fitting noise so fast that the held-out loss gets worse while the training 
 still falls. The best constant rate sits a fixed factor below that turn, on problems
 that overfit as on problems that do not; a share of the fall cannot say this, since a
 problem that overfits has its best rate near the start of its fall and one that does not
-far down it (see the README, "Choosing a learning rate from the curve"):
+far down it (see docs/guides/suggestions.md, "Choosing a learning rate from the curve"):
 
 1. ``s`` = centred moving average of the raw losses before divergence, half-width
    ``max(1, round(0.01 * num_steps))`` (light: the validation curve has no batch noise);
