@@ -37,6 +37,13 @@ GALLERY = {
     "one_cycle(three_phase, linear)": lrjax.one_cycle(0.1, NUM_STEPS, anneal="linear", three_phase=True),
     "one_cycle_momentum(1000)": lrjax.one_cycle_momentum(NUM_STEPS),
     "noam(512, 200)": lrjax.noam(512, 200),
+    "inverse_sqrt(0.1, 100)": lrjax.inverse_sqrt(0.1, 100),
+    "wsd(0.1, 1000, warmup 50) 1-sqrt": lrjax.wsd(0.1, NUM_STEPS, warmup_steps=50),
+    "wsd(..., decay='linear', 30%)": lrjax.wsd(0.1, NUM_STEPS, warmup_steps=50, decay="linear",
+                                               decay_fraction=0.3),
+    "wsd(..., decay='cosine', min 0.01)": lrjax.wsd(0.1, NUM_STEPS, warmup_steps=50,
+                                                    decay="cosine", min_value=0.01),
+    "wsd_cooldown(inverse_sqrt, 700, 300)": lrjax.wsd_cooldown(lrjax.inverse_sqrt(0.1, 100), 700, 300),
     "warmup(cosine, 200) linear": lrjax.warmup(lrjax.cosine_annealing(0.1, 800), 200),
     "warmup(cosine, 200, 1e-4, exponential)": lrjax.warmup(
         lrjax.cosine_annealing(0.1, 800), 200, 1e-4, "exponential"

@@ -27,6 +27,7 @@ import optax
 
 from lrjax._engine.data import _check_array_leaves, _data_form, _stack_chunk
 from lrjax._engine.checks import check_steps
+from lrjax._engine.eval_params import evaluation_params
 
 PyTree = Any
 
@@ -134,16 +135,19 @@ def swa(inner: optax.GradientTransformation, start_step: int,
         # 1/n in float32 is exact enough: n <= 2**31 iterates, weights for the running mean.
         weight = 1.0 / jnp.maximum(num_averaged, 1).astype(jnp.float32)
 
-        def average(mean: jax.Array, p: jax.Array, u: jax.Array) -> jax.Array:
-            # The iterate in the accumulator's precision (p + u rounds as apply_updates does).
-            iterate = jnp.asarray(jnp.asarray(p + u, p.dtype), mean.dtype)
-            moved = mean + (iterate - mean) * weight.astype(mean.dtype)
+        def average(mean: jax.Array, iterate: jax.Array) -> jax.Array:
+            # The iterate in the accumulator's precision.
+            moved = mean + (jnp.asarray(iterate, mean.dtype) - mean) * weight.astype(mean.dtype)
             return jnp.where(take, moved, mean)
 
+        # The new params (p + u rounds as apply_updates does); a schedule-free inner
+        # optimizer's iterate is its evaluation params.
+        iterates = evaluation_params(inner_state, jax.tree.map(
+            lambda p, u: jnp.asarray(p + u, jnp.result_type(p)), params, updates))
         if state.accumulator is None:
-            accumulator, mean = None, jax.tree.map(average, state.mean, params, updates)
+            accumulator, mean = None, jax.tree.map(average, state.mean, iterates)
         else:
-            accumulator = jax.tree.map(average, state.accumulator, params, updates)
+            accumulator = jax.tree.map(average, state.accumulator, iterates)
             mean = jax.tree.map(lambda a, m: a.astype(m.dtype), accumulator, state.mean)
         return updates, SWAState(count=optax.safe_int32_increment(step),
                                  num_averaged=num_averaged, mean=mean, inner_state=inner_state,

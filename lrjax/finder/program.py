@@ -21,6 +21,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
+from lrjax._engine.eval_params import evaluation_params
 from lrjax._engine.execution import choose_execution, host_steps, vmap_or_map
 from lrjax._engine.model import PureModel, _leaf_summary
 from lrjax._engine.step import OptimizerFactory, PyTree, TrainCarry, pure_train_step
@@ -293,7 +294,9 @@ def _live(static: _Static, schedule: optax.Schedule, data: PyTree, offset: jax.A
         carry, loss, aux = pure_train_step(_make_tx(static, schedule, hyper), model.loss, carry,
                                            batch, key,
                                            accumulation_steps=static.accumulation_steps)
-        val = (model.evaluate(carry.params, carry.state, dyn.val_data)
+        # Schedule-free optimizers are validated at their evaluation params.
+        val = (model.evaluate(evaluation_params(carry.opt_state, carry.params), carry.state,
+                              dyn.val_data)
                if static.has_val else None)
         return carry, loss, aux, val
 

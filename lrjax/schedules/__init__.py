@@ -24,6 +24,8 @@ from lrjax.schedules.cyclical import (
     one_cycle_momentum,
     sgdr,
 )
+from lrjax.schedules.square_root_decay import inverse_sqrt
+from lrjax.schedules.warmup_stable_decay import wsd, wsd_cooldown
 from lrjax.schedules.porting import chain_schedules, linear_factor, per_epoch, with_cycled_momentum
 
 __all__ = [
@@ -35,6 +37,9 @@ __all__ = [
     "polynomial_decay",
     "cosine_annealing",
     "noam",
+    "inverse_sqrt",
+    "wsd",
+    "wsd_cooldown",
     "warmup",
     "schedule_values",
     "sgdr",

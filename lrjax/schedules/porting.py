@@ -11,6 +11,21 @@ else maps onto an lrjax or optax call (see the table of docs/tutorials/porting_p
 
 All return optax objects (a schedule, or a ``GradientTransformation``), pure and jittable;
 value-like arguments may be traced.
+
+From Hugging Face ``transformers`` and timm (``lr`` the optimizer's base rate; tested
+against both, recorded and live: tests/test_wsd.py, tests/test_inverse_sqrt.py):
+
+* ``get_wsd_schedule(opt, num_warmup_steps=W, num_decay_steps=D, num_training_steps=T,
+  warmup_type, decay_type, min_lr_ratio=r)`` -> ``lrjax.wsd(lr, T, warmup_steps=W,
+  decay_steps=D, warmup=warmup_type, decay=decay_type, min_value=r * lr,
+  init_value=r * lr)``; with ``num_stable_steps=S`` instead of ``T``: ``T = W + S + D``;
+* ``get_inverse_sqrt_schedule(opt, num_warmup_steps=W, timescale=None)`` ->
+  ``lrjax.inverse_sqrt(lr, W, timescale)``;
+* timm ``WSDLRScheduler(opt, t_initial, decay_t, lr_min, warmup_t=W, warmup_lr_init,
+  decay_fn)`` -> ``lrjax.wsd(lr, W + t_initial, warmup_steps=W, decay_steps=decay_t,
+  min_value=lr_min, init_value=warmup_lr_init, decay=decay_fn)``; with
+  ``stable_fn="rsqrt", stable_timescale=tau``: ``lrjax.wsd_cooldown(lrjax.inverse_sqrt(lr,
+  W, tau), W + t_initial - decay_t, decay_t, decay=decay_fn, min_value=lr_min)``.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ import optax
 from lrjax._engine.checks import check_transformation
 from lrjax._engine.cache import weak
 from lrjax._engine.data import check_numeric_leaves
+from lrjax._engine.eval_params import evaluation_params
 from lrjax._engine.execution import (
     check_execution,
     choose_execution,
@@ -311,7 +312,9 @@ class TrainFn:
     def _evaluate_one(self, state: TrialState) -> Metrics:
         metrics = {"train_loss": jnp.nanmean(state.losses)}
         if self.eval_fn is not None:
-            out = self.eval_fn(*self.eval_args(state.params, state.state))
+            # Schedule-free optimizers are evaluated at their evaluation params.
+            params = evaluation_params(state.opt_state, state.params)
+            out = self.eval_fn(*self.eval_args(params, state.state))
             if isinstance(out, Mapping):
                 metrics.update(out)
             else:
