@@ -8,7 +8,6 @@ data to device.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import warnings
 from collections.abc import Callable, Iterator
@@ -18,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
+
+from lrjax._engine import processes
 
 PyTree = Any
 
@@ -171,13 +172,23 @@ def _batch_sizes(tree: PyTree, axis: int) -> set[int]:
     return {np.shape(x)[axis] for x in jax.tree.leaves(tree) if np.ndim(x) > axis}
 
 
-def _resolve_mesh(mesh: Mesh | None, data_axis: str, sizes: set[int]) -> Mesh | None:
+def _resolve_mesh(mesh: Mesh | None, data_axis: str, sizes: set[int],
+                  whole: set[int] = frozenset()) -> Mesh | None:
+    """The mesh the batch axis is sharded over, or None (one device).
+
+    ``sizes`` are the batch sizes of what this process passed (its share under
+    ``jax.distributed``), ``whole`` those that are already the whole batch (a data
+    function's). With several processes the mesh spans the devices of all of them: the
+    automatic one always, and a share that does not split over them is an error.
+    """
+    shares = sizes
     if mesh is not None:
         if not isinstance(mesh, Mesh):
             raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {type(mesh).__name__}.")
         if data_axis not in mesh.axis_names:
             raise ValueError(f"data_axis {data_axis!r} is not an axis of the mesh {mesh.axis_names}.")
         devices = mesh.shape[data_axis]
+        sizes = processes.global_sizes(shares, mesh, data_axis) | set(whole)
         if any(size % devices for size in sizes):
             raise ValueError(
                 f"the batch sizes {sorted(sizes)} must be divisible by the mesh's {data_axis!r} "
@@ -185,18 +196,34 @@ def _resolve_mesh(mesh: Mesh | None, data_axis: str, sizes: set[int]) -> Mesh | 
             )
         return mesh
     count = jax.device_count()
+    sizes = processes.global_sizes(shares) | set(whole)
     if count > 1 and sizes and all(size % count == 0 for size in sizes):
         return _all_devices_mesh(data_axis)
-    return None
+    if not processes.multiprocess():
+        return None
+    if not sizes:  # nothing has a batch axis: every process holds the same data
+        return _all_devices_mesh(data_axis)
+    processes_ = jax.process_count()
+    raise ValueError(
+        f"under jax.distributed the batch axis is sharded over the {count} devices of all "
+        f"{processes_} processes, so each process's share must split over its "
+        f"{jax.local_device_count()} devices: this process passed batch sizes "
+        f"{sorted(shares) or sorted(whole)}"
+        + (" (a data function returns the whole batch)" if whole else
+           f" (the whole batch: {processes_} times that)")
+        + f"; pass shares that are multiples of {jax.local_device_count()}, or a mesh= "
+        "whose data_axis fits them.")
 
 
-@functools.lru_cache(maxsize=8)
 def _all_devices_mesh(data_axis: str) -> Mesh:
-    return Mesh(np.asarray(jax.devices()), (data_axis,))
+    """A mesh of every device (of every process, in process order) on one axis."""
+    return processes.all_devices_mesh(data_axis)
 
 
 def _place(tree: PyTree, sharding: Callable[[Any], Any] | None) -> PyTree:
-    """Copies ``tree`` to device in one call (never donating); with a mesh, sharded."""
-    if sharding is None:
-        return jax.device_put(tree)
-    return jax.device_put(tree, jax.tree.map(sharding, tree))
+    """Copies ``tree`` to device (never donating); with a mesh, sharded.
+
+    With several processes (``jax.distributed``) the arrays are assembled from each
+    process's share of the sharded axes (:func:`lrjax._engine.processes.put`).
+    """
+    return processes.put(tree, sharding)

@@ -47,6 +47,7 @@ from lrjax._engine.factory_checks import _check_callables
 from lrjax._engine.schedule_math import _cosine_interpolate, _float_dtype, _integer_count
 from lrjax._engine.checks import MAX_COUNT, as_prng_key, check_flag, check_steps, check_value
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
+from lrjax._engine import processes
 from lrjax._engine.execution import (
     check_execution,
     choose_execution,
@@ -493,6 +494,7 @@ def _prepare_data(data: Any, num_steps: int, accumulation_steps: int,
         data = jax.tree.map(
             lambda x: jnp.reshape(x, (num_steps, accumulation_steps) + np.shape(x)[1:]), data)
     leading = 1 if accumulation_steps == 1 else 2
+    # Under jax.distributed each process passes its share of the batch axis.
     mesh = _resolve_mesh(mesh, data_axis, _batch_sizes(data, leading))
     if mesh is None:
         return _place(data, None), None, None
@@ -663,19 +665,24 @@ def train_snapshots(
                          data_fn, sizes)
     trained = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else jnp.asarray(x),
                            (model.params, model.state))
-    if mesh is not None:  # params and state replicated, the batch sharded
-        trained = jax.device_put(trained, NamedSharding(mesh, PartitionSpec()))
+    if mesh is not None:  # params, state, key, slots replicated, the batch sharded
+        trained, key, slots = processes.replicate((trained, key, slots), mesh)
     value = np.asarray(0.0 if init_value is None else init_value, np.float32)  # a runtime input
+    if mesh is not None:
+        value = processes.replicate(value, mesh)
     args = (*trained, stacked, slots, value, key)
     execution = programs.choose(execution, *args)
     if execution == "compiled":
         carry = programs.compiled()(*args)
     else:  # no early stop: done is never read, so the host never waits for the device
         carry, (data_key, step_key) = programs.init(*trained, stacked, value, key)
-        slots, value = jax.device_put((slots, value))  # on device once, not every step
+        if mesh is None:  # on a mesh they are replicated already
+            slots, value = jax.device_put((slots, value))
         consts = _Consts(stacked, slots, value, data_key, step_key)
         carry, _ = run_host(programs.host(), carry, consts, 0, num_steps, lag=num_steps)
-    losses, lrs = jax.device_get((carry.losses, carry.learning_rates))
+    losses, lrs = processes.fetch((carry.losses, carry.learning_rates))
+    # Whole on this process's device: single-process code (an ensemble) can use them.
+    carry = processes.local(carry)
     bad = np.flatnonzero(~np.isfinite(losses))
     if bad.size:
         warnings.warn(f"train_snapshots: the loss is not finite from step {bad[0]} on (lr "

@@ -116,6 +116,7 @@ from lrjax.finder.program import (
 from lrjax.finder.result import RangeTestResult
 from lrjax._engine.checks import as_prng_key, check_flag
 from lrjax._engine.execution import check_execution, run_host
+from lrjax._engine.processes import fetch
 from lrjax._engine.step import LossFn, OptimizerFactory, PyTree
 
 Progress = Callable[[int, int], None]
@@ -312,7 +313,7 @@ def _range_test(loss_fn: LossFn, model: PureModel, optimizer: OptimizerFactory,
             packed, aux = _pack_jit(diverged_at, lrs, records)
         else:
             packed, aux = programs.run(params, model_state, key, data, dyn)
-        packed, aux = jax.device_get((packed, aux))
+        packed, aux = fetch((packed, aux))
         diverged_at, lrs, records = _unpack(np.asarray(packed), aux, static.num_curves,
                                             static.has_val)
     lrs, records = _complete(lrs, records, table, static)
@@ -429,7 +430,7 @@ def _run_host(programs: _Programs, static: _Static, params: PyTree, model_state:
             progress(total if stop else start + count, total)
         if stop:
             break
-    state, buffers = jax.device_get((carry[0], carry[1]))
+    state, buffers = fetch((carry[0], carry[1]))
     # Sliced on the host: a program for it would cost a compile for a copy.
     records = jax.tree.map(lambda x: np.asarray(x)[:, :total], buffers)
     return np.reshape(np.asarray(state.diverged_at), (-1,)), table[:total], records

@@ -247,10 +247,13 @@ def _make_plan(loss_fn: Any, model: PureModel, optimizer: OptimizerFactory, data
 
     prepared, iterator, first, sizes = _prepare_data(form, data, needed, chunk_len * k, key,
                                                      mesh is not None or jax.device_count() > 1)
+    # A data function returns the whole batch; stacked data, batches and val_data are
+    # this process's share of it under jax.distributed.
+    whole, sizes = (sizes, set()) if form == "function" else (set(), sizes)
     if val_data is not None:
         _check_array_leaves("val_data", val_data, 0)
         sizes = sizes | _batch_sizes(val_data, 0)
-    mesh = _resolve_mesh(mesh, data_axis, sizes)
+    mesh = _resolve_mesh(mesh, data_axis, sizes, whole)
     static = _Static(
         model=model, model_key=_model_key(model, loss_fn, eval_fn, options), optimizer=optimizer,
         init_fn=init_fn, data_fn=data if form == "function" else None, mode=options["mode"],

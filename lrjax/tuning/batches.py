@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lrjax._engine import processes
 from lrjax._engine.checks import as_prng_key
 from lrjax._engine.cache import PROGRAMS, fn_key, weak
 from lrjax._engine.execution import run_host_interleaved, vmap_or_map
@@ -136,6 +137,18 @@ def trial_sharding(mesh: Mesh | None) -> tuple[Any, Any]:
             NamedSharding(mesh, PartitionSpec()))
 
 
+def trial_data(train_fn: TrainFn) -> PyTree:
+    """A :class:`TrainFn`'s data as every trial reads it: the whole data set.
+
+    Under ``jax.distributed`` each process passed its share of the batch axis (axis 1 of
+    the stacked batches, axis 2 with accumulation); every trial trains on all of it, so the
+    shares are gathered, in process order, on every process.
+    """
+    if not processes.multiprocess():
+        return train_fn.data
+    return processes.gather_shares(train_fn.data, 1 if train_fn.accumulation_steps == 1 else 2)
+
+
 def padded_indices(num: int, batch_size: int) -> np.ndarray:
     """``0..num-1`` padded to ``batch_size`` by repeating the last index."""
     return np.concatenate([np.arange(num), np.full(batch_size - num, num - 1)]).astype(np.int32)
@@ -210,7 +223,8 @@ class BatchRunner:
         sharding = self.replicated if replicated else self.trial_sharding
         if sharding is None:
             return tree
-        return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
+        # Every process holds the same whole batch of points (they came from process 0).
+        return processes.put(tree, sharding, shares=False)
 
     def compile(self, hparams: dict[str, np.ndarray], numbers: np.ndarray) -> None:
         """Trace and compile once (checks train_fn's output before any trial runs)."""
@@ -266,6 +280,7 @@ class BatchRunner:
             return {name: np.array([o[name] for o in outs], np.float64) for name in outs[0]}
         out = self._compiled(self._place(hparams, replicated=False),
                              self._place(numbers, replicated=False), self._root, *self._args)
+        out = processes.fetch(out)  # every trial's metrics on every process
         return {name: np.asarray(values, np.float64)[:num] for name, values in out.items()}
 
     def _run_host(self, hparams: dict[str, np.ndarray], numbers: np.ndarray,
@@ -281,7 +296,7 @@ class BatchRunner:
         states = [programs.init(h, n, self._root) for h, n in chunks]
         states = run_host_interleaved(programs.step, states, [(h, data) for h, _ in chunks], 0,
                                       self._train_fn.num_steps)
-        outs = jax.device_get([programs.evaluate(st) for st in states])
+        outs = processes.fetch([programs.evaluate(st) for st in states])
         if programs.batched:
             return {name: np.asarray(values, np.float64)[:num] for name, values in outs[0].items()}
         return {name: np.array([o[name] for o in outs], np.float64) for name in outs[0]}

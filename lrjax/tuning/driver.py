@@ -25,7 +25,8 @@ from jax.sharding import Mesh
 from lrjax.tuning import optuna_bridge as search_optuna
 from lrjax._engine.checks import MAX_COUNT
 from lrjax.tuning.result import SearchResult, make_trial
-from lrjax.tuning.batches import BatchRunner, check_mesh, host_seed, root_key
+from lrjax._engine import processes
+from lrjax.tuning.batches import BatchRunner, check_mesh, host_seed, root_key, trial_data
 from lrjax.tuning.space import (
     HOST_METHODS,
     HostPoints,
@@ -74,6 +75,8 @@ def progress_reporter(progress: Any) -> Progress | None:
         return None
     if progress is True:
         def report(done: int, total: int) -> None:
+            if not processes.is_first():  # one line per batch, not one per process
+                return
             sys.stderr.write(f"\rlrjax search: {done}/{total} trials")
             sys.stderr.write("\n" if done >= total else "")
             sys.stderr.flush()
@@ -103,7 +106,7 @@ def resolve_objective(objective: Any, names: tuple[str, ...], train_fn: Any) -> 
 def fn_and_args(train_fn: Any) -> tuple[Callable, tuple]:
     """One trial as ``fn(hparams, key, *args)``; a :class:`TrainFn`'s data becomes an argument."""
     if isinstance(train_fn, TrainFn):
-        return train_fn.call_with_data, (train_fn.data,)
+        return train_fn.call_with_data, (trial_data(train_fn),)
     if not callable(train_fn):
         raise TypeError(f"train_fn must be a function (hparams, key) -> metrics, got {train_fn!r}.")
     return train_fn, ()
@@ -119,8 +122,10 @@ def resolve_vectorize(vectorize: Any, mesh: Mesh | None, loop_ok: bool = True) -
     if vectorize not in allowed:
         raise ValueError(f"vectorize must be one of {allowed}, got {vectorize!r}.")
     if vectorize in ("map", "loop") and mesh is not None:
+        where = ("the devices of every process (jax.distributed)" if processes.multiprocess()
+                 else "a mesh")
         raise ValueError(f"vectorize={vectorize!r} runs trials one after another: it cannot "
-                         "shard them over a mesh; use vectorize='vmap' (or 'auto') with mesh=.")
+                         f"shard them over {where}; use vectorize='vmap' (or 'auto').")
     if vectorize == "auto":
         if mesh is None and jax.default_backend() == "cpu":
             return "loop" if loop_ok else "map"
@@ -243,7 +248,7 @@ def search(
     report = progress_reporter(progress)
     if grid_points is not None and method != "grid":
         raise ValueError("grid_points is only for method='grid'.")
-    search_optuna.check_storage(storage, study_name)
+    processes.on_first(search_optuna.check_storage, storage, study_name)  # process 0's storage
     root = root_key(key)
     seed = host_seed(root)
     use_optuna = storage is not None or not isinstance(method, str) \
@@ -251,7 +256,9 @@ def search(
     host_method = isinstance(method, str) and method in HOST_METHODS
     host_trials = None
     if method == "grid" or not use_optuna:
-        host_trials = sample_params(method, space, num_trials, seed, grid_points)
+        # Drawn on process 0; every process gets the same points.
+        host_trials = processes.on_first(sample_params, method, space, num_trials, seed,
+                                         grid_points)
         if method == "grid" and len(host_trials) < num_trials:
             warnings.warn(f"method='grid' runs {len(host_trials)} trials (the largest full grid "
                           f"within num_trials={num_trials}).", stacklevel=2)
@@ -262,6 +269,8 @@ def search(
         sampler = search_optuna.make_sampler(method, space, seed, points)
     if mesh is not None and not isinstance(mesh, Mesh):
         raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {mesh!r}.")
+    if mesh is None and processes.multiprocess():  # trials over every process's devices
+        mesh = processes.all_devices_mesh("trials")
     adaptive = not host_method
     vectorize = resolve_vectorize(vectorize, mesh)
     batch_size = default_batch_size(batch_size, num_trials, adaptive, mesh, vectorize)
@@ -274,16 +283,25 @@ def search(
         trials = _run_host(runner, space, host_trials, objective, report)
         result = SearchResult(trials, space, objective, direction, method_name)
     else:
-        study = search_optuna.open_study(storage, study_name, direction, sampler)
-        if storage is not None and method in search_optuna.OPTUNA_METHODS:
-            # Processes sharing a study, and a resumed run, must not draw the startup points
-            # already drawn: seed from the key, the process and the trials already there.
-            resumed = jax.random.fold_in(root, len(study.get_trials(deepcopy=False)))
-            study.sampler = search_optuna.make_sampler(
-                method, space, host_seed(jax.random.fold_in(resumed, os.getpid())))
+        # Only process 0 opens the study, asks and tells (jax.distributed); the others get
+        # its answers (processes.on_first) and have no study.
+        opened: dict[str, Any] = {}
+
+        def open_study() -> None:
+            study = opened["study"] = search_optuna.open_study(storage, study_name, direction,
+                                                               sampler)
+            if storage is not None and method in search_optuna.OPTUNA_METHODS:
+                # Processes sharing a study, and a resumed run, must not draw the startup
+                # points already drawn: seed from the key, the process and the trials there.
+                resumed = jax.random.fold_in(root, len(study.get_trials(deepcopy=False)))
+                study.sampler = search_optuna.make_sampler(
+                    method, space, host_seed(jax.random.fold_in(resumed, os.getpid())))
+
+        processes.on_first(open_study)
+        study = opened.get("study")
         _run_study(runner, study, space, num_trials, batch_size, objective, report)
-        trials = [make_trial(n, p, m, objective, state)
-                  for n, p, m, state in search_optuna.study_trials(study, objective)]
+        rows = processes.on_first(lambda: search_optuna.study_trials(study, objective))
+        trials = [make_trial(n, p, m, objective, state) for n, p, m, state in rows]
         result = SearchResult(trials, space, objective, direction, method_name, study)
     if result.best_trial is None:
         warnings.warn(f"no trial finished with a finite {objective!r}: every trial failed.",
@@ -308,17 +326,31 @@ def _run_host(runner: BatchRunner, space: Space, params: list[dict], objective: 
 
 def _run_study(runner: BatchRunner, study: Any, space: Space, num_trials: int, batch_size: int,
                objective: str, report: Progress | None) -> None:
+    # ``study`` exists on process 0 only (jax.distributed): it asks and tells there, and
+    # the points and counts reach every process through processes.on_first.
+    asked: list = []
+
+    def ask() -> list:
+        asked[:] = search_optuna.ask_batch(study, space, batch_size, num_trials)
+        return [[t.number, t.params] for t in asked]
+
+    def tell(metrics: dict[str, np.ndarray]) -> int:
+        search_optuna.tell_batch(study, asked, metrics, objective)
+        if report is None:
+            return 0
+        return sum(1 for t in search_optuna.counted_trials(study) if t.state.is_finished())
+
     while True:
-        batch = search_optuna.ask_batch(study, space, batch_size, num_trials)
+        batch = processes.on_first(ask)
         if not batch:
             return
         try:
-            metrics = runner(as_arrays(space, [t.params for t in batch]),
-                             np.array([t.number for t in batch], np.int32))
+            metrics = runner(as_arrays(space, [params for _, params in batch]),
+                             np.array([number for number, _ in batch], np.int32))
         except BaseException:  # Ctrl-C or an error: nothing half-told, the points queued again
-            search_optuna.close_interrupted(study, batch)
+            if study is not None:
+                search_optuna.close_interrupted(study, asked)
             raise
-        search_optuna.tell_batch(study, batch, metrics, objective)
+        done = processes.on_first(tell, metrics)
         if report is not None:
-            done = sum(1 for t in search_optuna.counted_trials(study) if t.state.is_finished())
             report(min(done, num_trials), num_trials)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from lrjax._engine import processes
 from lrjax.tuning.driver import (
     check_direction,
     check_int,
@@ -294,6 +295,11 @@ def _check(name: str, train_fn: Any, space: Any, reduction_factor: Any, min_step
             raise ValueError(f"min_steps={min_steps} must be <= num_steps={train_fn.num_steps}.")
     if mesh is not None and not isinstance(mesh, Mesh):
         raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {mesh!r}.")
+    if processes.multiprocess():
+        raise NotImplementedError(
+            f"{name} does not run across processes (jax.distributed): use lrjax.search, "
+            f"whose trials spread over the devices of every process, or run {name} in one "
+            "process.")
     return (space, eta, check_direction(direction),
             check_method(method, methods, optuna_ok=False), progress_reporter(progress))
 

@@ -1,0 +1,144 @@
+"""Multi-host: 2 real processes x 4 CPU devices under jax.distributed (gloo, 127.0.0.1).
+
+Each process passes its share of every batch; the range test (stacked, iterable on the host
+strategy, function data), snapshots and searches (random on the host strategy; TPE through a
+journal storage on the compiled one) must return the same numbers on both processes, equal
+to this process (1 process, 8 devices, tests/conftest.py) running on the whole batch. Only
+process 0 may talk to the storage: every stored trial names process 0's pid as its worker.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pickle
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "multihost_worker.py"
+TIMEOUT_S = 240  # per worker; a few seconds are typical, a loaded CI machine is slower
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _load_worker():
+    spec = importlib.util.spec_from_file_location("multihost_worker", WORKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _optuna_available() -> bool:
+    return importlib.util.find_spec("optuna") is not None
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(process 0's, process 1's, this process's) results; the workers run meanwhile."""
+    if jax.device_count() != 8 or jax.process_count() != 1:
+        pytest.skip("needs the 8 simulated CPU devices of tests/conftest.py")
+    tmp = tmp_path_factory.mktemp("multihost")
+    storage = str(tmp / "journal.log") if _optuna_available() else None
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
+    port = _free_port()
+    args = [str(tmp)] + ([storage] if storage else [])
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), "2", str(port), *args],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for i in range(2)]
+    try:
+        reference = _load_worker().run(storage=str(tmp / "single.log") if storage else None)
+        logs = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=TIMEOUT_S)
+            logs.append(out.decode(errors="replace")[-4000:])
+        for proc, log in zip(procs, logs):
+            assert proc.returncode == 0, f"worker failed (rc {proc.returncode}):\n{log}"
+    finally:
+        for proc in procs:  # bounded: never left running
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+    results = [pickle.loads((tmp / f"process{i}.pkl").read_bytes()) for i in range(2)]
+    return results[0], results[1], reference, storage
+
+
+def _same(a, b, path=""):
+    """Exactly equal (numpy arrays bitwise, NaN equal to NaN), with the path on failure."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            _same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{path}[{i}]")
+    elif isinstance(a, (np.ndarray, np.generic)) or isinstance(b, (np.ndarray, np.generic)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=path)
+    elif isinstance(a, float) and isinstance(b, float) and np.isnan(a):
+        assert np.isnan(b), path
+    else:
+        assert a == b, path
+
+
+def _close(a, b, path=""):
+    """Equal up to float32 rounding: the cross-process reductions add in another order."""
+    if isinstance(a, dict):
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}[{i}]")
+    elif a is None or isinstance(a, str):
+        assert a == b, path
+    else:
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                                   rtol=2e-5, atol=1e-7, err_msg=path)
+
+
+SCENARIOS = ["range_stacked", "range_iterable_host", "range_function", "snapshots",
+             "search_random"]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_processes_agree_and_match_one_process(runs, name):
+    first, second, reference, _ = runs
+    _same(first[name], second[name], name)  # every process returns the same result
+    _close(first[name], reference[name], name)  # and what one process with 8 devices does
+
+
+def test_range_test_strategies_and_forms_agree(runs):
+    first = runs[0]
+    _close(first["range_stacked"], first["range_iterable_host"], "stacked vs iterable")
+    assert first["range_stacked"]["diverged_at"] is not None  # the ramp reached divergence
+
+
+def test_search_tpe_on_storage_only_process_zero(runs):
+    first, second, reference, storage = runs
+    if storage is None:
+        pytest.skip("optuna is not installed (the search extra)")
+    import optuna
+
+    _same(first["search_tpe"], second["search_tpe"], "tpe")
+    assert first["search_tpe_has_study"] and not second["search_tpe_has_study"]
+    assert len(first["search_tpe"]["trials"]) == 10
+    backend = getattr(optuna.storages.journal, "JournalFileBackend", None) \
+        or optuna.storages.JournalFileStorage
+    study = optuna.load_study(study_name="multihost",
+                              storage=optuna.storages.JournalStorage(backend(storage)))
+    workers = {t.user_attrs.get("lrjax_worker", "").rsplit(":", 1)[-1] for t in study.trials}
+    assert workers == {str(first["pid"])}  # process 1 never wrote to the storage
+    # TPE's first points are its random startup points: the same as one process draws.
+    numbers = [t["number"] for t in reference["search_tpe"]["trials"]]
+    assert numbers == [t["number"] for t in first["search_tpe"]["trials"]]
