@@ -156,7 +156,7 @@ def test_a_clean_range_test_curve_is_readable_and_nothing_warns():
         warnings.simplefilter("error")
         for rule in RULES:
             result.suggest(rule)
-        lrjax.suggest_fall(LRS, result.losses)
+        lrjax.finder.suggest.suggest_fall(LRS, result.losses)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -168,7 +168,7 @@ def test_noise_larger_than_the_fall_warns_like_the_recurrent_model(seed):
     with pytest.warns(UnreadableCurveWarning, match=r"fall [\d.e-]+ < 8 x"):
         result.suggest()
     with pytest.warns(UnreadableCurveWarning):
-        lrjax.suggest_fall(LRS, raw)
+        lrjax.finder.suggest.suggest_fall(LRS, raw)
 
 
 def test_the_mean_of_more_seeds_is_readable_where_one_seed_is_not():
@@ -188,9 +188,9 @@ def test_a_noisy_validation_curve_is_not_read_by_its_turn():
     with pytest.warns(UnreadableCurveWarning, match="validation curve") as caught:
         got = result.suggest()
     assert [w.message.curve for w in noisy_warnings(caught)] == ["validation"]
-    assert got == lrjax.suggest_fall(LRS, train)  # the documented fallback: the training fall
+    assert got == lrjax.finder.suggest.suggest_fall(LRS, train)  # the documented fallback: the training fall
     with pytest.warns(UnreadableCurveWarning):
-        lrjax.suggest_turn(LRS, val)
+        lrjax.finder.suggest.suggest_turn(LRS, val)
 
 
 # --- a real range test both ways -----------------------------------------------------------
@@ -262,7 +262,7 @@ def test_an_option_the_rule_does_not_take_is_a_value_error_naming_the_rule():
         result.suggest("valley", fraction=0.5)
     with pytest.raises(ValueError, match=r"'fall' rule takes no lr_diff="):
         result.suggest(lr_diff=3)
-    assert result.suggest("slide", lr_diff=10) == lrjax.suggest_slide(
+    assert result.suggest("slide", lr_diff=10) == lrjax.finder.suggest.suggest_slide(
         LRS, result.smoothed_losses, lr_diff=10)
     assert result.suggest("valley", skip_start=None) == result.suggest("valley")  # the default
 
@@ -274,13 +274,13 @@ def test_standalone_rules_take_the_train_steps_hint_as_suggest_does(train_steps)
     plain, careful = result_of(train), result_of(train, val)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert plain.suggest(train_steps=train_steps) == lrjax.suggest_fall(
+        assert plain.suggest(train_steps=train_steps) == lrjax.finder.suggest.suggest_fall(
             LRS, train, train_steps=train_steps)
-        assert careful.suggest(train_steps=train_steps) == lrjax.suggest_turn(
+        assert careful.suggest(train_steps=train_steps) == lrjax.finder.suggest.suggest_turn(
             LRS, val, train_steps=train_steps, train_losses=train)
-        assert careful.suggest(train_steps=train_steps, fraction=0.5) == lrjax.suggest_fall(
+        assert careful.suggest(train_steps=train_steps, fraction=0.5) == lrjax.finder.suggest.suggest_fall(
             LRS, val, fraction=0.5, train_steps=train_steps, train_losses=train)
     # Without the hint the standalone turn is the plain turn (no ceiling).
-    assert lrjax.suggest_turn(LRS, val) >= lrjax.suggest_turn(LRS, val, train_steps=train_steps)
+    assert lrjax.finder.suggest.suggest_turn(LRS, val) >= lrjax.finder.suggest.suggest_turn(LRS, val, train_steps=train_steps)
     with pytest.raises(ValueError, match="train_steps"):
-        lrjax.suggest_turn(LRS, val, train_steps=0)
+        lrjax.finder.suggest.suggest_turn(LRS, val, train_steps=0)

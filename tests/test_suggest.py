@@ -132,23 +132,23 @@ def noisy_bowl(seed):
 @pytest.mark.parametrize("curve", [bowl(), noisy_bowl(0), noisy_bowl(1), bowl(0.0, 3.0)])
 def test_rules_match_loop_references(curve):
     x, y = trimmed(curve)
-    assert lrjax.suggest_valley(LRS, curve) == pytest.approx(ref_valley(x, y))
-    assert lrjax.suggest_steep(LRS, curve) == pytest.approx(ref_steep(x, y))
-    assert lrjax.suggest_steepest(LRS, curve) == pytest.approx(ref_steepest(LRS, curve))
-    assert lrjax.suggest_minimum(LRS, curve) == pytest.approx(max(x[int(np.argmin(y))] / 10, LRS[0]))
-    assert lrjax.suggest_slide(LRS, curve) == pytest.approx(ref_slide(x, y))
+    assert lrjax.finder.suggest.suggest_valley(LRS, curve) == pytest.approx(ref_valley(x, y))
+    assert lrjax.finder.suggest.suggest_steep(LRS, curve) == pytest.approx(ref_steep(x, y))
+    assert lrjax.finder.suggest.suggest_steepest(LRS, curve) == pytest.approx(ref_steepest(LRS, curve))
+    assert lrjax.finder.suggest.suggest_minimum(LRS, curve) == pytest.approx(max(x[int(np.argmin(y))] / 10, LRS[0]))
+    assert lrjax.finder.suggest.suggest_slide(LRS, curve) == pytest.approx(ref_slide(x, y))
 
 
 def test_minimum_of_a_bowl_is_a_tenth_of_its_center():
     # The bowl's minimum is at lr = 1e-2, which is not on the grid: use the nearest grid point.
     nearest = LRS[np.argmin(np.abs(np.log10(LRS) + 2))]
-    assert lrjax.suggest_minimum(LRS, bowl()) == pytest.approx(nearest / 10)
+    assert lrjax.finder.suggest.suggest_minimum(LRS, bowl()) == pytest.approx(nearest / 10)
 
 
 def test_steepest_finds_the_inflection_of_a_sigmoid():
     # loss = 1 - tanh(log10(lr) + 2): steepest descent against log lr at lr = 1e-2.
     curve = 1 - np.tanh(np.log10(LRS) + 2)
-    for rule in (lrjax.suggest_steep, lrjax.suggest_steepest):
+    for rule in (lrjax.finder.suggest.suggest_steep, lrjax.finder.suggest.suggest_steepest):
         assert abs(math.log10(rule(LRS, curve)) + 2) <= 6 / 59 + 1e-9  # within one grid step
 
 
@@ -156,18 +156,18 @@ def test_valley_on_a_plateau_then_fall():
     # Flat (equal values are not a decrease), then a strict fall from index 20 to 40, then rise.
     curve = np.concatenate([np.full(20, 3.0), np.linspace(3.0, 1.0, 21)[1:], np.linspace(1.1, 2, 20)])
     x, y = trimmed(curve)
-    assert lrjax.suggest_valley(LRS, curve) == pytest.approx(ref_valley(x, y))
+    assert lrjax.finder.suggest.suggest_valley(LRS, curve) == pytest.approx(ref_valley(x, y))
     # The longest decreasing run is one plateau point and the 20 falling ones: L = 21,
     # ending at 39, so fastai's start is 39 - 21 = 18 and the suggestion 18 + 7 + 3 = 28.
-    assert lrjax.suggest_valley(LRS, curve) == pytest.approx(LRS[28])
+    assert lrjax.finder.suggest.suggest_valley(LRS, curve) == pytest.approx(LRS[28])
 
 
 def test_nan_tail_is_cut_before_reading():
     curve = bowl().copy()
     curve[45:] = np.nan  # a NaN from step 45: the last 5 recorded points are NaN already
     x, y = LRS[6:45], curve[6:45]
-    assert lrjax.suggest_minimum(LRS, curve) == pytest.approx(x[np.argmin(y)] / 10)
-    assert lrjax.suggest_valley(LRS, curve) == pytest.approx(ref_valley(x, y))
+    assert lrjax.finder.suggest.suggest_minimum(LRS, curve) == pytest.approx(x[np.argmin(y)] / 10)
+    assert lrjax.finder.suggest.suggest_valley(LRS, curve) == pytest.approx(ref_valley(x, y))
 
 
 def test_usable_curve_trims_and_falls_back():
@@ -190,7 +190,7 @@ def test_unreadable_curves_warn_and_fall_back_to_min_lr(rule, case):
     }[case]
     with pytest.warns(UserWarning, match="falling back"):
         if rule == "cyclical":
-            got = lrjax.suggest_cyclical_bounds(LRS, curve)
+            got = lrjax.finder.suggest.suggest_cyclical_bounds(LRS, curve)
             assert got == (LRS[0], LRS[0])
         else:
             got = lrjax.suggest_lr(LRS, curve, rule)
@@ -215,26 +215,26 @@ def test_cyclical_bounds_by_hand():
     # Flat at 2 up to index 10, falls 0.04 a step to 1 at index 35, then rises 0.1 a step.
     fall, rise = 2.0 - 0.04 * np.arange(1, 26), 1.0 + 0.1 * np.arange(1, 25)
     curve = np.concatenate([np.full(11, 2.0), fall, rise])
-    base, top = lrjax.suggest_cyclical_bounds(LRS, curve, half_width=0)
+    base, top = lrjax.finder.suggest.suggest_cyclical_bounds(LRS, curve, half_width=0)
     # No smoothing: the fall is 1; 10% covered (<= 1.9) first at 2 - 0.04 * 3 (index 13),
     # 90% covered (<= 1.1) first at 2 - 0.04 * 23 (index 33), two steps before the minimum.
     assert (base, top) == (LRS[13], LRS[33])
     # Default smoothing (half-width 3 of 60 points) against the loop reference.
     want = ref_cyclical_bounds(LRS, curve, 3)
-    assert lrjax.suggest_cyclical_bounds(LRS, curve) == pytest.approx(want)
+    assert lrjax.finder.suggest.suggest_cyclical_bounds(LRS, curve) == pytest.approx(want)
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_cyclical_bounds_on_noisy_curves_match_the_reference(seed):
     curve = noisy_bowl(seed)
     curve[50:] = np.nan  # diverged at step 50
-    got = lrjax.suggest_cyclical_bounds(LRS, curve, half_width=4)
+    got = lrjax.finder.suggest.suggest_cyclical_bounds(LRS, curve, half_width=4)
     assert got == pytest.approx(ref_cyclical_bounds(LRS, curve, 4))
 
 
 def test_cyclical_bounds_cliff_uses_a_quarter_of_max():
     curve = np.concatenate([[2.0, 0.5], np.linspace(0.6, 3, 58)])
-    base, top = lrjax.suggest_cyclical_bounds(LRS, curve, half_width=0)
+    base, top = lrjax.finder.suggest.suggest_cyclical_bounds(LRS, curve, half_width=0)
     assert (base, top) == (pytest.approx(LRS[1] / 4), LRS[1])
 
 
@@ -268,7 +268,7 @@ def test_cyclical_bounds_are_not_shifted_by_the_ema_lag(seed):
     result = lrjax.RangeTestResult(lrs=SYNTH_LRS, losses=raw, smoothed_losses=ema,
                                    diverged_at=diverged)
     base, top = result.cyclical_bounds()
-    assert (base, top) == lrjax.suggest_cyclical_bounds(SYNTH_LRS, raw)
+    assert (base, top) == lrjax.finder.suggest.suggest_cyclical_bounds(SYNTH_LRS, raw)
     # Tolerance 2 grid steps for max_lr (the 90% point sits on a steep part of the fall),
     # 4 for base_lr (on the flat shoulder noise moves the 10% crossing more).
     assert abs(math.log10(top / want_max)) <= 2 * SYNTH_STEP + 1e-9
@@ -285,7 +285,7 @@ def test_cyclical_bounds_are_not_shifted_by_the_ema_lag(seed):
 def test_slide_on_short_curve_shortens_the_window():
     lrs, curve = LRS[:8], bowl()[:8]
     x, y = usable_curve(lrs, curve)
-    assert lrjax.suggest_slide(lrs, curve) == pytest.approx(ref_slide(x, y, lr_diff=len(y) - 1))
+    assert lrjax.finder.suggest.suggest_slide(lrs, curve) == pytest.approx(ref_slide(x, y, lr_diff=len(y) - 1))
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
@@ -300,7 +300,7 @@ def test_rules_never_return_nan(values):
         for rule in RULES:
             got = lrjax.suggest_lr(lrs, losses, rule)
             assert math.isfinite(got) and lrs[0] <= got <= lrs[-1]
-        base, top = lrjax.suggest_cyclical_bounds(lrs, losses)
+        base, top = lrjax.finder.suggest.suggest_cyclical_bounds(lrs, losses)
         assert 0 < base <= top <= lrs[-1]
 
 
@@ -315,21 +315,21 @@ def test_rules_never_return_nan(values):
 )
 def test_bad_curves_raise(args, match):
     with pytest.raises(ValueError, match=match):
-        lrjax.suggest_valley(*args)
+        lrjax.finder.suggest.suggest_valley(*args)
 
 
 def test_bad_method_and_window_raise():
     with pytest.raises(ValueError, match="method"):
         lrjax.suggest_lr(LRS, bowl(), "best")
     with pytest.raises(ValueError, match="lr_diff"):
-        lrjax.suggest_slide(LRS, bowl(), lr_diff=0)
+        lrjax.finder.suggest.suggest_slide(LRS, bowl(), lr_diff=0)
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="adjust_value"):
-            lrjax.suggest_slide(LRS, bowl(), adjust_value=bad)
+            lrjax.finder.suggest.suggest_slide(LRS, bowl(), adjust_value=bad)
     with pytest.raises(ValueError, match="thresh"):
-        lrjax.suggest_slide(LRS, bowl(), thresh=-1.0)
+        lrjax.finder.suggest.suggest_slide(LRS, bowl(), thresh=-1.0)
     with pytest.raises(ValueError, match="fraction"):
-        lrjax.suggest_fall(LRS, bowl(), fraction=0.0)
+        lrjax.finder.suggest.suggest_fall(LRS, bowl(), fraction=0.0)
 
 
 # --- lrjax's default rule, fall --------------------------------------------------------------
@@ -368,7 +368,7 @@ def sigmoid_curve(seed, noise=0.05, centre=-3.0, blow_up=-1.0):
 def test_fall_matches_the_loop_reference(seed, fraction):
     raw = sigmoid_curve(seed)
     raw[55:] = np.nan  # diverged
-    got = lrjax.suggest_fall(LRS, raw, fraction=fraction)
+    got = lrjax.finder.suggest.suggest_fall(LRS, raw, fraction=fraction)
     assert got == pytest.approx(ref_fall(LRS, raw, fraction, 3))
 
 
@@ -378,16 +378,16 @@ def test_fall_reads_the_right_share_of_a_clean_fall():
     raw = sigmoid_curve(0, noise=0.0, blow_up=5.0)
     step = 6 / 59
     for fraction, x in ((0.25, -3 - 0.25 * math.log(3)), (0.75, -3 + 0.25 * math.log(3))):
-        got = math.log10(lrjax.suggest_fall(LRS, raw, fraction=fraction))
+        got = math.log10(lrjax.finder.suggest.suggest_fall(LRS, raw, fraction=fraction))
         assert abs(got - x) <= 2 * step  # the smoother's window and the grid
 
 
 def test_fall_ignores_a_second_dip_after_a_blow_up():
     raw = sigmoid_curve(1, noise=0.01)
     raw[45:50] = 0.2  # after blowing up (above the start), a dip lower than the first minimum
-    with_dip = lrjax.suggest_fall(LRS, raw)
+    with_dip = lrjax.finder.suggest.suggest_fall(LRS, raw)
     raw[45:50] = raw[44]
-    assert with_dip == lrjax.suggest_fall(LRS, raw)
+    assert with_dip == lrjax.finder.suggest.suggest_fall(LRS, raw)
 
 
 def result_from_raw(raw, val=None, smoothing=0.98):
@@ -418,30 +418,32 @@ def test_result_fall_reads_the_validation_curve_when_given():
     plain = result_from_raw(train)
     careful = result_from_raw(train, val=val)
     cut = plain.losses_before_divergence()
-    assert plain.suggest() == lrjax.suggest_fall(LRS, cut)
+    assert plain.suggest() == lrjax.finder.suggest.suggest_fall(LRS, cut)
     val_cut = np.where(np.isnan(cut), np.nan, val)
     # A validation curve is read by its turn capped at 3/4 of its fall
     # (tests/test_suggest_turn.py), or with fraction= by that share of its fall.
-    assert careful.suggest() == min(lrjax.suggest_turn(LRS, val_cut),
-                                    lrjax.suggest_fall(LRS, val_cut, fraction=0.75))
-    assert careful.suggest(fraction=0.25) == lrjax.suggest_fall(LRS, val_cut)
+    assert careful.suggest() == min(lrjax.finder.suggest.suggest_turn(LRS, val_cut),
+                                    lrjax.finder.suggest.suggest_fall(LRS, val_cut, fraction=0.75))
+    assert careful.suggest(fraction=0.25) == lrjax.finder.suggest.suggest_fall(LRS, val_cut)
     assert careful.suggest(fraction=0.25) < plain.suggest()
-    assert plain.suggest("fall", fraction=0.75) == lrjax.suggest_fall(LRS, cut, fraction=0.75)
+    assert plain.suggest("fall", fraction=0.75) == lrjax.finder.suggest.suggest_fall(LRS, cut, fraction=0.75)
     # An unreadable validation curve (NaN from step 0) falls back to the training curve.
     dead = result_from_raw(train, val=np.full(60, np.nan))
     assert dead.suggest() == plain.suggest()
 
 
 def ref_fall_with_hint(lrs, train, val, train_steps):
-    """The documented hint with loops: min(3/4 of the (validation) fall, the rate that
-    trains ``train_steps`` steps as long as the ramp's sum of rates to the training
-    curve's minimum), never below lrs[0]."""
-    ceiling = ref_fall(lrs, train if val is None else val, 0.75, 3)
+    """The documented hint with loops: the plain reading (0.3 of the (validation) fall)
+    raised toward the rate that trains ``train_steps`` steps as long as the ramp's sum of
+    rates to the training curve's minimum, never past 3/4 of the fall."""
+    curve = train if val is None else val
+    ceiling = ref_fall(lrs, curve, 0.75, 3)
+    plain = ref_fall(lrs, curve, 0.3, 3)
     _, bottom = ref_fall(lrs, train, 0.75, 3, with_bottom=True)
     time = 0.0
     for i in range(bottom + 1):
         time += lrs[i]
-    return max(lrs[0], min(ceiling, time / train_steps)), ceiling, time / train_steps
+    return max(plain, min(ceiling, time / train_steps)), ceiling, time / train_steps, plain
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -453,17 +455,20 @@ def test_fall_train_steps_hint_matches_the_loop_reference(seed):
     plain, careful = result_from_raw(train), result_from_raw(train, val=val)
     cut = plain.losses_before_divergence()
     branches = set()
-    for steps in (5, 3000, 10**6):
-        want, ceiling, matched = ref_fall_with_hint(LRS, cut, None, steps)
+    _, ceiling, time, floor = ref_fall_with_hint(LRS, cut, None, 1)  # matched at 1 step: time
+    between = round(time / math.sqrt(ceiling * floor))  # matched inside (floor, ceiling)
+    for steps in (5, between, 10**6):
+        want, ceiling, matched, floor = ref_fall_with_hint(LRS, cut, None, steps)
         assert plain.suggest(train_steps=steps) == pytest.approx(want)
-        want_val, ceiling, matched = ref_fall_with_hint(LRS, cut, val, steps)
+        assert plain.suggest(train_steps=steps) >= plain.suggest()  # never lowered
+        branches.add("ceiling" if ceiling < matched else "matched" if matched > floor else "floor")
+        want_val, ceiling, matched, floor = ref_fall_with_hint(LRS, cut, val, steps)
         # (without fraction=, the validation curve is read by its turn: test_suggest_turn.py)
         assert careful.suggest(train_steps=steps, fraction=0.75) == pytest.approx(want_val)
-        assert lrjax.suggest_fall(LRS, val, train_steps=steps, train_losses=cut) == pytest.approx(
+        assert lrjax.finder.suggest.suggest_fall(LRS, val, train_steps=steps, train_losses=cut) == pytest.approx(
             want_val)
-        branches.add("ceiling" if ceiling < matched else "matched" if matched > LRS[0] else "floor")
     assert branches == {"ceiling", "matched", "floor"}  # each part of the rule was exercised
-    # The hint only lowers the 3/4 reading; fraction= changes the ceiling's share.
+    # A short training is raised to the ceiling; fraction= changes the ceiling's share.
     assert careful.suggest(train_steps=5, fraction=0.5) == pytest.approx(
         ref_fall(LRS, val, 0.5, 3))
 
@@ -471,7 +476,7 @@ def test_fall_train_steps_hint_matches_the_loop_reference(seed):
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "100"])
 def test_fall_train_steps_must_be_a_positive_integer(bad):
     with pytest.raises(ValueError, match="train_steps"):
-        lrjax.suggest_fall(LRS, sigmoid_curve(0), train_steps=bad)
+        lrjax.finder.suggest.suggest_fall(LRS, sigmoid_curve(0), train_steps=bad)
     with pytest.raises(ValueError, match="train_steps"):
         result_from_raw(sigmoid_curve(0)).suggest(train_steps=bad)
 
@@ -509,7 +514,7 @@ def test_minimum_never_below_min_lr():
     assert LRS[7] / 10 < LRS[0]  # what fastai returns
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a readable curve, no fallback
-        assert lrjax.suggest_minimum(LRS, curve) == LRS[0]
+        assert lrjax.finder.suggest.suggest_minimum(LRS, curve) == LRS[0]
         assert result_from_raw(curve, smoothing=0.0).suggest("minimum") == LRS[0]
 
 

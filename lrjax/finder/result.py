@@ -203,20 +203,23 @@ class RangeTestResult:
         Args:
             method: ``fall`` (the default: lrjax's rule; on the raw validation curve
                 when there is one, a fifth of the rate where it turns up, see
-                ``lrjax.finder.suggest.turn_rule``; else a quarter of the training curve's fall,
+                ``lrjax.finder.suggest.turn_rule``; else 0.3 of the training curve's fall,
                 see ``lrjax.finder.suggest.fall_rule``), fastai's ``valley``,
                 ``slide``, ``steep``, ``minimum``, or torch-lr-finder's ``steepest``
                 (see ``lrjax.finder.suggest.rules``).
             per_curve: return the ``batch_shape`` array of per-curve suggestions instead
                 (``lrs[0]`` for a curve the rule cannot read, with a warning).
-            fraction: ``fall``: share of the fall covered (default 0.25; 0.75 with
-                ``train_steps``); on a validation curve, read it by this share of its
-                fall instead of by its turn.
+            fraction: ``fall``: share of the fall covered (default 0.3; with
+                ``train_steps``, where the hint's raise stops, 0.75); on a validation
+                curve, read it by this share of its fall instead of by its turn.
             half_width: ``fall``: the smoother's half-width in points (default 5% of the
                 steps).
-            train_steps: ``fall``: the steps of the constant-rate training to come; caps
-                the suggestion by the time-matched rate (``lrjax.finder.suggest.fall_rule``; on a
-                validation curve exactly as ``lrjax.suggest_turn(..., train_steps=)``).
+            train_steps: ``fall``: the steps of the constant-rate training to come;
+                raises the training curve's reading toward the time-matched rate, never
+                past 3/4 of the fall nor below the plain reading
+                (``lrjax.finder.suggest.fall_rule``). Not applied to a validation turn
+                (as ``lrjax.finder.suggest.suggest_turn(..., train_steps=)``) nor to a training curve
+                too noisy to read (its minimum is a noise dip).
             divisor: ``fall`` on a validation curve: the turn's rate over this (default 5).
             tolerance: ``fall`` on a validation curve: the rise that is a turn, as a share
                 of the fall so far (default 0.1).
@@ -314,17 +317,20 @@ class RangeTestResult:
 
         A schedule spends most steps below its peak, so its best peak is higher than the
         best constant rate. On a training curve the peak is ``2 x`` the ``fall`` reading
-        (``suggest()``: a quarter of the fall); on a readable validation curve it is the
+        (``suggest()``: 0.3 of the fall); on a readable validation curve it is the
         turn reading itself (a fifth of the rate where held-out loss turns up, already
         higher). No ``train_steps`` hint (it is for constant-rate trainings).
 
         Chosen on the finder benchmark's development half (``benchmarks/finder_quality.py``,
         3 schedule problems: a cosine-decayed LSTM, a one-cycle BatchNorm + dropout MLP, a
         cosine AdamW MLP) and reported on its held-out half (a one-cycle transformer, a
-        one-cycle SGD MLP, a cosine Adam MLP): training curve x2, worst quality 0.973
-        (development) and 0.944 (held-out), geometric means 0.989 and 0.979, where fastai's
-        ``valley`` scored 0.898/0.937 and 0.946/0.967 and ``suggest()`` itself (x1)
-        0.831/0.928 and 0.903/0.964.
+        one-cycle SGD MLP, a cosine Adam MLP), 4-seed grids: training curve x2, worst /
+        geometric mean 0.982 / 0.993 (development) and 0.964 / 0.982 (held-out),
+        interpolated on the grid, where fastai's ``valley`` scored 0.894 / 0.941 and
+        0.939 / 0.962 and ``suggest()`` itself (x1) 0.881 / 0.950 and 0.933 / 0.977
+        (x1.5, x2.5 and x3 on development: 0.957, 0.967, 0.859 worst). Trained, the
+        LSTM's peak scores 0.81: it trains unreliably at every peak from 0.11 to 0.42
+        (some seeds fail), see ``docs/benchmarks/finder_quality.md``.
 
         Args:
             per_curve: the per-curve peaks (``batch_shape`` array) instead of their vote.

@@ -22,9 +22,10 @@ far down it (see docs/guides/suggestions.md, "Choosing a learning rate from the 
 
 **Training-length hint: not applied to a turn.** ``train_steps`` is accepted (the same
 signature as ``suggest_fall`` and ``RangeTestResult.suggest``) but a validation turn is
-not capped by the training's length: the turn already marks where held-out loss stops
+not moved by the training's length: the turn already marks where held-out loss stops
 improving, and on the finder benchmark's development half (``benchmarks/
-finder_quality.py``) the cap lowered the careful call's quality on 3 of 10 problems
+finder_quality.py``) the hint (then a cap at the time-matched rate, see
+``lrjax.finder.suggest.fall_rule``) lowered the careful call's quality on 3 of 10 problems
 (0.97 -> 0.03 on a recurrent net, 1.00 -> 0.82 on a transformer) and raised it on none;
 the held-out half agreed (0.95 -> 0.00 on a GRU). The turn is always capped at three
 quarters of the validation curve's fall (the stability ceiling).
@@ -81,7 +82,7 @@ def read_turn(lrs: ArrayLike, losses: ArrayLike, divisor: float = DIVISOR,
         num_steps: the range test's steps (default ``len(lrs)``).
         train_steps: the training-length hint, accepted and checked but not applied to
             a turn (see the module docstring); the reading gets the 3/4-fall ceiling.
-        train_losses: accepted with ``train_steps``; unused (no time cap on a turn).
+        train_losses: accepted with ``train_steps``; unused (no hint on a turn).
 
     Returns:
         ``Reading(lr, None)``, or ``Reading(lrs[0], reason)`` for an unreadable curve.
@@ -101,7 +102,7 @@ def read_turn(lrs: ArrayLike, losses: ArrayLike, divisor: float = DIVISOR,
     if train_steps is None:
         return reading
     # With a train_steps the turn gets the stability ceiling suggest() gives it (three
-    # quarters of the fall), never the time cap (see the module docstring).
+    # quarters of the fall), never the hint (see the module docstring).
     cap = read_fall(lrs, losses, CEILING_FRACTION, num_steps=num_steps)
     return reading if cap.failed is not None else Reading(min(reading.lr, cap.lr), None)
 

@@ -160,10 +160,11 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
 
     Peer rules read each curve's smoothed losses as the peer records them
     (:func:`recorded_curve`). ``fall`` reads the raw validation curve by its turn when
-    the result has one (``divisor=``, ``tolerance=``; with ``train_steps=`` capped by the
-    time-matched rate of the training curve; with ``fraction=`` by that share of its fall
-    instead), falling back to the training curve where a validation curve is
-    unreadable, and the raw training curve by its fall otherwise, cut before divergence.
+    the result has one (``divisor=``, ``tolerance=``; ``train_steps=`` is not applied to
+    a turn; with ``fraction=`` by that share of its fall instead, which ``train_steps=``
+    raises as it does a training curve's), falling back to the training curve where a
+    validation curve is unreadable, and the raw training curve by its fall otherwise, cut
+    before divergence.
     """
     if method not in SUGGESTERS:
         raise ValueError(f"method must be one of {tuple(SUGGESTERS)}, got {method!r}.")
@@ -183,13 +184,13 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
         _warn_noisy(noisy_val, "validation", "fall reads the training curve instead")
         val = None
     if val is not None and kwargs.get("train_steps") is not None and kwargs.get("fraction") is None:
-        # No time cap on a validation turn (lrjax.finder.suggest.turn_rule's docstring says why).
+        # No hint on a validation turn (lrjax.finder.suggest.turn_rule's docstring says why).
         kwargs = {name: value for name, value in kwargs.items() if name != "train_steps"}
     if kwargs.get("train_steps") is not None and \
             too_noisy(log_spaced(lrs, train), steps) is not None:
-        # The hint's time cap reads the training curve's minimum: on a curve whose fall
-        # does not stand out of its noise that minimum is a noise dip (a GRU's cap was
-        # 35x below its fall reading, quality 0.00), so it is not applied there.
+        # The hint reads the training curve's minimum: on a curve whose fall does not
+        # stand out of its noise that minimum is a noise dip (when the hint was a cap, a
+        # GRU's was 35x below its fall reading, quality 0.00), so it is not applied there.
         kwargs = {name: value for name, value in kwargs.items() if name != "train_steps"}
     share = kwargs.pop("fraction", None)
     turn_options = {name: kwargs.pop(name) for name in ("divisor", "tolerance") if name in kwargs}
@@ -220,9 +221,10 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
 
 
 # The peak of a schedule read off a training curve's fall: twice the constant-rate reading.
-# Chosen on the finder benchmark's development half (3 schedule problems: x2 worst 0.973,
-# geometric mean 0.989; x1 0.831 / 0.928; x3 0.995 / 0.998 but x4 0.795: x2 keeps a margin
-# from the edge), then reported on the held-out half (x2: worst 0.944, mean 0.979).
+# Chosen on the finder benchmark's development half (3 schedule problems), re-checked with
+# its 4-seed grids and the 0.3 share (interpolated on the grid: x2 worst 0.982, geometric
+# mean 0.993; x1 0.881 / 0.950; x1.5 0.957 / 0.983; x2.5 0.967 / 0.986; x3 0.859 / 0.946;
+# x4 0.521 / 0.792), then reported on the held-out half (x2: 0.964 / 0.982).
 PEAK_FACTOR = 2.0
 
 
@@ -246,8 +248,8 @@ def _check_training_noise(train: np.ndarray, steps: int) -> None:
 def _turn_reading(lrs: np.ndarray, val: np.ndarray, train: np.ndarray, steps: int,
                   kwargs: dict[str, Any], options: dict[str, Any]) -> Reading:
     """A validation curve's ``turn`` reading, capped by what ``fall`` reads at three
-    quarters of the validation fall (the stability ceiling; with ``train_steps=`` also the
-    time-matched rate of the training curve: the hint exactly as ``fall`` applies it)."""
+    quarters of the validation fall (the stability ceiling; ``read_result`` never passes
+    ``train_steps=`` to a turn)."""
     reading = read_turn(lrs, val, num_steps=steps, **options)
     if reading.failed is not None:
         return reading
