@@ -43,6 +43,7 @@ from lrjax._engine.data import (
     _stack_chunk,
     _stacked_steps,
 )
+from lrjax._engine.eval_params import evaluation_params
 from lrjax._engine.factory_checks import _check_callables
 from lrjax._engine.schedule_math import _cosine_interpolate, _float_dtype, _integer_count
 from lrjax._engine.checks import MAX_COUNT, as_prng_key, check_flag, check_steps, check_value
@@ -350,7 +351,9 @@ def _body(static: _Static, carry: _Carry, consts: _Consts, t: jax.Array) -> _Car
     slot = consts.slots[t]
     column = lambda buf, x: buf.at[t].set(jnp.asarray(x, buf.dtype))  # noqa: E731
     return _Carry(train=train,
-                  snapshots=_write_row(carry.snapshots, slot, train.params),
+                  # A member is the model to evaluate (schedule-free: its evaluation params).
+                  snapshots=_write_row(carry.snapshots, slot,
+                                       evaluation_params(train.opt_state, train.params)),
                   snapshot_states=_write_row(carry.snapshot_states, slot, train.state),
                   losses=column(carry.losses, loss),
                   learning_rates=column(carry.learning_rates, lr),
