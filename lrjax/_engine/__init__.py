@@ -12,6 +12,8 @@ halving) shares, and the only package whose private names other lrjax packages i
 * :mod:`~lrjax._engine.cache`: the one compile cache and :func:`clear_caches`.
 * :mod:`~lrjax._engine.factory_checks`: the checks of a loss and an optimizer factory that
   every trainer taking a factory makes alike.
+* :mod:`~lrjax._engine.eval_params`: the params a model is evaluated or kept at
+  (schedule-free optimizers: their evaluation params), for every trainer alike.
 
 And the private core under the public packages that is not training:
 

@@ -151,8 +151,8 @@ def wsd(
       An optax schedule ``count -> value``.
 
     Raises:
-      ValueError: a static argument out of its range (named in the message), both or
-        neither of ``decay_steps``/``decay_fraction`` made impossible, or
+      ValueError: a static argument out of its range (named in the message), both
+        ``decay_steps`` and ``decay_fraction`` given, or
         ``warmup_steps + decay_steps > total_steps``.
 
     Example:
@@ -247,8 +247,12 @@ def wsd_cooldown(
 
     with the cooldown shapes ``f`` of :func:`wsd`. For a constant ``b`` this is exactly the
     cooldown of :func:`wsd` (``wsd(p, T, decay_steps=D)`` equals
-    ``wsd_cooldown(p, T - D, D)``); for a decaying schedule (e.g. :func:`inverse_sqrt`)
-    the cooldown multiplies it, as in big_vision's "rsqrt with cooldown".
+    ``wsd_cooldown(p, T - D, D)``); for a decaying schedule (e.g.
+    :func:`lrjax.inverse_sqrt`) the cooldown multiplies it, as in big_vision's "rsqrt with
+    cooldown" and timm's ``WSDLRScheduler(stable_fn="rsqrt")`` (tested equal). From ``S``
+    on, a running value below ``m`` counts as ``m`` (the cooldown never climbs), as in
+    timm; before ``S`` the running schedule is left as it is (timm also lifts it to its
+    ``lr_min`` from the end of its warmup).
 
     The point of WSD: train once at a constant rate (or warmup + constant) and, from any
     saved step ``S``, branch off a cooldown of ``D`` steps: the optimizer's count keeps
