@@ -40,7 +40,7 @@ def _problem():
     return x, y
 
 
-def run(storage: str | None = None) -> dict:
+def run(storage: str | None = None, out_dir: str | None = None) -> dict:
     """Every scenario on this process's share of the data; results as host numpy."""
     import jax
     import jax.numpy as jnp
@@ -87,13 +87,19 @@ def run(storage: str | None = None) -> dict:
     out["snapshots"] = {"params": np.asarray(snaps.params), "losses": snaps.losses,
                         "lrs": snaps.learning_rates, "steps": snaps.steps}
 
+    # Accumulation: (batches, 2 micro-batches, share of the micro-batch, ...).
+    micro = jax.tree.map(lambda a: a.reshape((STEPS // 2, 2) + a.shape[1:]), share)
     train_fn = lrjax.make_train_fn(loss_fn, lambda k: 0.1 * jax.random.normal(k, (3,)),
-                                   lambda h: optax.sgd(h["lr"]), share, num_steps=6,
+                                   lambda h: optax.sgd(h["lr"]), micro, num_steps=6,
                                    eval_fn=lambda w: loss_fn(w, {"x": x[0], "y": y[0]}),
-                                   execution="host")
+                                   accumulation_steps=2, execution="host")
     space = {"lr": lrjax.log_uniform(1e-3, 1.0)}
     found = lrjax.search(train_fn, space, num_trials=8, method="random", key=1)
     out["search_random"] = _trials(found)
+    if out_dir is not None:  # only process 0 writes files
+        found.to_json(os.path.join(out_dir, f"search_{p}.json"))
+    if count > 1:
+        out["errors"] = _errors(lrjax, loss_fn, w0, x, y, p, train_fn, space)
     if storage is not None:
         train_fn.execution  # noqa: B018  resolve before the copy below
         compiled = lrjax.make_train_fn(loss_fn, lambda k: 0.1 * jax.random.normal(k, (3,)),
@@ -106,6 +112,34 @@ def run(storage: str | None = None) -> dict:
     return out
 
 
+def _error(fn) -> tuple[str, str] | None:
+    try:
+        fn()
+    except Exception as error:  # noqa: BLE001  recorded for the test to judge
+        return type(error).__name__, str(error)
+    return None
+
+
+def _errors(lrjax, loss_fn, w0, x, y, p, train_fn, space) -> dict:
+    """Calls that must fail on every process with a clear error (nothing hangs)."""
+    import optax
+
+    rows = 4 if p else 8  # process 1 passes a smaller share than process 0
+    return {
+        # 3 rows per process do not split over 4 local devices.
+        "indivisible": _error(lambda: lrjax.range_test(
+            loss_fn, w0, optax.sgd, {"x": x[:, :3], "y": y[:, :3]}, num_steps=STEPS)),
+        "unequal": _error(lambda: lrjax.range_test(
+            loss_fn, w0, optax.sgd, {"x": x[:, :rows], "y": y[:, :rows]}, num_steps=STEPS)),
+        # Process 0 cannot open this storage; process 1 never tries and hears of it.
+        "storage": _error(lambda: lrjax.search(
+            train_fn, space, num_trials=8, method="random", key=1,
+            storage=os.path.join(os.sep, "nonexistent-lrjax-dir", "sub", "journal.log"))),
+        "halving": _error(lambda: lrjax.successive_halving(
+            train_fn, space, num_trials=4, method="random")),
+    }
+
+
 def _trials(result) -> dict:
     return {"trials": result.trials, "best": (result.best_params, result.best_value),
             "method": result.method, "objective": result.objective}
@@ -116,7 +150,7 @@ def main() -> None:
                                                 int(sys.argv[3]), sys.argv[4])
     storage = sys.argv[5] if len(sys.argv) > 5 else None
     _init(process_id, num_processes, port)
-    out = run(storage)
+    out = run(storage, out_dir)
     with open(os.path.join(out_dir, f"process{process_id}.pkl"), "wb") as file:
         pickle.dump(out, file)
 

@@ -58,7 +58,10 @@ def runs(tmp_path_factory):
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for i in range(2)]
     try:
-        reference = _load_worker().run(storage=str(tmp / "single.log") if storage else None)
+        single = tmp / "single"
+        single.mkdir()
+        reference = _load_worker().run(storage=str(tmp / "single.log") if storage else None,
+                                       out_dir=str(single))
         logs = []
         for proc in procs:
             out, _ = proc.communicate(timeout=TIMEOUT_S)
@@ -71,6 +74,7 @@ def runs(tmp_path_factory):
                 proc.kill()
                 proc.wait(timeout=30)
     results = [pickle.loads((tmp / f"process{i}.pkl").read_bytes()) for i in range(2)]
+    assert (tmp / "search_0.json").exists() and not (tmp / "search_1.json").exists()
     return results[0], results[1], reference, storage
 
 
@@ -142,3 +146,21 @@ def test_search_tpe_on_storage_only_process_zero(runs):
     # TPE's first points are its random startup points: the same as one process draws.
     numbers = [t["number"] for t in reference["search_tpe"]["trials"]]
     assert numbers == [t["number"] for t in first["search_tpe"]["trials"]]
+
+
+def test_clear_errors_on_every_process(runs):
+    first, second, _, _ = runs
+    for name in ("indivisible", "unequal", "halving"):  # the same error on both processes
+        assert first["errors"][name] is not None, name
+        assert first["errors"][name][0] == second["errors"][name][0], name
+    kind, message = first["errors"]["indivisible"]
+    assert kind == "ValueError" and "jax.distributed" in message and "multiples of 4" in message
+    kind, message = first["errors"]["unequal"]
+    assert kind == "ValueError" and "different" in message and "shapes" in message
+    assert first["errors"]["halving"][0] == "NotImplementedError"
+    assert "lrjax.search" in first["errors"]["halving"][1]
+    # Process 0 fails to open the storage; process 1 stops with its error instead of waiting.
+    assert first["errors"]["storage"] is not None
+    kind, message = second["errors"]["storage"]
+    assert kind == "RuntimeError" and "process 0 failed" in message
+    assert first["errors"]["storage"][0] in message

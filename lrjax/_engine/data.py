@@ -210,7 +210,7 @@ def _resolve_mesh(mesh: Mesh | None, data_axis: str, sizes: set[int],
         f"{jax.local_device_count()} devices: this process passed batch sizes "
         f"{sorted(shares) or sorted(whole)}"
         + (" (a data function returns the whole batch)" if whole else
-           f" (the whole batch: {processes_} times that)")
+           f" (the whole batch is {processes_} times that)")
         + f"; pass shares that are multiples of {jax.local_device_count()}, or a mesh= "
         "whose data_axis fits them.")
 

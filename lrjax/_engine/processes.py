@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ PyTree = Any
 
 __all__ = [
     "all_devices_mesh",
+    "check_same_shapes",
     "fetch",
     "gather_shares",
     "global_sizes",
@@ -85,6 +87,36 @@ def _processes_along(mesh: Mesh, axis: str) -> int:
     devices = np.moveaxis(mesh.devices, mesh.axis_names.index(axis), 0)
     line = devices.reshape(devices.shape[0], -1)[:, 0]
     return len({d.process_index for d in line})
+
+
+def check_same_shapes(name: str, tree: PyTree) -> None:
+    """Refuses shares whose structure, shapes or dtypes differ between processes.
+
+    Every process must pass the same layout (its share of each batch has the same size):
+    otherwise the processes would build different programs and wait for each other for
+    ever. One small collective (a checksum of the layout per process); nothing with one
+    process.
+
+    Raises:
+        ValueError: on every process, when any two processes passed different layouts.
+    """
+    if not multiprocess():
+        return
+    from jax.experimental import multihost_utils
+
+    layout = [(jax.tree_util.keystr(path), np.shape(x), str(np.result_type(x)))
+              for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    text = f"{jax.tree.structure(tree)} {layout}"
+    # Two 31-bit halves of a checksum: int32 survives every jax configuration.
+    digest = zlib.crc32(text.encode())
+    code = np.asarray([digest & 0x7FFFFFFF, digest >> 31], np.int32)
+    codes = np.asarray(multihost_utils.process_allgather(code)).reshape(-1, 2)
+    if len({tuple(row) for row in codes.tolist()}) > 1:
+        raise ValueError(
+            f"{name}: the {jax.process_count()} processes passed shares of different "
+            f"structure, shapes or dtypes; each must pass its equal share of every batch "
+            f"(the same leaves and shapes on every process). Process {jax.process_index()} "
+            f"passed {layout[:4]}{' ...' if len(layout) > 4 else ''}.")
 
 
 def _is_key(x: Any) -> bool:

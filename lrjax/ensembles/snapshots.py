@@ -498,6 +498,7 @@ def _prepare_data(data: Any, num_steps: int, accumulation_steps: int,
             lambda x: jnp.reshape(x, (num_steps, accumulation_steps) + np.shape(x)[1:]), data)
     leading = 1 if accumulation_steps == 1 else 2
     # Under jax.distributed each process passes its share of the batch axis.
+    processes.check_same_shapes("data", data)
     mesh = _resolve_mesh(mesh, data_axis, _batch_sizes(data, leading))
     if mesh is None:
         return _place(data, None), None, None

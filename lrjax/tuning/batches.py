@@ -146,6 +146,7 @@ def trial_data(train_fn: TrainFn) -> PyTree:
     """
     if not processes.multiprocess():
         return train_fn.data
+    processes.check_same_shapes("make_train_fn's data", train_fn.data)
     return processes.gather_shares(train_fn.data, 1 if train_fn.accumulation_steps == 1 else 2)
 
 

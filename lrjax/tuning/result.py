@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from lrjax._engine.processes import is_first
 from lrjax.tuning.space import Dimension, space_from_spec, space_to_spec
 
 COMPLETE, FAIL, PRUNED = "complete", "fail", "pruned"
@@ -74,7 +75,10 @@ class SearchResult:
         return math.nan if best is None else best["value"]
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """The result as JSON text (NaN/inf as null); also written to ``path`` if given."""
+        """The result as JSON text (NaN/inf as null); also written to ``path`` if given.
+
+        Under ``jax.distributed`` every process gets the text and process 0 writes the file.
+        """
         payload = {
             "format": "lrjax.SearchResult/1",
             "objective": self.objective,
@@ -86,7 +90,7 @@ class SearchResult:
             "trials": self.trials,
         }
         text = json.dumps(payload, allow_nan=False)
-        if path is not None:
+        if path is not None and is_first():  # jax.distributed: process 0 writes the file
             with open(path, "w", encoding="utf-8") as file:
                 file.write(text)
         return text
@@ -154,7 +158,8 @@ class SearchResult:
         against the trial number. Needs matplotlib (``lrjax[plot]``).
 
         Returns:
-            The matplotlib ``Figure`` (also saved to ``path`` if given).
+            The matplotlib ``Figure`` (also saved to ``path`` if given; by process 0 only
+            under ``jax.distributed``).
         """
         try:
             from matplotlib.figure import Figure
@@ -208,7 +213,7 @@ class SearchResult:
         ax.set_ylabel(self.objective)
         ax.set_title(f"{self.method}: best {self.best_value:.3g}", fontsize=9)
         ax.grid(alpha=0.3)
-        if path is not None:
+        if path is not None and is_first():  # jax.distributed: process 0 writes the file
             figure.savefig(path, dpi=110)
         return figure
 
