@@ -95,7 +95,9 @@ def add_search_command(commands: Any) -> None:
     parser.add_argument("--storage", metavar="URL|FILE",
                         help="Optuna storage (sqlite:///s.db, postgresql://...) or journal file")
     parser.add_argument("--study-name", default=None, metavar="NAME",
-                        help="study name in --storage (default: lrjax-search)")
+                        help="study name in --storage (default: lrjax-search-XXXXXXXX, the "
+                             "hex digits naming the ranges, --steps, --images, --hidden and "
+                             "--seed, so that another search gets another study)")
     count("--steps", 300, "N", "training steps per trial")
     count("--images", 64, "N", f"images per step, at most {TRAIN_IMAGES}")
     count("--hidden", 64, "N", "width of the hidden layer")
@@ -137,9 +139,39 @@ def _check(args: argparse.Namespace, stderr: TextIO = sys.stderr) -> dict:
     # A bad --plot/--json path fails now, not after the search.
     args.plot = check_output_paths(args.plot, args.json)
     try:
-        return digits_space(args)
+        space = digits_space(args)
     except ValueError as error:  # e.g. --min-lr >= --max-lr, named by the space's check
         raise UsageError(f"bad range: {error}") from error
+    if args.storage:
+        _open_storage(args, space)
+    return space
+
+
+def default_study_name(args: argparse.Namespace, space: dict) -> str:
+    """``lrjax-search-`` and 8 hex digits of what defines the search: the space, objective
+    and direction, and the problem (steps, images per step, hidden width, seed)."""
+    from lrjax.tuning import storage as storage_module
+
+    definition = storage_module.search_definition(space, OBJECTIVE, "minimize")
+    definition["problem"] = {"steps": args.steps, "images": args.images,
+                             "hidden": args.hidden, "seed": args.seed}
+    return f"{storage_module.DEFAULT_STUDY_NAME}-{storage_module.definition_hash(definition)}"
+
+
+def _open_storage(args: argparse.Namespace, space: dict) -> None:
+    """Open --storage and check its study now, before the problem is built and compiled:
+    a bad path or URL, or a study of another search, is a usage error at once."""
+    from lrjax.tuning import optuna_bridge
+
+    if args.study_name is None:
+        args.study_name = default_study_name(args, space)
+    try:
+        optuna_bridge.check_storage(args.storage, args.study_name, space=space,
+                                    direction="minimize", objective=OBJECTIVE)
+    except ValueError as error:
+        raise UsageError(f"--storage: {error}") from error
+    except ImportError as error:
+        raise UsageError(str(error)) from error
 
 
 def grid_note(space: dict, trials: int) -> str | None:
@@ -230,7 +262,13 @@ def run_search(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         f"lrjax search: {len(result.trials)} trials ({args.method}), {args.steps} AdamW steps "
         f"each on a cosine schedule, digits MLP ({args.hidden} hidden); objective "
         f"{OBJECTIVE} (held-out), minimized; {seconds:.1f}s including compilation"
-        + (f"; {failed} failed (NaN/inf)" if failed else "") + "\n\n")
+        + (f"; {failed} failed (NaN/inf)" if failed else "") + "\n")
+    if args.storage is not None:
+        from lrjax.tuning.storage import describe
+
+        stdout.write(f"study {args.study_name!r} in {describe(args.storage)} (the same command "
+                     "resumes it, or shares it when run in several processes)\n")
+    stdout.write("\n")
     stdout.write(format_table(result, args.top) + "\n\n")
     best = result.best_params
     if best is None:

@@ -248,7 +248,8 @@ def search(
     report = progress_reporter(progress)
     if grid_points is not None and method != "grid":
         raise ValueError("grid_points is only for method='grid'.")
-    processes.on_first(search_optuna.check_storage, storage, study_name)  # process 0's storage
+    processes.on_first(search_optuna.check_storage, storage, study_name, space=space,
+                       direction=direction, objective=objective)  # process 0's storage
     root = root_key(key)
     seed = host_seed(root)
     use_optuna = storage is not None or not isinstance(method, str) \
@@ -288,8 +289,8 @@ def search(
         opened: dict[str, Any] = {}
 
         def open_study() -> None:
-            study = opened["study"] = search_optuna.open_study(storage, study_name, direction,
-                                                               sampler)
+            study = opened["study"] = search_optuna.open_study(
+                storage, study_name, direction, sampler, space=space, objective=objective)
             if storage is not None and method in search_optuna.OPTUNA_METHODS:
                 # Processes sharing a study, and a resumed run, must not draw the startup
                 # points already drawn: seed from the key, the process and the trials there.
