@@ -76,6 +76,12 @@ ROWS = [
     Row("one_cycle", "final_div_factor", lambda v: L.one_cycle(0.1, 50, 0.3, 8.0, v, "linear"), 100.0),
     Row("one_cycle_momentum", "base_momentum", lambda v: L.one_cycle_momentum(50, 0.3, v, 0.95), 0.6),
     Row("one_cycle_momentum", "max_momentum", lambda v: L.one_cycle_momentum(50, 0.3, 0.6, v, three_phase=True), 0.9),
+    Row("wsd", "peak_value", lambda v: L.wsd(v, 50, warmup_steps=9, decay_steps=21, min_value=0.02), 0.5),
+    Row("wsd", "min_value", lambda v: L.wsd(0.5, 50, warmup_steps=9, decay_steps=21, decay="cosine", min_value=v), 0.02),
+    Row("wsd", "init_value", lambda v: L.wsd(0.5, 50, warmup_steps=9, decay_fraction=0.4, warmup="1-sqrt", init_value=v), 0.05),
+    Row("wsd_cooldown", "schedule_or_value", lambda v: L.wsd_cooldown(v, 25, 20, "linear", 0.01), 0.4),
+    Row("wsd_cooldown", "min_value", lambda v: L.wsd_cooldown(L.inverse_sqrt(0.5, 7), 25, 20, min_value=v), 0.02),
+    Row("inverse_sqrt", "peak_value", lambda v: L.inverse_sqrt(v, 9, 4.5), 0.3),
 ]  # fmt: skip
 if hasattr(lrjax, "snapshot_schedule"):
     ROWS.append(Row("snapshot_schedule", "init_value", lambda v: L.snapshot_schedule(v, 50, 3), 0.1))
@@ -97,6 +103,9 @@ STATIC = {
     "one_cycle": {"total_steps", "pct_start", "anneal", "three_phase", "epochs", "steps_per_epoch"},
     "one_cycle_momentum": {"total_steps", "pct_start", "anneal", "three_phase", "epochs", "steps_per_epoch"},
     "snapshot_schedule": {"total_steps", "num_cycles"},
+    "wsd": {"total_steps", "warmup_steps", "decay_steps", "decay_fraction", "decay", "warmup"},
+    "wsd_cooldown": {"start_step", "decay_steps", "decay"},
+    "inverse_sqrt": {"warmup_steps", "timescale"},
 }
 NOT_FACTORIES = {"schedule_values", "plot_schedule"}  # utilities among the schedules
 # Around the boundaries of the rows' shapes (7, 9, 10, 25, 30, 40, 50, restarts, cycles)
