@@ -79,13 +79,29 @@ def run(storage: str | None = None, out_dir: str | None = None) -> dict:
         return {"x": xs, "y": xs @ jnp.arange(1.0, 4.0)}
 
     generated = lrjax.range_test(loss_fn, w0, optax.sgd, data_fn, min_lr=1e-3, max_lr=10.0,
-                                 num_steps=STEPS, execution="compiled")
+                                 num_steps=STEPS, chunk_size=5, execution="compiled")
     out["range_function"] = curves(generated)
+
+    # Arrays the caller assembled over every process already (the whole batch).
+    mesh = jax.sharding.Mesh(np.asarray(sorted(jax.devices(), key=lambda d: d.process_index)),
+                             ("data",))
+    spec = jax.sharding.PartitionSpec
+    assembled = jax.make_array_from_process_local_data(
+        jax.sharding.NamedSharding(mesh, spec(None, "data")), share)
+    assembled_val = jax.make_array_from_process_local_data(
+        jax.sharding.NamedSharding(mesh, spec("data")), val)
+    global_ = lrjax.range_test(loss_fn, w0, optax.sgd, assembled, min_lr=1e-3, max_lr=10.0,
+                               num_steps=STEPS, val_data=assembled_val, execution="compiled")
+    out["range_global_arrays"] = curves(global_) | {"diverged_at": global_.diverged_at}
 
     snaps = lrjax.train_snapshots(loss_fn, w0, optax.sgd, share, num_steps=STEPS, num_cycles=3,
                                   init_value=0.1, execution="host")
     out["snapshots"] = {"params": np.asarray(snaps.params), "losses": snaps.losses,
                         "lrs": snaps.learning_rates, "steps": snaps.steps}
+    snaps = lrjax.train_snapshots(loss_fn, w0, optax.sgd, iter(batches), num_steps=STEPS,
+                                  num_cycles=3, init_value=0.1, execution="compiled")
+    out["snapshots_iterable_compiled"] = {"params": np.asarray(snaps.params),
+                                          "losses": snaps.losses}
 
     # Accumulation: (batches, 2 micro-batches, share of the micro-batch, ...).
     micro = jax.tree.map(lambda a: a.reshape((STEPS // 2, 2) + a.shape[1:]), share)

@@ -111,8 +111,8 @@ def _close(a, b, path=""):
                                    rtol=2e-5, atol=1e-7, err_msg=path)
 
 
-SCENARIOS = ["range_stacked", "range_iterable_host", "range_function", "snapshots",
-             "search_random"]
+SCENARIOS = ["range_stacked", "range_iterable_host", "range_function", "range_global_arrays",
+             "snapshots", "snapshots_iterable_compiled", "search_random"]
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -125,6 +125,9 @@ def test_processes_agree_and_match_one_process(runs, name):
 def test_range_test_strategies_and_forms_agree(runs):
     first = runs[0]
     _close(first["range_stacked"], first["range_iterable_host"], "stacked vs iterable")
+    _same(first["range_stacked"], first["range_global_arrays"], "shares vs assembled arrays")
+    _close(first["snapshots"]["losses"], first["snapshots_iterable_compiled"]["losses"])
+    _close(first["snapshots"]["params"], first["snapshots_iterable_compiled"]["params"])
     assert first["range_stacked"]["diverged_at"] is not None  # the ramp reached divergence
 
 

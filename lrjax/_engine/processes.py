@@ -39,6 +39,7 @@ __all__ = [
     "gather_shares",
     "global_sizes",
     "is_first",
+    "is_global",
     "local",
     "multiprocess",
     "on_first",
@@ -66,6 +67,15 @@ def all_devices_mesh(axis: str) -> Mesh:
     """
     devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
     return Mesh(np.asarray(devices), (axis,))
+
+
+def is_global(tree: PyTree) -> bool:
+    """Whether a leaf of ``tree`` is a ``jax.Array`` spanning other processes' devices.
+
+    Such arrays were assembled by the caller already: their shapes are the whole batch.
+    """
+    return any(isinstance(x, jax.Array) and not x.is_fully_addressable
+               for x in jax.tree.leaves(tree))
 
 
 def global_sizes(sizes: set[int], mesh: Mesh | None = None, axis: str | None = None) -> set[int]:
@@ -215,6 +225,8 @@ def gather_shares(tree: PyTree, axis: int) -> PyTree:
     from jax.experimental import multihost_utils
 
     def one(x: Any) -> Any:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return _fetch_leaf(x)  # assembled by the caller: the whole already
         if np.ndim(x) <= axis:
             return x
         front = np.moveaxis(np.asarray(x), axis, 0)

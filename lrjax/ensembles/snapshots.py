@@ -499,7 +499,9 @@ def _prepare_data(data: Any, num_steps: int, accumulation_steps: int,
     leading = 1 if accumulation_steps == 1 else 2
     # Under jax.distributed each process passes its share of the batch axis.
     processes.check_same_shapes("data", data)
-    mesh = _resolve_mesh(mesh, data_axis, _batch_sizes(data, leading))
+    sizes = _batch_sizes(data, leading)  # arrays assembled over every process: whole
+    mesh = (_resolve_mesh(mesh, data_axis, set(), sizes) if processes.is_global(data)
+            else _resolve_mesh(mesh, data_axis, sizes))
     if mesh is None:
         return _place(data, None), None, None
 
@@ -554,7 +556,7 @@ def train_snapshots(
     (:func:`snapshot_cycle_ends`). With ``schedule=`` (any SGDR / CLR / custom cyclic
     schedule) the ends are ``cycle_ends`` or, by default, read off the schedule
     (:func:`schedule_cycle_ends`). Step ``t`` is the train step of
-    :func:`lrjax.make_train_step` on batch ``t`` with ``optimizer(learning_rate=schedule)``.
+    :func:`lrjax.engine.make_train_step` on batch ``t`` with ``optimizer(learning_rate=schedule)``.
 
     Execution: the steps run on lrjax's engine (:mod:`lrjax._engine.execution`), one of two
     ways with the same arithmetic. ``execution="compiled"`` runs all steps as one compiled

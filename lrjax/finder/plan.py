@@ -30,7 +30,7 @@ from lrjax._engine.data import (
     _stacked_steps,
 )
 from lrjax._engine.checks import MAX_COUNT
-from lrjax._engine.processes import check_same_shapes
+from lrjax._engine.processes import check_same_shapes, is_global
 from lrjax._engine.cache import fn_key, weak
 from lrjax._engine.factory_checks import _accepts, _memo
 from lrjax.finder.program import _programs, _Programs, _Static
@@ -248,14 +248,16 @@ def _make_plan(loss_fn: Any, model: PureModel, optimizer: OptimizerFactory, data
 
     prepared, iterator, first, sizes = _prepare_data(form, data, needed, chunk_len * k, key,
                                                      mesh is not None or jax.device_count() > 1)
-    # A data function returns the whole batch; stacked data, batches and val_data are
-    # this process's share of it under jax.distributed.
-    whole, sizes = (sizes, set()) if form == "function" else (set(), sizes)
+    # A data function returns the whole batch, and so do arrays assembled over every
+    # process; other stacked data, batches and val_data are this process's share of it
+    # under jax.distributed.
+    whole_data = form == "function" or is_global(prepared)
+    whole, sizes = (sizes, set()) if whole_data else (set(), sizes)
     share = prepared if form == "stacked" else first[0] if form == "iterable" else None
     check_same_shapes("data and val_data", (share, val_data))
     if val_data is not None:
         _check_array_leaves("val_data", val_data, 0)
-        sizes = sizes | _batch_sizes(val_data, 0)
+        (whole if is_global(val_data) else sizes).update(_batch_sizes(val_data, 0))
     mesh = _resolve_mesh(mesh, data_axis, sizes, whole)
     static = _Static(
         model=model, model_key=_model_key(model, loss_fn, eval_fn, options), optimizer=optimizer,
