@@ -11,6 +11,7 @@ import pytest
 
 import lrjax
 from lrjax.tuning import batches as search_runner
+from lrjax.tuning import storage as storage_module
 
 optuna = pytest.importorskip("optuna")
 
@@ -67,8 +68,7 @@ def test_ctrl_c_inside_a_batch_requeues_its_points(tmp_path, monkeypatch):
         lrjax.search(train_fn, SPACE, **common)
     monkeypatch.setattr(search_runner.BatchRunner, "__call__", real_call)
     study = optuna.load_study(study_name="lrjax-search",
-                              storage=optuna.storages.JournalStorage(
-                                  optuna.storages.journal.JournalFileBackend(storage)))
+                              storage=storage_module.journal_storage(storage))
     lost = [t.params for t in study.trials if t.user_attrs.get("lrjax") == "interrupted"]
     assert len(lost) == 4
     result = lrjax.search(train_fn, SPACE, **common)

@@ -32,7 +32,7 @@ def train_fn(h, key):
 
 
 def journal(path):
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    return storage_module.journal_storage(path)
 
 
 def test_killed_worker_on_a_journal_file(tmp_path):

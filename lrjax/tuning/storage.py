@@ -276,8 +276,11 @@ def _postgres_driver(shown: str) -> str:
     import importlib.util
 
     for module in ("psycopg", "psycopg2"):
-        if importlib.util.find_spec(module) is not None:
-            return module
+        try:
+            if importlib.util.find_spec(module) is not None:
+                return module
+        except ValueError:  # a module set to None in sys.modules (hidden)
+            continue
     raise ImportError(f"storage {shown!r} needs a PostgreSQL driver: {SEARCH_EXTRA} installs "
                       "psycopg (or pip install psycopg2-binary).")
 
@@ -312,7 +315,9 @@ def journal_storage(path: str | os.PathLike) -> Any:
     optuna = _optuna()
     backend = _journal_backend_class()(path)
     backend.check()
-    return optuna.storages.JournalStorage(backend)
+    with warnings.catch_warnings():  # experimental before Optuna 4.0
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.JournalStorage(backend)
 
 
 _BACKEND: list = []
@@ -323,7 +328,7 @@ def _journal_backend_class() -> type:
     if _BACKEND:
         return _BACKEND[0]
     optuna = _optuna()
-    journal = optuna.storages.journal
+    journal = getattr(optuna.storages, "journal", None)  # public since Optuna 4.0
     base = getattr(journal, "JournalFileBackend", None) or optuna.storages.JournalFileStorage
     symlink_lock = (getattr(journal, "JournalFileSymlinkLock", None)
                     or optuna.storages.JournalFileSymlinkLock)
