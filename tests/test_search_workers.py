@@ -245,3 +245,36 @@ def test_cli_refuses_a_study_of_another_search_at_once(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("lrjax: error: --storage:") and err.count("\n") == 1
     assert "study 'mine'" in err and "another space" in err
+
+
+def test_a_live_worker_taken_for_lost_drops_its_result(tmp_path, monkeypatch):
+    # A worker paused past the grace period finds its trial failed (and queued again) by
+    # another worker when it tells it: its result is dropped with a warning, the point runs
+    # again, and the study still ends with num_trials complete trials.
+    from lrjax.tuning import batches
+
+    real_call = batches.BatchRunner.__call__
+    state = {"done": False}
+
+    def taken_for_lost(self, hparams, numbers):
+        out = real_call(self, hparams, numbers)
+        if not state["done"]:  # what another worker's fail_lost does to a stale trial
+            state["done"] = True
+            study = optuna.load_study(study_name="lrjax-search", storage=journal(path))
+            trial = study.get_trials(deepcopy=False)[int(numbers[0])]
+            study._storage.set_trial_state_values(trial._trial_id,
+                                                  optuna.trial.TrialState.FAIL)
+            storage_module.requeue_lost(study, trial)
+        return out
+
+    path = tmp_path / "s.journal"
+    monkeypatch.setattr(batches.BatchRunner, "__call__", taken_for_lost)
+    with pytest.warns(RuntimeWarning, match="trial 0 was taken for lost"):
+        result = lrjax.search(train_fn, SPACE, num_trials=4, batch_size=2, method="random",
+                              storage=str(path))
+    assert len(result.trials) == 4 and all(t["state"] == "complete" for t in result.trials)
+    trials = result.study.trials
+    assert trials[0].state == optuna.trial.TrialState.FAIL
+    rerun = [t for t in trials if t.user_attrs.get("lrjax_retry_of") == 0]
+    assert len(rerun) == 1 and rerun[0].params == trials[0].params
+    assert rerun[0].state == optuna.trial.TrialState.COMPLETE
