@@ -9,7 +9,6 @@ import os
 import socket
 import uuid
 
-import jax.numpy as jnp
 import pytest
 
 import lrjax

@@ -14,7 +14,6 @@ import sys
 import textwrap
 import time
 
-import jax.numpy as jnp
 import pytest
 
 import lrjax

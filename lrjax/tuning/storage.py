@@ -441,13 +441,15 @@ def definition_hash(definition: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def _spec_text(spec: Mapping[str, Any]) -> str:
-    def one(item: Mapping[str, Any]) -> str:
-        if item.get("kind") == "choice":
-            return f"choice({list(item['values'])})"
-        return f"{item.get('kind')}({item.get('low')!r}, {item.get('high')!r})"
+def _dim_text(item: Mapping[str, Any]) -> str:
+    """One dimension of a space spec as its maker's call, e.g. ``uniform(0.0, 1.0)``."""
+    if item.get("kind") == "choice":
+        return f"choice({list(item['values'])})"
+    return f"{item.get('kind')}({item.get('low')!r}, {item.get('high')!r})"
 
-    return "{" + ", ".join(f"{name!r}: {one(item)}" for name, item in spec.items()) + "}"
+
+def _spec_text(spec: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{name!r}: {_dim_text(item)}" for name, item in spec.items()) + "}"
 
 
 def _space_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> str:
@@ -460,9 +462,8 @@ def _space_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> s
         parts.append(f"this search has {extra}, the study does not")
     for name in stored:
         if name in wanted and stored[name] != wanted[name]:
-            parts.append(f"{name!r} is {_spec_text({name: stored[name]})[len(repr(name)) + 3:-1]} "
-                         f"in the study, {_spec_text({name: wanted[name]})[len(repr(name)) + 3:-1]} "
-                         "here")
+            parts.append(f"{name!r} is {_dim_text(stored[name])} in the study, "
+                         f"{_dim_text(wanted[name])} here")
     return "; ".join(parts)
 
 
