@@ -115,7 +115,7 @@ def run(storage: str | None = None, out_dir: str | None = None) -> dict:
     if out_dir is not None:  # only process 0 writes files
         found.to_json(os.path.join(out_dir, f"search_{p}.json"))
     if count > 1:
-        out["errors"] = _errors(lrjax, loss_fn, w0, x, y, p, train_fn, space)
+        out["errors"] = _errors(lrjax, loss_fn, w0, x, y, p, train_fn, space, assembled)
     if storage is not None:
         train_fn.execution  # noqa: B018  resolve before the copy below
         compiled = lrjax.make_train_fn(loss_fn, lambda k: 0.1 * jax.random.normal(k, (3,)),
@@ -136,8 +136,9 @@ def _error(fn) -> tuple[str, str] | None:
     return None
 
 
-def _errors(lrjax, loss_fn, w0, x, y, p, train_fn, space) -> dict:
+def _errors(lrjax, loss_fn, w0, x, y, p, train_fn, space, assembled) -> dict:
     """Calls that must fail on every process with a clear error (nothing hangs)."""
+    import jax
     import optax
 
     rows = 4 if p else 8  # process 1 passes a smaller share than process 0
@@ -153,6 +154,10 @@ def _errors(lrjax, loss_fn, w0, x, y, p, train_fn, space) -> dict:
             storage=os.path.join(os.sep, "nonexistent-lrjax-dir", "sub", "journal.log"))),
         "halving": _error(lambda: lrjax.successive_halving(
             train_fn, space, num_trials=4, method="random")),
+        # Batches spanning every process cannot be stacked on one host.
+        "iterable_of_global": _error(lambda: lrjax.range_test(
+            loss_fn, w0, optax.sgd, [jax.tree.map(lambda a, t=t: a[t], assembled)
+                                     for t in range(STEPS)], num_steps=STEPS)),
     }
 
 

@@ -153,7 +153,8 @@ def test_search_tpe_on_storage_only_process_zero(runs):
 
 def test_clear_errors_on_every_process(runs):
     first, second, _, _ = runs
-    for name in ("indivisible", "unequal", "halving"):  # the same error on both processes
+    # The same error on both processes:
+    for name in ("indivisible", "unequal", "halving", "iterable_of_global"):
         assert first["errors"][name] is not None, name
         assert first["errors"][name][0] == second["errors"][name][0], name
     kind, message = first["errors"]["indivisible"]
@@ -162,6 +163,8 @@ def test_clear_errors_on_every_process(runs):
     assert kind == "ValueError" and "different" in message and "shapes" in message
     assert first["errors"]["halving"][0] == "NotImplementedError"
     assert "lrjax.search" in first["errors"]["halving"][1]
+    kind, message = first["errors"]["iterable_of_global"]
+    assert kind == "ValueError" and "pass them stacked" in message
     # Process 0 fails to open the storage; process 1 stops with its error instead of waiting.
     assert first["errors"]["storage"] is not None
     kind, message = second["errors"]["storage"]

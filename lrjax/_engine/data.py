@@ -153,6 +153,12 @@ def _stack_chunk(batches: list, count: int, template: PyTree = None, pulled: int
     otherwise fail deep inside XLA (or in the sharding over devices).
     """
     template = batches[0] if template is None else template
+    if processes.is_global(batches[0]):
+        raise ValueError(
+            "data: an iterable's batches are stacked on the host, so under jax.distributed "
+            "each must be this process's share as host (numpy) arrays, not arrays spanning "
+            "every process; for arrays assembled already, pass them stacked (a pytree with a "
+            "leading step axis) instead of an iterable.")
     structure, shapes = jax.tree.structure(template), _shapes(template)
     for index, batch in enumerate(batches):
         if jax.tree.structure(batch) != structure:
