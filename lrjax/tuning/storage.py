@@ -17,6 +17,10 @@ lost machine) run again on the others:
   finished trials, so the study ends with exactly that many.
 
 Optuna is imported lazily (the ``search`` extra).
+
+References:
+    Akiba et al., "Optuna: A Next-generation Hyperparameter Optimization Framework", KDD
+    2019 (its storages, heartbeat and journal file are what this module builds on).
 """
 
 from __future__ import annotations
