@@ -78,7 +78,7 @@ def recompiling_loop(points: list[dict], key: int) -> list[dict]:
     out = []
     for number, params in enumerate(points):
         train = _closed_over({k: float(v) for k, v in params.items()}, train_fn)
-        metrics = train(lrjax.trial_key(key, number), train_fn.data)
+        metrics = train(lrjax.tuning.trial_key(key, number), train_fn.data)
         out.append({k: float(v) for k, v in metrics.items()})
     return out
 
@@ -98,7 +98,7 @@ def one_compile_loop(points: list[dict], key: int) -> list[dict]:
     out = []
     for number, params in enumerate(points):
         hparams = {k: jnp.float32(v) for k, v in params.items()}
-        metrics = train(hparams, lrjax.trial_key(key, number), train_fn.data)
+        metrics = train(hparams, lrjax.tuning.trial_key(key, number), train_fn.data)
         out.append({k: float(v) for k, v in metrics.items()})
     return out
 

@@ -13,7 +13,7 @@ order, for the same number of epochs) from the same initial weights:
 
 All three follow the same SGD noise scale ``g = lr (N/B - 1) / (1 - m)`` phase by phase
 (Smith et al. 2018); the growth runs make far fewer parameter updates. A
-``lrjax.noise_scale_monitor`` first in each chain measures McCandlish et al.'s gradient
+``lrjax.gradient_noise_monitor`` first in each chain measures McCandlish et al.'s gradient
 noise scale ``B_simple`` during training (each micro-batch split in 4), reported at the
 end of each phase. Final test accuracy is the mean (and spread) over ``--seeds`` seeds.
 
@@ -35,10 +35,10 @@ import optax
 import lrjax
 from lrjax.data.digits import (
     accuracy,
+    apply_and_params,
     cross_entropy_loss,
     load_digits_split,
     make_mlp,
-    pure_model,
     stacked_batches,
 )
 
@@ -97,14 +97,14 @@ def train(
     loss_fn: Any, params: Any, optimizer: optax.GradientTransformation, batches: Any
 ) -> tuple[Any, Any, jax.Array]:
     """One compiled pass over the micro-batches; returns params, state, B_simple per micro-step."""
-    chain = optax.chain(lrjax.noise_scale_monitor(batches["y"].shape[1] // SPLITS), optimizer)
+    chain = optax.chain(lrjax.gradient_noise_monitor(batches["y"].shape[1] // SPLITS), optimizer)
 
     def step(carry: Any, batch: Any) -> tuple[Any, jax.Array]:
         params, state = carry
         split = jax.tree.map(lambda a: a.reshape(SPLITS, -1, *a.shape[1:]), batch)
         grads = jax.vmap(jax.grad(loss_fn), in_axes=(None, 0))(params, split)  # (SPLITS, ...)
         updates, state = chain.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state), lrjax.noise_scale_estimate(
+        return (optax.apply_updates(params, updates), state), lrjax.gradient_noise_estimate(
             state
         ).b_simple
 
@@ -146,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         name: {"acc": [], "loss": [], "b": [], "updates": []} for name in runs
     }
     train_set = {"x": jnp.asarray(x_train), "y": jnp.asarray(y_train)}
-    apply, _ = pure_model(make_mlp(args.hidden, key=0))
+    apply, _ = apply_and_params(make_mlp(args.hidden, key=0))
     loss_fn = cross_entropy_loss(apply)  # one loss_fn for all seeds: one compile per run
     for seed in range(args.seeds):
-        _, params = pure_model(make_mlp(args.hidden, key=seed))
+        _, params = apply_and_params(make_mlp(args.hidden, key=seed))
         batches = stacked_batches(x_train, y_train, args.batch_size, num_steps, seed=100 + seed)
         for name, run in runs.items():
             final, state, b_simple = compiled[name](loss_fn, params, run["optimizer"], batches)

@@ -108,7 +108,7 @@ split = digits.load_digits_split()
 train_steps = 50 if SMALL else 300
 train_data = digits.stacked_batches(split.x_train, split.y_train, 64, 20, seed=0)
 x_test, y_test = jnp.asarray(split.x_test), jnp.asarray(split.y_test)
-apply_fn, _ = digits.pure_model(digits.make_mlp(64, 0))
+apply_fn, _ = digits.apply_and_params(digits.make_mlp(64, 0))
 
 
 def optimizer_fn(hparams):

@@ -65,8 +65,8 @@ def fit(step: lrjax.ModelStep, x: Any, y: Any, args: argparse.Namespace) -> Any:
     key = jax.random.key(args.seed + 1)
 
     @jax.jit
-    def epoch(carry: lrjax.TrainCarry, batches: Any, first: jax.Array) -> tuple:
-        def one(carry: lrjax.TrainCarry, xs: tuple) -> tuple:
+    def epoch(carry: lrjax.engine.TrainCarry, batches: Any, first: jax.Array) -> tuple:
+        def one(carry: lrjax.engine.TrainCarry, xs: tuple) -> tuple:
             t, batch = xs
             carry, loss, _ = step.step(carry, batch, jax.random.fold_in(key, t))
             return carry, loss

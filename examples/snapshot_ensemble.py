@@ -85,7 +85,7 @@ def schedules(peak: float, steps: int, swa_start: int, swa_lr: float) -> tuple[A
 def run_seed(seed: int, args: argparse.Namespace, apply: Any, loss_fn: Any,
              split: digits.DigitsSplit) -> dict[str, tuple[float, float]]:
     """The three methods on one seed (same init, same batches): name -> (nll, accuracy)."""
-    params = digits.pure_model(digits.make_mlp(args.hidden, jax.random.key(seed)))[1]
+    params = digits.apply_and_params(digits.make_mlp(args.hidden, jax.random.key(seed)))[1]
     data = digits.stacked_batches(split.x_train, split.y_train, BATCH_SIZE, args.steps, seed)
     x_test, y_test = jnp.asarray(split.x_test), np.asarray(split.y_test)
     steps = args.steps
@@ -125,7 +125,7 @@ def swa_sgd(learning_rate: Any, start_step: int, every_steps: int) -> optax.Grad
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     split = digits.load_digits_split()
-    apply, _ = digits.pure_model(digits.make_mlp(args.hidden, 0))
+    apply, _ = digits.apply_and_params(digits.make_mlp(args.hidden, 0))
     loss_fn = digits.cross_entropy_loss(apply)
     print(f"digits MLP 64-{args.hidden}-10, SGD momentum 0.9, batch {BATCH_SIZE}, "
           f"{args.steps} steps, peak lr {args.lr}, {args.seeds} seed(s), "

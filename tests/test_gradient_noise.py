@@ -17,11 +17,11 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lrjax.batch.gradient_noise import (
-    NoiseScaleMonitorState,
+    GradientNoiseMonitorState,
     gradient_noise_scale,
-    noise_scale_estimate,
-    noise_scale_from_norms,
-    noise_scale_monitor,
+    gradient_noise_estimate,
+    gradient_noise_scale_from_norms,
+    gradient_noise_monitor,
 )
 
 D, SIGMA = 4, 1.0
@@ -51,7 +51,7 @@ W = jnp.asarray(W_STAR + DELTA, jnp.float32)
 def test_estimators_invert_the_expected_norms():
     # E|G_b|^2 = |G|^2 + tr(Sigma) / b exactly; the estimators must give back both parts.
     for small, big in [(1, 2), (8, 64), (32, 4096)]:
-        est = noise_scale_from_norms(
+        est = gradient_noise_scale_from_norms(
             TRUE_GRAD_SQ + TRUE_TRACE / small, TRUE_GRAD_SQ + TRUE_TRACE / big, small, big
         )
         np.testing.assert_allclose(
@@ -124,18 +124,18 @@ def test_known_noise_within_ten_percent_and_unbiased_over_seeds():
             ),
             "batch",
         ),
-        (lambda b: noise_scale_monitor(batch_size=0), "batch_size"),
-        (lambda b: noise_scale_monitor(batch_size=8, decay=1.0), "decay"),
-        (lambda b: noise_scale_from_norms(1.0, 1.0, 0, 4), "small_batch_size"),
+        (lambda b: gradient_noise_monitor(batch_size=0), "batch_size"),
+        (lambda b: gradient_noise_monitor(batch_size=8, decay=1.0), "decay"),
+        (lambda b: gradient_noise_scale_from_norms(1.0, 1.0, 0, 4), "small_batch_size"),
         (
-            lambda b: noise_scale_monitor(8).update(
-                {"w": jnp.ones(3)}, noise_scale_monitor(8).init(None), {"w": jnp.ones(3)}
+            lambda b: gradient_noise_monitor(8).update(
+                {"w": jnp.ones(3)}, gradient_noise_monitor(8).init(None), {"w": jnp.ones(3)}
             ),
             "stacked",
         ),
         (
-            lambda b: noise_scale_estimate(optax.sgd(0.1).init(jnp.ones(2))),
-            "NoiseScaleMonitorState",
+            lambda b: gradient_noise_estimate(optax.sgd(0.1).init(jnp.ones(2))),
+            "GradientNoiseMonitorState",
         ),
     ],
 )
@@ -174,11 +174,11 @@ def _numpy_monitor(batches):
 
 
 def _run_stacked(grads):
-    monitor = noise_scale_monitor(PER_SPLIT, decay=DECAY)
+    monitor = gradient_noise_monitor(PER_SPLIT, decay=DECAY)
 
     def body(state, g):
         mean, state = monitor.update(g, state)
-        est = noise_scale_estimate(state)
+        est = gradient_noise_estimate(state)
         return state, (mean, jnp.stack([est.trace_sigma, est.grad_norm_sq, est.b_simple]))
 
     return jax.lax.scan(body, monitor.init(W), grads)
@@ -193,15 +193,15 @@ def test_monitor_under_jit_and_on_eight_devices_equals_single_device():
     np.testing.assert_allclose(single[:, :2], reference, rtol=1e-4)
     np.testing.assert_allclose(single[:, 2], reference[:, 0] / reference[:, 1], rtol=1e-4)
     np.testing.assert_allclose(means, grads.mean(axis=1), rtol=1e-6)  # passes on the mean gradient
-    assert isinstance(state, NoiseScaleMonitorState) and int(state.count) == STEPS
+    assert isinstance(state, GradientNoiseMonitorState) and int(state.count) == STEPS
 
     # Data-parallel: each device holds its own gradient; pmean inside the monitor.
     def per_device(g):  # g: (STEPS, D) on one device
-        monitor = noise_scale_monitor(PER_SPLIT, axis_name="data", decay=DECAY)
+        monitor = gradient_noise_monitor(PER_SPLIT, axis_name="data", decay=DECAY)
 
         def body(state, gi):
             mean, state = monitor.update(gi, state)
-            est = noise_scale_estimate(state)
+            est = gradient_noise_estimate(state)
             return state, (mean, jnp.stack([est.trace_sigma, est.grad_norm_sq, est.b_simple]))
 
         return jax.lax.scan(body, monitor.init(W), g)[1]
@@ -230,7 +230,7 @@ def test_monitor_under_jit_and_on_eight_devices_equals_single_device():
 
 
 def test_monitor_skips_non_finite_steps_and_traces_once():
-    monitor = noise_scale_monitor(PER_SPLIT, decay=DECAY)
+    monitor = gradient_noise_monitor(PER_SPLIT, decay=DECAY)
     traces = []
 
     @jax.jit
@@ -241,10 +241,10 @@ def test_monitor_skips_non_finite_steps_and_traces_once():
     grads, _ = _split_grads(jax.random.split(jax.random.key(6), 2))
     state = monitor.init(W)
     _, state = step(grads[0], state)
-    before = noise_scale_estimate(state)
+    before = gradient_noise_estimate(state)
     bad = grads[1].at[0, 0].set(jnp.nan)
     mean, state = step(bad, state)
     assert len(traces) == 1 and int(state.count) == 1
     assert np.isnan(np.asarray(mean)).any()  # the gradient itself is passed on untouched
-    np.testing.assert_allclose(noise_scale_estimate(state).b_simple, before.b_simple)
-    assert np.isnan(noise_scale_estimate(monitor.init(W)).b_simple)  # no estimate yet
+    np.testing.assert_allclose(gradient_noise_estimate(state).b_simple, before.b_simple)
+    assert np.isnan(gradient_noise_estimate(monitor.init(W)).b_simple)  # no estimate yet

@@ -113,17 +113,17 @@ def test_scale_adam_refuses_a_beta_that_rounds_to_one():
 
 # --- 9. halving plans that never ended ------------------------------------------------------
 @pytest.mark.parametrize("call, name", [
-    (lambda: lrjax.rung_plan(9, 10, 1, 1), "reduction_factor"),
-    (lambda: lrjax.rung_plan(9, 10, 2.5, 1), "reduction_factor"),
-    (lambda: lrjax.rung_plan(0, 10, 3, 1), "num_trials"),
-    (lambda: lrjax.rung_plan(9, 0, 3, 1), "num_steps"),
-    (lambda: lrjax.rung_plan(9, 10, 3, 0), "min_steps"),
-    (lambda: lrjax.rung_plan(9, 10, 3, float("nan")), "min_steps"),
-    (lambda: lrjax.hyperband_brackets(81, 1), "reduction_factor"),
-    (lambda: lrjax.hyperband_brackets(81, 0), "reduction_factor"),
-    (lambda: lrjax.hyperband_brackets(81, 3, min_steps=0), "min_steps"),
-    (lambda: lrjax.hyperband_brackets(-5, 3), "num_steps"),
-    (lambda: lrjax.hyperband_brackets(10, 3, min_steps=11), "min_steps"),
+    (lambda: lrjax.tuning.rung_plan(9, 10, 1, 1), "reduction_factor"),
+    (lambda: lrjax.tuning.rung_plan(9, 10, 2.5, 1), "reduction_factor"),
+    (lambda: lrjax.tuning.rung_plan(0, 10, 3, 1), "num_trials"),
+    (lambda: lrjax.tuning.rung_plan(9, 0, 3, 1), "num_steps"),
+    (lambda: lrjax.tuning.rung_plan(9, 10, 3, 0), "min_steps"),
+    (lambda: lrjax.tuning.rung_plan(9, 10, 3, float("nan")), "min_steps"),
+    (lambda: lrjax.tuning.hyperband_brackets(81, 1), "reduction_factor"),
+    (lambda: lrjax.tuning.hyperband_brackets(81, 0), "reduction_factor"),
+    (lambda: lrjax.tuning.hyperband_brackets(81, 3, min_steps=0), "min_steps"),
+    (lambda: lrjax.tuning.hyperband_brackets(-5, 3), "num_steps"),
+    (lambda: lrjax.tuning.hyperband_brackets(10, 3, min_steps=11), "min_steps"),
 ])
 def test_halving_plans_refuse_what_never_ends(call, name):
     with pytest.raises(ValueError, match=name):
@@ -132,8 +132,8 @@ def test_halving_plans_refuse_what_never_ends(call, name):
 
 def test_halving_plans_still_match_hyperband_paper():
     # Li et al. 2018, Table 1 (R = 81, eta = 3): bracket s = 4 starts 81 trials at 1 step.
-    assert lrjax.rung_plan(27, 81, 3, None) == [(27, 3), (9, 9), (3, 27), (1, 81)]
-    assert [plan[0] for plan in lrjax.hyperband_brackets(81, 3)] == [
+    assert lrjax.tuning.rung_plan(27, 81, 3, None) == [(27, 3), (9, 9), (3, 27), (1, 81)]
+    assert [plan[0] for plan in lrjax.tuning.hyperband_brackets(81, 3)] == [
         (81, 1), (34, 3), (15, 9), (8, 27), (5, 81)]
 
 
@@ -161,7 +161,7 @@ def test_search_dimensions_at_the_float32_edges_are_kept():
 @pytest.mark.parametrize("b, big", [(32, 32), (64, 32)])
 def test_noise_scale_from_norms_needs_big_batch_above_small(b, big):
     with pytest.raises(ValueError, match="big_batch_size must be > small_batch_size"):
-        lrjax.noise_scale_from_norms(1.0, 2.0, b, big)
+        lrjax.batch.gradient_noise_scale_from_norms(1.0, 2.0, b, big)
 
 
 SCHEDULES = {
@@ -200,7 +200,7 @@ def test_val_losses_all_nan_warn_instead_of_silently_reading_the_training_curve(
                                    val_losses=np.full(60, np.nan), batch_axes=())
     with pytest.warns(UserWarning, match="validation curves could not be read"):
         lr = result.suggest()
-    assert lr == pytest.approx(lrjax.suggest_fall(lrs, train))
+    assert lr == pytest.approx(lrjax.finder.suggest.suggest_fall(lrs, train))
 
 
 # --- 10. update_batch_stats over an endless iterator ----------------------------------------

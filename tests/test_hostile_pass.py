@@ -6,7 +6,7 @@ import optax
 import pytest
 
 import lrjax
-from lrjax.batch.gradient_noise import noise_scale_from_norms
+from lrjax.batch.gradient_noise import gradient_noise_scale_from_norms
 
 PARAMS = {"w": jnp.ones(3)}
 
@@ -52,7 +52,7 @@ def test_scale_learning_rate_rule_array():
                                         (-1.0, ValueError), ("a", TypeError)])
 def test_noise_scale_from_norms_checks_the_norms(bad, error):
     with pytest.raises(error, match="small_norm_sq"):
-        noise_scale_from_norms(bad, 1.0, 8, 64)
+        gradient_noise_scale_from_norms(bad, 1.0, 8, 64)
 
 
 def test_swa_params_of_another_model():

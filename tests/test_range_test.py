@@ -438,7 +438,7 @@ def test_cyclical_bounds_read_raw_losses_cut_at_divergence_median_over_curves():
     cut = raw.copy()
     cut[0, 30:] = np.nan  # the diverging step itself is excluded
     cut[2, 34:] = np.nan
-    rows = np.asarray([lrjax.suggest_cyclical_bounds(lrs, row) for row in cut])
+    rows = np.asarray([lrjax.finder.suggest.suggest_cyclical_bounds(lrs, row) for row in cut])
     assert result.cyclical_bounds() == pytest.approx(tuple(np.median(rows, axis=0)))
     np.testing.assert_array_equal(result.losses_before_divergence(), cut)
 

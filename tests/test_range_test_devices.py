@@ -82,8 +82,8 @@ def test_mesh_errors(meshes):
 
 def test_train_step_under_pmap_equals_full_batch(meshes):
     ramp = lrjax.lr_ramp(1e-2, 1.0, 3)
-    replicated = lrjax.make_train_step(mse, optax.adam, ramp, axis_name="devices")
-    plain = lrjax.make_train_step(mse, optax.adam, ramp)
+    replicated = lrjax.engine.make_train_step(mse, optax.adam, ramp, axis_name="devices")
+    plain = lrjax.engine.make_train_step(mse, optax.adam, ramp)
     state = plain.init(PARAMS)
     params, pstate = PARAMS, state
     stacked = jax.tree.map(lambda x: jnp.stack([x] * 8), (PARAMS, state))
@@ -101,8 +101,8 @@ def test_train_step_under_pmap_equals_full_batch(meshes):
 
 
 def test_train_step_accumulation_equals_big_batch():
-    acc = lrjax.make_train_step(mse, optax.sgd, 0.1, accumulation_steps=4)
-    big = lrjax.make_train_step(mse, optax.sgd, 0.1)
+    acc = lrjax.engine.make_train_step(mse, optax.sgd, 0.1, accumulation_steps=4)
+    big = lrjax.engine.make_train_step(mse, optax.sgd, 0.1)
     micro = (X[0].reshape(4, 4, 3), Y[0].reshape(4, 4))
     p_acc, _, loss_acc, _ = acc.step(PARAMS, acc.init(PARAMS), micro)
     p_big, _, loss_big, _ = big.step(PARAMS, big.init(PARAMS), (X[0], Y[0]))

@@ -78,7 +78,7 @@ def test_numbers_keys_and_smoothing():
 
 
 def test_make_train_step_accumulation_needs_the_micro_axis():
-    step = lrjax.make_train_step(mse, optax.sgd, 0.1, accumulation_steps=2)
+    step = lrjax.engine.make_train_step(mse, optax.sgd, 0.1, accumulation_steps=2)
     with pytest.raises(ValueError, match="accumulation_steps=2: every batch leaf needs a leading"):
         step.step(PARAMS, step.init(PARAMS), (X[0], Y[0]))  # leading axis 6, not 2
     micro = (X[0].reshape(2, 3, 3), Y[0].reshape(2, 3))

@@ -73,7 +73,7 @@ def test_batched_trials_equal_each_trial_alone_and_compile_once(regression, alon
     assert [t["number"] for t in result.trials] == list(range(10))
     for trial in result.trials[::3]:
         hparams = {k: jnp.float32(v) for k, v in trial["params"].items()}
-        metrics = alone(hparams, lrjax.trial_key(7, trial["number"]))
+        metrics = alone(hparams, lrjax.tuning.trial_key(7, trial["number"]))
         for name, value in metrics.items():
             np.testing.assert_allclose(trial["metrics"][name], float(value), rtol=2e-5)
     # make_train_fn's default objective is the eval_fn's metric.
@@ -81,8 +81,8 @@ def test_batched_trials_equal_each_trial_alone_and_compile_once(regression, alon
     assert result.best_value == min(t["value"] for t in result.trials)
     # Each trial its own key: different initialisations give different results at equal hparams.
     same = {"lr": jnp.float32(0.01), "wd": jnp.float32(1e-3)}
-    assert float(alone(same, lrjax.trial_key(7, 0))["train_loss"]) != pytest.approx(
-        float(alone(same, lrjax.trial_key(7, 1))["train_loss"]), rel=1e-4)
+    assert float(alone(same, lrjax.tuning.trial_key(7, 0))["train_loss"]) != pytest.approx(
+        float(alone(same, lrjax.tuning.trial_key(7, 1))["train_loss"]), rel=1e-4)
 
 
 def test_runner_reuses_one_executable():

@@ -31,9 +31,9 @@ SPACE = {"lr": lrjax.log_uniform(1e-3, 0.3), "m": lrjax.uniform(0.0, 0.9)}
 
 
 def test_rung_plan():
-    assert lrjax.rung_plan(27, 81, 3, None) == [(27, 3), (9, 9), (3, 27), (1, 81)]
-    assert lrjax.rung_plan(8, 100, 2, 20) == [(8, 25), (4, 50), (2, 100)]
-    assert lrjax.rung_plan(1, 10, 3, None) == [(1, 10)]
+    assert lrjax.tuning.rung_plan(27, 81, 3, None) == [(27, 3), (9, 9), (3, 27), (1, 81)]
+    assert lrjax.tuning.rung_plan(8, 100, 2, 20) == [(8, 25), (4, 50), (2, 100)]
+    assert lrjax.tuning.rung_plan(1, 10, 3, None) == [(1, 10)]
 
 
 def test_survivors_carry_state_and_equal_the_uninterrupted_trial():
@@ -55,7 +55,7 @@ def test_survivors_carry_state_and_equal_the_uninterrupted_trial():
     # Each survivor, trained from scratch for the steps it reached without stops, gives the
     # same numbers: the best through the static-length program, the others in one batch.
     best = result.best_trial
-    alone = jax.jit(train_fn)(_hparams(best), lrjax.trial_key(5, best["number"]))
+    alone = jax.jit(train_fn)(_hparams(best), lrjax.tuning.trial_key(5, best["number"]))
     np.testing.assert_allclose(best["value"], float(alone["train_loss"]), rtol=1e-5)
 
     def uninterrupted(h, key, steps):
@@ -64,7 +64,7 @@ def test_survivors_carry_state_and_equal_the_uninterrupted_trial():
 
     others = [t for t in later if t is not best]
     hparams = {k: jnp.array([t["params"][k] for t in others], jnp.float32) for k in SPACE}
-    keys = jnp.stack([lrjax.trial_key(5, t["number"]) for t in others])
+    keys = jnp.stack([lrjax.tuning.trial_key(5, t["number"]) for t in others])
     expected = jax.jit(jax.vmap(uninterrupted))(hparams, keys,
                                                 jnp.array([t["steps"] for t in others]))
     np.testing.assert_allclose([t["value"] for t in others], expected["train_loss"], rtol=1e-5)
@@ -95,20 +95,20 @@ def test_nan_trials_fail_and_bad_input():
 
 def test_hyperband_brackets_follow_li_et_al():
     # Li et al. 2018, Table 1 (R = 81, eta = 3): (n_i, r_i) of each bracket's rungs.
-    assert lrjax.hyperband_brackets(81, 3) == [
+    assert lrjax.tuning.hyperband_brackets(81, 3) == [
         [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)],
         [(34, 3), (11, 9), (3, 27), (1, 81)],
         [(15, 9), (5, 27), (1, 81)],
         [(8, 27), (2, 81)],
         [(5, 81)],
     ]
-    assert lrjax.hyperband_brackets(8, 2, min_steps=4) == [[(2, 4), (1, 8)], [(2, 8)]]
+    assert lrjax.tuning.hyperband_brackets(8, 2, min_steps=4) == [[(2, 4), (1, 8)], [(2, 8)]]
 
 
 def test_hyperband_runs_every_bracket_and_numbers_trials_across_them(num_devices):
     train_fn = _problem(num_steps=8)
     result = lrjax.hyperband(train_fn, SPACE, reduction_factor=2, min_steps=2, key=1)
-    brackets = lrjax.hyperband_brackets(8, 2, min_steps=2)
+    brackets = lrjax.tuning.hyperband_brackets(8, 2, min_steps=2)
     sizes = [plan[0][0] for plan in brackets]
     assert [t["number"] for t in result.trials] == list(range(sum(sizes)))
     assert [sum(t["bracket"] == b for t in result.trials) for b in range(len(sizes))] == sizes
@@ -116,7 +116,7 @@ def test_hyperband_runs_every_bracket_and_numbers_trials_across_them(num_devices
     assert all(t["steps"] == 8 for t in complete)
     assert len(complete) == sum(plan[-1][0] for plan in brackets)
     best = result.best_trial
-    alone = jax.jit(train_fn)(_hparams(best), lrjax.trial_key(1, best["number"]))
+    alone = jax.jit(train_fn)(_hparams(best), lrjax.tuning.trial_key(1, best["number"]))
     np.testing.assert_allclose(best["value"], float(alone["train_loss"]), rtol=1e-5)
     if num_devices >= 8:  # the trial axis sharded over 8 devices gives the same trials
         mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]), ("trials",))

@@ -77,7 +77,7 @@ def test_nnx_dropout_and_batchnorm_trials_and_eval_mode():
 
     # The trial equals nnx's own stateful training (nnx.Optimizer) from the same key.
     trial = dropped.trials[1]
-    init_key, _ = jax.random.split(lrjax.trial_key(0, trial["number"]))
+    init_key, _ = jax.random.split(lrjax.tuning.trial_key(0, trial["number"]))
     model = Net(init_key, 0.5)
     optimizer = nnx.Optimizer(model, optax.adam(0.01), wrt=nnx.Param)
     losses = []
@@ -124,7 +124,7 @@ def test_linen_state_and_dropout_key_equal_a_hand_written_loop():
 
     # The documented training, written out: split(key, 3) = init, data, loss keys.
     trial = result.trials[1]
-    init_key, data_key, loss_key = jax.random.split(lrjax.trial_key(4, 1), 3)
+    init_key, data_key, loss_key = jax.random.split(lrjax.tuning.trial_key(4, 1), 3)
     params, state = init_fn(init_key)
     tx = optax.adam(trial["params"]["lr"])
     opt_state = tx.init(params)
@@ -181,7 +181,7 @@ def test_equinox_model_with_batchnorm_state():
     assert inference and all(inference)
     # A hand-written Equinox loop from the same key gives the same trial.
     trial = result.trials[0]
-    init_key, data_key = jax.random.split(lrjax.trial_key(2, 0))
+    init_key, data_key = jax.random.split(lrjax.tuning.trial_key(2, 0))
     model, state = init_fn(init_key)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     tx = optax.adam(trial["params"]["lr"])
@@ -231,7 +231,7 @@ def test_halving_carries_the_model_state_between_rungs():
     alone = jax.jit(train_fn)
     for trial in result.trials:
         if trial["steps"] == 8:
-            whole = alone(_h(**trial["params"]), lrjax.trial_key(3, trial["number"]))
+            whole = alone(_h(**trial["params"]), lrjax.tuning.trial_key(3, trial["number"]))
             np.testing.assert_allclose(trial["value"], float(whole["eval_loss"]), rtol=1e-5)
     state = train_fn.init(_h(lr=0.01), jax.random.key(0))
     assert set(state.state) == {"mean"}  # the TrialState holds the model state

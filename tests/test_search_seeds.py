@@ -99,7 +99,7 @@ def test_search_and_halving_with_seeds_trace_once_and_report_the_means():
     single = jax.jit(_make())
     trial = result.trials[5]
     h = {k: jnp.float32(v) for k, v in trial["params"].items()}
-    seeds = jax.random.split(lrjax.trial_key(1, 5), 2)
+    seeds = jax.random.split(lrjax.tuning.trial_key(1, 5), 2)
     np.testing.assert_allclose(trial["value"],
                                np.mean([float(single(h, k)["eval_loss"]) for k in seeds]),
                                rtol=1e-5)
@@ -109,7 +109,7 @@ def test_search_and_halving_with_seeds_trace_once_and_report_the_means():
     best = halved.best_trial
     assert best["steps"] == STEPS
     h = {k: jnp.float32(v) for k, v in best["params"].items()}
-    whole = jax.jit(train_fn)(h, lrjax.trial_key(3, best["number"]))
+    whole = jax.jit(train_fn)(h, lrjax.tuning.trial_key(3, best["number"]))
     np.testing.assert_allclose(best["value"], float(whole["eval_loss"]), rtol=1e-5)
 
 

@@ -50,12 +50,12 @@ def test_cycle_ends_from_eq2_and_from_sgdr_and_clr_schedules():
     assert lrjax.snapshot_cycle_ends(10, 3).tolist() == [3, 7, 9]  # remainder: last cycle 2 steps
     assert lrjax.snapshot_cycle_ends(12, 4).tolist() == [2, 5, 8, 11]
     sgdr = lrjax.sgdr(0.1, period=5, period_mult=2.0)  # restarts at 5, 15
-    assert lrjax.schedule_cycle_ends(sgdr, 15).tolist() == [4, 14]
-    assert lrjax.schedule_cycle_ends(sgdr, 20).tolist() == [4, 14, 19]
+    assert lrjax.ensembles.schedule_cycle_ends(sgdr, 15).tolist() == [4, 14]
+    assert lrjax.ensembles.schedule_cycle_ends(sgdr, 20).tolist() == [4, 14, 19]
     clr = lrjax.cyclic(0.01, 0.1, step_size_up=3, step_size_down=2)  # base at 0, 5, 10
-    assert lrjax.schedule_cycle_ends(clr, 11).tolist() == [5, 10]
+    assert lrjax.ensembles.schedule_cycle_ends(clr, 11).tolist() == [5, 10]
     # the ends of eq. 2 read off its values agree with the formula's
-    assert lrjax.schedule_cycle_ends(lrjax.snapshot_schedule(1.0, 100, 7), 100).tolist() == \
+    assert lrjax.ensembles.schedule_cycle_ends(lrjax.snapshot_schedule(1.0, 100, 7), 100).tolist() == \
         lrjax.snapshot_cycle_ends(100, 7).tolist()
 
 

@@ -4,11 +4,11 @@ McCandlish's gradient noise scale, measured once or during training (``gradient_
 
 from lrjax.batch.gradient_noise import (
     GradientNoiseScale,
-    NoiseScaleMonitorState,
+    GradientNoiseMonitorState,
     gradient_noise_scale,
-    noise_scale_estimate,
-    noise_scale_from_norms,
-    noise_scale_monitor,
+    gradient_noise_estimate,
+    gradient_noise_scale_from_norms,
+    gradient_noise_monitor,
 )
 from lrjax.batch.scaling import (
     BatchSizePlan,
@@ -31,9 +31,9 @@ __all__ = [
     "batch_size_plan",
     "BatchSizePlan",
     "gradient_noise_scale",
-    "noise_scale_from_norms",
+    "gradient_noise_scale_from_norms",
     "GradientNoiseScale",
-    "noise_scale_monitor",
-    "noise_scale_estimate",
-    "NoiseScaleMonitorState",
+    "gradient_noise_monitor",
+    "gradient_noise_estimate",
+    "GradientNoiseMonitorState",
 ]

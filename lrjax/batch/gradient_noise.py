@@ -17,9 +17,9 @@ is unbiased; their ratio is not (and one batch's ``|G|^2`` estimate may be negat
 training runs average the two parts over steps and divide the averages, as the paper does.
 
 * :func:`gradient_noise_scale`: one measurement on one batch.
-* :func:`noise_scale_monitor`: an optax transformation that keeps bias-corrected moving
+* :func:`gradient_noise_monitor`: an optax transformation that keeps bias-corrected moving
   averages of both parts while training (stacked split gradients, or per-device gradients
-  with ``axis_name`` under ``shard_map``/``pmap``), read with :func:`noise_scale_estimate`.
+  with ``axis_name`` under ``shard_map``/``pmap``), read with :func:`gradient_noise_estimate`.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from lrjax._engine.model import check_trainable
 
 __all__ = [
     "GradientNoiseScale",
-    "NoiseScaleMonitorState",
+    "GradientNoiseMonitorState",
     "gradient_noise_scale",
-    "noise_scale_estimate",
-    "noise_scale_from_norms",
-    "noise_scale_monitor",
+    "gradient_noise_estimate",
+    "gradient_noise_scale_from_norms",
+    "gradient_noise_monitor",
 ]
 
 
@@ -69,7 +69,7 @@ def _sq_norm(tree: Any) -> jax.Array:
     return sum(jnp.sum(jnp.square(leaf.astype(jnp.float32))) for leaf in leaves)
 
 
-def noise_scale_from_norms(
+def gradient_noise_scale_from_norms(
     small_norm_sq: Any, big_norm_sq: Any, small_batch_size: Any, big_batch_size: Any
 ) -> GradientNoiseScale:
     """The unbiased two-batch-size estimates of ``|G|^2`` and ``tr(Sigma)``, and their ratio.
@@ -87,7 +87,7 @@ def noise_scale_from_norms(
       A :class:`GradientNoiseScale`.
 
     Example:
-      >>> est = noise_scale_from_norms(3.0, 1.5, small_batch_size=1, big_batch_size=4)
+      >>> est = gradient_noise_scale_from_norms(3.0, 1.5, small_batch_size=1, big_batch_size=4)
       >>> float(est.grad_norm_sq), float(est.trace_sigma), float(est.b_simple)
       (1.0, 2.0, 2.0)
 
@@ -114,7 +114,7 @@ def _check_norm_sq(name: str, value: Any) -> None:
 def _from_norms(
     small_norm_sq: Any, big_norm_sq: Any, small_batch_size: Any, big_batch_size: Any
 ) -> GradientNoiseScale:
-    """noise_scale_from_norms without the norms' checks (measured norms may be NaN)."""
+    """gradient_noise_scale_from_norms without the norms' checks (measured norms may be NaN)."""
     check_value("small_batch_size", small_batch_size, low=1.0)
     check_value("big_batch_size", big_batch_size, low=1.0)
     b, big_b = (concrete_float(name, v) for name, v in (("small_batch_size", small_batch_size),
@@ -159,7 +159,7 @@ def gradient_noise_scale(
     The batch (``B`` examples) is split into ``num_splits`` micro-batches of
     ``b = B / num_splits`` (``num_splits = B``: per-example gradients); their gradients
     come from one ``vmap``, the whole batch's gradient is their mean, and
-    :func:`noise_scale_from_norms` turns ``mean_i |G_b,i|^2`` and ``|G_B|^2`` into the
+    :func:`gradient_noise_scale_from_norms` turns ``mean_i |G_b,i|^2`` and ``|G_B|^2`` into the
     unbiased estimates. ``loss_fn`` must be the *mean* of per-example losses (so the
     whole-batch gradient is the mean of equal splits' gradients). Works under ``jit``
     and ``vmap``.
@@ -207,7 +207,7 @@ def gradient_noise_scale(
     return _from_norms(small_norm_sq, big_norm_sq, size // num_splits, size)
 
 
-class NoiseScaleMonitorState(NamedTuple):
+class GradientNoiseMonitorState(NamedTuple):
     """Moving averages (not yet bias-corrected) of the noise-scale parts.
 
     Attributes:
@@ -227,7 +227,7 @@ class NoiseScaleMonitorState(NamedTuple):
     big_norm_sq: jax.Array
 
 
-def noise_scale_monitor(
+def gradient_noise_monitor(
     batch_size: int, *, axis_name: Any = None, decay: Any = 0.99
 ) -> optax.GradientTransformation:
     """Estimate the gradient noise scale while training, from gradients the step has anyway.
@@ -246,8 +246,8 @@ def noise_scale_monitor(
       per-device batch, ``B`` the global one.
 
     Each step feeds ``|G_b|^2`` (the mean over splits or devices) and ``|G_B|^2`` into
-    :func:`noise_scale_from_norms`, and the two estimates into moving averages with
-    ``decay``. :func:`noise_scale_estimate` bias-corrects them (divides by
+    :func:`gradient_noise_scale_from_norms`, and the two estimates into moving averages with
+    ``decay``. :func:`gradient_noise_estimate` bias-corrects them (divides by
     ``1 - decay**count``, as Adam does) and divides. A step whose estimate is not finite is
     skipped (state unchanged); the gradient is passed on regardless.
 
@@ -257,16 +257,16 @@ def noise_scale_monitor(
       decay: the moving averages' decay, in ``[0, 1)``.
 
     Returns:
-      An ``optax.GradientTransformation`` whose state is a :class:`NoiseScaleMonitorState`.
+      An ``optax.GradientTransformation`` whose state is a :class:`GradientNoiseMonitorState`.
 
     Example:
       >>> import jax.numpy as jnp, optax
-      >>> opt = optax.chain(noise_scale_monitor(batch_size=8), optax.sgd(0.1))
+      >>> opt = optax.chain(gradient_noise_monitor(batch_size=8), optax.sgd(0.1))
       >>> params = {"w": jnp.zeros(3)}
       >>> state = opt.init(params)
       >>> split_grads = {"w": jnp.array([[1.0, 0, 0], [1.0, 2.0, 0]])}  # 2 splits of 8
       >>> updates, state = opt.update(split_grads, state, params)  # sgd on their mean
-      >>> est = noise_scale_estimate(state)
+      >>> est = gradient_noise_estimate(state)
       >>> float(est.trace_sigma), float(est.grad_norm_sq), float(est.b_simple)
       (16.0, 1.0, 16.0)
 
@@ -278,16 +278,16 @@ def noise_scale_monitor(
     batch_size = check_steps("batch_size", batch_size)
     check_value("decay", decay, low=0.0, high=1.0, high_open=True)
 
-    def init_fn(params: Any) -> NoiseScaleMonitorState:
+    def init_fn(params: Any) -> GradientNoiseMonitorState:
         del params
         zero = jnp.zeros([], jnp.float32)
-        return NoiseScaleMonitorState(
+        return GradientNoiseMonitorState(
             jnp.zeros([], jnp.int32), jnp.ones([], jnp.float32), zero, zero, zero, zero
         )
 
     def update_fn(
-        updates: Any, state: NoiseScaleMonitorState, params: Any = None
-    ) -> tuple[Any, NoiseScaleMonitorState]:
+        updates: Any, state: GradientNoiseMonitorState, params: Any = None
+    ) -> tuple[Any, GradientNoiseMonitorState]:
         if axis_name is None:
             sizes = {
                 jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in jax.tree.leaves(updates)
@@ -298,7 +298,7 @@ def noise_scale_monitor(
             )
             if None in sizes or len(sizes) != 1 or sizes == {1} or not stacked:
                 raise ValueError(
-                    "noise_scale_monitor with axis_name=None needs updates stacked on a leading "
+                    "gradient_noise_monitor with axis_name=None needs updates stacked on a leading "
                     f"axis of >= 2 split gradients (shape (S, *param.shape)), got leading sizes "
                     f"{sorted(map(str, sizes))}."
                 )
@@ -318,7 +318,7 @@ def noise_scale_monitor(
         def average(old: jax.Array, new: jax.Array) -> jax.Array:
             return jnp.where(keep, d * old + (1.0 - d) * new, old)
 
-        new_state = NoiseScaleMonitorState(
+        new_state = GradientNoiseMonitorState(
             state.count + keep.astype(jnp.int32),
             jnp.where(keep, state.decay_power * d, state.decay_power),
             average(state.trace_sigma, measured.trace_sigma),
@@ -331,18 +331,20 @@ def noise_scale_monitor(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _find_state(state: Any) -> NoiseScaleMonitorState:
+def _find_state(state: Any) -> GradientNoiseMonitorState:
     found = [
         leaf
-        for leaf in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, NoiseScaleMonitorState))
-        if isinstance(leaf, NoiseScaleMonitorState)
+        for leaf in jax.tree.leaves(
+            state, is_leaf=lambda x: isinstance(x, GradientNoiseMonitorState))
+        if isinstance(leaf, GradientNoiseMonitorState)
     ]
     if len(found) != 1:
-        raise ValueError(f"state must hold exactly one NoiseScaleMonitorState, found {len(found)}.")
+        raise ValueError(
+            f"state must hold exactly one GradientNoiseMonitorState, found {len(found)}.")
     return found[0]
 
 
-def noise_scale_estimate(state: Any) -> GradientNoiseScale:
+def gradient_noise_estimate(state: Any) -> GradientNoiseScale:
     """The monitor's bias-corrected moving averages and ``B_simple`` from them.
 
     ``part = ema / (1 - decay**count)`` for each part (``decay**count`` is kept in the
@@ -350,15 +352,15 @@ def noise_scale_estimate(state: Any) -> GradientNoiseScale:
     first finite measurement.
 
     Args:
-      state: a :class:`NoiseScaleMonitorState`, or any optimizer state holding exactly one
+      state: a :class:`GradientNoiseMonitorState`, or any optimizer state holding exactly one
         (e.g. an ``optax.chain`` state).
 
     Returns:
       A :class:`GradientNoiseScale` of the averages.
 
     Example:
-      >>> state = noise_scale_monitor(batch_size=4).init({})
-      >>> bool(jnp.isnan(noise_scale_estimate(state).b_simple))
+      >>> state = gradient_noise_monitor(batch_size=4).init({})
+      >>> bool(jnp.isnan(gradient_noise_estimate(state).b_simple))
       True
 
     References:

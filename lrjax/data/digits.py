@@ -142,7 +142,7 @@ def make_mlp(hidden: int = 64, key: jax.Array | int = 0) -> Any:
     return mlp_class()(hidden, rngs=nnx.Rngs(params=key))
 
 
-def pure_model(model: Any) -> tuple[Callable[[Params, jax.Array], jax.Array], Params]:
+def apply_and_params(model: Any) -> tuple[Callable[[Params, jax.Array], jax.Array], Params]:
     """Split an nnx model into a pure ``apply(params, x) -> logits`` and a plain-dict params pytree.
 
     ``nnx.merge`` rebuilds the module from its static graph and the given arrays at trace
@@ -245,11 +245,11 @@ def _problem_functions(hidden: int) -> tuple[Callable[[Params, Batch], jax.Array
     """
     nnx = _require("flax.nnx", "flax")
     abstract = nnx.eval_shape(lambda: make_mlp(hidden, 0))  # the graph, no weights drawn
-    apply, _ = pure_model(abstract)
+    apply, _ = apply_and_params(abstract)
 
     @jax.jit
     def init_fn(key: jax.Array) -> Params:
-        return pure_model(make_mlp(hidden, key))[1]
+        return apply_and_params(make_mlp(hidden, key))[1]
 
     return cross_entropy_loss(apply), init_fn
 
@@ -287,4 +287,17 @@ def validation_metrics(hidden: int = 64) -> Callable[[Params], dict[str, jax.Arr
 @functools.lru_cache(maxsize=8)
 def _apply_function(hidden: int) -> Callable[[Params, jax.Array], jax.Array]:
     nnx = _require("flax.nnx", "flax")
-    return pure_model(nnx.eval_shape(lambda: make_mlp(hidden, 0)))[0]
+    return apply_and_params(nnx.eval_shape(lambda: make_mlp(hidden, 0)))[0]
+
+
+def __getattr__(name: str) -> Any:
+    # Deprecated in 0.2: ``pure_model`` named two functions with different signatures
+    # (this one and lrjax.pure_model, the engine's model adapter).
+    if name == "pure_model":
+        import warnings
+
+        warnings.warn("lrjax.data.digits.pure_model is deprecated; use "
+                      "lrjax.data.digits.apply_and_params (same function).",
+                      DeprecationWarning, stacklevel=2)
+        return apply_and_params
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -556,7 +556,7 @@ def train_snapshots(
     (:func:`snapshot_cycle_ends`). With ``schedule=`` (any SGDR / CLR / custom cyclic
     schedule) the ends are ``cycle_ends`` or, by default, read off the schedule
     (:func:`schedule_cycle_ends`). Step ``t`` is the train step of
-    :func:`lrjax.make_train_step` on batch ``t`` with ``optimizer(learning_rate=schedule)``.
+    :func:`lrjax.engine.make_train_step` on batch ``t`` with ``optimizer(learning_rate=schedule)``.
 
     Execution: the steps run on lrjax's engine (:mod:`lrjax._engine.execution`), one of two
     ways with the same arithmetic. ``execution="compiled"`` runs all steps as one compiled

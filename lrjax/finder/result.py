@@ -358,7 +358,7 @@ class RangeTestResult:
         (zero-lag) window: ``base_lr`` where the loss has covered 10% of its fall from
         the first point to the minimum, ``max_lr`` where it has covered 90%. Not read
         off ``smoothed_losses``: the EMA lags, and its minimum sits where the raw loss
-        already blows up. See ``lrjax.suggest_cyclical_bounds`` for the full rule.
+        already blows up. See ``lrjax.finder.suggest.suggest_cyclical_bounds`` for the full rule.
         """
         pairs = np.asarray([_suggest_cyclical.suggest_cyclical_bounds(self.lrs, row)
                             for row in self._before_divergence(self.losses)])

@@ -2,7 +2,7 @@
 
 All trials train ``r_0`` steps; the best ``1/eta`` of them continue to ``r_1 = eta r_0``,
 and so on until ``num_steps`` (Jamieson & Talwalkar 2016; the rungs of Li et al. 2018's
-Hyperband brackets). Between rungs the survivors' :class:`~lrjax.TrialState` s (params,
+Hyperband brackets). Between rungs the survivors' :class:`~lrjax.tuning.TrialState` s (params,
 optimizer state, the model state such as batch statistics and nnx RNG counters, keys and
 loss window) stay on the device: they are gathered by index into new batches (re-batched) and trained on from the
 step they reached, so a survivor's final metrics equal those of the same trial trained
