@@ -9,6 +9,7 @@ process 0 may talk to the storage: every stored trial names process 0's pid as i
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import pickle
@@ -45,34 +46,49 @@ def _optuna_available() -> bool:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """(process 0's, process 1's, this process's) results; the workers run meanwhile."""
+    """(process 0's, process 1's, this process's results, the storage path).
+
+    Run once per test session: under pytest-xdist the first worker to get here runs the
+    processes and the others read its results (a lock file in the session's folder).
+    """
     if jax.device_count() != 8 or jax.process_count() != 1:
         pytest.skip("needs the 8 simulated CPU devices of tests/conftest.py")
-    tmp = tmp_path_factory.mktemp("multihost")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    done = shared / "multihost-results.pkl"
+    with open(shared / "multihost.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            done.write_bytes(pickle.dumps(_run_all(tmp_path_factory.mktemp("multihost"))))
+    return pickle.loads(done.read_bytes())
+
+
+def _run_all(tmp: Path) -> tuple:
+    """Two worker processes, and the reference in this process while they run."""
     storage = str(tmp / "journal.log") if _optuna_available() else None
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
     port = _free_port()
     args = [str(tmp)] + ([storage] if storage else [])
+    logs = [open(tmp / f"log{i}.txt", "wb") for i in range(2)]  # a pipe could fill and block
     procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), "2", str(port), *args],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              env=env, stdout=logs[i], stderr=subprocess.STDOUT)
              for i in range(2)]
     try:
         single = tmp / "single"
         single.mkdir()
         reference = _load_worker().run(storage=str(tmp / "single.log") if storage else None,
                                        out_dir=str(single))
-        logs = []
-        for proc in procs:
-            out, _ = proc.communicate(timeout=TIMEOUT_S)
-            logs.append(out.decode(errors="replace")[-4000:])
-        for proc, log in zip(procs, logs):
-            assert proc.returncode == 0, f"worker failed (rc {proc.returncode}):\n{log}"
+        for i, proc in enumerate(procs):
+            proc.wait(timeout=TIMEOUT_S)
+            log = (tmp / f"log{i}.txt").read_text(errors="replace")[-4000:]
+            assert proc.returncode == 0, f"worker {i} failed (rc {proc.returncode}):\n{log}"
     finally:
-        for proc in procs:  # bounded: never left running
+        for proc, log in zip(procs, logs):  # bounded: never left running
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=30)
+            log.close()
     results = [pickle.loads((tmp / f"process{i}.pkl").read_bytes()) for i in range(2)]
     assert (tmp / "search_0.json").exists() and not (tmp / "search_1.json").exists()
     return results[0], results[1], reference, storage
