@@ -12,14 +12,17 @@ their own loop needs from it is here:
   pure loss and a carry ``(params, opt_state, state)``;
 * :func:`make_train_step` / :class:`TrainStep`: the plain-params form the range test
   used before models were supported (``init``, ``step(params, opt_state, batch)``);
+* :class:`Devices`: the devices a trainer shards its batch over (``devices=`` of
+  :func:`lrjax.range_test` and :func:`lrjax.train_snapshots`);
 * :func:`choose_execution` and :func:`clear_caches`: how the steps run (one compiled
   loop or a host loop over compiled steps), and the one compile cache.
 
-``pure_model``, ``PureModel``, ``make_model_step``, ``ModelStep``, ``choose_execution`` and
-``clear_caches`` are also ``lrjax.<name>``.
+``pure_model``, ``PureModel``, ``make_model_step``, ``ModelStep``, ``Devices``,
+``choose_execution`` and ``clear_caches`` are also ``lrjax.<name>``.
 """
 
 from lrjax._engine.cache import clear_caches
+from lrjax._engine.devices import Devices
 from lrjax._engine.execution import choose_execution
 from lrjax._engine.model import PureModel, pure_model
 from lrjax._engine.step import (
@@ -40,6 +43,7 @@ __all__ = [
     "TrainCarry",
     "make_train_step",
     "TrainStep",
+    "Devices",
     "choose_execution",
     "clear_caches",
 ]

@@ -161,3 +161,38 @@ def test_digits_pure_model_is_a_deprecated_alias():
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
         lrjax.not_a_name  # noqa: B018
+
+
+def _tiny_range_test(**kwargs):
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    x = np.linspace(-1, 1, 10 * 8, dtype=np.float32).reshape(10, 8)
+    return lrjax.range_test(lambda p, b: jnp.mean((b[0] * p - b[1]) ** 2), jnp.float32(0.0),
+                            optax.sgd, (x, 3 * x), min_lr=1e-3, max_lr=1.0, num_steps=10,
+                            **kwargs)
+
+
+def test_devices_groups_mesh_and_data_axis_and_the_old_keywords_warn():
+    import jax
+    import numpy as np
+
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("batch",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = _tiny_range_test(devices=lrjax.Devices(mesh, "batch"))
+    with pytest.warns(DeprecationWarning, match=r"range_test\(mesh=, data_axis=\).*Devices"):
+        old = _tiny_range_test(mesh=mesh, data_axis="batch")
+    np.testing.assert_array_equal(new.losses, old.losses)
+    assert lrjax.Devices() == lrjax.engine.Devices(None, "data")
+    with pytest.raises(TypeError, match="not both"):
+        _tiny_range_test(devices=lrjax.Devices(mesh), mesh=mesh)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'meshes'"):
+        _tiny_range_test(meshes=mesh)
+    with pytest.raises(TypeError, match="devices must be an lrjax.Devices"):
+        _tiny_range_test(devices=mesh)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'mesh_'"):
+        lrjax.train_snapshots(lambda p, b: (p * b).sum(), np.float32(0.0), lambda learning_rate: None,
+                              np.ones((4, 2), np.float32), num_steps=4, num_cycles=2,
+                              init_value=0.1, mesh_=mesh)

@@ -285,8 +285,8 @@ def test_accumulation_equals_one_big_batch():
     # k = 2 micro-batches of 6 examples == one batch of 12 for a mean loss.
     micro_x, micro_y = X.reshape(4 * STEPS, 6, 3), Y.reshape(4 * STEPS, 6)
     acc = lrjax.range_test(mse, PARAMS, optax.adam, (micro_x, micro_y), accumulation_steps=2,
-                           mesh=ONE_DEVICE, **RANGE)
-    big = lrjax.range_test(mse, PARAMS, optax.adam, (X, Y), mesh=ONE_DEVICE, **RANGE)
+                           devices=lrjax.Devices(ONE_DEVICE), **RANGE)
+    big = lrjax.range_test(mse, PARAMS, optax.adam, (X, Y), devices=lrjax.Devices(ONE_DEVICE), **RANGE)
     np.testing.assert_allclose(acc.losses, big.losses, rtol=2e-5)
     assert acc.diverged_at == big.diverged_at
 
@@ -343,7 +343,7 @@ def test_sweep_grid_with_seeds_shape():
         (dict(sweep={"learning_rate": [1.0]}), ValueError, "learning_rate"),
         (dict(sweep={"nonsense": [1.0]}), ValueError, "nonsense"),
         (dict(sweep={"momentum": []}), ValueError, "momentum"),
-        (dict(mesh=ONE_DEVICE, data_axis="batch"), ValueError, "data_axis"),
+        (dict(devices=lrjax.Devices(ONE_DEVICE, "batch")), ValueError, "data_axis"),
     ],
 )
 def test_bad_static_arguments(kwargs, error, match):

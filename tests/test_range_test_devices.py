@@ -34,7 +34,7 @@ def meshes():
 
 @pytest.fixture(scope="module")
 def single(meshes):
-    return lrjax.range_test(mse, PARAMS, optax.adam, (X, Y), mesh=meshes["one"], **RANGE)
+    return lrjax.range_test(mse, PARAMS, optax.adam, (X, Y), devices=lrjax.Devices(meshes["one"]), **RANGE)
 
 
 def assert_close(a, b):
@@ -50,15 +50,15 @@ def test_default_uses_all_devices_when_the_batch_divides(meshes, single):
 
 
 def test_two_axis_mesh_shards_the_batch_over_data(meshes, single):
-    assert_close(lrjax.range_test(mse, PARAMS, optax.adam, (X, Y), mesh=meshes["grid"], **RANGE), single)
+    assert_close(lrjax.range_test(mse, PARAMS, optax.adam, (X, Y), devices=lrjax.Devices(meshes["grid"]), **RANGE), single)
 
 
 def test_iterable_and_function_data_on_eight_devices(meshes, single):
-    listed = lrjax.range_test(mse, PARAMS, optax.adam, list(zip(X, Y)), mesh=meshes["eight"],
+    listed = lrjax.range_test(mse, PARAMS, optax.adam, list(zip(X, Y)), devices=lrjax.Devices(meshes["eight"]),
                               chunk_size=8, **RANGE)
     assert_close(listed, single)
     generated = lrjax.range_test(mse, PARAMS, optax.adam, lambda key, i: (jnp.asarray(X)[i], jnp.asarray(Y)[i]),
-                                 mesh=meshes["eight"], **RANGE)
+                                 devices=lrjax.Devices(meshes["eight"]), **RANGE)
     assert_close(generated, single)
 
 
@@ -67,17 +67,17 @@ def test_seeds_and_validation_on_eight_devices(meshes):
         return {"w": jax.random.normal(key, (3,)), "b": jnp.zeros(())}
 
     options = dict(init_fn=init, num_seeds=2, val_data=(X[0], Y[0]), **RANGE)
-    one = lrjax.range_test(mse, None, optax.adam, (X, Y), mesh=meshes["one"], **options)
-    eight = lrjax.range_test(mse, None, optax.adam, (X, Y), mesh=meshes["eight"], **options)
+    one = lrjax.range_test(mse, None, optax.adam, (X, Y), devices=lrjax.Devices(meshes["one"]), **options)
+    eight = lrjax.range_test(mse, None, optax.adam, (X, Y), devices=lrjax.Devices(meshes["eight"]), **options)
     assert_close(eight, one)
     np.testing.assert_allclose(eight.val_losses, one.val_losses, rtol=2e-5, atol=1e-6)
 
 
 def test_mesh_errors(meshes):
     with pytest.raises(ValueError, match="divisible"):
-        lrjax.range_test(mse, PARAMS, optax.adam, (X[:, :12], Y[:, :12]), mesh=meshes["eight"], **RANGE)
+        lrjax.range_test(mse, PARAMS, optax.adam, (X[:, :12], Y[:, :12]), devices=lrjax.Devices(meshes["eight"]), **RANGE)
     with pytest.raises(ValueError, match="data_axis"):
-        lrjax.range_test(mse, PARAMS, optax.adam, (X, Y), mesh=meshes["eight"], data_axis="batch", **RANGE)
+        lrjax.range_test(mse, PARAMS, optax.adam, (X, Y), devices=lrjax.Devices(meshes["eight"], "batch"), **RANGE)
 
 
 def test_train_step_under_pmap_equals_full_batch(meshes):
@@ -121,9 +121,9 @@ def bn_dropout_loss(params, state, batch, *, key):
 
 def test_state_and_dropout_keys_on_eight_devices(meshes):
     common = dict(state={"mean": jnp.zeros(3)}, stochastic=True, key=3, **RANGE)
-    one = lrjax.range_test(bn_dropout_loss, PARAMS, optax.adam, (X, Y), mesh=meshes["one"],
+    one = lrjax.range_test(bn_dropout_loss, PARAMS, optax.adam, (X, Y), devices=lrjax.Devices(meshes["one"]),
                            **common)
-    eight = lrjax.range_test(bn_dropout_loss, PARAMS, optax.adam, (X, Y), mesh=meshes["eight"],
+    eight = lrjax.range_test(bn_dropout_loss, PARAMS, optax.adam, (X, Y), devices=lrjax.Devices(meshes["eight"]),
                              **common)
     assert_close(eight, one)
 
@@ -143,7 +143,7 @@ def test_nnx_dropout_model_on_eight_devices(meshes):
         x, y = batch
         return jnp.mean((m(x)[:, 0] - y) ** 2)
 
-    one = lrjax.range_test(loss_fn, model, optax.adam, (X, Y), mesh=meshes["one"],
+    one = lrjax.range_test(loss_fn, model, optax.adam, (X, Y), devices=lrjax.Devices(meshes["one"]),
                            val_data=(X[0], Y[0]), **RANGE)
     eight = lrjax.range_test(loss_fn, model, optax.adam, (X, Y), val_data=(X[0], Y[0]), **RANGE)
     assert_close(eight, one)

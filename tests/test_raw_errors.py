@@ -323,7 +323,7 @@ def test_train_snapshots_refuses_non_numeric_params_and_state(kwargs, message):
 
 def test_train_snapshots_data_axis_must_be_a_str():
     with pytest.raises(TypeError, match="data_axis must be a str"):
-        snapshots(data_axis=3)
+        snapshots(devices=lrjax.Devices(data_axis=3))
 
 
 def test_search_refuses_trial_numbers_past_int32():

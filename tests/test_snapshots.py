@@ -141,7 +141,7 @@ def test_data_forms_and_devices_give_the_same_snapshots(num_devices):
     run = functools.partial(lrjax.train_snapshots, mse, PARAMS, SGD, num_steps=STEPS,
                             num_cycles=2, init_value=0.05)
     one_device = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
-    base = run(DATA, mesh=one_device)
+    base = run(DATA, devices=lrjax.Devices(one_device))
     batches = [{"x": X[t], "y": Y[t]} for t in range(STEPS)]
     as_list = run(batches)  # iterable: stacked on the host; batch 8 sharded over the devices
     as_function = run(lambda key, i: {"x": jnp.asarray(X)[i], "y": jnp.asarray(Y)[i]})

@@ -41,8 +41,8 @@ def assert_same(a, b):
 def test_host_and_compiled_give_the_same_snapshots_for_params():
     one_device = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
     compiled = lrjax.train_snapshots(mse, PARAMS, SGD, DATA, execution="compiled",
-                                     mesh=one_device, **KW)
-    host = lrjax.train_snapshots(mse, PARAMS, SGD, DATA, execution="host", mesh=one_device, **KW)
+                                     devices=lrjax.Devices(one_device), **KW)
+    host = lrjax.train_snapshots(mse, PARAMS, SGD, DATA, execution="host", devices=lrjax.Devices(one_device), **KW)
     assert (compiled.execution, host.execution) == ("compiled", "host")
     assert_same(host, compiled)
     # sharded over the devices (batch 8) and as a data function: the same numbers
@@ -83,9 +83,9 @@ def test_auto_runs_a_conv_model_on_the_host_and_an_mlp_compiled_on_cpu():
     conv_params = {"k": jnp.ones((2, 1, 3, 3)) * 0.1}
     kw = dict(num_steps=4, num_cycles=2, init_value=0.01)
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
-    auto = lrjax.train_snapshots(conv_loss, conv_params, SGD, data, mesh=mesh, **kw)
+    auto = lrjax.train_snapshots(conv_loss, conv_params, SGD, data, devices=lrjax.Devices(mesh), **kw)
     assert auto.execution == "host"
-    assert_same(auto, lrjax.train_snapshots(conv_loss, conv_params, SGD, data, mesh=mesh,
+    assert_same(auto, lrjax.train_snapshots(conv_loss, conv_params, SGD, data, devices=lrjax.Devices(mesh),
                                             execution="compiled", **kw))
     assert lrjax.train_snapshots(mse, PARAMS, SGD, DATA, **KW).execution == "compiled"
 

@@ -44,6 +44,7 @@ from lrjax._engine.data import (
     _stacked_steps,
 )
 from lrjax._engine.eval_params import evaluation_params
+from lrjax._engine.devices import Devices, resolve_devices
 from lrjax._engine.factory_checks import _check_callables
 from lrjax._engine.schedule_math import _cosine_interpolate, _float_dtype, _integer_count
 from lrjax._engine.checks import MAX_COUNT, as_prng_key, check_flag, check_steps, check_value
@@ -545,9 +546,9 @@ def train_snapshots(
     stochastic: bool = False,
     accumulation_steps: int = 1,
     key: jax.Array | int | None = None,
-    mesh: Mesh | None = None,
-    data_axis: str = "data",
+    devices: Devices | None = None,
     execution: str = "auto",
+    **deprecated: Any,
 ) -> SnapshotResult:
     """Trains once on a cyclic schedule and keeps the params at the end of every cycle.
 
@@ -583,8 +584,8 @@ def train_snapshots(
     (through :func:`lrjax.pure_model`): ``state=`` (linen ``batch_stats``),
     ``stochastic=True`` (a dropout key per step), or an ``nnx.Module`` / ``eqx.Module`` as
     ``params`` with ``loss_fn(model, batch)``. With several devices the batch axis of
-    stacked or iterable data is sharded over them when it divides evenly (``mesh=None``),
-    or over ``mesh``'s ``data_axis``; params, state and snapshots are replicated.
+    stacked or iterable data is sharded over them when it divides evenly (no mesh),
+    or over ``devices.mesh``'s ``data_axis``; params, state and snapshots are replicated.
 
     Args:
       loss_fn: ``(params, batch) -> scalar loss`` (or ``(loss, aux)`` with ``has_aux``).
@@ -607,8 +608,9 @@ def train_snapshots(
       accumulation_steps: micro-batches averaged per step (data's step axis holds
         ``num_steps * accumulation_steps`` micro-batches).
       key: seed (int) or PRNG key of the data function's keys (default 0).
-      mesh: a ``jax.sharding.Mesh`` to shard the batch axis over, or None (automatic).
-      data_axis: the mesh axis of the batch.
+      devices: an :class:`lrjax.Devices` ``(mesh, data_axis)``: the mesh whose
+        ``data_axis`` the batch axis is sharded over (default: automatic). ``mesh=`` and
+        ``data_axis=`` are its deprecated spelling.
       execution: ``"auto"`` (default), ``"compiled"`` (one compiled loop) or ``"host"`` (a
         host loop over a compiled step); see Execution above.
 
@@ -630,6 +632,7 @@ def train_snapshots(
       Huang et al., `Snapshot Ensembles: Train 1, get M for free
       <https://arxiv.org/abs/1704.00109>`_, ICLR 2017.
     """
+    mesh, data_axis = resolve_devices("train_snapshots", devices, deprecated)
     _check_callables(loss_fn, optimizer, None, None)
     num_steps = check_steps("num_steps", num_steps)
     num_cycles = check_steps("num_cycles", num_cycles, 1, num_steps)

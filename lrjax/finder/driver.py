@@ -60,8 +60,9 @@ Semantics (the choices the references leave open):
   ``steps_per_epoch``) run one program per value, stacked into the same grid. Result
   arrays have shape ``(*sweep sizes in dict order, S if num_seeds, num_steps)``. Curves
   run in lockstep: a diverged curve keeps its state (masked) until every curve is done.
-* **Devices.** With ``mesh=None`` and several devices, the batch axis (axis 1 of stacked
-  data, axis 0 of a batch) is sharded over all devices when every batch leaf's batch
+* **Devices.** ``devices=lrjax.Devices(mesh, data_axis)`` shards the batch axis (axis 1
+  of stacked data, axis 0 of a batch) over ``mesh``'s ``data_axis``. Without a mesh and
+  with several devices, it is sharded over all devices when every batch leaf's batch
   size divides the device count; otherwise (or on one device) the test runs on the
   default device. Pass a one-device mesh to force one device. Params, state, optimizer
   state and records are replicated.
@@ -89,10 +90,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
 from lrjax._engine.model import PureModel
 from lrjax._engine.data import _data_form, _place, _stack_chunk, _take
+from lrjax._engine.devices import Devices, resolve_devices
 from lrjax.finder.plan import (
     _adapt,
     _check_options,
@@ -173,10 +175,10 @@ def range_test(
     val_data: PyTree | None = None,
     accumulation_steps: int = 1,
     chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-    data_axis: str = "data",
+    devices: Devices | None = None,
     progress: Progress | None = None,
     execution: str = "auto",
+    **deprecated: Any,
 ) -> RangeTestResult:
     """Runs the learning-rate range test as one compiled loop and returns the curves.
 
@@ -218,8 +220,9 @@ def range_test(
         val_data: one held-out batch, evaluated after each update.
         accumulation_steps: micro-batches averaged per optimizer step.
         chunk_size: steps per compiled chunk (iterables, progress).
-        mesh: device mesh to shard the batch over (None: automatic, see above).
-        data_axis: mesh axis name for the batch.
+        devices: an :class:`lrjax.Devices` ``(mesh, data_axis)``: the mesh whose
+            ``data_axis`` the batch is sharded over (default: automatic, see above).
+            ``mesh=`` and ``data_axis=`` are its deprecated spelling.
         execution: how the steps run (the same numbers either way): ``"compiled"``, one
             compiled ``lax.while_loop`` that exits at divergence; ``"host"``, a Python
             loop over a compiled one-step program (the state stays on device, the stop is
@@ -247,6 +250,7 @@ def range_test(
     References:
         Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017, sec. 3.3.
     """
+    mesh, data_axis = resolve_devices("range_test", devices, deprecated)
     lo, hi = _check_ramp(min_lr, max_lr, num_steps, mode)
     beta, threshold = _check_options(smoothing, diverge_threshold, accumulation_steps,
                                      chunk_size, num_seeds)
