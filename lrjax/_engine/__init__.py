@@ -7,6 +7,9 @@ halving) shares, and the only package whose private names other lrjax packages i
   that take extra arguments such as ``value=loss``).
 * :mod:`~lrjax._engine.data`: the data forms (stacked, iterable, ``(key, i)`` function)
   and placing them on devices.
+* :mod:`~lrjax._engine.processes`: several processes under ``jax.distributed``: each
+  process's share of a batch assembled over all of them, results fetched whole on every
+  process, and what runs on process 0 only (a sampler, a storage).
 * :mod:`~lrjax._engine.execution`: running N steps as one compiled loop or as a host loop
   over compiled steps, and choosing between them.
 * :mod:`~lrjax._engine.cache`: the one compile cache and :func:`clear_caches`.
