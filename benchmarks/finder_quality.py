@@ -79,10 +79,10 @@ way and TRAINS their suggestions (the saved grid stays the truth; about half a f
 the numbers the docs page reports for a rule change, without retraining the grid.
 
 **Measurement noise.** The truth is the mean test loss of 4 initialisations. Where a
-problem's training is unreliable that mean is a lottery: on the cosine LSTM every rate
-from 0.11 to 0.42 has some of its 4 runs fail (test loss back at the trivial 2.08), and
-its quality at neighbouring rates 1.06x apart jumps between 0.66 and 1.00 (a 25-rate
-scan of that range; local means about 0.86). A rule reading inside such a range scores
+problem's training is unreliable that mean is a lottery: on the cosine LSTM, 15 of 18
+peaks from 0.15 to 0.40 (1.06x apart) have one of their 4 runs fail (test loss above 0.5,
+up to the trivial 2.08), and the quality jumps between 0.66 and 1.00 from one rate to the
+next (a 25-rate scan from 0.10 to 0.42; local means about 0.86). A rule reading inside such a range scores
 what the lottery gives; the grid's best there is the luckiest of its rates.
 
 Usage:

@@ -329,8 +329,8 @@ class RangeTestResult:
         interpolated on the grid, where fastai's ``valley`` scored 0.894 / 0.941 and
         0.939 / 0.962 and ``suggest()`` itself (x1) 0.881 / 0.950 and 0.933 / 0.977
         (x1.5, x2.5 and x3 on development: 0.957, 0.967, 0.859 worst). Trained, the
-        LSTM's peak scores 0.81: it trains unreliably at every peak from 0.11 to 0.42
-        (some seeds fail), see ``docs/benchmarks/finder_quality.md``.
+        LSTM's peak scores 0.81: at most peaks from 0.15 to 0.40 one of its 4 training
+        runs fails, see ``docs/benchmarks/finder_quality.md``.
 
         Args:
             per_curve: the per-curve peaks (``batch_shape`` array) instead of their vote.
