@@ -39,15 +39,22 @@ def test_killed_worker_trials_are_failed_and_run_again(tmp_path):
     # run again; the study ends with exactly 10 complete trials.
     study_name = unique("workers")
     victim, outs = run_with_a_killed_worker(tmp_path, URL, study_name, trials=10)
-    study = optuna.load_study(study_name=study_name, storage=storage_module.open_storage(URL))
-    check_killed_worker_run(study, victim, outs, trials=10)
+    storage = storage_module.open_storage(URL)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        check_killed_worker_run(study, victim, outs, trials=10)
+    finally:
+        storage_module.close_storage(storage)
 
 
 def test_storage_url_opens_with_the_heartbeat():
     storage = storage_module.open_storage(URL)
-    assert isinstance(storage, optuna.storages.RDBStorage)
-    assert storage.heartbeat_interval == storage_module.HEARTBEAT_INTERVAL
-    assert storage.grace_period == storage_module.GRACE_PERIOD
+    try:
+        assert isinstance(storage, optuna.storages.RDBStorage)
+        assert storage.heartbeat_interval == storage_module.HEARTBEAT_INTERVAL
+        assert storage.grace_period == storage_module.GRACE_PERIOD
+    finally:
+        storage_module.close_storage(storage)
 
 
 def test_a_study_is_not_reused_by_another_search():
@@ -56,6 +63,7 @@ def test_a_study_is_not_reused_by_another_search():
                          study_name=name)
     assert first.study.user_attrs["lrjax_space"] == {
         "lr": {"kind": "uniform", "low": 0.0, "high": 1.0}}
+    storage_module.close_storage(first.study._storage)  # reading it connected again
     with pytest.raises(ValueError, match=rf"study '{name}' in storage 'postgresql\S*://.*another "
                                          r"space.*'lr' is uniform\(0.0, 1.0\) in the study, "
                                          r"log_uniform\(0.001, 1.0\) here"):

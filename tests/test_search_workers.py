@@ -142,7 +142,7 @@ def test_two_processes_start_on_a_fresh_sqlite_storage(tmp_path):
                                   env=env) for me, other in (flags, flags[::-1])]
         try:
             for proc in procs:
-                out, err = proc.communicate(timeout=120)
+                out, err = proc.communicate(timeout=240)
                 assert proc.returncode == 0, err[-3000:]
                 assert out.split()[-1] == "4"
         finally:

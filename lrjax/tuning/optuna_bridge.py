@@ -312,7 +312,12 @@ def close_interrupted(study: Any, trials: list) -> None:
 
 
 def study_trials(study: Any, objective: str) -> list[tuple[int, dict, dict, str]]:
-    """``(number, params, metrics, state)`` of every counted, finished trial of the study."""
+    """``(number, params, metrics, state)`` of every counted, finished trial of the study.
+
+    Called when the search ends: it also releases the database connections the storage
+    pooled (:func:`lrjax.tuning.storage.close_storage`; the returned study connects again
+    when used), so that they are not left open until garbage collection.
+    """
     optuna = require_optuna("an Optuna search")
     states = {optuna.trial.TrialState.COMPLETE: "complete", optuna.trial.TrialState.FAIL: "fail",
               optuna.trial.TrialState.PRUNED: "pruned"}
@@ -324,4 +329,5 @@ def study_trials(study: Any, objective: str) -> list[tuple[int, dict, dict, str]
                 metrics[objective] = trial.value
             metrics = {k: (float("nan") if v is None else v) for k, v in metrics.items()}
             out.append((trial.number, dict(trial.params), metrics, states[trial.state]))
+    storage_module.close_storage(study._storage)
     return sorted(out)

@@ -170,7 +170,11 @@ def open_storage(storage: Any, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
 
 
 def close_storage(storage: Any) -> None:
-    """Release what an opened storage holds (an RDB storage's pooled connections)."""
+    """Release an RDB storage's pooled database connections (also through Optuna's cache).
+
+    The storage stays usable: SQLAlchemy connects again when it is next used.
+    """
+    storage = getattr(storage, "_backend", storage)
     engine = getattr(storage, "engine", None)
     if engine is not None:
         storage.remove_session()
