@@ -82,6 +82,13 @@ def run(storage: str | None = None, out_dir: str | None = None) -> dict:
                                  num_steps=STEPS, chunk_size=5, execution="compiled")
     out["range_function"] = curves(generated)
 
+    def small_fn(key, i):  # 6 rows do not split over 8 devices: each process runs it whole
+        return jax.tree.map(lambda a: a[:6], data_fn(key, i))
+
+    small = lrjax.range_test(loss_fn, w0, optax.sgd, small_fn, min_lr=1e-3, max_lr=10.0,
+                             num_steps=STEPS, execution="compiled")
+    out["range_function_unsplit"] = curves(small)
+
     # Arrays the caller assembled over every process already (the whole batch).
     mesh = jax.sharding.Mesh(np.asarray(sorted(jax.devices(), key=lambda d: d.process_index)),
                              ("data",))

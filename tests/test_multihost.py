@@ -127,8 +127,8 @@ def _close(a, b, path=""):
                                    rtol=2e-5, atol=1e-7, err_msg=path)
 
 
-SCENARIOS = ["range_stacked", "range_iterable_host", "range_function", "range_global_arrays",
-             "snapshots", "snapshots_iterable_compiled", "search_random"]
+SCENARIOS = ["range_stacked", "range_iterable_host", "range_function", "range_function_unsplit",
+             "range_global_arrays", "snapshots", "snapshots_iterable_compiled", "search_random"]
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

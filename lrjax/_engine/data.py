@@ -207,16 +207,18 @@ def _resolve_mesh(mesh: Mesh | None, data_axis: str, sizes: set[int],
         return _all_devices_mesh(data_axis)
     if not processes.multiprocess():
         return None
-    if not sizes:  # nothing has a batch axis: every process holds the same data
-        return _all_devices_mesh(data_axis)
+    if not shares:
+        # Only a data function's whole batch, which does not split: every process runs
+        # the whole test on its own first device, with the same numbers. Nothing with a
+        # batch axis: every process holds the same data, replicated on the mesh.
+        return None if whole else _all_devices_mesh(data_axis)
     processes_ = jax.process_count()
     raise ValueError(
         f"under jax.distributed the batch axis is sharded over the {count} devices of all "
         f"{processes_} processes, so each process's share must split over its "
         f"{jax.local_device_count()} devices: this process passed batch sizes "
-        f"{sorted(shares) or sorted(whole)}"
-        + (" (a data function returns the whole batch)" if whole else
-           f" (the whole batch is {processes_} times that)")
+        f"{sorted(shares)} (the whole batch is {processes_} times that)"
+        + (f", and the data function's whole batch has {sorted(whole)} rows" if whole else "")
         + f"; pass shares that are multiples of {jax.local_device_count()}, or a mesh= "
         "whose data_axis fits them.")
 
