@@ -9,11 +9,10 @@ capability (as ``optax.adam`` beside ``optax.schedules``):
 * :mod:`lrjax.tuning`: hyperparameter search, spaces, successive halving, Hyperband;
 * :mod:`lrjax.ensembles`: snapshot ensembles, ensemble prediction, SWA;
 * :mod:`lrjax.batch`: noise scales and batch-size rules;
+* :mod:`lrjax.engine`: the training engine's building blocks for your own loop (every
+  trainer runs on the private ``lrjax._engine``);
 * :mod:`lrjax.plot`, :mod:`lrjax.cli` (the ``lrjax`` command), :mod:`lrjax.data` (the
   embedded digits problem).
-
-* :mod:`lrjax.engine`: the training engine's building blocks for your own loop (every
-  trainer runs on the private ``lrjax._engine``).
 
 A few names live at their home only (advanced, or one of several ways to do one thing):
 the per-rule suggestion functions (``lrjax.finder.suggest.suggest_valley``; use
@@ -22,7 +21,7 @@ the per-rule suggestion functions (``lrjax.finder.suggest.suggest_valley``; use
 engine's step internals (``lrjax.engine.pure_train_step``, ``TrainCarry``,
 ``make_train_step``, ``TrainStep``) and ``lrjax.ensembles.schedule_cycle_ends``. Their old
 top-level names still work for one release and warn (``DeprecationWarning``); so do the
-gradient-noise names renamed in 0.2 (``noise_scale_monitor`` is now
+gradient-noise names renamed in this release (``noise_scale_monitor`` is now
 :func:`gradient_noise_monitor`). The list is ``lrjax._DEPRECATED``; see CHANGELOG.md.
 """
 

@@ -144,7 +144,7 @@ CONTRACT = {
     "lrjax.schedules": [
         "constant", "step_decay", "multistep_decay", "exponential_decay", "inverse_time_decay",
         "polynomial_decay", "cosine_annealing", "sgdr", "cyclic", "cyclic_momentum",
-        "one_cycle", "one_cycle_momentum", "noam", "warmup",
+        "one_cycle", "one_cycle_momentum", "noam", "warmup", "wsd", "inverse_sqrt",
     ],
     "lrjax.optim": [
         "adamw", "sgdw", "normalized_weight_decay", "adamwr", "sgdwr", "amsgrad", "powersign",
