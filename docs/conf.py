@@ -85,6 +85,10 @@ napoleon_use_ivar = True
 
 # -- MyST and notebook execution --------------------------------------------------
 myst_enable_extensions = ["colon_fence", "dollarmath", "deflist"]
+# MathJax served with the site when .ci/build-docs could fetch it (npm), so formulas render
+# offline too (a browser without network, a sandbox); otherwise Sphinx's CDN default.
+if (DOCS / "_static" / "mathjax" / "tex-mml-chtml.js").exists():
+    mathjax_path = "mathjax/tex-mml-chtml.js"
 myst_heading_anchors = 3
 # "force" runs every notebook page on every build (CI); "cache" reruns a page only when its
 # code changed, for editing locally (a library change then needs "force" to show).
