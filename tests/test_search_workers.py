@@ -218,6 +218,39 @@ def test_lost_trials_do_not_count_and_run_again(tmp_path):
     assert result.study.trials[0].state == optuna.trial.TrialState.FAIL
 
 
+def test_a_lost_point_keeps_its_place_until_it_runs_again(tmp_path, monkeypatch):
+    # The race a PostgreSQL run showed (1 run in ~15 under load): a lost trial was failed,
+    # and before its point was queued again another worker asked a fresh point, which took
+    # the lost one's place in the budget; the queued re-run then fell outside it and the
+    # lost point never ran (a grid would miss it). A lost trial now holds its place until
+    # its re-run is taken: the asking worker waits, then gets the lost point itself.
+    import threading
+
+    from lrjax.tuning import optuna_bridge
+
+    monkeypatch.setattr(storage_module, "POLL_SECONDS", 0.05)
+    study = optuna.create_study(storage=journal(tmp_path / "s.journal"),
+                                study_name="lrjax-search")
+    dist = {"lr": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    for _ in range(2):
+        done = study.ask(dist)
+        done.set_user_attr("lrjax_metrics", {"value": 1.0})
+        study.tell(done, 1.0)
+    lost = study.ask(dist)
+    lost.set_user_attr("lrjax_worker", "another-host:1")
+    study.tell(lost, state=optuna.trial.TrialState.FAIL)  # failed as lost, not yet queued
+    lost = study.trials[-1]
+    timer = threading.Timer(0.5, storage_module.requeue_lost, (study, lost))
+    timer.start()
+    try:
+        batch = optuna_bridge.ask_batch(study, SPACE, 2, 3)
+    finally:
+        timer.join()
+    assert [t.params for t in batch] == [lost.params]
+    assert batch[0].user_attrs.get("lrjax_retry_of") == lost.number
+    optuna_bridge.close_interrupted(study, batch)
+
+
 def test_cli_default_study_name_names_the_search():
     from lrjax.cli.search_command import default_study_name
 

@@ -199,6 +199,32 @@ def counted_trials(study: Any, trials: list | None = None) -> list[Any]:
                                                 or t.number in rerun))]
 
 
+def _budget(study: Any) -> tuple[list[Any], list[Any], list[Any]]:
+    """The study's counted trials, its pending lost trials and its queued re-runs.
+
+    A lost trial (failed because its worker died) holds its place in the budget until a
+    worker takes its re-run, so that no fresh point takes that place in the instant between
+    failing it and queueing its point again, or while the re-run waits in the queue: the
+    lost point itself runs again (a grid keeps every point). A lost trial whose point was
+    never queued (the worker that failed it died at once) gives its place up after
+    :data:`lrjax.tuning.storage.GRACE_PERIOD` seconds.
+    """
+    optuna = require_optuna("an Optuna search")
+    state = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    counted = counted_trials(study, trials)
+    queued = [t for t in trials if t.state == state.WAITING and RETRY_ATTR in t.user_attrs]
+    taken = {t.user_attrs[RETRY_ATTR] for t in trials
+             if RETRY_ATTR in t.user_attrs and t.state != state.WAITING}
+    pending = [t for t in trials
+               if t.state == state.FAIL and METRICS_ATTR not in t.user_attrs
+               and WORKER_ATTR in t.user_attrs
+               and t.user_attrs.get(ATTR) not in ("unused", "interrupted")
+               and t.number not in taken and t.datetime_complete is not None
+               and storage_module.age(t.datetime_complete) < storage_module.GRACE_PERIOD]
+    return counted, pending, queued
+
+
 _HEARTBEATS: dict[int, Any] = {}  # id(trial) -> the Heartbeat of its batch, until told
 
 
@@ -218,15 +244,17 @@ def ask_batch(study: Any, space: Mapping[str, Dimension], size: int, num_trials:
     batch: list = []
     try:
         storage_module.fail_lost(study)
-        counted = counted_trials(study)
+        counted, pending, queued = _budget(study)
         while len(batch) < size:
-            if len(counted) >= num_trials:
-                if batch or not storage_module.waiting_on(study, counted):
+            if len(counted) + len(pending) >= num_trials:
+                if batch or not (pending or storage_module.waiting_on(study, counted)):
                     break
-                time.sleep(storage_module.POLL_SECONDS)
-                storage_module.fail_lost(study)
-                counted = counted_trials(study)
-                continue
+                if not queued:  # wait: a running trial may die, a lost point be queued
+                    time.sleep(storage_module.POLL_SECONDS)
+                    storage_module.fail_lost(study)
+                    counted, pending, queued = _budget(study)
+                    continue
+                # A lost trial's point is queued: ask takes it (queued trials come first).
             with warnings.catch_warnings():  # lrjax records the heartbeat itself
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = study.ask(dists)
@@ -234,10 +262,11 @@ def ask_batch(study: Any, space: Mapping[str, Dimension], size: int, num_trials:
             beat.add(trial)  # first: a trial without a heartbeat is never found lost
             trial.set_user_attr(WORKER_ATTR, WORKER)
             # Another process may have asked at the same moment: numbers are given out in
-            # order, so the trial is inside the budget iff fewer than num_trials counted
-            # trials precede it.
-            counted = counted_trials(study)
-            if sum(1 for t in counted if t.number < trial.number) >= num_trials:
+            # order, so the trial is inside the budget iff fewer than num_trials trials that
+            # hold a place in it precede it.
+            counted, pending, queued = _budget(study)
+            places = counted + pending
+            if sum(1 for t in places if t.number < trial.number) >= num_trials:
                 batch.pop()
                 trial.set_user_attr(ATTR, "unused")
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)

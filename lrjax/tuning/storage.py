@@ -612,7 +612,7 @@ def waiting_on(study: Any, trials: Iterable[Any]) -> list[Any]:
             # Asked an instant ago by a worker that has not yet recorded itself on it (or
             # run by another program): waited for while young.
             started = trial.datetime_start
-            if started is not None and _age(started) < GRACE_PERIOD:
+            if started is not None and age(started) < GRACE_PERIOD:
                 out.append(trial)
             continue
         if worker == mine:
@@ -622,7 +622,7 @@ def waiting_on(study: Any, trials: Iterable[Any]) -> list[Any]:
     return out
 
 
-def _age(started: Any) -> float:
+def age(started: Any) -> float:
     """Seconds since the naive or aware datetime ``started`` (as storages record it)."""
     import datetime
 
