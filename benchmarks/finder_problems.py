@@ -556,4 +556,40 @@ def make_problems() -> list[Problem]:
     add("friedman-mlp-momentum", "regression", mlp((10, 64, 1), zero_output=True),
         "MLP 10-64-1", momentum, "SGD momentum 0.9", _split(fx, fy, 1400, 200, 0, True), 32,
         1000, HELDOUT)
+
+    # ---- third batch, split (by kind, one of each per half) before any rule change ----
+    # Added after the held-out half showed long constant-rate trainings whose best rate
+    # sits at the stability edge (friedman), a GRU with Adam and long schedules on small
+    # data: four more problems of those kinds for each half, so that a rule for them is
+    # chosen on development problems and checked on held-out ones it was not chosen on.
+    f3x, f3y = datasets.make_friedman3(2000, noise=0.1, random_state=1)
+    add("friedman3-mlp-momentum", "regression", mlp((4, 64, 1), zero_output=True),
+        "MLP 4-64-1", momentum, "SGD momentum 0.9", _split(f3x, f3y, 1400, 200, 0, True), 32,
+        1000, DEV)
+    mx, my = datasets.make_moons(3000, noise=0.3, random_state=0)
+    add("moons-mlp-momentum-long", "classification", mlp((2, 32, 32, 2)), "MLP 2-32-32-2",
+        momentum, "SGD momentum 0.9", _split(mx, my, 2000, 300, 0, False), 32, 800, DEV)
+    first8_x, first8_y = sequence_task("first", 5500, 8, 8, seed=14)
+    add("first-gru-adam", "classification", recurrent("gru", 8, 24, 8, vocab=8),
+        "GRU 24 (memory, 8 steps)", optax.adam, "Adam",
+        _split_raw(first8_x, first8_y, 4000, 500, False), 32, 300, DEV, family="rnn")
+    ox, oy = datasets.make_circles(1000, noise=0.2, factor=0.5, random_state=0)
+    add("circles-mlp-adam-cosine", "classification", mlp((2, 64, 64, 2)), "MLP 2-64-64-2",
+        optax.adam, "Adam", _split(ox, oy, 200, 100, 0, False), 32, 800, DEV,
+        schedule="cosine")
+    rx, ry = datasets.make_regression(2000, 8, n_informative=6, noise=20.0, random_state=1)
+    add("regression-mlp-nesterov-long", "regression", mlp((8, 64, 1), zero_output=True),
+        "MLP 8-64-1", functools.partial(optax.sgd, momentum=0.9, nesterov=True),
+        "SGD Nesterov 0.9", _split(rx, ry, 1400, 200, 0, True), 32, 1000, HELDOUT)
+    kx, ky = datasets.make_classification(3000, 16, n_informative=8, n_redundant=2,
+                                          n_classes=5, class_sep=1.0, random_state=1)
+    add("synthclass-mlp-momentum-long", "classification", mlp((16, 64, 5)), "MLP 16-64-5",
+        momentum, "SGD momentum 0.9", _split(kx, ky, 2000, 300, 0, False), 64, 800, HELDOUT)
+    add12_x, add12_y = sequence_task("adding", 5500, 12, 0, seed=15)
+    add("adding-lstm-adam", "regression", recurrent("lstm", 2, 24, 1),
+        "LSTM 24 (adding, 12 steps)", optax.adam, "Adam",
+        _split_raw(add12_x, add12_y, 4000, 500, True), 32, 300, HELDOUT, family="rnn")
+    add("wine-mlp-adamw-cosine", "classification", mlp((13, 64, 3)), "MLP 13-64-3",
+        functools.partial(optax.adamw, weight_decay=1e-2), "AdamW wd 1e-2",
+        _split(wine.data, wine.target, 90, 30, 1, False), 30, 600, HELDOUT, schedule="cosine")
     return problems

@@ -17,16 +17,23 @@ instead, decided before running them). It is balanced by kind: each half has a
 transformer, a recurrent net, a BatchNorm + dropout model, one-cycle and cosine problems,
 trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
 
-* **dev** (10): digits-mlp-adam, digits-cnn-adamw, cancer-logreg-sgd, wine-mlp-momentum,
+* **dev** (10 + 4): digits-mlp-adam, digits-cnn-adamw, cancer-logreg-sgd, wine-mlp-momentum,
   diabetes-mlp-adam-overfit, synthetic-linreg-sgd (the six lrjax's rules were chosen on),
   sort-transformer-adam (250 steps), first-lstm-momentum-cosine (400, cosine),
   digits-bnmlp-dropout-onecycle (500, one-cycle, state + dropout),
   synthclass-mlp-adamw-cosine (1000, cosine).
-* **heldout** (10): iris-mlp-adamw, digits-logreg-momentum, cancer-mlp-adam,
+* **heldout** (10 + 4): iris-mlp-adamw, digits-logreg-momentum, cancer-mlp-adam,
   diabetes-linreg-sgd (the four added after the rules were fixed),
   reverse-transformer-adamw-onecycle (500, one-cycle), adding-gru-adam (300),
   digits-bncnn-dropout-momentum (300, state + dropout), digits-mlp-momentum-onecycle (600,
   one-cycle), cancer-mlp-adam-cosine (800, cosine), friedman-mlp-momentum (1000).
+* **third batch** (4 + 4), written and split by kind (one of each per half) before any
+  of them ran or any rule changed, after the held-out half had shown long constant-rate
+  trainings at the stability edge, a GRU with Adam and long schedules on small data:
+  dev: friedman3-mlp-momentum (1000), moons-mlp-momentum-long (800), first-gru-adam
+  (300), circles-mlp-adam-cosine (800, cosine, 200 rows); heldout:
+  regression-mlp-nesterov-long (1000), synthclass-mlp-momentum-long (800),
+  adding-lstm-adam (300), wine-mlp-adamw-cosine (600, cosine, 90 rows).
 
 For each problem, on one fixed train/validation/test split:
 
