@@ -101,7 +101,9 @@ Usage:
 ``--holdout`` = ``--half heldout`` (default ``all``: both halves, each reported). The
 full run took 12 minutes on the 2-core Xeon VM (``--retrain`` trains half as much; it took
 as long with the cores shared by other jobs); ``--quick`` (13 rates, 1 training seed, no CNNs) a fraction of it.
-``benchmarks/finder_quality_baseline.json`` holds the full run's curves and 4-seed grids.
+``benchmarks/finder_quality_baseline.json`` holds the full run's curves and 4-seed grids (the
+first 20 problems and the third batch run separately with the same code, merged, then
+``--rescore --retrain --save`` with the current rules).
 """
 
 from __future__ import annotations
@@ -368,7 +370,7 @@ def rescore(blob: dict) -> Outcome:
     return Outcome(meta, grid_lrs, np.asarray(blob["grid_scores"], np.float64), grid_quality,
                    blob["best"], suggestions, qualities, warned,
                    {c: noise_over_fall(r) for c, r in results.items()},
-                   time.perf_counter() - start)
+                   time.perf_counter() - start, curves=blob["curves"])
 
 
 def to_blob(o: Outcome) -> dict:
@@ -505,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout", action="store_true", help="same as --half heldout")
     parser.add_argument("--json", default=None, help="write suggestions and qualities here")
     parser.add_argument("--save", default=None,
-                        help="write curves, grid and metadata here (for --rescore)")
+                        help="write curves, grid and metadata here (for --rescore; with --rescore, the "
+                             "saved run with the rules re-read and, with --retrain, retrained)")
     parser.add_argument("--rescore", default=None,
                         help="re-read every rule off the curves saved by --save; no training")
     parser.add_argument("--retrain", action="store_true",
@@ -539,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"largest gap between a trained suggestion's quality and its grid "
                   f"interpolation: {max(o.interpolation_gap for o in outcomes):.3f}")
         print_report(outcomes, args.markdown, source)
+        if args.save:  # the saved curves and grid with the re-read (and retrained) rules
+            with open(args.save, "w") as f:
+                json.dump(_jsonable({**{k: v for k, v in saved.items() if k != "problems"},
+                                     "problems": [to_blob(o) for o in outcomes]}), f)
         return 0
 
     grid = args.grid or (13 if args.quick else 25)

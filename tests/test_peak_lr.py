@@ -63,10 +63,10 @@ def test_hint_still_applies_to_a_readable_training_curve():
     """A short training is raised (up to 3/4 of the fall); a very long one keeps the
     plain reading: the hint never lowers it."""
     result = result_of(range_curve(5))
-    short = result.suggest(train_steps=10)
-    assert short > 2 * result.suggest()
+    short = result.suggest(train_steps=10, valley_weight=0)
+    assert short > 2 * result.suggest(valley_weight=0)
     assert short == pytest.approx(lrjax.finder.suggest.suggest_fall(result.lrs, result.losses, fraction=0.75))
-    assert result.suggest(train_steps=10**7) == pytest.approx(result.suggest())
+    assert result.suggest(train_steps=10**7, valley_weight=0) == pytest.approx(result.suggest(valley_weight=0))
 
 
 def test_a_linear_ramp_that_clearly_falls_is_readable():

@@ -128,19 +128,23 @@ def test_unmeasurable_and_noise_free_curves():
 
 # --- the three synthetic cases of the issue ------------------------------------------------
 @pytest.mark.filterwarnings("ignore:fall. 1 of 4 curves")  # a noise curve may not fall at all
-def test_pure_noise_is_unreadable_and_suggest_warns_with_the_rules_own_reading():
+def test_pure_noise_is_unreadable_and_suggest_warns_and_reads_the_valley():
     rows = [pure_noise(seed) for seed in range(4)]
     result = result_of(rows)
     assert not result.readability.readable
     assert not any(r.readable for r in result.readability_per_curve())
-    readings = [read_fall(LRS, row) for row in rows]
-    alone = sorted(r.lr for r in readings if r.failed is None)  # the curves that vote
-    alone = alone[(len(alone) - 1) // 2:]
+    # The documented fallback of fall on a curve too noisy to read: fastai's valley of
+    # each curve's EMA (the peer's own reading), lower median over the curves.
+    valleys = sorted(lrjax.finder.suggest.suggest_valley(LRS, row) for row in
+                     np.asarray(result.smoothed_losses))
     for rule in RULES:
         with pytest.warns(UnreadableCurveWarning, match="too noisy to read") as caught:
             got = result.suggest(rule)
-        if rule == "fall":  # the documented fallback: the rule's own reading (lower median)
-            assert got == alone[0]
+        if rule == "fall":
+            assert got == pytest.approx(valleys[(len(valleys) - 1) // 2], rel=1e-12)
+            assert "valley" in str(noisy_warnings(caught)[0].message)
+            # the weight does not change it: a noise dip is never blended in
+            assert result.suggest(valley_weight=0) == got
         message = str(noisy_warnings(caught)[0].message)
         assert "\n" not in message
         for help_ in ("more steps", "larger batch", "accumulation_steps", "val_data",
@@ -186,7 +190,7 @@ def test_a_noisy_validation_curve_is_not_read_by_its_turn():
     result = result_of(train, val)
     assert not result.val_readability.readable and result.readability.readable
     with pytest.warns(UnreadableCurveWarning, match="validation curve") as caught:
-        got = result.suggest()
+        got = result.suggest(valley_weight=0)
     assert [w.message.curve for w in noisy_warnings(caught)] == ["validation"]
     assert got == lrjax.finder.suggest.suggest_fall(LRS, train)  # the documented fallback: the training fall
     with pytest.warns(UnreadableCurveWarning):
@@ -274,11 +278,11 @@ def test_standalone_rules_take_the_train_steps_hint_as_suggest_does(train_steps)
     plain, careful = result_of(train), result_of(train, val)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert plain.suggest(train_steps=train_steps) == lrjax.finder.suggest.suggest_fall(
+        assert plain.suggest(train_steps=train_steps, valley_weight=0) == lrjax.finder.suggest.suggest_fall(
             LRS, train, train_steps=train_steps)
-        assert careful.suggest(train_steps=train_steps) == lrjax.finder.suggest.suggest_turn(
+        assert careful.suggest(train_steps=train_steps, valley_weight=0) == lrjax.finder.suggest.suggest_turn(
             LRS, val, train_steps=train_steps, train_losses=train)
-        assert careful.suggest(train_steps=train_steps, fraction=0.5) == lrjax.finder.suggest.suggest_fall(
+        assert careful.suggest(train_steps=train_steps, fraction=0.5, valley_weight=0) == lrjax.finder.suggest.suggest_fall(
             LRS, val, fraction=0.5, train_steps=train_steps, train_losses=train)
     # Without the hint the standalone turn is the plain turn (no ceiling).
     assert lrjax.finder.suggest.suggest_turn(LRS, val) >= lrjax.finder.suggest.suggest_turn(LRS, val, train_steps=train_steps)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from reference_curves import finite_prefix, loop_truncated_mean
 
 import lrjax
+from lrjax.finder.suggest.curve import recorded_curve
 from lrjax.finder.suggest.curve import usable_curve
 from lrjax.finder.suggest.cyclical_bounds import centred_smooth
 
@@ -418,18 +419,18 @@ def test_result_fall_reads_the_validation_curve_when_given():
     plain = result_from_raw(train)
     careful = result_from_raw(train, val=val)
     cut = plain.losses_before_divergence()
-    assert plain.suggest() == lrjax.finder.suggest.suggest_fall(LRS, cut)
+    assert plain.suggest(valley_weight=0) == lrjax.finder.suggest.suggest_fall(LRS, cut)
     val_cut = np.where(np.isnan(cut), np.nan, val)
     # A validation curve is read by its turn capped at 3/4 of its fall
     # (tests/test_suggest_turn.py), or with fraction= by that share of its fall.
-    assert careful.suggest() == min(lrjax.finder.suggest.suggest_turn(LRS, val_cut),
+    assert careful.suggest(valley_weight=0) == min(lrjax.finder.suggest.suggest_turn(LRS, val_cut),
                                     lrjax.finder.suggest.suggest_fall(LRS, val_cut, fraction=0.75))
-    assert careful.suggest(fraction=0.25) == lrjax.finder.suggest.suggest_fall(LRS, val_cut)
-    assert careful.suggest(fraction=0.25) < plain.suggest()
-    assert plain.suggest("fall", fraction=0.75) == lrjax.finder.suggest.suggest_fall(LRS, cut, fraction=0.75)
+    assert careful.suggest(fraction=0.25, valley_weight=0) == lrjax.finder.suggest.suggest_fall(LRS, val_cut)
+    assert careful.suggest(fraction=0.25, valley_weight=0) < plain.suggest(valley_weight=0)
+    assert plain.suggest("fall", fraction=0.75, valley_weight=0) == lrjax.finder.suggest.suggest_fall(LRS, cut, fraction=0.75)
     # An unreadable validation curve (NaN from step 0) falls back to the training curve.
     dead = result_from_raw(train, val=np.full(60, np.nan))
-    assert dead.suggest() == plain.suggest()
+    assert dead.suggest(valley_weight=0) == plain.suggest(valley_weight=0)
 
 
 def ref_fall_with_hint(lrs, train, val, train_steps):
@@ -459,17 +460,17 @@ def test_fall_train_steps_hint_matches_the_loop_reference(seed):
     between = round(time / math.sqrt(ceiling * floor))  # matched inside (floor, ceiling)
     for steps in (5, between, 10**6):
         want, ceiling, matched, floor = ref_fall_with_hint(LRS, cut, None, steps)
-        assert plain.suggest(train_steps=steps) == pytest.approx(want)
-        assert plain.suggest(train_steps=steps) >= plain.suggest()  # never lowered
+        assert plain.suggest(train_steps=steps, valley_weight=0) == pytest.approx(want)
+        assert plain.suggest(train_steps=steps, valley_weight=0) >= plain.suggest(valley_weight=0)  # never lowered
         branches.add("ceiling" if ceiling < matched else "matched" if matched > floor else "floor")
         want_val, ceiling, matched, floor = ref_fall_with_hint(LRS, cut, val, steps)
         # (without fraction=, the validation curve is read by its turn: test_suggest_turn.py)
-        assert careful.suggest(train_steps=steps, fraction=0.75) == pytest.approx(want_val)
+        assert careful.suggest(train_steps=steps, fraction=0.75, valley_weight=0) == pytest.approx(want_val)
         assert lrjax.finder.suggest.suggest_fall(LRS, val, train_steps=steps, train_losses=cut) == pytest.approx(
             want_val)
     assert branches == {"ceiling", "matched", "floor"}  # each part of the rule was exercised
     # A short training is raised to the ceiling; fraction= changes the ceiling's share.
-    assert careful.suggest(train_steps=5, fraction=0.5) == pytest.approx(
+    assert careful.suggest(train_steps=5, fraction=0.5, valley_weight=0) == pytest.approx(
         ref_fall(LRS, val, 0.5, 3))
 
 
@@ -536,3 +537,55 @@ def test_replay_loss_of_exactly_zero_at_step_zero_does_not_diverge_at_step_one()
                               num_steps=20)
     assert result.diverged_at is None
     np.testing.assert_array_equal(np.isfinite(result.losses), True)
+
+
+# ---- the valley blend (fall's reading on a whole result) ----------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fall_blends_a_quarter_of_the_valley_in_log_rate(seed):
+    """suggest() = fall**0.75 * valley**0.25 per curve: the loop reference of the fall
+    (ref_fall) and fastai's valley (tested equal to fastai's own in
+    tests/test_fastai_parity.py) on the curve the peer records."""
+    train = sigmoid_curve(seed, noise=0.02)
+    train[56:] = np.nan
+    result = result_from_raw(train)
+    fall = ref_fall(LRS, train, 0.3, 3)
+    x, y = recorded_curve(LRS, np.asarray(result.smoothed_losses), result.diverged_at)
+    valley = lrjax.finder.suggest.suggest_valley(x, y, num_steps=LRS.size)
+    assert result.suggest() == pytest.approx(fall ** 0.75 * valley ** 0.25, rel=1e-9)
+    assert result.suggest(valley_weight=0) == pytest.approx(fall, rel=1e-12)
+    assert result.suggest(valley_weight=1) == pytest.approx(valley, rel=1e-12)
+    assert result.suggest(valley_weight=0.5) == pytest.approx(math.sqrt(fall * valley), rel=1e-9)
+    # the peak of a schedule is twice the blended reading on a training curve
+    assert result.peak_lr() == pytest.approx(2 * result.suggest(), rel=1e-12)
+
+
+def test_fall_blends_the_valley_into_a_validation_turn_and_each_seed_votes():
+    rows = [sigmoid_curve(seed, noise=0.02) for seed in (4, 5, 6)]
+    vals = [1 + 2 / (1 + np.exp((np.log10(LRS) + 3.5) / 0.25))
+            + 3 * np.maximum(np.log10(LRS) + 2.0 + 0.1 * k, 0) for k in range(3)]
+    result = result_from_raw(rows, val=vals)
+    turns = result.suggest(valley_weight=0, per_curve=True)
+    valleys = result.suggest("valley", per_curve=True)
+    want = sorted(turns ** 0.75 * valleys ** 0.25)[1]  # the lower median of three
+    assert result.suggest() == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), True, "0.3"])
+def test_valley_weight_is_checked(bad):
+    result = result_from_raw(sigmoid_curve(0, noise=0.02))
+    with pytest.raises(ValueError, match="valley_weight"):
+        result.suggest(valley_weight=bad)
+    with pytest.raises(ValueError, match="takes no valley_weight"):
+        result.suggest("valley", valley_weight=0.5)
+
+
+def test_fall_on_a_linear_ramp_is_not_blended():
+    """The EMA valley reads lag in steps; on a linear ramp that is most of the range, so
+    fall keeps its own reading there (a log-spaced ramp of the same ends is blended)."""
+    lrs = np.linspace(1e-4, 1.0, 60)
+    raw = 1 + 2 / (1 + np.exp((lrs - 0.3) / 0.05)) + np.random.default_rng(0).normal(0, 0.01, 60)
+    ema, _ = ref_ema_and_divergence(raw, 0.98)
+    result = lrjax.RangeTestResult(lrs=lrs, losses=raw, smoothed_losses=ema, diverged_at=None,
+                                   val_losses=None, batch_axes=())
+    assert result.suggest() == result.suggest(valley_weight=0)
+    assert result.suggest() == lrjax.finder.suggest.suggest_fall(lrs, raw)

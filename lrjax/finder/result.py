@@ -187,6 +187,7 @@ class RangeTestResult:
         train_steps: int | None = None,
         divisor: float | None = None,
         tolerance: float | None = None,
+        valley_weight: float | None = None,
         skip_start: int | None = None,
         skip_end: int | None = None,
         lr_diff: int | None = None,
@@ -204,7 +205,8 @@ class RangeTestResult:
             method: ``fall`` (the default: lrjax's rule; on the raw validation curve
                 when there is one, a fifth of the rate where it turns up, see
                 ``lrjax.finder.suggest.turn_rule``; else 0.3 of the training curve's fall,
-                see ``lrjax.finder.suggest.fall_rule``), fastai's ``valley``,
+                see ``lrjax.finder.suggest.fall_rule``; blended with a quarter of
+                ``valley``, see ``valley_weight``), fastai's ``valley``,
                 ``slide``, ``steep``, ``minimum``, or torch-lr-finder's ``steepest``
                 (see ``lrjax.finder.suggest.rules``).
             per_curve: return the ``batch_shape`` array of per-curve suggestions instead
@@ -223,6 +225,11 @@ class RangeTestResult:
             divisor: ``fall`` on a validation curve: the turn's rate over this (default 5).
             tolerance: ``fall`` on a validation curve: the rise that is a turn, as a share
                 of the fall so far (default 0.1).
+            valley_weight: ``fall``: the weight ``w`` of fastai's ``valley`` (read on the
+                same curve's EMA) in the per-curve reading ``lr**(1 - w) * valley**w``, in
+                ``[0, 1]`` (default 0.25; 0 gives the turn or fall reading alone). A
+                training curve too noisy to read gives the valley alone, whatever ``w``
+                (``lrjax.finder.suggest.vote``).
             skip_start: the peers' rules: points dropped at the start (default
                 ``num_steps // 10``; 10 for ``steepest``).
             skip_end: the peers' rules: recorded points dropped at the end (default 5).
@@ -234,10 +241,12 @@ class RangeTestResult:
             A float, or an array with ``per_curve``. Curves the rule cannot read
             (diverged at once, flat, never falling) do not vote; a warning counts them.
             When the curves' fall is not clearly larger than their noise (the mean
-            curve's fall < 8 x its smoothed noise, :attr:`readability`), the rule's reading is
-            still returned, with an ``lrjax.UnreadableCurveWarning`` saying what would
-            help; a validation curve that noisy is not read (``fall`` reads the
-            training curve instead, with the warning).
+            curve's fall < 8 x its smoothed noise, :attr:`readability`), a rate is still
+            returned, with an ``lrjax.UnreadableCurveWarning`` saying what would help:
+            the peers' rules give their own reading, ``fall`` gives fastai's ``valley``
+            (the documented fallback: its EMA averages the noise); a validation curve
+            that noisy is not read (``fall`` reads the training curve instead, with the
+            warning).
 
         Raises:
             TypeError: an unknown keyword argument.
@@ -250,7 +259,8 @@ class RangeTestResult:
         """
         options = _suggest_result.rule_options(method, {
             "fraction": fraction, "half_width": half_width, "train_steps": train_steps,
-            "divisor": divisor, "tolerance": tolerance, "skip_start": skip_start,
+            "divisor": divisor, "tolerance": tolerance, "valley_weight": valley_weight,
+            "skip_start": skip_start,
             "skip_end": skip_end, "lr_diff": lr_diff, "thresh": thresh,
             "adjust_value": adjust_value}, unknown)
         readings = _suggest_result.read_result(self, method, **options)
