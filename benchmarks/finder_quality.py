@@ -85,6 +85,12 @@ seconds, without training. ``--rescore FILE.json --retrain`` re-reads the rules 
 way and TRAINS their suggestions (the saved grid stays the truth; about half a full run):
 the numbers the docs page reports for a rule change, without retraining the grid.
 
+**Ceiling of a rule ``lr = c x landmark``.** Every report ends its summary with the best
+constant multiple of each landmark (lrjax's and valley's readings, the careful call's
+validation and training minima, its divergence point), one constant for constant rates
+and one for schedule peaks, FITTED ON ALL PROBLEMS (both halves): an upper bound on what
+any correction of that form could score, not a rule (``multiple_ceiling``).
+
 **Measurement noise.** The truth is the mean test loss of 4 initialisations. Where a
 problem's training is unreliable that mean is a lottery: on the cosine LSTM, 15 of 18
 peaks from 0.15 to 0.40 (1.06x apart) have one of their 4 runs fail (test loss above 0.5,
@@ -128,6 +134,7 @@ import numpy as np
 import optax
 
 import lrjax
+from lrjax.finder.suggest.curve import truncated_mean
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from finder_problems import DEV, HELDOUT, Problem, make_problems  # noqa: E402
@@ -465,6 +472,58 @@ def warning_check(outcomes: list[Outcome], threshold: float = 0.8) -> str:
     return head + ("\n  silent: " + "; ".join(silent) if silent else "")
 
 
+def landmarks(o: Outcome) -> dict[str, float]:
+    """Rates read off a problem's curves: lrjax's and valley's suggestions, and where the
+    careful call's mean validation and training curves bottom out and where it diverges."""
+    careful = lrjax.RangeTestResult.from_dict(o.curves["careful"])
+    lrs = np.asarray(careful.lrs, np.float64)
+    train = np.asarray(careful.losses, np.float64).reshape(-1, careful.num_steps)
+    finite = np.isfinite(train).all(axis=0)
+    end = int(np.argmin(finite)) if not finite.all() else finite.size  # every seed still finite
+    out = {"lrjax default": o.suggestions["default"][DEFAULT_RULE],
+           "lrjax careful": o.suggestions["careful"][HINT_RULE],
+           "fastai valley": o.suggestions["default"]["fastai valley"],
+           "training minimum": float(lrs[np.argmin(truncated_mean(
+               train[:, :end].mean(0), 5))]),
+           "divergence": float(lrs[min(end, lrs.size - 1)])}
+    if careful.val_losses is not None:
+        val = np.asarray(careful.val_losses, np.float64).reshape(-1, careful.num_steps)
+        out["validation minimum"] = float(lrs[np.argmin(truncated_mean(
+            val[:, :end].mean(0), 1))])
+    return out
+
+
+def multiple_ceiling(outcomes: list[Outcome]) -> str:
+    """The best a rule ``lr = c x landmark`` could do, ``c`` fitted on EVERY problem.
+
+    For each landmark the constant (one for constant-rate problems, one for schedule
+    peaks) that maximises the worst interpolated quality over all problems of both
+    halves. Fitted on the held-out half too, so it is not a rule but an upper bound for
+    rules of that form: when it is below a target, no constant multiple of that
+    landmark meets the target.
+    """
+    marks = [landmarks(o) for o in outcomes]
+    factors = np.logspace(-3, 3, 601)
+    lines = ["best constant multiple of each landmark, fitted on all problems of both halves "
+             "(an upper bound for rules lr = c x landmark, not a rule); worst quality, "
+             "interpolated:"]
+    for name in marks[0]:
+        worst_overall, parts = 1.0, []
+        for kind, scheduled in (("constant", False), ("schedule", True)):
+            chosen = [(o, m[name]) for o, m in zip(outcomes, marks)
+                      if (o.meta["schedule"] != "constant") == scheduled and name in m]
+            if not chosen:
+                continue
+            scores = np.array([[interpolated_quality(o.grid_lrs, o.grid_quality, c * lr)
+                                for o, lr in chosen] for c in factors])
+            best = int(np.argmax(scores.min(axis=1)))
+            limit = chosen[int(np.argmin(scores[best]))][0].name
+            worst_overall = min(worst_overall, float(scores[best].min()))
+            parts.append(f"{kind} x{factors[best]:.3g}: {scores[best].min():.3f} ({limit})")
+        lines.append(f"  {name:<19} worst {worst_overall:.3f}; " + "; ".join(parts))
+    return "\n".join(lines)
+
+
 def print_report(outcomes: list[Outcome], markdown: bool, source: str) -> None:
     main_cols = list(MAIN_COLUMNS)
     print(f"\nquality ({source}); 1 = grid best; W = that suggest() call warned")
@@ -473,6 +532,8 @@ def print_report(outcomes: list[Outcome], markdown: bool, source: str) -> None:
         print()
         print(markdown_table(outcomes, main_cols))
     print("\n" + warning_check(outcomes))
+    if all(o.curves is not None for o in outcomes):
+        print("\n" + multiple_ceiling(outcomes))
     names = list(outcomes[0].qualities["default"])
     labels = {DEFAULT_RULE: "lrjax", HINT_RULE: "lrjax+hint", "torch-lr-finder steepest": "steepest"}
     for call, title in (("default", "default call: range_test(loss_fn, params, optimizer, data)"),
