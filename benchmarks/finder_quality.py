@@ -91,6 +91,11 @@ validation and training minima, its divergence point), one constant for constant
 and one for schedule peaks, FITTED ON ALL PROBLEMS (both halves): an upper bound on what
 any correction of that form could score, not a rule (``multiple_ceiling``).
 
+**Short probe** (``--rescore FILE --probe 0.25``): would a short training choose better
+than the careful suggestion? Multiples x1/16 .. x64 of it, each trained a quarter of the
+planned steps, the best validation loss picked (``short_probe``). A measurement, not a
+rule (docs/guides/suggestions.md quotes it).
+
 **Measurement noise.** The truth is the mean test loss of 4 initialisations. Where a
 problem's training is unreliable that mean is a lottery: on the cosine LSTM, 15 of 18
 peaks from 0.15 to 0.40 (1.06x apart) have one of their 4 runs fail (test loss above 0.5,
@@ -472,6 +477,48 @@ def warning_check(outcomes: list[Outcome], threshold: float = 0.8) -> str:
     return head + ("\n  silent: " + "; ".join(silent) if silent else "")
 
 
+#: The multiples of the careful call's suggestion that ``--probe`` tries.
+PROBE_FACTORS = tuple(4.0 ** k for k in range(-2, 4))
+
+
+def short_probe(blobs: list[dict], fraction: float) -> str:
+    """Pick among multiples of the careful suggestion by a SHORT training's validation loss.
+
+    Not a rule of lrjax: a measurement of whether a probe of ``fraction`` of the planned
+    steps (the planned schedule compressed to them, 2 seeds, scored on the validation
+    part) could replace the full-length search. Each pick is scored on the saved grid
+    (interpolated). Per half: worst / geometric mean of the careful suggestion and of
+    the pick.
+    """
+    problems = {p.name: p for p in make_problems()}
+    lines, rows = [f"short probe: x{', x'.join(f'{f:g}' for f in PROBE_FACTORS)} of the careful "
+                   f"suggestion, each trained {fraction:g} of the planned steps (2 seeds), the "
+                   "best validation loss picked; quality interpolated on the saved grid"], []
+    for blob in blobs:
+        problem = problems[blob["meta"]["name"]]
+        base = blob["suggestions"]["careful"][HINT_RULE]
+        steps = max(50, round(fraction * problem.train_steps))
+        short = dataclasses.replace(problem, train_steps=steps, x_test=problem.x_val,
+                                    y_test=problem.y_val)
+        rates = jnp.asarray(base * np.asarray(PROBE_FACTORS), jnp.float32)
+        scores = np.asarray(make_trainer(short)(rates, jax.random.split(jax.random.key(7), 2)))
+        pick = base * PROBE_FACTORS[int(np.argmin(np.where(np.isfinite(scores), scores,
+                                                            np.inf).mean(axis=1)))]
+        grid_lrs, grid_quality = np.asarray(blob["grid_lrs"]), np.asarray(blob["grid_quality"])
+        before = interpolated_quality(grid_lrs, grid_quality, base)
+        after = interpolated_quality(grid_lrs, grid_quality, pick)
+        rows.append((problem.half, before, after))
+        lines.append(f"  {problem.name:<36} {problem.half:<7} {steps:>4} of {problem.train_steps:>4} "
+                     f"steps: careful {before:.3f}, pick x{pick / base:g} {after:.3f}")
+    for half in HALVES:
+        for index, label in ((1, "careful suggestion"), (2, "short-probe pick")):
+            values = [row[index] for row in rows if row[0] == half]
+            if values:
+                lines.append(f"  {half:<7} {label:<18} {min(values):.3f} / "
+                             f"{geometric_mean(values):.3f}")
+    return "\n".join(lines)
+
+
 def landmarks(o: Outcome) -> dict[str, float]:
     """Rates read off a problem's curves: lrjax's and valley's suggestions, and where the
     careful call's mean validation and training curves bottom out and where it diverges."""
@@ -572,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
                              "saved run with the rules re-read and, with --retrain, retrained)")
     parser.add_argument("--rescore", default=None,
                         help="re-read every rule off the curves saved by --save; no training")
+    parser.add_argument("--probe", type=float, default=None, metavar="FRACTION",
+                        help="with --rescore: also measure a short probe (multiples of the "
+                             "careful suggestion trained FRACTION of the planned steps)")
     parser.add_argument("--retrain", action="store_true",
                         help="with --rescore: TRAIN the re-read suggestions (the saved grid "
                         "stays the truth; about half a full run)")
@@ -603,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"largest gap between a trained suggestion's quality and its grid "
                   f"interpolation: {max(o.interpolation_gap for o in outcomes):.3f}")
         print_report(outcomes, args.markdown, source)
+        if args.probe is not None:
+            print("\n" + short_probe(blobs, args.probe))
         if args.save:  # the saved curves and grid with the re-read (and retrained) rules
             with open(args.save, "w") as f:
                 json.dump(_jsonable({**{k: v for k, v in saved.items() if k != "problems"},
