@@ -570,10 +570,12 @@ def test_fall_blends_the_valley_into_a_validation_turn_and_each_seed_votes():
     assert result.suggest() == pytest.approx(want, rel=1e-9)
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), True, "0.3"])
-def test_valley_weight_is_checked(bad):
+@pytest.mark.parametrize("bad, error", [(-0.1, ValueError), (1.5, ValueError),
+                                        (float("nan"), ValueError), (True, TypeError),
+                                        ("0.3", TypeError)])
+def test_valley_weight_is_checked(bad, error):
     result = result_from_raw(sigmoid_curve(0, noise=0.02))
-    with pytest.raises(ValueError, match="valley_weight"):
+    with pytest.raises(error, match="valley_weight"):
         result.suggest(valley_weight=bad)
     with pytest.raises(ValueError, match="takes no valley_weight"):
         result.suggest("valley", valley_weight=0.5)

@@ -32,7 +32,7 @@ either change, 0.780 / 0.934 with the noisy-curve valley, 0.799 / 0.938 with bot
 ``w = 0.25`` (0.5: 0.799 / 0.931, 0.75: 0.710 / 0.916, 0 with the switch: 0.780 /
 0.934); of the careful call
 (validation turn) 0.616 / 0.930, then 0.799 / 0.967 at ``w = 0.25`` with the switch
-(0.5: 0.799 / 0.959). ``valley_weight=0`` gives the rule's own reading.
+(0.5: 0.799 / 0.958). ``valley_weight=0`` gives the rule's own reading.
 
 References:
     fastai ``lr_find``; torch-lr-finder ``LRFinder.plot``; see ``lrjax.finder.suggest.rules``.
@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from lrjax._engine.checks import check_static
 from lrjax.finder.suggest.rules import _READERS, SUGGESTERS, _minimum, _slide_reader
 from lrjax.finder.suggest.curve import (
     Reading,
@@ -265,12 +266,8 @@ def _blend_valley(lrs: np.ndarray, row: np.ndarray, diverged: int, steps: int) -
 
 
 def _valley_weight(value: float | None) -> float:
-    if value is None:
-        return VALLEY_WEIGHT
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or \
-            not 0 <= value <= 1:
-        raise ValueError(f"valley_weight must be a number in [0, 1], got {value!r}.")
-    return float(value)
+    return VALLEY_WEIGHT if value is None else check_static("valley_weight", value, low=0.0,
+                                                              high=1.0)
 
 
 def _with_valley(reading: Reading, valley: Reading, weight: float, noisy: bool) -> Reading:
