@@ -592,4 +592,27 @@ def make_problems() -> list[Problem]:
     add("wine-mlp-adamw-cosine", "classification", mlp((13, 64, 3)), "MLP 13-64-3",
         functools.partial(optax.adamw, weight_decay=1e-2), "AdamW wd 1e-2",
         _split(wine.data, wine.target, 90, 30, 1, False), 30, 600, HELDOUT, schedule="cosine")
+
+    # ---- fourth batch: held-out only, written and committed before any of it ran ----
+    # A fresh check of the optimizer-class factor (the constant-rate suggestion for an
+    # optimizer whose step grows with the gradient), chosen on the development half after
+    # the first 28 problems had all been seen: gradient-proportional optimizers (SGD with
+    # momentum, Nesterov, SGDW) on model kinds the factor was not chosen on (a CNN, a
+    # transformer, a GRU) and an MLP, all at a constant rate.
+    add("digits-cnn-momentum", "classification", small_cnn(), "CNN 8x8 (8, 16 ch)", momentum,
+        "SGD momentum 0.9", _split(dx, dy, 1200, 200, 6, False), 64, 400, HELDOUT,
+        family="cnn")
+    add("cancer-mlp-sgdw-nesterov", "classification", mlp((30, 32, 2)), "MLP 30-32-2",
+        functools.partial(lrjax.sgdw, momentum=0.9, nesterov=True, weight_decay=1e-4),
+        "SGDW Nesterov 0.9 wd 1e-4", _split(cancer.data, cancer.target, 300, 100, 3, False),
+        32, 400, HELDOUT)
+    sort6_x, sort6_y = sequence_task("sort", 5500, 6, 8, seed=16)
+    add("sort-transformer-momentum", "classification", transformer(8, 6, 32, 2, 1, 8),
+        "transformer 1 layer d32 2 heads", momentum, "SGD momentum 0.9",
+        _split_raw(sort6_x, sort6_y, 4000, 500, False), 32, 400, HELDOUT,
+        family="transformer")
+    first6_x, first6_y = sequence_task("first", 5500, 6, 8, seed=17)
+    add("first-gru-momentum", "classification", recurrent("gru", 8, 24, 8, vocab=8),
+        "GRU 24 (memory, 6 steps)", momentum, "SGD momentum 0.9",
+        _split_raw(first6_x, first6_y, 4000, 500, False), 32, 300, HELDOUT, family="rnn")
     return problems

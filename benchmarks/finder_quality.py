@@ -34,6 +34,12 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   (300), circles-mlp-adam-cosine (800, cosine, 200 rows); heldout:
   regression-mlp-nesterov-long (1000), synthclass-mlp-momentum-long (800),
   adding-lstm-adam (300), wine-mlp-adamw-cosine (600, cosine, 90 rows).
+* **fourth batch** (held-out only, 4), written and committed before any of it ran, as a
+  fresh check of the optimizer-class factor chosen on the development half after all of
+  the first 28 problems had been seen: gradient-proportional optimizers at a constant
+  rate on model kinds the factor was not chosen on: digits-cnn-momentum (400),
+  cancer-mlp-sgdw-nesterov (400, lrjax.sgdw), sort-transformer-momentum (400),
+  first-gru-momentum (300).
 
 For each problem, on one fixed train/validation/test split:
 
