@@ -146,6 +146,7 @@ import optax
 
 import lrjax
 from lrjax.finder.suggest.curve import truncated_mean
+from lrjax.finder.optimizer_probe import update_scaling
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from finder_problems import DEV, HELDOUT, Problem, make_problems  # noqa: E402
@@ -375,10 +376,19 @@ def saved_train_seeds(saved: dict) -> int:
     return int(match.group(1))
 
 
-def rescore(blob: dict) -> Outcome:
-    """An Outcome from saved curves: every rule re-read, quality interpolated on the grid."""
+def rescore(blob: dict, problem: Problem | None = None) -> Outcome:
+    """An Outcome from saved curves: every rule re-read, quality interpolated on the grid.
+
+    Curves saved before the range test measured the optimizer (``settings`` without
+    ``update_scaling``) get it measured now from ``problem``'s optimizer, as the range
+    test would have.
+    """
     start = time.perf_counter()
     results = {call: lrjax.RangeTestResult.from_dict(blob["curves"][call]) for call in CALLS}
+    for result in results.values():
+        if "update_scaling" not in result.settings and problem is not None:
+            result.settings["update_scaling"] = update_scaling(
+                problem.optimizer, problem.init_fn(jax.random.key(0)))
     meta = blob["meta"]
     grid_lrs = np.asarray(blob["grid_lrs"], np.float64)
     grid_quality = np.asarray(blob["grid_quality"], np.float64)
@@ -643,12 +653,12 @@ def main(argv: list[str] | None = None) -> int:
             saved = json.load(f)
         blobs = [b for b in saved["problems"] if wanted(b["meta"]["name"], b["meta"]["half"])]
         start = time.perf_counter()
-        outcomes = [rescore(b) for b in blobs]
+        problems = {p.name: p for p in make_problems()}
+        outcomes = [rescore(b, problems.get(b["meta"]["name"])) for b in blobs]
         source = "rescored: quality interpolated on the saved grid in log-lr, an approximation " \
                  "to training the rate"
         if args.retrain:
             seeds = saved_train_seeds(saved)
-            problems = {p.name: p for p in make_problems()}
             outcomes = [retrain(o, problems[o.name], seeds) for o in outcomes]
             source = (f"re-read on the saved curves, suggestions trained ({seeds} training "
                       "seeds); the truth is the saved grid")

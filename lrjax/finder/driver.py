@@ -116,6 +116,7 @@ from lrjax.finder.program import (
     _unpack,
 )
 from lrjax.finder.result import RangeTestResult
+from lrjax.finder.optimizer_probe import cached_update_scaling
 from lrjax._engine.checks import as_prng_key, check_flag
 from lrjax._engine.execution import check_execution, run_host
 from lrjax._engine.processes import fetch
@@ -266,7 +267,9 @@ def range_test(
     values, static_names = ({}, ()) if sweep is None else _check_sweep(sweep, optimizer)
     settings = dict(min_lr=lo, max_lr=hi, num_steps=int(num_steps), mode=mode,
                     smoothing=beta, diverge_threshold=threshold,
-                    accumulation_steps=int(accumulation_steps))
+                    accumulation_steps=int(accumulation_steps),
+                    update_scaling=cached_update_scaling(
+                        optimizer, _probe_params(model, init_fn, key)))
     run = functools.partial(_range_test, loss_fn, model, data=data, key=key, init_fn=init_fn,
                             val_data=val_data, progress=progress, eval_fn=eval_fn,
                             options=options, settings=settings)
@@ -279,6 +282,19 @@ def range_test(
     parts = [run(functools.partial(optimizer, **point), traced)
              for point in _static_points(values, static_names)]
     return _join_static(parts, values, static_names, num_seeds)
+
+
+def _probe_params(model: PureModel, init_fn: Any, key: jax.Array) -> Any:
+    """The trainable params' shapes for the optimizer probe: ``params``, or what
+    ``init_fn`` would return (``jax.eval_shape``: nothing runs); ``None`` if unknown."""
+    if model.params is not None:
+        return model.params
+    if init_fn is None:
+        return None
+    try:
+        return jax.eval_shape(lambda k: model.split(init_fn(k))[0], key)
+    except Exception:  # noqa: BLE001 - the plan reports a bad init_fn; the probe just skips
+        return None
 
 
 def _range_test(loss_fn: LossFn, model: PureModel, optimizer: OptimizerFactory,

@@ -105,7 +105,9 @@ class RangeTestResult:
         aux: the stacked aux pytree (``has_aux``), or ``None``.
         batch_axes: names of the leading axes (sweep names, then ``"seed"``).
         sweep: ``{name: values}`` of a sweep, or ``None``.
-        settings: ``min_lr``, ``max_lr``, ``num_steps``, ``mode``, ``smoothing``, ...
+        settings: ``min_lr``, ``max_lr``, ``num_steps``, ``mode``, ``smoothing``,
+            ``update_scaling`` (how the optimizer's step grows with the gradient: 1 for
+            SGD, 0 for Adam; ``lrjax.finder.optimizer_probe``), ...
 
     Example:
         >>> result = lrjax.range_test(loss_fn, params, optax.sgd, batches)  # doctest: +SKIP
@@ -188,6 +190,7 @@ class RangeTestResult:
         divisor: float | None = None,
         tolerance: float | None = None,
         valley_weight: float | None = None,
+        sgd_factor: float | None = None,
         skip_start: int | None = None,
         skip_end: int | None = None,
         lr_diff: int | None = None,
@@ -230,6 +233,15 @@ class RangeTestResult:
                 ``[0, 1]`` (default 0.25; 0 gives the turn or fall reading alone). A
                 training curve too noisy to read gives the valley alone, whatever ``w``
                 (``lrjax.finder.suggest.vote``).
+            sgd_factor: ``fall``: for an optimizer whose step grows in proportion to the
+                gradient (SGD, momentum, Nesterov, SGDW, Adagrad at its start; the range
+                test measures it, ``settings["update_scaling"] > 0.5``, see
+                ``lrjax.finder.optimizer_probe``), the constant rate is this factor times
+                the reading, at most ``max_lr`` (default 4; 1 gives the reading). Not
+                applied to adaptive optimizers (Adam, AdamW, RMSProp, Lion, ...), to a
+                linear ramp, to a training curve too noisy to read, nor by
+                :meth:`peak_lr`; nor to a result without that setting (built by hand or
+                saved before lrjax measured it).
             skip_start: the peers' rules: points dropped at the start (default
                 ``num_steps // 10``; 10 for ``steepest``).
             skip_end: the peers' rules: recorded points dropped at the end (default 5).
@@ -260,7 +272,7 @@ class RangeTestResult:
         options = _suggest_result.rule_options(method, {
             "fraction": fraction, "half_width": half_width, "train_steps": train_steps,
             "divisor": divisor, "tolerance": tolerance, "valley_weight": valley_weight,
-            "skip_start": skip_start,
+            "sgd_factor": sgd_factor, "skip_start": skip_start,
             "skip_end": skip_end, "lr_diff": lr_diff, "thresh": thresh,
             "adjust_value": adjust_value}, unknown)
         readings = _suggest_result.read_result(self, method, **options)
@@ -357,7 +369,8 @@ class RangeTestResult:
             Smith & Topin, "Super-Convergence", 2017 (one-cycle's peak from the range test);
             Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017.
         """
-        lr = self.suggest(per_curve=per_curve)
+        # The SGD factor is for constant rates; the peak factor was chosen without it.
+        lr = self.suggest(per_curve=per_curve, sgd_factor=1.0)
         factor = 1.0 if _suggest_result.reads_validation(self) else _suggest_result.PEAK_FACTOR
         return lr * factor if per_curve else float(lr * factor)
 

@@ -70,7 +70,8 @@ from lrjax.finder.suggest.turn_rule import read_turn
 _PEER_OPTIONS = ("skip_start", "skip_end")
 #: The options each rule takes through ``RangeTestResult.suggest()`` (keyword-only).
 RULE_OPTIONS: dict[str, tuple[str, ...]] = {
-    "fall": ("fraction", "half_width", "train_steps", "divisor", "tolerance", "valley_weight"),
+    "fall": ("fraction", "half_width", "train_steps", "divisor", "tolerance", "valley_weight",
+             "sgd_factor"),
     "valley": _PEER_OPTIONS,
     "slide": (*_PEER_OPTIONS, "lr_diff", "thresh", "adjust_value"),
     "steep": _PEER_OPTIONS,
@@ -79,6 +80,11 @@ RULE_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 #: The weight of fastai's ``valley`` in ``fall``'s reading (a weighted geometric mean).
 VALLEY_WEIGHT = 0.25
+#: ``fall``'s constant rate for an optimizer whose step grows with the gradient, over the
+#: reading (see the module docstring: chosen on the finder benchmark's development half).
+SGD_FACTOR = 4.0
+#: ``settings["update_scaling"]`` above this: the optimizer steps like SGD.
+GRADIENT_PROPORTIONAL = 0.5
 # The fewest finite points whose noise can be measured (a residual needs 2 + 2 neighbours).
 _MIN_NOISE_POINTS = 5
 
@@ -201,6 +207,7 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
         _check_training_noise(log_spaced(lrs, train), steps)
         return readings
     weight = _valley_weight(kwargs.pop("valley_weight", None))
+    factor = _sgd_factor(result, kwargs.pop("sgd_factor", None), lrs)
     # fastai's valley on each curve's EMA (as the peer reads it): blended into every
     # reading, and the reading itself where the training curves are too noisy.
     valleys = [_blend_valley(lrs, row, int(d), steps) for row, d in zip(
@@ -236,7 +243,10 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
             unread.append(reading.failed)
         if reading is None or reading.failed is not None:
             reading = read_fall(lrs, row, share, num_steps=steps, **kwargs)
-        readings.append(_with_valley(reading, valleys[index], weight, noisy_train is not None))
+        reading = _with_valley(reading, valleys[index], weight, noisy_train is not None)
+        if noisy_train is None and reading.failed is None and factor != 1.0:
+            reading = Reading(min(reading.lr * factor, float(lrs[-1])), None)
+        readings.append(reading)
     if unread:  # e.g. val_losses all NaN (an eval_fn that fails): never silently
         warnings.warn(
             f"fall: {len(unread)} of {len(readings)} validation curves could not be read "
@@ -268,6 +278,17 @@ def _blend_valley(lrs: np.ndarray, row: np.ndarray, diverged: int, steps: int) -
 def _valley_weight(value: float | None) -> float:
     return VALLEY_WEIGHT if value is None else check_static("valley_weight", value, low=0.0,
                                                               high=1.0)
+
+
+def _sgd_factor(result: Any, value: float | None, lrs: np.ndarray) -> float:
+    """The factor on ``fall``'s readings: ``sgd_factor`` (default ``SGD_FACTOR``) where the
+    range test measured an optimizer that steps like SGD on a log-spaced ramp, else 1."""
+    factor = SGD_FACTOR if value is None else check_static("sgd_factor", value, low=0.0,
+                                                             low_open=True)
+    scaling = result.settings.get("update_scaling") if result.settings else None
+    if scaling is None or not scaling > GRADIENT_PROPORTIONAL or _log_grid(lrs) is not None:
+        return 1.0
+    return factor
 
 
 def _with_valley(reading: Reading, valley: Reading, weight: float, noisy: bool) -> Reading:

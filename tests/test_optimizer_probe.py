@@ -1,0 +1,161 @@
+"""The optimizer probe (how the step grows with the gradient) and fall's SGD factor."""
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from test_suggest import LRS, ref_fall, result_from_raw, sigmoid_curve
+
+import lrjax
+from lrjax.finder.suggest.curve import recorded_curve
+from lrjax.finder.optimizer_probe import update_scaling
+
+PARAMS = {"w": jnp.zeros((30, 16)), "b": jnp.zeros(16)}
+
+
+def ref_first_steps(kind, g, steps=8, b1=0.9, b2=0.999, eps=1e-8, momentum=0.9):
+    """numpy reference of the 8th update from a fresh state, the same g fed every step:
+    SGD (Robbins & Monro), heavy ball (optax.trace: m = g + momentum m), Adam (Kingma &
+    Ba 2015, Algorithm 1)."""
+    m, v = np.zeros_like(g), np.zeros_like(g)
+    for t in range(1, steps + 1):
+        if kind == "sgd":
+            u = g
+        elif kind == "momentum":
+            m = g + momentum * m
+            u = m
+        else:
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            u = (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    return u
+
+
+@pytest.mark.parametrize("kind, factory", [
+    ("sgd", optax.sgd), ("momentum", functools.partial(optax.sgd, momentum=0.9)),
+    ("adam", optax.adam)])
+def test_exponent_matches_the_numpy_reference(kind, factory):
+    """The exponent is log2 of |u(2g) - u(0)| / |u(g) - u(0)| (u(0) = 0 for these three),
+    computed here on the numpy reference of each optimizer with its own g."""
+    rng = np.random.default_rng(1)
+    g = rng.standard_normal(64) * 1e-3
+    ref = math.log2(np.linalg.norm(ref_first_steps(kind, 2 * g))
+                    / np.linalg.norm(ref_first_steps(kind, g)))
+    got = update_scaling(factory, {"w": jnp.zeros(64)})
+    assert got == pytest.approx(ref, abs=2e-3)
+    assert got == pytest.approx({"sgd": 1.0, "momentum": 1.0, "adam": 0.0}[kind], abs=2e-3)
+
+
+@pytest.mark.parametrize("factory, proportional", [
+    (optax.sgd, True),
+    (functools.partial(optax.sgd, momentum=0.9, nesterov=True), True),
+    (lrjax.sgdw, True),  # decoupled decay: u(0) = wd * p cancels out
+    (functools.partial(optax.sgd, momentum=0.9), True),
+    (optax.contrib.schedule_free_sgd, True),
+    (optax.adamw, False), (lrjax.adamw, False), (optax.radam, False),  # RAdam: 8 steps in
+    (optax.amsgrad, False), (optax.rmsprop, False), (optax.lion, False), (optax.lamb, False),
+    (optax.lars, False), (optax.adafactor, False), (optax.contrib.schedule_free_adamw, False),
+    (lambda learning_rate: optax.chain(optax.clip_by_global_norm(1.0),
+                                       optax.sgd(learning_rate, momentum=0.9)), True),
+])
+def test_sgd_family_and_adaptive_optimizers_are_told_apart(factory, proportional):
+    got = update_scaling(factory, PARAMS)
+    assert got is not None and (got > 0.5) == proportional, got
+
+
+def test_probe_never_reads_or_changes_the_users_params():
+    params = {"w": jnp.full((3,), jnp.nan), "b": np.ones(2, np.float32)}
+    before = np.asarray(params["b"]).copy()
+    assert update_scaling(optax.sgd, params) == 1.0  # NaN values: only shapes are used
+    np.testing.assert_array_equal(params["b"], before)
+    shapes = jax.eval_shape(lambda: {"w": jnp.zeros((4, 2))})
+    assert update_scaling(optax.adam, shapes) == 0.0  # ShapeDtypeStructs are enough
+
+
+@pytest.mark.parametrize("factory, params", [
+    (lambda learning_rate, other: optax.sgd(learning_rate), PARAMS),  # needs another arg
+    (lambda learning_rate: 1 / 0, PARAMS),  # the factory fails
+    (optax.sgd, {}),  # no parameters
+    (optax.sgd, {"i": jnp.zeros(3, jnp.int32)}),  # no floating parameters
+    (lambda learning_rate: optax.sgd(0.0), PARAMS),  # the update never moves
+])
+def test_unknown_when_it_cannot_be_measured(factory, params):
+    assert update_scaling(factory, params) is None
+
+
+def test_range_test_records_it_for_params_and_for_init_fn():
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    data = (x, x @ np.ones(3, np.float32))
+
+    def loss(p, batch):
+        return jnp.mean((batch[0] @ p["w"] - batch[1]) ** 2)
+
+    params = {"w": jnp.zeros(3)}
+    sgd = lrjax.range_test(loss, params, optax.sgd, data, num_steps=20)
+    adam = lrjax.range_test(loss, params, optax.adam, data, num_steps=20)
+    seeded = lrjax.range_test(loss, None, optax.sgd, data, num_steps=20, num_seeds=2,
+                              init_fn=lambda k: {"w": jax.random.normal(k, (3,))})
+    assert (sgd.settings["update_scaling"], adam.settings["update_scaling"],
+            seeded.settings["update_scaling"]) == (1.0, 0.0, 1.0)
+    back = lrjax.RangeTestResult.from_json(sgd.to_json())
+    assert back.settings["update_scaling"] == 1.0
+
+
+# ---- fall's SGD factor --------------------------------------------------------------------
+def _with_scaling(result, scaling):
+    return dataclasses.replace(result, settings={**result.settings, "update_scaling": scaling})
+
+
+def test_sgd_factor_multiplies_the_blended_reading_for_sgd_only():
+    """suggest() = 4 x (fall**0.75 * valley**0.25) for an optimizer measured SGD-like;
+    the reading itself for an adaptive one or one not measured."""
+    train = sigmoid_curve(0, noise=0.02)
+    train[56:] = np.nan
+    plain = result_from_raw(train)
+    fall = ref_fall(LRS, train, 0.3, 3)
+    x, y = recorded_curve(LRS, np.asarray(plain.smoothed_losses), plain.diverged_at)
+    valley = lrjax.finder.suggest.suggest_valley(x, y, num_steps=LRS.size)
+    blended = fall ** 0.75 * valley ** 0.25
+    sgd, adam = _with_scaling(plain, 1.0), _with_scaling(plain, 0.0)
+    assert plain.suggest() == pytest.approx(blended, rel=1e-9)  # not measured: no factor
+    assert adam.suggest() == pytest.approx(blended, rel=1e-9)
+    assert sgd.suggest() == pytest.approx(4 * blended, rel=1e-9)
+    assert sgd.suggest(sgd_factor=1) == pytest.approx(blended, rel=1e-9)
+    assert sgd.suggest(sgd_factor=2.5) == pytest.approx(2.5 * blended, rel=1e-9)
+    assert sgd.suggest(valley_weight=0) == pytest.approx(4 * fall, rel=1e-9)
+    # never past the ramp's end
+    assert sgd.suggest(sgd_factor=1e9) == pytest.approx(LRS[-1])
+    # the peers' rules and the schedule peak are unchanged
+    assert sgd.suggest("valley") == adam.suggest("valley")
+    assert sgd.peak_lr() == pytest.approx(adam.peak_lr(), rel=1e-12)
+    np.testing.assert_allclose(sgd.suggest(per_curve=True), 4 * adam.suggest(per_curve=True))
+
+
+def test_sgd_factor_is_not_applied_on_a_linear_ramp_nor_a_noisy_curve():
+    lrs = np.linspace(1e-4, 1.0, 60)
+    raw = 1 + 2 / (1 + np.exp((lrs - 0.3) / 0.05)) + np.random.default_rng(0).normal(0, 0.01, 60)
+    linear = lrjax.RangeTestResult(lrs=lrs, losses=raw, smoothed_losses=raw, diverged_at=None,
+                                   settings={"update_scaling": 1.0})
+    assert linear.suggest() == lrjax.finder.suggest.suggest_fall(lrs, raw)
+    noise = 1 + np.random.default_rng(3).normal(0, 0.3, LRS.size)
+    noisy = result_from_raw(noise)
+    with pytest.warns(lrjax.UnreadableCurveWarning):
+        want = noisy.suggest()
+    with pytest.warns(lrjax.UnreadableCurveWarning):
+        assert _with_scaling(noisy, 1.0).suggest() == want
+
+
+@pytest.mark.parametrize("bad, error", [(0.0, ValueError), (-2.0, ValueError),
+                                        (float("nan"), ValueError), (True, TypeError),
+                                        ("4", TypeError)])
+def test_sgd_factor_is_checked(bad, error):
+    result = _with_scaling(result_from_raw(sigmoid_curve(0, noise=0.02)), 1.0)
+    with pytest.raises(error, match="sgd_factor"):
+        result.suggest(sgd_factor=bad)
+    with pytest.raises(ValueError, match="takes no sgd_factor"):
+        result.suggest("valley", sgd_factor=2.0)
