@@ -146,7 +146,7 @@ import optax
 
 import lrjax
 from lrjax.finder.suggest.curve import truncated_mean
-from lrjax.finder.optimizer_probe import update_scaling
+from lrjax.finder import update_scaling
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from finder_problems import DEV, HELDOUT, Problem, make_problems  # noqa: E402

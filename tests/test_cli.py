@@ -1,5 +1,6 @@
 """Tests of the ``lrjax`` command, run in-process through ``lrjax.cli.main``."""
 
+import dataclasses
 import inspect
 import io
 import json
@@ -282,6 +283,20 @@ def test_report_names_the_axes_and_shows_the_raw_minimum(fake_run, capsys):
     assert bottom <= np.nanmin(fake_run.losses_before_divergence())
     assert "learning rate (log scale)" in out and "• smoothed loss   · raw loss" in out
     assert "minimum/10" in out  # the minimum rule says what it suggests
+
+
+@pytest.mark.parametrize("scaling, mode, says", [(1.0, "exp", True), (0.0, "exp", False),
+                                                 (None, "exp", False), (1.0, "linear", False)])
+def test_report_says_when_fall_carries_the_sgd_factor(monkeypatch, capsys, scaling, mode, says):
+    result = synthetic_result()
+    result = dataclasses.replace(result, settings={**result.settings, "mode": mode,
+                                                   "update_scaling": scaling})
+    monkeypatch.setattr(find_command, "_run_range_test", lambda *args: result)
+    status, out, err = run(["find", *FAST, "--optimizer", "sgd"], capsys)
+    assert status == 0, err
+    assert ("(fall includes x4: sgd steps in proportion to the gradient)" in out) == says
+    if says:  # the printed fall is the factor times the reading
+        assert f"{4 * result.suggest(sgd_factor=1):.3e}" in out
 
 
 class FakeTerminal:

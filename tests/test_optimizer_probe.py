@@ -13,7 +13,7 @@ from test_suggest import LRS, ref_fall, result_from_raw, sigmoid_curve
 
 import lrjax
 from lrjax.finder.suggest.curve import recorded_curve
-from lrjax.finder.optimizer_probe import update_scaling
+from lrjax.finder import update_scaling
 
 PARAMS = {"w": jnp.zeros((30, 16)), "b": jnp.zeros(16)}
 
@@ -136,18 +136,23 @@ def test_sgd_factor_multiplies_the_blended_reading_for_sgd_only():
     np.testing.assert_allclose(sgd.suggest(per_curve=True), 4 * adam.suggest(per_curve=True))
 
 
-def test_sgd_factor_is_not_applied_on_a_linear_ramp_nor_a_noisy_curve():
+def test_sgd_factor_is_not_applied_on_a_linear_ramp():
     lrs = np.linspace(1e-4, 1.0, 60)
     raw = 1 + 2 / (1 + np.exp((lrs - 0.3) / 0.05)) + np.random.default_rng(0).normal(0, 0.01, 60)
     linear = lrjax.RangeTestResult(lrs=lrs, losses=raw, smoothed_losses=raw, diverged_at=None,
                                    settings={"update_scaling": 1.0})
     assert linear.suggest() == lrjax.finder.suggest.suggest_fall(lrs, raw)
-    noise = 1 + np.random.default_rng(3).normal(0, 0.3, LRS.size)
-    noisy = result_from_raw(noise)
+
+
+def test_sgd_factor_applies_to_the_valley_read_on_a_noisy_curve():
+    """On a curve too noisy to read, fall's documented fallback is valley (with the
+    warning); the factor is about the optimizer, so an SGD curve gets 4 x valley."""
+    noisy = result_from_raw(1 + np.random.default_rng(3).normal(0, 0.3, LRS.size))
+    valley = noisy.suggest("valley")
     with pytest.warns(lrjax.UnreadableCurveWarning):
-        want = noisy.suggest()
+        assert noisy.suggest() == pytest.approx(valley)
     with pytest.warns(lrjax.UnreadableCurveWarning):
-        assert _with_scaling(noisy, 1.0).suggest() == want
+        assert _with_scaling(noisy, 1.0).suggest() == pytest.approx(min(4 * valley, LRS[-1]))
 
 
 @pytest.mark.parametrize("bad, error", [(0.0, ValueError), (-2.0, ValueError),
@@ -159,3 +164,36 @@ def test_sgd_factor_is_checked(bad, error):
         result.suggest(sgd_factor=bad)
     with pytest.raises(ValueError, match="takes no sgd_factor"):
         result.suggest("valley", sgd_factor=2.0)
+
+
+def test_range_test_records_it_for_nnx_and_equinox_models():
+    """The probe sees the trainable arrays lrjax splits out of a model (given or made by
+    init_fn), as the optimizer does."""
+    nnx = pytest.importorskip("flax.nnx")
+    eqx = pytest.importorskip("equinox")
+    x = np.random.default_rng(0).normal(size=(10, 8, 4)).astype(np.float32)
+    data = (x, x.sum(-1, keepdims=True))
+
+    class Model(nnx.Module):
+        def __init__(self, rngs):
+            self.dense = nnx.Linear(4, 1, rngs=rngs)
+
+        def __call__(self, inputs):
+            return self.dense(inputs)
+
+    def nnx_loss(model, batch):
+        return jnp.mean((model(batch[0]) - batch[1]) ** 2)
+
+    def eqx_loss(model, batch):
+        return jnp.mean((jax.vmap(model)(batch[0]) - batch[1]) ** 2)
+
+    got = [
+        lrjax.range_test(nnx_loss, Model(nnx.Rngs(0)), optax.sgd, data, num_steps=10),
+        lrjax.range_test(nnx_loss, None, optax.adam, data, num_steps=10, num_seeds=2,
+                         init_fn=lambda k: Model(nnx.Rngs(k))),
+        lrjax.range_test(eqx_loss, eqx.nn.Linear(4, 1, key=jax.random.key(0)), optax.adam,
+                         data, num_steps=10),
+        lrjax.range_test(eqx_loss, None, optax.sgd, data, num_steps=10, num_seeds=2,
+                         init_fn=lambda k: eqx.nn.Linear(4, 1, key=k)),
+    ]
+    assert [r.settings["update_scaling"] for r in got] == [1.0, 0.0, 0.0, 1.0]

@@ -20,13 +20,16 @@ import numpy as np
 from lrjax._engine.factory_checks import _memo
 
 # The probe's gradient: a fixed pseudo-random direction of per-coordinate scale 1e-3, and
-# twice that. A global-norm clip of 1 stays off below 250k parameters; Adam's and RMSProp's
-# eps (1e-8, inside or outside the square root) are small against it.
+# twice that. A global-norm clip of 1 stays off unless the probe's parameters (each axis cut
+# to _MAX_AXIS) number 250k; Adam's and RMSProp's eps (1e-8, inside or outside the square
+# root) are small against it.
 _SCALE = 1e-3
 _RATIO = 2.0
 # Steps fed before the update is measured: RAdam takes plain momentum steps until its
 # variance estimate is usable (about 5 steps); Adagrad's and Yogi's start values fade.
 _STEPS = 8
+# Each axis of the probe's parameters is cut to this length (a big model's probe stays small).
+_MAX_AXIS = 64
 # The probe's parameter values (the user's are never read: some optimizers scale by them).
 _PARAM_VALUE = 0.1
 
@@ -41,12 +44,12 @@ def cached_update_scaling(optimizer: Any, params: Any) -> float | None:
 
 
 def update_scaling(optimizer: Any, params: Any) -> float | None:
-    """The exponent ``p`` of the first update's growth with the gradient, ``|du| ~ c**p``.
+    """The exponent ``p`` of an optimizer's step's growth with the gradient: ``|du| ~ c**p``.
 
     From a fresh state, the 8th update ``u(g)`` when the same gradient is fed 8 times,
     for the gradients ``0``, ``g`` and ``2 g`` (``g`` a fixed pseudo-random direction of
-    per-coordinate scale 1e-3; parameters of the user's shapes and dtypes filled with 0.1,
-    not updated; ``learning_rate=1``):
+    per-coordinate scale 1e-3; parameters of the user's tree, ranks and dtypes, each axis
+    cut to 64 entries, filled with 0.1 and not updated; ``learning_rate=1``)::
 
         p = log(|u(2g) - u(0)| / |u(g) - u(0)|) / log(2)
 
@@ -73,6 +76,11 @@ def update_scaling(optimizer: Any, params: Any) -> float | None:
         1.0
         >>> update_scaling(optax.adam, {"w": jnp.zeros(3)})
         0.0
+
+    References:
+        Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015 (section
+        2.1: Adam's step does not depend on the gradient's scale); Smith, "Cyclical Learning Rates for Training Neural Networks", WACV
+        2017 (the range test, with SGD).
     """
     try:
         return _measure(optimizer, params)
@@ -109,7 +117,9 @@ def _measure(optimizer: Any, params: Any) -> float | None:
 
 
 def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(getattr(x, "shape", np.shape(x)))
+    """The leaf's shape with each axis cut to ``_MAX_AXIS``: the probe costs kilobytes on a
+    model of any size, and keeps each leaf's rank (what per-layer rules look at)."""
+    return tuple(min(int(d), _MAX_AXIS) for d in getattr(x, "shape", np.shape(x)))
 
 
 def _dtype(x: Any) -> np.dtype:

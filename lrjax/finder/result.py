@@ -107,7 +107,7 @@ class RangeTestResult:
         sweep: ``{name: values}`` of a sweep, or ``None``.
         settings: ``min_lr``, ``max_lr``, ``num_steps``, ``mode``, ``smoothing``,
             ``update_scaling`` (how the optimizer's step grows with the gradient: 1 for
-            SGD, 0 for Adam; ``lrjax.finder.optimizer_probe``), ...
+            SGD, 0 for Adam; :func:`lrjax.finder.update_scaling`), ...
 
     Example:
         >>> result = lrjax.range_test(loss_fn, params, optax.sgd, batches)  # doctest: +SKIP
@@ -236,12 +236,12 @@ class RangeTestResult:
             sgd_factor: ``fall``: for an optimizer whose step grows in proportion to the
                 gradient (SGD, momentum, Nesterov, SGDW, Adagrad at its start; the range
                 test measures it, ``settings["update_scaling"] > 0.5``, see
-                ``lrjax.finder.optimizer_probe``), the constant rate is this factor times
-                the reading, at most ``max_lr`` (default 4; 1 gives the reading). Not
-                applied to adaptive optimizers (Adam, AdamW, RMSProp, Lion, ...), to a
-                linear ramp, to a training curve too noisy to read, nor by
-                :meth:`peak_lr`; nor to a result without that setting (built by hand or
-                saved before lrjax measured it).
+                :func:`lrjax.finder.update_scaling`), the constant rate is this factor times
+                the reading (the valley fallback too, on a noisy curve), at most the
+                ramp's last rate (default 4; 1 gives the reading). Not applied to
+                adaptive optimizers (Adam, AdamW, RMSProp, Lion, ...), to a linear ramp,
+                nor by :meth:`peak_lr`; nor to a result without that setting (built by
+                hand or saved before lrjax measured it: set it to 1.0 for SGD).
             skip_start: the peers' rules: points dropped at the start (default
                 ``num_steps // 10``; 10 for ``steepest``).
             skip_end: the peers' rules: recorded points dropped at the end (default 5).
