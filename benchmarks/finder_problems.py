@@ -615,4 +615,33 @@ def make_problems() -> list[Problem]:
     add("first-gru-momentum", "classification", recurrent("gru", 8, 24, 8, vocab=8),
         "GRU 24 (memory, 6 steps)", momentum, "SGD momentum 0.9",
         _split_raw(first6_x, first6_y, 4000, 500, False), 32, 300, HELDOUT, family="rnn")
+
+    # ---- fifth batch: SGD-family schedules, split 3 / 3 before any of it ran ----
+    # The SGD factor made suggest() (4x the reading) larger than peak_lr() (2x) for an
+    # optimizer that steps like SGD; the development half had one SGD schedule (the cosine
+    # LSTM, a lottery) to decide the peak on. Three more per half, one-cycle and cosine,
+    # plain SGD, momentum, Nesterov and SGDW, committed before any of them ran.
+    add("digits-mlp-momentum-cosine", "classification", mlp((64, 64, 10)), "MLP 64-64-10",
+        momentum, "SGD momentum 0.9", _split(dx, dy, 1200, 200, 7, False), 64, 400, DEV,
+        schedule="cosine")
+    add("cancer-logreg-sgd-onecycle", "classification", linear(30, 2), "logistic regression",
+        optax.sgd, "SGD", _split(cancer.data, cancer.target, 300, 100, 4, False), 32, 300, DEV,
+        schedule="one_cycle")
+    m5x, m5y = datasets.make_moons(3000, noise=0.25, random_state=5)
+    add("moons-mlp-nesterov-cosine", "classification", mlp((2, 32, 32, 2)), "MLP 2-32-32-2",
+        functools.partial(optax.sgd, momentum=0.9, nesterov=True), "SGD Nesterov 0.9",
+        _split(m5x, m5y, 2000, 300, 0, False), 32, 600, DEV, schedule="cosine")
+    add("wine-mlp-momentum-onecycle", "classification", mlp((13, 32, 3)), "MLP 13-32-3",
+        momentum, "SGD momentum 0.9", _split(wine.data, wine.target, 90, 30, 2, False), 30,
+        300, HELDOUT, schedule="one_cycle")
+    add("diabetes-linreg-sgd-cosine", "regression", linear(10, 1), "linear regression",
+        optax.sgd, "SGD", _split(diabetes.data, diabetes.target, 300, 60, 2, True), 32, 400,
+        HELDOUT, schedule="cosine")
+    c5x, c5y = datasets.make_classification(3000, 20, n_informative=10, n_redundant=4,
+                                            n_classes=4, class_sep=0.9, random_state=2)
+    add("synthclass-mlp-sgdw-onecycle", "classification", mlp((20, 64, 64, 4)),
+        "MLP 20-64-64-4",
+        functools.partial(lrjax.sgdw, momentum=0.9, nesterov=True, weight_decay=1e-4),
+        "SGDW Nesterov 0.9 wd 1e-4", _split(c5x, c5y, 2000, 300, 0, False), 64, 500, HELDOUT,
+        schedule="one_cycle")
     return problems

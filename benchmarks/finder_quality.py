@@ -40,6 +40,12 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   rate on model kinds the factor was not chosen on: digits-cnn-momentum (400),
   cancer-mlp-sgdw-nesterov (400, lrjax.sgdw), sort-transformer-momentum (400),
   first-gru-momentum (300).
+* **fifth batch** (3 + 3), SGD-family optimizers used as the PEAK of a schedule, written
+  and split before any of it ran, to decide whether ``peak_lr()`` should carry the SGD
+  factor (the development half had one SGD schedule, the cosine LSTM): dev:
+  digits-mlp-momentum-cosine (400), cancer-logreg-sgd-onecycle (300),
+  moons-mlp-nesterov-cosine (600); heldout: wine-mlp-momentum-onecycle (300),
+  diabetes-linreg-sgd-cosine (400), synthclass-mlp-sgdw-onecycle (500).
 
 For each problem, on one fixed train/validation/test split:
 
