@@ -130,10 +130,27 @@ def test_sgd_factor_multiplies_the_blended_reading_for_sgd_only():
     assert sgd.suggest(valley_weight=0) == pytest.approx(4 * fall, rel=1e-9)
     # never past the ramp's end
     assert sgd.suggest(sgd_factor=1e9) == pytest.approx(LRS[-1])
-    # the peers' rules and the schedule peak are unchanged
+    # the peers' rules are unchanged; the schedule peak is never below the constant rate:
+    # 2 x the reading for Adam, the constant rate 4 x the reading for SGD
     assert sgd.suggest("valley") == adam.suggest("valley")
-    assert sgd.peak_lr() == pytest.approx(adam.peak_lr(), rel=1e-12)
+    assert adam.peak_lr() == pytest.approx(2 * blended, rel=1e-9)
+    assert sgd.peak_lr() == pytest.approx(4 * blended, rel=1e-9) == sgd.suggest()
     np.testing.assert_allclose(sgd.suggest(per_curve=True), 4 * adam.suggest(per_curve=True))
+    np.testing.assert_allclose(sgd.peak_lr(per_curve=True), sgd.suggest(per_curve=True))
+
+
+def test_peak_on_a_validation_turn_is_the_constant_rate_for_sgd():
+    """On a readable validation curve the peak is the turn reading itself for Adam; for an
+    SGD-like optimizer it is suggest(), 4 x that reading, per seed and voted."""
+    rows = [sigmoid_curve(seed, noise=0.02) for seed in (4, 5, 6)]
+    vals = [1 + 2 / (1 + np.exp((np.log10(LRS) + 3.5) / 0.25))
+            + 3 * np.maximum(np.log10(LRS) + 2.0 + 0.1 * k, 0) for k in range(3)]
+    result = result_from_raw(rows, val=vals)
+    adam, sgd = _with_scaling(result, 0.0), _with_scaling(result, 1.0)
+    turns = adam.suggest(per_curve=True)
+    assert adam.peak_lr() == pytest.approx(adam.suggest(), rel=1e-12)
+    np.testing.assert_allclose(sgd.peak_lr(per_curve=True), 4 * turns, rtol=1e-12)
+    assert sgd.peak_lr() == pytest.approx(4 * sorted(turns)[1], rel=1e-12) == sgd.suggest()
 
 
 def test_sgd_factor_is_not_applied_on_a_linear_ramp():

@@ -58,8 +58,8 @@ after the fourth batch below had run in the readable-only form).
 Reported after on the held-out half (interpolated): default 0.707 / 0.948 -> 0.921 /
 0.978, careful 0.858 / 0.969 -> 0.896 / 0.977; on a fourth batch of 4 held-out SGD-family
 problems written before any of it ran (a CNN, an MLP with SGDW, a transformer, a GRU):
-default 0.833 / 0.952 -> 0.964 / 0.986, careful 0.883 / 0.965 -> 0.992 / 0.996. Not
-applied by ``peak_lr()`` (its factor 2 was chosen without it and holds on SGD schedules).
+default 0.833 / 0.952 -> 0.964 / 0.986, careful 0.883 / 0.965 -> 0.992 / 0.996.
+``peak_lr()`` is never below the constant rate this gives (``RangeTestResult.peak_lr``).
 
 References:
     fastai ``lr_find``; torch-lr-finder ``LRFinder.plot``; see ``lrjax.finder.suggest.rules``.
@@ -236,7 +236,7 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
         _check_training_noise(log_spaced(lrs, train), steps)
         return readings
     weight = _valley_weight(kwargs.pop("valley_weight", None))
-    factor = _sgd_factor(result, kwargs.pop("sgd_factor", None), lrs)
+    factor = sgd_factor_of(result, kwargs.pop("sgd_factor", None))
     # fastai's valley on each curve's EMA (as the peer reads it): blended into every
     # reading, and the reading itself where the training curves are too noisy.
     valleys = [_blend_valley(lrs, row, int(d), steps) for row, d in zip(
@@ -309,9 +309,10 @@ def _valley_weight(value: float | None) -> float:
                                                               high=1.0)
 
 
-def _sgd_factor(result: Any, value: float | None, lrs: np.ndarray) -> float:
+def sgd_factor_of(result: Any, value: float | None = None) -> float:
     """The factor on ``fall``'s readings: ``sgd_factor`` (default ``SGD_FACTOR``) where the
     range test measured an optimizer that steps like SGD on a log-spaced ramp, else 1."""
+    lrs = np.asarray(result.lrs, np.float64)
     factor = SGD_FACTOR if value is None else check_static("sgd_factor", value, low=0.0,
                                                              low_open=True)
     scaling = result.settings.get("update_scaling") if result.settings else None
