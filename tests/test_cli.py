@@ -289,8 +289,10 @@ def test_report_names_the_axes_and_shows_the_raw_minimum(fake_run, capsys):
                                                  (None, "exp", False), (1.0, "linear", False)])
 def test_report_says_when_fall_carries_the_sgd_factor(monkeypatch, capsys, scaling, mode, says):
     result = synthetic_result()
-    result = dataclasses.replace(result, settings={**result.settings, "mode": mode,
-                                                   "update_scaling": scaling})
+    lrs = (result.lrs if mode == "exp" else
+           np.linspace(result.lrs[0], result.lrs[-1], result.lrs.size))  # no factor there
+    result = dataclasses.replace(result, lrs=lrs, settings={
+        **result.settings, "mode": mode, "update_scaling": scaling})
     monkeypatch.setattr(find_command, "_run_range_test", lambda *args: result)
     status, out, err = run(["find", *FAST, "--optimizer", "sgd"], capsys)
     assert status == 0, err

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, TextIO
 import numpy as np
 
 from lrjax.finder.suggest.readability_check import UnreadableCurveWarning, noisy_message
-from lrjax.finder.suggest.vote import GRADIENT_PROPORTIONAL, SGD_FACTOR
+from lrjax.finder.suggest.vote import sgd_factor_of
 from lrjax.plot.terminal import UNICODE_GLYPHS, loss_limits, rule_label, text_plot
 
 TABLE_ROWS = 8
@@ -101,13 +101,6 @@ def can_draw_unicode(stream: TextIO) -> bool:
     return True
 
 
-def _steps_like_sgd(result: Any) -> bool:
-    """Whether ``fall``'s reading carries the SGD factor (``lrjax.finder.suggest.vote``)."""
-    scaling = result.settings.get("update_scaling")
-    return (scaling is not None and scaling > GRADIENT_PROPORTIONAL
-            and result.settings.get("mode", "exp") == "exp")  # not on a linear ramp
-
-
 def format_report(
     result: Any, findings: Findings, args: argparse.Namespace, seconds: float, ascii_only: bool
 ) -> str:
@@ -148,8 +141,9 @@ def format_report(
         )
         chosen = "  <- --suggest" if method == args.suggest else ""
         lines.append(f"{rule_label(method):>14}  {value:.3e}{spread}{chosen}")
-    if _steps_like_sgd(result):
-        lines.append(f"{'':>14}  (fall includes x{SGD_FACTOR:g}: {args.optimizer} steps in "
+    factor = sgd_factor_of(result)  # 1 unless the optimizer steps like SGD (log ramp)
+    if factor != 1.0:
+        lines.append(f"{'':>14}  (fall includes x{factor:g}: {args.optimizer} steps in "
                      "proportion to the gradient)")
     base_lr, max_lr = findings.cyclical_bounds
     lines.append(f"{'cyclic bounds':>14}  {base_lr:.3e} .. {max_lr:.3e}  (base_lr .. max_lr)")

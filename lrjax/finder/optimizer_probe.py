@@ -26,8 +26,9 @@ from lrjax._engine.factory_checks import _memo
 _SCALE = 1e-3
 _RATIO = 2.0
 # Steps fed before the update is measured: RAdam takes plain momentum steps until its
-# variance estimate is usable (about 5 steps); Adagrad's and Yogi's start values fade.
-_STEPS = 8
+# variance estimate is usable (its rho_t passes 5 at step 6); Adagrad's and Yogi's start
+# values fade.
+_STEPS = 6
 # Each axis of the probe's parameters is cut to this length (a big model's probe stays small).
 _MAX_AXIS = 64
 # The probe's parameter values (the user's are never read: some optimizers scale by them).
@@ -46,7 +47,7 @@ def cached_update_scaling(optimizer: Any, params: Any) -> float | None:
 def update_scaling(optimizer: Any, params: Any) -> float | None:
     """The exponent ``p`` of an optimizer's step's growth with the gradient: ``|du| ~ c**p``.
 
-    From a fresh state, the 8th update ``u(g)`` when the same gradient is fed 8 times,
+    From a fresh state, the 6th update ``u(g)`` when the same gradient is fed 6 times,
     for the gradients ``0``, ``g`` and ``2 g`` (``g`` a fixed pseudo-random direction of
     per-coordinate scale 1e-3; parameters of the user's tree, ranks and dtypes, each axis
     cut to 64 entries, filled with 0.1 and not updated; ``learning_rate=1``)::
@@ -79,8 +80,8 @@ def update_scaling(optimizer: Any, params: Any) -> float | None:
 
     References:
         Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015 (section
-        2.1: Adam's step does not depend on the gradient's scale); Smith, "Cyclical Learning Rates for Training Neural Networks", WACV
-        2017 (the range test, with SGD).
+        2.1: Adam's step does not depend on the gradient's scale); Smith, "Cyclical
+        Learning Rates for Training Neural Networks", WACV 2017 (the range test, with SGD).
     """
     try:
         return _measure(optimizer, params)

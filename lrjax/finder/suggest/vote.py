@@ -44,17 +44,18 @@ keeps moving at rates well above where a 100-step ramp's loss falls fastest; its
 sits toward the stability edge. An adaptive step (Adam) is about ``lr`` whatever the
 gradient, and its reading needs no correction. On the finder benchmark's development half
 the SGD-family constant-rate problems' best rates lay 1.3-35x above the careful reading,
-the Adam ones 0.7-2.4x (one GRU's 20x, on a plateau that scores 0.95 from 0.2x to 114x). Chosen there (14 problems, qualities interpolated on 4-seed grids,
-worst / geometric mean, the factor on readable and noisy curves alike): factor 1, 2, 3,
+the Adam ones 0.7-2.4x (one GRU's 20x, on a plateau that scores 0.95 from 0.2x to 114x).
+Chosen there (14 problems, qualities interpolated on 4-seed grids, worst / geometric
+mean, the factor on readable and noisy curves alike): factor 1, 2, 3,
 4, 5, 6, 8, 10, 12 give 0.799 / 0.938, 0.839 / 0.952, 0.856 / 0.960, 0.856 / 0.964,
 0.856 / 0.966, 0.854 / 0.968, 0.856 / 0.972, 0.856 / 0.974, 0.856 / 0.977 for the default
 call and 0.799 / 0.967, 0.839 / 0.977, 0.869 / 0.981, **0.875 / 0.982**, 0.863 / 0.981,
 0.854 / 0.981, 0.875 / 0.981, 0.896 / 0.982, 0.917 / 0.982 for the careful call, which
 collapses past 13 (a plain-SGD least-squares problem diverges: 15 gives 0.707, 20 0.325).
+4 is the smallest factor at the careful call's plateau, a factor 3 below that cliff.
 Applied to readable curves only, 4 gave 0.799 / 0.958 and 0.799 / 0.976: the noisy
 friedman3 regression's valley fallback reads as low as its fall (that extension was made
 after the fourth batch below had run in the readable-only form).
-4 is the smallest factor at the careful call's plateau, a factor 3 below that cliff.
 Reported after on the held-out half (interpolated): default 0.707 / 0.948 -> 0.921 /
 0.978, careful 0.858 / 0.969 -> 0.896 / 0.977; on a fourth batch of 4 held-out SGD-family
 problems written before any of it ran (a CNN, an MLP with SGDW, a transformer, a GRU):
