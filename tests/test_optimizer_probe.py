@@ -183,6 +183,30 @@ def test_sgd_factor_is_checked(bad, error):
         result.suggest("valley", sgd_factor=2.0)
 
 
+def test_range_test_probes_a_swept_factory_at_its_first_point():
+    """A factory that needs the swept argument is probed with its first value (SGD with a
+    swept momentum is SGD-like; Adam with swept b1 is not)."""
+    x = np.random.default_rng(0).normal(size=(20, 8, 3)).astype(np.float32)
+    data = (x, x.sum(-1))
+
+    def loss(p, batch):
+        return jnp.mean((batch[0] @ p["w"] - batch[1]) ** 2)
+
+    def sgd(learning_rate, momentum):  # no default: the probe must pass it
+        return optax.sgd(learning_rate, momentum=momentum)
+
+    def adam(learning_rate, b1):
+        return optax.adam(learning_rate, b1=b1)
+
+    params = {"w": jnp.zeros(3)}
+    swept_sgd = lrjax.range_test(loss, params, sgd, data, num_steps=10,
+                                 sweep={"momentum": [0.0, 0.9]})
+    swept_adam = lrjax.range_test(loss, params, adam, data, num_steps=10,
+                                  sweep={"b1": [0.5, 0.9]})
+    assert swept_sgd.settings["update_scaling"] == 1.0
+    assert swept_adam.settings["update_scaling"] == 0.0
+
+
 def test_range_test_records_it_for_nnx_and_equinox_models():
     """The probe sees the trainable arrays lrjax splits out of a model (given or made by
     init_fn), as the optimizer does."""

@@ -269,7 +269,7 @@ def range_test(
                     smoothing=beta, diverge_threshold=threshold,
                     accumulation_steps=int(accumulation_steps),
                     update_scaling=cached_update_scaling(
-                        optimizer, _probe_params(model, init_fn, key)))
+                        _probe_optimizer(optimizer, values), _probe_params(model, init_fn, key)))
     run = functools.partial(_range_test, loss_fn, model, data=data, key=key, init_fn=init_fn,
                             val_data=val_data, progress=progress, eval_fn=eval_fn,
                             options=options, settings=settings)
@@ -282,6 +282,14 @@ def range_test(
     parts = [run(functools.partial(optimizer, **point), traced)
              for point in _static_points(values, static_names)]
     return _join_static(parts, values, static_names, num_seeds)
+
+
+def _probe_optimizer(optimizer: OptimizerFactory, values: dict) -> OptimizerFactory:
+    """The factory the optimizer probe builds: with a sweep, at its first point (a factory
+    may need the swept argument: ``lambda learning_rate, momentum: ...``)."""
+    if not values:
+        return optimizer
+    return functools.partial(optimizer, **{name: items[0] for name, items in values.items()})
 
 
 def _probe_params(model: PureModel, init_fn: Any, key: jax.Array) -> Any:
