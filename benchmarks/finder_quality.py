@@ -541,6 +541,52 @@ def short_probe(blobs: list[dict], fraction: float) -> str:
     return "\n".join(lines)
 
 
+#: The key the fresh seeds of ``--repeat`` are split from (the grid's is 42).
+REPEAT_KEY = 2026
+
+
+def repeatability(outcomes: list[Outcome], seeds: int) -> str:
+    """Each problem measured again with FRESH training seeds: is a miss the rule's or chance's?
+
+    The saved grid's rates and the lrjax default and careful suggestions are trained with
+    ``seeds`` seeds split from another key, and the suggestions scored against that fresh
+    grid's best, exactly as the saved run scored them against its own. A quality that
+    moves a lot between the two is decided by the training seeds, not by the rule.
+    """
+    problems = {p.name: p for p in make_problems()}
+    keys = jax.random.split(jax.random.key(REPEAT_KEY), seeds)
+    lines = [f"repeatability: the grid and the lrjax suggestions trained again with {seeds} "
+             f"fresh seeds (key {REPEAT_KEY}); saved -> fresh quality, grid best rate"]
+    rows = []
+    for o in outcomes:
+        problem = problems[o.name]
+        train = make_trainer(problem)
+        grid_lrs = np.asarray(o.grid_lrs, np.float32)
+        scores = np.asarray(train(jnp.asarray(grid_lrs), keys)).mean(axis=1)
+        best = problem.best_score(scores)
+        mine = {"default": {DEFAULT_RULE: o.suggestions["default"][DEFAULT_RULE]},
+                "careful": {HINT_RULE: o.suggestions["careful"][HINT_RULE]}}
+        fresh, _ = train_suggestions(train, keys, problem, grid_lrs,
+                                     problem.quality(scores, best), best, mine)
+        pairs = [(o.qualities["default"][DEFAULT_RULE], fresh["default"][DEFAULT_RULE]),
+                 (o.qualities["careful"][HINT_RULE], fresh["careful"][HINT_RULE])]
+        rows.append((o.meta["half"], pairs))
+        at = float(grid_lrs[int(np.argmin(np.where(np.isfinite(scores), scores, np.inf)))])
+        lines.append(f"  {o.name:<36} {o.meta['half']:<7} default {pairs[0][0]:.3f} -> "
+                     f"{pairs[0][1]:.3f}, careful {pairs[1][0]:.3f} -> {pairs[1][1]:.3f}; best "
+                     f"{o.grid_lrs[int(np.nanargmax(o.grid_quality))]:.3g} -> {at:.3g}")
+    for half in HALVES:
+        chosen = [pairs for h, pairs in rows if h == half]
+        for index, call in enumerate(CALLS):
+            saved = [p[index][0] for p in chosen]
+            again = [p[index][1] for p in chosen]
+            if saved:
+                lines.append(f"  {half:<7} {call:<8} saved {min(saved):.3f} / "
+                             f"{geometric_mean(saved):.3f}, fresh {min(again):.3f} / "
+                             f"{geometric_mean(again):.3f}")
+    return "\n".join(lines)
+
+
 def landmarks(o: Outcome) -> dict[str, float]:
     """Rates read off a problem's curves: lrjax's and valley's suggestions, and where the
     careful call's mean validation and training curves bottom out and where it diverges."""
@@ -644,6 +690,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", type=float, default=None, metavar="FRACTION",
                         help="with --rescore: also measure a short probe (multiples of the "
                              "careful suggestion trained FRACTION of the planned steps)")
+    parser.add_argument("--repeat", type=int, default=None, metavar="SEEDS",
+                        help="with --rescore: train the grid and the lrjax suggestions again with "
+                             "SEEDS fresh seeds (is a miss the rule's or the seeds'?)")
     parser.add_argument("--retrain", action="store_true",
                         help="with --rescore: TRAIN the re-read suggestions (the saved grid "
                         "stays the truth; about half a full run)")
@@ -677,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
         print_report(outcomes, args.markdown, source)
         if args.probe is not None:
             print("\n" + short_probe(blobs, args.probe))
+        if args.repeat is not None:
+            print("\n" + repeatability(outcomes, args.repeat))
         if args.save:  # the saved curves and grid with the re-read (and retrained) rules
             with open(args.save, "w") as f:
                 json.dump(_jsonable({**{k: v for k, v in saved.items() if k != "problems"},

@@ -77,6 +77,15 @@ def test_probe_never_reads_or_changes_the_users_params():
     assert update_scaling(optax.adam, shapes) == 0.0  # ShapeDtypeStructs are enough
 
 
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.complex64])
+def test_half_precision_and_complex_params_are_classified(dtype):
+    # In float16 Adam's squared probe gradient underflows: the probe runs half formats in
+    # float32. Complex leaves are updated by optax's SGD and Adam as complex numbers.
+    params = {"w": jnp.zeros((3, 5), dtype), "b": jnp.zeros(5, dtype)}
+    assert update_scaling(optax.sgd, params) == 1.0
+    assert update_scaling(optax.adam, params) == 0.0
+
+
 @pytest.mark.parametrize("factory, params", [
     (lambda learning_rate, other: optax.sgd(learning_rate), PARAMS),  # needs another arg
     (lambda learning_rate: 1 / 0, PARAMS),  # the factory fails

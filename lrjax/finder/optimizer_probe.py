@@ -59,7 +59,9 @@ def update_scaling(optimizer: Any, params: Any) -> float | None:
     Lion, LAMB, LARS and Adafactor (the step is normalised). Adagrad measures 1: its
     start value 0.1 dominates gradients this small, and it does step like SGD until the
     squared gradients sum past it. A clipped SGD measures 1 until the clip is active. The
-    user's parameter values are never read (shapes and dtypes only).
+    user's parameter values are never read (shapes and dtypes only); float16 and
+    bfloat16 leaves are probed in float32 (how the algorithm scales, not how a half
+    format rounds), complex leaves as complex.
 
     Args:
         optimizer: the range test's factory taking ``learning_rate``.
@@ -107,7 +109,8 @@ def _measure(optimizer: Any, params: Any) -> float | None:
         opt_state = state
         for _ in range(_STEPS):
             updates, opt_state = tx.update(grads, opt_state, probe_params)
-        return [np.asarray(u, np.float64) for u in jax.tree.leaves(updates)]
+        return [np.asarray(u).astype(np.complex128 if np.iscomplexobj(u) else np.float64)
+                for u in jax.tree.leaves(updates)]
 
     base, small, large = step(0.0), step(1.0), step(_RATIO)
     moved_small = _norm(small, base)
@@ -124,13 +127,22 @@ def _shape(x: Any) -> tuple[int, ...]:
 
 
 def _dtype(x: Any) -> np.dtype:
-    """A leaf's dtype (a Python number's as numpy reads it)."""
-    return np.dtype(getattr(x, "dtype", None) or np.asarray(x).dtype)
+    """The probe's dtype for a leaf: its own, but float32 for a float16 or bfloat16 one.
+
+    The probe asks how the algorithm scales, not how a half-precision format rounds: in
+    float16, Adam's squared probe gradient (1e-6) and its eps (1e-8) underflow and the
+    update does not move, which would hide the answer the float32 math gives.
+    """
+    dtype = np.dtype(getattr(x, "dtype", None) or np.asarray(x).dtype)
+    if jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize < 4:
+        return np.dtype(np.float32)
+    return dtype
 
 
 def _floating(x: Any) -> bool:
-    return jnp.issubdtype(_dtype(x), jnp.floating)
+    """Real or complex floating point: a leaf the optimizer updates."""
+    return jnp.issubdtype(_dtype(x), jnp.inexact)
 
 
 def _norm(values: list[np.ndarray], base: list[np.ndarray]) -> float:
-    return float(np.sqrt(sum(float(np.sum((v - b) ** 2)) for v, b in zip(values, base))))
+    return float(np.sqrt(sum(float(np.sum(np.abs(v - b) ** 2)) for v, b in zip(values, base))))
