@@ -82,3 +82,26 @@ def test_a_linear_ramp_that_clearly_falls_is_readable():
         warnings.simplefilter("error")
         lr = result.suggest()
     assert 1e-3 < lr < 0.1
+
+
+@pytest.mark.parametrize("update_scaling", [None, 1.0])
+def test_peak_of_an_unreadable_curve_is_suggests_fallback(update_scaling):
+    """A curve no rule can read (flat, or diverged at once) falls back to the smallest rate
+    tested, with a warning; the peak is that same rate, not 2x or 4x of it (a rate the
+    ramp never tried, derived from no reading)."""
+    lrs = np.logspace(-7, 1, 100)
+    for losses in (np.ones(100), np.r_[np.nan, np.ones(99)]):
+        result = lrjax.RangeTestResult(
+            lrs=lrs, losses=losses, smoothed_losses=losses,
+            diverged_at=None, batch_axes=(), settings={"update_scaling": update_scaling})
+        with pytest.warns(UserWarning, match="peak_lr: no curve is readable"):
+            assert result.peak_lr() == pytest.approx(lrs[0])
+    # In a batch the unreadable curve keeps lrs[0] and does not vote.
+    rows = np.stack([range_curve(0), np.ones(100)])
+    batch = result_of(rows)
+    with pytest.warns(UserWarning, match="does not vote|do not vote"):
+        vote = batch.peak_lr()
+    with pytest.warns(UserWarning, match="peak_lr"):
+        per_curve = batch.peak_lr(per_curve=True)
+    assert per_curve[1] == pytest.approx(batch.lrs[0])
+    assert vote == pytest.approx(per_curve[0]) == pytest.approx(2 * result_of(range_curve(0)).suggest())

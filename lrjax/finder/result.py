@@ -372,7 +372,10 @@ class RangeTestResult:
             per_curve: the per-curve peaks (``batch_shape`` array) instead of their vote.
 
         Returns:
-            The suggested peak rate (a float, or an array with ``per_curve``).
+            The suggested peak rate (a float, or an array with ``per_curve``). A curve
+            no rule can read (flat, never falling, diverged at once) gives what
+            ``suggest()`` gives it, the smallest rate tested, with the same warning: no
+            factor applies to a fallback.
 
         Example:
             >>> import optax
@@ -383,13 +386,27 @@ class RangeTestResult:
             Smith & Topin, "Super-Convergence", 2017 (one-cycle's peak from the range test);
             Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017.
         """
-        lr = self.suggest(per_curve=per_curve, sgd_factor=1.0)  # read once: one warning
         factor = 1.0 if _suggest_result.reads_validation(self) else _suggest_result.PEAK_FACTOR
-        # Never below the constant rate suggest() gives (larger with the SGD factor). The
-        # vote is a lower median, which a monotone map commutes with: suggest() itself.
-        constant = np.minimum(lr * _suggest_result.sgd_factor_of(self), float(self.lrs[-1]))
-        peak = np.maximum(lr * factor, constant)
-        return peak if per_curve else float(peak)
+        sgd_factor = _suggest_result.sgd_factor_of(self)
+        last = float(self.lrs[-1])
+
+        def peak(reading: _curve.Reading) -> _curve.Reading:
+            if reading.failed is not None:  # the fallback lrs[0] stays as suggest() gives it
+                return reading
+            # Never below the constant rate suggest() gives (larger with the SGD factor).
+            constant = min(reading.lr * sgd_factor, last)
+            return reading._replace(lr=max(reading.lr * factor, constant))
+
+        options = _suggest_result.rule_options(_suggest.DEFAULT_METHOD, {"sgd_factor": 1.0}, {})
+        readings = [peak(r) for r in _suggest_result.read_result(
+            self, _suggest.DEFAULT_METHOD, **options)]
+        if per_curve:
+            for reading in readings:
+                if reading.failed is not None:
+                    _curve._fallback(np.asarray(self.lrs, np.float64), "peak_lr", reading.failed)
+            return np.asarray([r.lr for r in readings]).reshape(self.batch_shape)
+        # The vote is a lower median, which the monotone map above commutes with.
+        return _suggest_result.combine_readings(readings, self.lrs, "peak_lr")
 
     def cyclical_bounds(self) -> tuple[float, float]:
         """``(base_lr, max_lr)`` for ``lrjax.cyclic`` (medians over curves).
