@@ -114,12 +114,16 @@ peaks from 0.15 to 0.40 (1.06x apart) have one of their 4 runs fail (test loss a
 up to the trivial 2.08), and the quality jumps between 0.66 and 1.00 from one rate to the
 next (a 25-rate scan from 0.10 to 0.42; local means about 0.86). A rule reading inside such a range scores
 what the lottery gives; the grid's best there is the luckiest of its rates.
+``--rescore FILE --repeat 4`` measures it per problem: the saved grid's rates and the
+lrjax suggestions trained again with 4 fresh seeds and scored against that fresh grid's
+best (``repeatability``); a miss that holds with fresh seeds is the rule's, one that does
+not is the seeds'.
 
 Usage:
     python benchmarks/finder_quality.py [--quick] [--half dev|heldout|all] [--holdout]
         [--only NAME ...] [--json out.json] [--save curves.json] [--markdown]
     python benchmarks/finder_quality.py --rescore curves.json [--retrain] [--half ...]
-        [--only ...]
+        [--only ...] [--probe FRACTION] [--repeat SEEDS]
 
 ``--holdout`` = ``--half heldout`` (default ``all``: both halves, each reported). The
 full run took 12 minutes on the 2-core Xeon VM (``--retrain`` trains half as much; it took
