@@ -108,6 +108,12 @@ than the careful suggestion? Multiples x1/16 .. x64 of it, each trained a quarte
 planned steps, the best validation loss picked (``short_probe``). A measurement, not a
 rule (docs/guides/suggestions.md quotes it).
 
+**Search around the suggestion** (``--rescore FILE --search 8``): the suggestions guide's
+recipe when a few full trainings are affordable. 8 rates from lr/8 to lr*30 around the
+careful suggestion (scrambled Sobol in log-rate), each trained the planned steps (2 seeds)
+and scored on the validation part, the lowest validation loss picked (``search_around``).
+A measurement of the recipe, not a rule.
+
 **Measurement noise.** The truth is the mean test loss of 4 initialisations. Where a
 problem's training is unreliable that mean is a lottery: on the cosine LSTM, 15 of 18
 peaks from 0.15 to 0.40 (1.06x apart) have one of their 4 runs fail (test loss above 0.5,
@@ -123,7 +129,7 @@ Usage:
     python benchmarks/finder_quality.py [--quick] [--half dev|heldout|all] [--holdout]
         [--only NAME ...] [--json out.json] [--save curves.json] [--markdown]
     python benchmarks/finder_quality.py --rescore curves.json [--retrain] [--half ...]
-        [--only ...] [--probe FRACTION] [--repeat SEEDS]
+        [--only ...] [--probe FRACTION] [--search TRIALS] [--repeat SEEDS]
 
 ``--holdout`` = ``--half heldout`` (default ``all``: both halves, each reported). The
 full run took 12 minutes on the 2-core Xeon VM (``--retrain`` trains half as much; it took
@@ -507,6 +513,29 @@ def warning_check(outcomes: list[Outcome], threshold: float = 0.8) -> str:
 PROBE_FACTORS = tuple(4.0 ** k for k in range(-2, 4))
 
 
+def _validation_pick(problem: Problem, base: float, factors: np.ndarray, steps: int) -> float:
+    """The multiple of ``base`` whose training of ``steps`` steps (the planned schedule
+    compressed to them, 2 seeds) has the lowest mean VALIDATION loss (diverged: never)."""
+    short = dataclasses.replace(problem, train_steps=steps, x_test=problem.x_val,
+                                y_test=problem.y_val)
+    rates = jnp.asarray(base * factors, jnp.float32)
+    scores = np.asarray(make_trainer(short)(rates, jax.random.split(jax.random.key(7), 2)))
+    return float(base * factors[int(np.argmin(np.where(np.isfinite(scores), scores,
+                                                          np.inf).mean(axis=1)))])
+
+
+def _picks_report(title: str, rows: list[tuple[str, float, float]], label: str) -> list[str]:
+    """Per half: worst / geometric mean of the careful suggestion and of the pick."""
+    lines = []
+    for half in HALVES:
+        for index, name in ((1, "careful suggestion"), (2, label)):
+            values = [row[index] for row in rows if row[0] == half]
+            if values:
+                lines.append(f"  {half:<7} {name:<18} {min(values):.3f} / "
+                             f"{geometric_mean(values):.3f}")
+    return [title, *lines]
+
+
 def short_probe(blobs: list[dict], fraction: float) -> str:
     """Pick among multiples of the careful suggestion by a SHORT training's validation loss.
 
@@ -517,32 +546,67 @@ def short_probe(blobs: list[dict], fraction: float) -> str:
     the pick.
     """
     problems = {p.name: p for p in make_problems()}
-    lines, rows = [f"short probe: x{', x'.join(f'{f:g}' for f in PROBE_FACTORS)} of the careful "
-                   f"suggestion, each trained {fraction:g} of the planned steps (2 seeds), the "
-                   "best validation loss picked; quality interpolated on the saved grid"], []
+    lines, rows = [], []
     for blob in blobs:
         problem = problems[blob["meta"]["name"]]
         base = blob["suggestions"]["careful"][HINT_RULE]
         steps = max(50, round(fraction * problem.train_steps))
-        short = dataclasses.replace(problem, train_steps=steps, x_test=problem.x_val,
-                                    y_test=problem.y_val)
-        rates = jnp.asarray(base * np.asarray(PROBE_FACTORS), jnp.float32)
-        scores = np.asarray(make_trainer(short)(rates, jax.random.split(jax.random.key(7), 2)))
-        pick = base * PROBE_FACTORS[int(np.argmin(np.where(np.isfinite(scores), scores,
-                                                            np.inf).mean(axis=1)))]
+        pick = _validation_pick(problem, base, np.asarray(PROBE_FACTORS), steps)
         grid_lrs, grid_quality = np.asarray(blob["grid_lrs"]), np.asarray(blob["grid_quality"])
         before = interpolated_quality(grid_lrs, grid_quality, base)
         after = interpolated_quality(grid_lrs, grid_quality, pick)
         rows.append((problem.half, before, after))
         lines.append(f"  {problem.name:<36} {problem.half:<7} {steps:>4} of {problem.train_steps:>4} "
                      f"steps: careful {before:.3f}, pick x{pick / base:g} {after:.3f}")
-    for half in HALVES:
-        for index, label in ((1, "careful suggestion"), (2, "short-probe pick")):
-            values = [row[index] for row in rows if row[0] == half]
-            if values:
-                lines.append(f"  {half:<7} {label:<18} {min(values):.3f} / "
-                             f"{geometric_mean(values):.3f}")
-    return "\n".join(lines)
+    title = (f"short probe: x{', x'.join(f'{f:g}' for f in PROBE_FACTORS)} of the careful "
+             f"suggestion, each trained {fraction:g} of the planned steps (2 seeds), the "
+             "best validation loss picked; quality interpolated on the saved grid")
+    summary = _picks_report(title, rows, "short-probe pick")
+    return "\n".join([summary[0], *lines, *summary[1:]])
+
+
+#: ``--search``: the range around the careful suggestion that the suggestions guide advises.
+SEARCH_RANGE = (1 / 8, 30.0)
+
+
+def search_around(blobs: list[dict], trials: int) -> str:
+    """The suggestions guide's recipe: a short search of FULL trainings around the suggestion.
+
+    ``trials`` rates from ``lr / 8`` to ``lr * 30`` around the careful suggestion ``lr``
+    (scrambled Sobol points in log-rate, seed 0: what ``lrjax.search(...,
+    method="quasirandom")`` draws), each trained the planned steps with 2 seeds and
+    scored on the VALIDATION part; the lowest mean validation loss is picked and scored
+    on the saved grid (interpolated), next to the careful suggestion and the best of the
+    trials on the grid (what a pick by the test loss itself would reach).
+    """
+    from scipy.stats import qmc  # the benchmark's own dependency (lrjax[search] has it)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Sobol balance warning for non-powers of 2
+        unit = qmc.Sobol(d=1, scramble=True, seed=0).random(trials)[:, 0]
+    low, high = SEARCH_RANGE
+    factors = np.exp(np.log(low) + unit * (np.log(high) - np.log(low)))
+    problems = {p.name: p for p in make_problems()}
+    lines, rows, best_rows = [], [], []
+    for blob in blobs:
+        problem = problems[blob["meta"]["name"]]
+        base = blob["suggestions"]["careful"][HINT_RULE]
+        pick = _validation_pick(problem, base, factors, problem.train_steps)
+        grid_lrs, grid_quality = np.asarray(blob["grid_lrs"]), np.asarray(blob["grid_quality"])
+        before = interpolated_quality(grid_lrs, grid_quality, base)
+        after = interpolated_quality(grid_lrs, grid_quality, pick)
+        best = max(interpolated_quality(grid_lrs, grid_quality, base * f) for f in factors)
+        rows.append((problem.half, before, after))
+        best_rows.append((problem.half, before, best))
+        lines.append(f"  {problem.name:<36} {problem.half:<7} careful {before:.3f}, pick "
+                     f"x{pick / base:.3g} {after:.3f} (best trial on the grid {best:.3f})")
+    title = (f"search around the careful suggestion: {trials} rates lr/{1 / low:g}..lr*{high:g} "
+             "(scrambled Sobol, seed 0), each trained the planned steps (2 seeds), the best "
+             "validation loss picked; quality interpolated on the saved grid")
+    summary = _picks_report(title, rows, "search pick")
+    best_summary = _picks_report("", best_rows, "best trial (test)")[1:]
+    return "\n".join([summary[0], *lines, *summary[1:],
+                      *[line for line in best_summary if "best trial" in line]])
 
 
 #: The key the fresh seeds of ``--repeat`` are split from (the grid's is 42).
@@ -694,6 +758,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", type=float, default=None, metavar="FRACTION",
                         help="with --rescore: also measure a short probe (multiples of the "
                              "careful suggestion trained FRACTION of the planned steps)")
+    parser.add_argument("--search", type=int, default=None, metavar="TRIALS",
+                        help="with --rescore: also measure the suggestions guide's search "
+                             "(TRIALS full trainings from lr/8 to lr*30 around the careful "
+                             "suggestion, picked by validation loss)")
     parser.add_argument("--repeat", type=int, default=None, metavar="SEEDS",
                         help="with --rescore: train the grid and the lrjax suggestions again with "
                              "SEEDS fresh seeds (is a miss the rule's or the seeds'?)")
@@ -730,6 +798,8 @@ def main(argv: list[str] | None = None) -> int:
         print_report(outcomes, args.markdown, source)
         if args.probe is not None:
             print("\n" + short_probe(blobs, args.probe))
+        if args.search is not None:
+            print("\n" + search_around(blobs, args.search))
         if args.repeat is not None:
             print("\n" + repeatability(outcomes, args.repeat))
         if args.save:  # the saved curves and grid with the re-read (and retrained) rules
