@@ -644,4 +644,35 @@ def make_problems() -> list[Problem]:
         functools.partial(lrjax.sgdw, momentum=0.9, nesterov=True, weight_decay=1e-4),
         "SGDW Nesterov 0.9 wd 1e-4", _split(c5x, c5y, 2000, 300, 0, False), 64, 500, HELDOUT,
         schedule="one_cycle")
+
+    # ---- sixth batch: held-out only, written and committed before any of it ran ----
+    # An out-of-sample check of the rules as they stand (unchanged since the fifth batch)
+    # and of the suggestions guide's search recipe, whose range lr/8..lr*30 was read off
+    # the first 38 problems' best rates: kinds, optimizers and schedules in new
+    # combinations (RMSProp and Lion are new; a CNN under one-cycle SGD, a GRU under cosine
+    # SGD, a transformer with Lion, a long AdamW regression on friedman2).
+    hx, hy = datasets.make_hastie_10_2(3000, random_state=6)
+    add("hastie-mlp-adam-onecycle", "classification", mlp((10, 64, 64, 2)), "MLP 10-64-64-2",
+        optax.adam, "Adam", _split(hx, (hy > 0).astype(np.int64), 2000, 300, 6, False), 64,
+        600, HELDOUT, schedule="one_cycle")
+    f2x, f2y = datasets.make_friedman2(2000, noise=30.0, random_state=6)
+    add("friedman2-mlp-adamw-long", "regression", mlp((4, 64, 1), zero_output=True),
+        "MLP 4-64-1", functools.partial(optax.adamw, weight_decay=1e-4), "AdamW wd 1e-4",
+        _split(f2x, f2y, 1400, 200, 6, True), 32, 800, HELDOUT)
+    bx, by = datasets.make_blobs(2400, n_features=8, centers=6, cluster_std=3.0,
+                                 random_state=6)
+    add("blobs-mlp-rmsprop", "classification", mlp((8, 32, 6)), "MLP 8-32-6", optax.rmsprop,
+        "RMSProp", _split(bx, by, 1600, 300, 6, False), 32, 300, HELDOUT)
+    add("digits-cnn-momentum-onecycle", "classification", small_cnn(), "CNN 8x8 (8, 16 ch)",
+        momentum, "SGD momentum 0.9", _split(dx, dy, 1200, 200, 8, False), 64, 300, HELDOUT,
+        schedule="one_cycle", family="cnn")
+    add16_x, add16_y = sequence_task("adding", 5500, 16, 0, seed=18)
+    add("adding-gru-momentum-cosine", "regression", recurrent("gru", 2, 24, 1),
+        "GRU 24 (adding, 16 steps)", momentum, "SGD momentum 0.9",
+        _split_raw(add16_x, add16_y, 4000, 500, True), 32, 400, HELDOUT, schedule="cosine",
+        family="rnn")
+    rev6_x, rev6_y = sequence_task("reverse", 5500, 6, 8, seed=19)
+    add("reverse-transformer-lion", "classification", transformer(8, 6, 32, 2, 1, 8),
+        "transformer 1 layer d32 2 heads", optax.lion, "Lion",
+        _split_raw(rev6_x, rev6_y, 4000, 500, False), 32, 300, HELDOUT, family="transformer")
     return problems

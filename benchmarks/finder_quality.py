@@ -46,6 +46,13 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   digits-mlp-momentum-cosine (400), cancer-logreg-sgd-onecycle (300),
   moons-mlp-nesterov-cosine (600); heldout: wine-mlp-momentum-onecycle (300),
   diabetes-linreg-sgd-cosine (400), synthclass-mlp-sgdw-onecycle (500).
+* **sixth batch** (held-out only, 6), written and committed before any of it ran, with
+  no rule changed since the fifth: an out-of-sample check of the rules and of the
+  suggestions guide's search recipe (``--search``; its range lr/8..lr*30 was read off
+  the first 38 problems): hastie-mlp-adam-onecycle (600), friedman2-mlp-adamw-long (800),
+  blobs-mlp-rmsprop (300, RMSProp), digits-cnn-momentum-onecycle (300),
+  adding-gru-momentum-cosine (400), reverse-transformer-lion (300, Lion). Its run is
+  saved apart (``benchmarks/finder_quality_batch6.json``).
 
 For each problem, on one fixed train/validation/test split:
 
