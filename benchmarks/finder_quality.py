@@ -531,16 +531,16 @@ def _validation_pick(problem: Problem, base: float, factors: np.ndarray, steps: 
                                                           np.inf).mean(axis=1)))])
 
 
-def _picks_report(title: str, rows: list[tuple[str, float, float]], label: str) -> list[str]:
-    """Per half: worst / geometric mean of the careful suggestion and of the pick."""
+def _picks_report(rows: list[tuple], labels: tuple[str, ...]) -> list[str]:
+    """Per half: worst / geometric mean of each column (``rows``: ``(half, *values)``)."""
     lines = []
     for half in HALVES:
-        for index, name in ((1, "careful suggestion"), (2, label)):
+        for index, name in enumerate(labels, start=1):
             values = [row[index] for row in rows if row[0] == half]
             if values:
                 lines.append(f"  {half:<7} {name:<18} {min(values):.3f} / "
                              f"{geometric_mean(values):.3f}")
-    return [title, *lines]
+    return lines
 
 
 def short_probe(blobs: list[dict], fraction: float) -> str:
@@ -568,8 +568,8 @@ def short_probe(blobs: list[dict], fraction: float) -> str:
     title = (f"short probe: x{', x'.join(f'{f:g}' for f in PROBE_FACTORS)} of the careful "
              f"suggestion, each trained {fraction:g} of the planned steps (2 seeds), the "
              "best validation loss picked; quality interpolated on the saved grid")
-    summary = _picks_report(title, rows, "short-probe pick")
-    return "\n".join([summary[0], *lines, *summary[1:]])
+    return "\n".join([title, *lines,
+                      *_picks_report(rows, ("careful suggestion", "short-probe pick"))])
 
 
 #: ``--search``: the range around the careful suggestion that the suggestions guide advises.
@@ -594,7 +594,7 @@ def search_around(blobs: list[dict], trials: int) -> str:
     low, high = SEARCH_RANGE
     factors = np.exp(np.log(low) + unit * (np.log(high) - np.log(low)))
     problems = {p.name: p for p in make_problems()}
-    lines, rows, best_rows = [], [], []
+    lines, rows = [], []
     for blob in blobs:
         problem = problems[blob["meta"]["name"]]
         base = blob["suggestions"]["careful"][HINT_RULE]
@@ -603,17 +603,14 @@ def search_around(blobs: list[dict], trials: int) -> str:
         before = interpolated_quality(grid_lrs, grid_quality, base)
         after = interpolated_quality(grid_lrs, grid_quality, pick)
         best = max(interpolated_quality(grid_lrs, grid_quality, base * f) for f in factors)
-        rows.append((problem.half, before, after))
-        best_rows.append((problem.half, before, best))
+        rows.append((problem.half, before, after, best))
         lines.append(f"  {problem.name:<36} {problem.half:<7} careful {before:.3f}, pick "
                      f"x{pick / base:.3g} {after:.3f} (best trial on the grid {best:.3f})")
     title = (f"search around the careful suggestion: {trials} rates lr/{1 / low:g}..lr*{high:g} "
              "(scrambled Sobol, seed 0), each trained the planned steps (2 seeds), the best "
              "validation loss picked; quality interpolated on the saved grid")
-    summary = _picks_report(title, rows, "search pick")
-    best_summary = _picks_report("", best_rows, "best trial (test)")[1:]
-    return "\n".join([summary[0], *lines, *summary[1:],
-                      *[line for line in best_summary if "best trial" in line]])
+    return "\n".join([title, *lines, *_picks_report(
+        rows, ("careful suggestion", "search pick", "best trial (test)"))])
 
 
 #: The key the fresh seeds of ``--repeat`` are split from (the grid's is 42).

@@ -277,6 +277,11 @@ class RangeTestResult:
             "skip_end": skip_end, "lr_diff": lr_diff, "thresh": thresh,
             "adjust_value": adjust_value}, unknown)
         readings = _suggest_result.read_result(self, method, **options)
+        return self._answer(readings, method, per_curve)
+
+    def _answer(self, readings: list[_curve.Reading], method: str,
+                per_curve: bool) -> float | np.ndarray:
+        """The per-curve rates (``lrs[0]`` with a warning for an unread curve) or their vote."""
         if per_curve:
             for reading in readings:
                 if reading.failed is not None:
@@ -400,13 +405,8 @@ class RangeTestResult:
         options = _suggest_result.rule_options(_suggest.DEFAULT_METHOD, {"sgd_factor": 1.0}, {})
         readings = [peak(r) for r in _suggest_result.read_result(
             self, _suggest.DEFAULT_METHOD, **options)]
-        if per_curve:
-            for reading in readings:
-                if reading.failed is not None:
-                    _curve._fallback(np.asarray(self.lrs, np.float64), "peak_lr", reading.failed)
-            return np.asarray([r.lr for r in readings]).reshape(self.batch_shape)
         # The vote is a lower median, which the monotone map above commutes with.
-        return _suggest_result.combine_readings(readings, self.lrs, "peak_lr")
+        return self._answer(readings, "peak_lr", per_curve)
 
     def cyclical_bounds(self) -> tuple[float, float]:
         """``(base_lr, max_lr)`` for ``lrjax.cyclic`` (medians over curves).
