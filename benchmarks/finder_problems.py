@@ -675,4 +675,37 @@ def make_problems() -> list[Problem]:
     add("reverse-transformer-lion", "classification", transformer(8, 6, 32, 2, 1, 8),
         "transformer 1 layer d32 2 heads", optax.lion, "Lion",
         _split_raw(rev6_x, rev6_y, 4000, 500, False), 32, 300, HELDOUT, family="transformer")
+
+    # ---- seventh batch: held-out only, written and committed before any of it ran ----
+    # An out-of-sample check of ``RangeTestResult.search_space()`` (the search recipe's
+    # range, lr/8..lr*30, read off the first 38 problems and checked once on the sixth
+    # batch) and of the rules, unchanged since the fifth batch: schedules on a transformer,
+    # an LSTM and a BatchNorm + dropout CNN under Adam-family optimizers, and three
+    # optimizers new to the benchmark (Adagrad, AdaBelief, plain SGD under one-cycle on an
+    # MLP).
+    srt7_x, srt7_y = sequence_task("sort", 5500, 6, 8, seed=20)
+    add("sort-transformer-adamw-cosine", "classification", transformer(8, 6, 32, 2, 1, 8),
+        "transformer 1 layer d32 2 heads",
+        functools.partial(optax.adamw, weight_decay=1e-4), "AdamW wd 1e-4",
+        _split_raw(srt7_x, srt7_y, 4000, 500, False), 32, 400, HELDOUT, schedule="cosine",
+        family="transformer")
+    fst7_x, fst7_y = sequence_task("first", 5500, 8, 8, seed=21)
+    add("first-lstm-adam-onecycle", "classification", recurrent("lstm", 8, 32, 8, vocab=8),
+        "LSTM 32 (memory, 8 steps)", optax.adam, "Adam",
+        _split_raw(fst7_x, fst7_y, 4000, 500, False), 32, 300, HELDOUT, schedule="one_cycle",
+        family="rnn")
+    add("digits-bncnn-dropout-adam-cosine", "classification", bn_cnn(0.2),
+        "CNN 8x8 (8, 16 ch, BN, dropout 0.2)", optax.adam, "Adam",
+        _split(dx, dy, 1200, 200, 9, False), 64, 300, HELDOUT, schedule="cosine", family="cnn")
+    gx, gy = datasets.make_gaussian_quantiles(n_samples=2400, n_features=4, n_classes=3,
+                                              random_state=7)
+    add("quantiles-mlp-adagrad", "classification", mlp((4, 64, 3)), "MLP 4-64-3",
+        optax.adagrad, "Adagrad", _split(gx, gy, 1600, 300, 7, False), 32, 400, HELDOUT)
+    f1x, f1y = datasets.make_friedman1(2000, n_features=8, noise=0.5, random_state=7)
+    add("friedman1-mlp-adabelief-long", "regression", mlp((8, 64, 1), zero_output=True),
+        "MLP 8-64-1", optax.adabelief, "AdaBelief", _split(f1x, f1y, 1400, 200, 7, True), 32,
+        800, HELDOUT)
+    add("digits-mlp-sgd-onecycle", "classification", mlp((64, 64, 10)), "MLP 64-64-10",
+        optax.sgd, "SGD", _split(dx, dy, 1200, 200, 10, False), 64, 500, HELDOUT,
+        schedule="one_cycle")
     return problems

@@ -53,6 +53,13 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   blobs-mlp-rmsprop (300, RMSProp), digits-cnn-momentum-onecycle (300),
   adding-gru-momentum-cosine (400), reverse-transformer-lion (300, Lion). Its run is
   saved apart (``benchmarks/finder_quality_batch6.json``).
+* **seventh batch** (held-out only, 6), written and committed before any of it ran, with
+  no rule changed since the fifth: an out-of-sample check of
+  ``RangeTestResult.search_space()`` (the search recipe's range) and of the rules:
+  sort-transformer-adamw-cosine (400), first-lstm-adam-onecycle (300),
+  digits-bncnn-dropout-adam-cosine (300, state + dropout), quantiles-mlp-adagrad (400,
+  Adagrad), friedman1-mlp-adabelief-long (800, AdaBelief), digits-mlp-sgd-onecycle (500).
+  Its run is saved apart (``benchmarks/finder_quality_batch7.json``).
 
 For each problem, on one fixed train/validation/test split:
 
