@@ -579,14 +579,11 @@ def short_probe(blobs: list[dict], fraction: float) -> str:
                       *_picks_report(rows, ("careful suggestion", "short-probe pick"))])
 
 
-#: ``--search``: the range around the careful suggestion that the suggestions guide advises.
-SEARCH_RANGE = (1 / 8, 30.0)
-
-
 def search_around(blobs: list[dict], trials: int) -> str:
     """The suggestions guide's recipe: a short search of FULL trainings around the suggestion.
 
-    ``trials`` rates from ``lr / 8`` to ``lr * 30`` around the careful suggestion ``lr``
+    ``trials`` rates in ``RangeTestResult.search_space(lr)`` (``lr / 8`` to ``lr * 30``)
+    around the careful suggestion ``lr``
     (scrambled Sobol points in log-rate, seed 0: what ``lrjax.search(...,
     method="quasirandom")`` draws), each trained the planned steps with 2 seeds and
     scored on the VALIDATION part; the lowest mean validation loss is picked and scored
@@ -598,13 +595,15 @@ def search_around(blobs: list[dict], trials: int) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Sobol balance warning for non-powers of 2
         unit = qmc.Sobol(d=1, scramble=True, seed=0).random(trials)[:, 0]
-    low, high = SEARCH_RANGE
-    factors = np.exp(np.log(low) + unit * (np.log(high) - np.log(low)))
     problems = {p.name: p for p in make_problems()}
     lines, rows = [], []
     for blob in blobs:
         problem = problems[blob["meta"]["name"]]
         base = blob["suggestions"]["careful"][HINT_RULE]
+        # The library's own range (RangeTestResult.search_space), as multiples of the base.
+        space = lrjax.RangeTestResult.from_dict(blob["curves"]["careful"]).search_space(base)
+        low, high = space["learning_rate"].low / base, space["learning_rate"].high / base
+        factors = np.exp(np.log(low) + unit * (np.log(high) - np.log(low)))
         pick = _validation_pick(problem, base, factors, problem.train_steps)
         grid_lrs, grid_quality = np.asarray(blob["grid_lrs"]), np.asarray(blob["grid_quality"])
         before = interpolated_quality(grid_lrs, grid_quality, base)
@@ -613,6 +612,7 @@ def search_around(blobs: list[dict], trials: int) -> str:
         rows.append((problem.half, before, after, best))
         lines.append(f"  {problem.name:<36} {problem.half:<7} careful {before:.3f}, pick "
                      f"x{pick / base:.3g} {after:.3f} (best trial on the grid {best:.3f})")
+    low, high = lrjax.finder.result.SEARCH_RANGE
     title = (f"search around the careful suggestion: {trials} rates lr/{1 / low:g}..lr*{high:g} "
              "(scrambled Sobol, seed 0), each trained the planned steps (2 seeds), the best "
              "validation loss picked; quality interpolated on the saved grid")

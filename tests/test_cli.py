@@ -382,6 +382,11 @@ def test_find_prints_report_shows_progress_writes_json_and_plot(tmp_path, capsys
     assert all(1e-7 <= v <= 10.0 for v in payload["suggestions"].values())
     base_lr, max_lr = payload["cyclical_bounds"]
     assert 0 < base_lr <= max_lr
+    # The search range is result.search_space() around the chosen suggestion: /8 .. x30.
+    low, high = payload["search_range"]
+    np.testing.assert_allclose([low, high], [payload["suggestion"] / 8, payload["suggestion"] * 30],
+                               rtol=1e-12)
+    assert f"{low:.3e} .. {high:.3e}" in out
     # Closed form of the exponential ramp from --min-lr to --max-lr over --steps.
     t = np.arange(30)
     np.testing.assert_allclose(result.lrs, 1e-7 * (10.0 / 1e-7) ** (t / 29), rtol=1e-5)

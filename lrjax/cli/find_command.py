@@ -323,7 +323,7 @@ def _find(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         ) from error
     INTERRUPT.raise_if_set()  # before anything is printed or written
     seconds = time.perf_counter() - start
-    findings = read_findings(result, args.seeds)
+    findings = read_findings(result, args.seeds, args.suggest)
     stderr.writelines(f"lrjax: warning: {message}\n" for message in findings.warnings)
     ascii_only = args.ascii or not can_draw_unicode(stdout)
     stdout.write(format_report(result, findings, args, seconds, ascii_only) + "\n")

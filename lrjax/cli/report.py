@@ -21,6 +21,7 @@ class Findings(NamedTuple):
     suggestions: dict[str, float]
     spreads: dict[str, float]
     cyclical_bounds: tuple[float, float]
+    search_range: tuple[float, float]  # result.search_space() around the --suggest rule
     curve: np.ndarray  # smoothed loss before divergence (median over seeds), NaN after
     raw_curve: np.ndarray  # the raw loss, the same way
     warnings: list[str]
@@ -59,17 +60,19 @@ def warning_line(message: Warning | str) -> str:
     return " ".join(text.split())
 
 
-def read_findings(result: Any, seeds: int) -> Findings:
-    """Every rule's suggestion, the seeds' spread, the cyclical bounds, the curves, and the
-    warnings they raised (each once)."""
+def read_findings(result: Any, seeds: int, method: str) -> Findings:
+    """Every rule's suggestion, the seeds' spread, the cyclical bounds, the search range
+    around ``method``'s suggestion, the curves, and the warnings they raised (each once)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         suggestions = {name: float(value) for name, value in result.suggestions().items()}
         spreads = {name: result.spread(name) for name in suggestions} if seeds > 1 else {}
         bounds = tuple(float(v) for v in result.cyclical_bounds())
+        dim = next(iter(result.search_space(suggestions[method]).values()))
     messages = list(dict.fromkeys(warning_line(w.message) for w in caught))  # unique, in order
     return Findings(
-        suggestions, spreads, bounds, _plotted_curve(result), _plotted_curve(result, True), messages
+        suggestions, spreads, bounds, (dim.low, dim.high), _plotted_curve(result),
+        _plotted_curve(result, True), messages
     )
 
 
@@ -147,6 +150,9 @@ def format_report(
                      "proportion to the gradient)")
     base_lr, max_lr = findings.cyclical_bounds
     lines.append(f"{'cyclic bounds':>14}  {base_lr:.3e} .. {max_lr:.3e}  (base_lr .. max_lr)")
+    low, high = findings.search_range
+    lines.append(f"{'search range':>14}  {low:.3e} .. {high:.3e}  (result.search_space(): "
+                 "lr/8 .. lr*30, for a few full trainings)")
     return "\n".join(lines)
 
 
@@ -160,5 +166,6 @@ def json_payload(result: Any, findings: Findings, args: argparse.Namespace) -> d
         **result.to_dict(),
         "suggestions": findings.suggestions,
         "cyclical_bounds": list(findings.cyclical_bounds),
+        "search_range": list(findings.search_range),
         "command": command,
     }
