@@ -81,3 +81,11 @@ def test_range_test_then_search_in_its_space():
     assert np.histogram(logs, bins=4, range=(0, 1))[0].min() >= 1
     values = np.asarray([t["value"] for t in found.trials])
     assert found.best_params["lr"] == pytest.approx(rates[int(np.nanargmin(values))])
+
+
+@pytest.mark.parametrize("lr", [1e-40, 1e37])
+def test_a_range_float32_cannot_hold_is_a_value_error(lr):
+    """Trials train with float32 rates: lr/8 below float32's smallest normal number, or
+    lr*30 past its largest, would train with 0 or inf."""
+    with pytest.raises(ValueError, match="outside float32's range"):
+        result_of(range_curve(2)).search_space(lr)
