@@ -60,6 +60,12 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   digits-bncnn-dropout-adam-cosine (300, state + dropout), quantiles-mlp-adagrad (400,
   Adagrad), friedman1-mlp-adabelief-long (800, AdaBelief), digits-mlp-sgd-onecycle (500).
   Its run is saved apart (``benchmarks/finder_quality_batch7.json``).
+* **eighth batch** (held-out only, 6), written and committed before any of it ran, with
+  no rule changed: an out-of-sample check of the search's pick (``--pick mean`` against
+  ``--pick worst``): sort-transformer-momentum-onecycle (400), adding-lstm-momentum-long
+  (600), digits-bnmlp-dropout-adamw-long (800, state + dropout), circles-mlp-adamax (400,
+  Adamax), friedman3-mlp-nadam-onecycle (600, NAdam), cancer-mlp-rmsprop-cosine (400, 100
+  validation rows). Saved apart (``benchmarks/finder_quality_batch8.json``).
 
 For each problem, on one fixed train/validation/test split:
 
@@ -527,15 +533,21 @@ def warning_check(outcomes: list[Outcome], threshold: float = 0.8) -> str:
 PROBE_FACTORS = tuple(4.0 ** k for k in range(-2, 4))
 
 
-def _validation_pick(problem: Problem, base: float, factors: np.ndarray, steps: int) -> float:
+#: ``--pick``: how a rate's validation losses over its seeds are reduced before the argmin.
+PICKS = {"mean": np.mean, "worst": np.max}
+
+
+def _validation_pick(problem: Problem, base: float, factors: np.ndarray, steps: int,
+                     pick: str = "mean", seeds: int = 2) -> float:
     """The multiple of ``base`` whose training of ``steps`` steps (the planned schedule
-    compressed to them, 2 seeds) has the lowest mean VALIDATION loss (diverged: never)."""
+    compressed to them, ``seeds`` seeds) has the lowest VALIDATION loss, reduced over the
+    seeds by ``pick`` (``mean``, or ``worst``: the largest; diverged: never)."""
     short = dataclasses.replace(problem, train_steps=steps, x_test=problem.x_val,
                                 y_test=problem.y_val)
     rates = jnp.asarray(base * factors, jnp.float32)
-    scores = np.asarray(make_trainer(short)(rates, jax.random.split(jax.random.key(7), 2)))
-    return float(base * factors[int(np.argmin(np.where(np.isfinite(scores), scores,
-                                                          np.inf).mean(axis=1)))])
+    scores = np.asarray(make_trainer(short)(rates, jax.random.split(jax.random.key(7), seeds)))
+    reduced = PICKS[pick](np.where(np.isfinite(scores), scores, np.inf), axis=1)
+    return float(base * factors[int(np.argmin(reduced))])
 
 
 def _picks_report(rows: list[tuple], labels: tuple[str, ...]) -> list[str]:
@@ -579,11 +591,18 @@ def short_probe(blobs: list[dict], fraction: float) -> str:
                       *_picks_report(rows, ("careful suggestion", "short-probe pick"))])
 
 
-def search_around(blobs: list[dict], trials: int) -> str:
+#: ``--search-call``: the call whose suggestion the search is centred on, and its rule.
+SEARCH_CALLS = {"careful": HINT_RULE, "default": DEFAULT_RULE}
+
+
+def search_around(blobs: list[dict], trials: int, call: str = "careful", pick: str = "mean",
+                  seeds: int = 2) -> str:
     """The suggestions guide's recipe: a short search of FULL trainings around the suggestion.
 
     ``trials`` rates in ``RangeTestResult.search_space(lr)`` (``lr / 8`` to ``lr * 30``)
-    around the careful suggestion ``lr``
+    around the ``call``'s suggestion ``lr`` (``careful``: ``suggest(train_steps=...)`` or
+    ``peak_lr()`` of the careful call; ``default``: ``suggest()`` or ``peak_lr()`` of the
+    default call, for a user who ran the range test without ``val_data``)
     (scrambled Sobol points in log-rate, seed 0: what ``lrjax.search(...,
     method="quasirandom")`` draws), each trained the planned steps with 2 seeds and
     scored on the VALIDATION part; the lowest mean validation loss is picked and scored
@@ -599,25 +618,26 @@ def search_around(blobs: list[dict], trials: int) -> str:
     lines, rows = [], []
     for blob in blobs:
         problem = problems[blob["meta"]["name"]]
-        base = blob["suggestions"]["careful"][HINT_RULE]
+        base = blob["suggestions"][call][SEARCH_CALLS[call]]
         # The library's own range (RangeTestResult.search_space), as multiples of the base.
-        space = lrjax.RangeTestResult.from_dict(blob["curves"]["careful"]).search_space(base)
+        space = lrjax.RangeTestResult.from_dict(blob["curves"][call]).search_space(base)
         low, high = space["learning_rate"].low / base, space["learning_rate"].high / base
         factors = np.exp(np.log(low) + unit * (np.log(high) - np.log(low)))
-        pick = _validation_pick(problem, base, factors, problem.train_steps)
+        chosen = _validation_pick(problem, base, factors, problem.train_steps, pick, seeds)
         grid_lrs, grid_quality = np.asarray(blob["grid_lrs"]), np.asarray(blob["grid_quality"])
         before = interpolated_quality(grid_lrs, grid_quality, base)
-        after = interpolated_quality(grid_lrs, grid_quality, pick)
+        after = interpolated_quality(grid_lrs, grid_quality, chosen)
         best = max(interpolated_quality(grid_lrs, grid_quality, base * f) for f in factors)
         rows.append((problem.half, before, after, best))
-        lines.append(f"  {problem.name:<36} {problem.half:<7} careful {before:.3f}, pick "
-                     f"x{pick / base:.3g} {after:.3f} (best trial on the grid {best:.3f})")
+        lines.append(f"  {problem.name:<36} {problem.half:<7} {call} {before:.3f}, pick "
+                     f"x{chosen / base:.3g} {after:.3f} (best trial on the grid {best:.3f})")
     low, high = lrjax.finder.result.SEARCH_RANGE
-    title = (f"search around the careful suggestion: {trials} rates lr/{1 / low:g}..lr*{high:g} "
-             "(scrambled Sobol, seed 0), each trained the planned steps (2 seeds), the best "
-             "validation loss picked; quality interpolated on the saved grid")
+    title = (f"search around the {call} suggestion: {trials} rates lr/{1 / low:g}..lr*{high:g} "
+             f"(scrambled Sobol, seed 0), each trained the planned steps ({seeds} seeds), the "
+             f"best {pick} validation loss over the seeds picked; quality interpolated on the "
+             "saved grid")
     return "\n".join([title, *lines, *_picks_report(
-        rows, ("careful suggestion", "search pick", "best trial (test)"))])
+        rows, (f"{call} suggestion", "search pick", "best trial (test)"))])
 
 
 #: The key the fresh seeds of ``--repeat`` are split from (the grid's is 42).
@@ -773,6 +793,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --rescore: also measure the suggestions guide's search "
                              "(TRIALS full trainings from lr/8 to lr*30 around the careful "
                              "suggestion, picked by validation loss)")
+    parser.add_argument("--pick", choices=tuple(PICKS), default="mean",
+                        help="with --search: reduce each rate's seeds' validation losses by "
+                             "their mean (default) or their worst before picking")
+    parser.add_argument("--pick-seeds", type=int, default=2,
+                        help="with --search: seeds per rate (default 2)")
+    parser.add_argument("--search-call", choices=("careful", "default"), default="careful",
+                        help="with --search: centre it on this call's suggestion (default "
+                             "careful; default: the range test without val_data)")
     parser.add_argument("--repeat", type=int, default=None, metavar="SEEDS",
                         help="with --rescore: train the grid and the lrjax suggestions again with "
                              "SEEDS fresh seeds (is a miss the rule's or the seeds'?)")
@@ -810,7 +838,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.probe is not None:
             print("\n" + short_probe(blobs, args.probe))
         if args.search is not None:
-            print("\n" + search_around(blobs, args.search))
+            print("\n" + search_around(blobs, args.search, args.search_call, args.pick,
+                                        args.pick_seeds))
         if args.repeat is not None:
             print("\n" + repeatability(outcomes, args.repeat))
         if args.save:  # the saved curves and grid with the re-read (and retrained) rules
