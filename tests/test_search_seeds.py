@@ -8,6 +8,7 @@ import pytest
 from regression_problem import tiny_regression
 
 import lrjax
+from lrjax.tuning.train_fn import SEED_REDUCTIONS
 
 STEPS = 10
 SPACE = {"lr": lrjax.log_uniform(1e-2, 1e-1), "wd": lrjax.log_uniform(1e-4, 1e-2)}
@@ -117,3 +118,49 @@ def test_search_and_halving_with_seeds_trace_once_and_report_the_means():
 def test_bad_num_seeds(bad):
     with pytest.raises(ValueError, match="num_seeds"):
         _make(num_seeds=bad)
+
+
+@pytest.mark.parametrize("reduce, numpy_reduce", [("max", np.max), ("min", np.min),
+                                                  ("mean", np.mean)])
+def test_seed_reduce_is_that_reduction_of_the_single_seed_trainings(reduce, numpy_reduce):
+    """``seed_reduce`` reduces every metric over the seeds, under jit and vmapped over
+    trials; the single-seed trainings are the independent reference."""
+    key = jax.random.key(4)
+    reduced = jax.jit(_make(num_seeds=3, seed_reduce=reduce))(H, key)
+    single = jax.jit(_make())
+    runs = [single(H, k) for k in jax.random.split(key, 3)]
+    for name in reduced:
+        np.testing.assert_allclose(float(reduced[name]),
+                                   numpy_reduce([float(r[name]) for r in runs]),
+                                   rtol=1e-5, atol=1e-7)
+    hs = {"lr": jnp.array([0.05, 0.02], jnp.float32), "wd": jnp.array([1e-3, 1e-4], jnp.float32)}
+    batched = jax.jit(jax.vmap(_make(num_seeds=3, seed_reduce=reduce)))(
+        hs, jnp.stack([key, jax.random.key(5)]))
+    np.testing.assert_allclose(batched["eval_loss"][0], reduced["eval_loss"], rtol=1e-5)
+
+
+def test_worst_seed_pick_in_a_search_and_a_failed_seed_fails_the_trial():
+    """With ``seed_reduce="max"`` a search ranks trials by their worst seed; a trial one of
+    whose seeds diverges is NaN (failed), never best, whatever the reduction."""
+    train_fn = _make(num_seeds=2, seed_reduce="max")
+    result = lrjax.search(train_fn, SPACE, num_trials=4, key=1, objective="eval_loss")
+    single = jax.jit(_make())
+    for trial in result.trials:
+        h = {k: jnp.float32(v) for k, v in trial["params"].items()}
+        seeds = jax.random.split(lrjax.tuning.trial_key(1, trial["number"]), 2)
+        np.testing.assert_allclose(
+            trial["value"], max(float(single(h, k)["eval_loss"]) for k in seeds), rtol=1e-5)
+    # One seed's NaN makes the trial's metric NaN under every reduction (a failed trial).
+    for reduce, fn in SEED_REDUCTIONS.items():
+        assert np.isnan(float(fn(jnp.array([0.5, jnp.nan, 2.0]), axis=0))), reduce
+    # A rate at which plain gradient steps blow up: every seed's loss is inf or NaN.
+    for reduce in ("mean", "max", "min"):
+        out = jax.jit(_make(num_seeds=2, seed_reduce=reduce))(
+            {"lr": jnp.float32(1e30), "wd": jnp.float32(0.0)}, jax.random.key(0))
+        assert not np.isfinite(float(out["eval_loss"]))
+
+
+@pytest.mark.parametrize("bad", ["median", "MAX", "", None, 1])
+def test_bad_seed_reduce(bad):
+    with pytest.raises(ValueError, match="seed_reduce must be one of"):
+        _make(num_seeds=2, seed_reduce=bad)
