@@ -522,9 +522,9 @@ def make_train_fn(
             batch written to check it. See ``docs/guides/suggestions.md``.
 
     Returns:
-        A :class:`TrainFn`; its metrics are ``{"train_loss", ...eval_fn's}`` (means over the
-        seeds when ``num_seeds > 1``), and its default objective is ``eval_loss`` with a
-        scalar ``eval_fn``, else ``train_loss``.
+        A :class:`TrainFn`; its metrics are ``{"train_loss", ...eval_fn's}`` (reduced over
+        the seeds by ``seed_reduce`` when ``num_seeds > 1``), and its default objective is
+        ``eval_loss`` with a scalar ``eval_fn``, else ``train_loss``.
 
     Raises:
         ValueError: ``init_fn`` returns one value with ``has_state=True``, or a different
