@@ -131,8 +131,10 @@ rule (docs/guides/suggestions.md quotes it).
 **Search around the suggestion** (``--rescore FILE --search 8``): the suggestions guide's
 recipe when a few full trainings are affordable. 8 rates from lr/8 to lr*30 around the
 careful suggestion (scrambled Sobol in log-rate), each trained the planned steps (2 seeds)
-and scored on the validation part, the lowest validation loss picked (``search_around``).
-A measurement of the recipe, not a rule.
+and scored on the validation part, the lowest validation loss picked (``search_around``;
+``--pick worst``: by the worse seed, what ``make_train_fn(seed_reduce="max")`` reports;
+``--search-call default``: around the default call's suggestion). A measurement of the
+recipe, not a rule.
 
 **Measurement noise.** The truth is the mean test loss of 4 initialisations. Where a
 problem's training is unreliable that mean is a lottery: on the cosine LSTM, 15 of 18
@@ -149,7 +151,8 @@ Usage:
     python benchmarks/finder_quality.py [--quick] [--half dev|heldout|all] [--holdout]
         [--only NAME ...] [--json out.json] [--save curves.json] [--markdown]
     python benchmarks/finder_quality.py --rescore curves.json [--retrain] [--half ...]
-        [--only ...] [--probe FRACTION] [--search TRIALS] [--repeat SEEDS]
+        [--only ...] [--probe FRACTION] [--search TRIALS [--pick mean|worst]
+        [--pick-seeds N] [--search-call careful|default]] [--repeat SEEDS]
 
 ``--holdout`` = ``--half heldout`` (default ``all``: both halves, each reported). The
 full run took 12 minutes on the 2-core Xeon VM (``--retrain`` trains half as much; it took
@@ -604,10 +607,11 @@ def search_around(blobs: list[dict], trials: int, call: str = "careful", pick: s
     ``peak_lr()`` of the careful call; ``default``: ``suggest()`` or ``peak_lr()`` of the
     default call, for a user who ran the range test without ``val_data``)
     (scrambled Sobol points in log-rate, seed 0: what ``lrjax.search(...,
-    method="quasirandom")`` draws), each trained the planned steps with 2 seeds and
-    scored on the VALIDATION part; the lowest mean validation loss is picked and scored
-    on the saved grid (interpolated), next to the careful suggestion and the best of the
-    trials on the grid (what a pick by the test loss itself would reach).
+    method="quasirandom")`` draws), each trained the planned steps from ``seeds`` seeds
+    and scored on the VALIDATION part; the rate whose validation losses, reduced over the
+    seeds by ``pick`` (``PICKS``: their mean or the worst), are lowest is picked and scored
+    on the saved grid (interpolated), next to the suggestion and the best of the trials on
+    the grid (what a pick by the test loss itself would reach).
     """
     from scipy.stats import qmc  # the benchmark's own dependency (lrjax[search] has it)
 
@@ -634,7 +638,7 @@ def search_around(blobs: list[dict], trials: int, call: str = "careful", pick: s
     low, high = lrjax.finder.result.SEARCH_RANGE
     title = (f"search around the {call} suggestion: {trials} rates lr/{1 / low:g}..lr*{high:g} "
              f"(scrambled Sobol, seed 0), each trained the planned steps ({seeds} seeds), the "
-             f"best {pick} validation loss over the seeds picked; quality interpolated on the "
+             f"lowest validation loss ({pick} of the seeds) picked; quality interpolated on the "
              "saved grid")
     return "\n".join([title, *lines, *_picks_report(
         rows, (f"{call} suggestion", "search pick", "best trial (test)"))])
@@ -798,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
                              "their mean (default) or their worst before picking")
     parser.add_argument("--pick-seeds", type=int, default=2,
                         help="with --search: seeds per rate (default 2)")
-    parser.add_argument("--search-call", choices=("careful", "default"), default="careful",
+    parser.add_argument("--search-call", choices=tuple(SEARCH_CALLS), default="careful",
                         help="with --search: centre it on this call's suggestion (default "
                              "careful; default: the range test without val_data)")
     parser.add_argument("--repeat", type=int, default=None, metavar="SEEDS",
