@@ -4,8 +4,9 @@ Problems (``benchmarks/finder_problems.py``; bundled scikit-learn data and synth
 tasks only): MLPs, linear models and CNNs on tabular data, a BatchNorm + dropout CNN and
 MLP (run through the range test's ``state=`` / ``stochastic=True``), small transformers
 (plain JAX, bidirectional attention) on sort / reverse, an LSTM on a memory task and a
-GRU on the adding problem; Adam, AdamW, SGD and SGD with momentum; trainings of 2-10x
-the range test's 100 steps; the suggestion used as a constant rate, as the PEAK of a
+GRU on the adding problem; Adam, AdamW, SGD, SGD with momentum or Nesterov, SGDW,
+RMSProp, Lion, Adagrad, AdaBelief, Adamax and NAdam; trainings of 2-10x the range
+test's 100 steps; the suggestion used as a constant rate, as the PEAK of a
 one-cycle schedule (``lrjax.one_cycle(lr, train_steps)``) or as the start of a cosine
 decay to 0 (the ``schedule`` field).
 
@@ -66,6 +67,20 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   (600), digits-bnmlp-dropout-adamw-long (800, state + dropout), circles-mlp-adamax (400,
   Adamax), friedman3-mlp-nadam-onecycle (600, NAdam), cancer-mlp-rmsprop-cosine (400, 100
   validation rows). Saved apart (``benchmarks/finder_quality_batch8.json``).
+* **ninth batch** (development only, 8), written and committed before any of it ran,
+  after the seventh and eighth batches put fastai's ``slide`` ahead of the default call
+  on optimizers the development half did not hold: moons-mlp-adabelief (400),
+  digits-mlp-rmsprop-long (800), reverse-transformer-momentum-cosine (400),
+  friedman1-mlp-nadam-long (800), synthclass-mlp-adamax-onecycle (500),
+  digits-cnn-adagrad (300), adding-gru-rmsprop (300), sort-transformer-adabelief-onecycle
+  (400). Rules for those optimizers may be tuned on it. Saved apart
+  (``benchmarks/finder_quality_batch9.json``).
+* **tenth batch** (held-out only, 6), written and committed with the ninth, before either
+  ran: the check of whatever the ninth leads to: first-gru-nadam-cosine (400),
+  cancer-mlp-adabelief (300), digits-bncnn-dropout-rmsprop (300, state + dropout),
+  quantiles-mlp-adamax-long (800), reverse-transformer-momentum-long (800),
+  diabetes-mlp-adagrad-onecycle (400, 60 validation rows). Saved apart
+  (``benchmarks/finder_quality_batch10.json``).
 
 For each problem, on one fixed train/validation/test split:
 
