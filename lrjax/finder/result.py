@@ -237,14 +237,14 @@ class RangeTestResult:
                 of the fall so far (default 0.1).
             valley_weight: ``fall``: the weight ``w`` of fastai's ``valley`` (read on the
                 same curve's EMA) in the per-curve reading ``lr**(1 - w) * valley**w``, in
-                ``[0, 1]`` (default 0.25; 0 gives the turn or fall reading alone). A
-                training curve too noisy to read gives the valley alone, whatever ``w``
-                (``lrjax.finder.suggest.vote``).
+                ``[0, 1]`` (default 0.35; 0 gives the turn or fall reading alone). A
+                training curve too noisy to read gives the larger of its ``valley`` and
+                ``slide`` readings instead, whatever ``w`` (``lrjax.finder.suggest.vote``).
             sgd_factor: ``fall``: for an optimizer whose step grows in proportion to the
                 gradient (SGD, momentum, Nesterov, SGDW, Adagrad at its start; the range
                 test measures it, ``settings["update_scaling"] > 0.5``, see
                 :func:`lrjax.finder.update_scaling`), the constant rate is this factor times
-                the reading (the valley fallback too, on a noisy curve), at most the
+                the reading (the valley / slide fallback too, on a noisy curve), at most the
                 ramp's last rate (default 4; 1 gives the reading). Not applied to
                 adaptive optimizers (Adam, AdamW, RMSProp, Lion, ...), to a linear ramp,
                 nor to a result without that setting (built by hand or saved before
