@@ -148,6 +148,8 @@ recipe when a few full trainings are affordable. 8 rates from lr/8 to lr*30 arou
 careful suggestion (scrambled Sobol in log-rate), each trained the planned steps (2 seeds)
 and scored on the validation part, the lowest validation loss picked (``search_around``;
 ``--pick worst``: by the worse seed, what ``make_train_fn(seed_reduce="max")`` reports;
+``--pick plateau``: the worse seeds' plateau middle, ``SearchResult.plateau_trial``, with
+the careful call's first validation loss as the untrained reference;
 ``--search-call default``: around the default call's suggestion). A measurement of the
 recipe, not a rule.
 
@@ -166,7 +168,7 @@ Usage:
     python benchmarks/finder_quality.py [--quick] [--half dev|heldout|all] [--holdout]
         [--only NAME ...] [--json out.json] [--save curves.json] [--markdown]
     python benchmarks/finder_quality.py --rescore curves.json [--retrain] [--half ...]
-        [--only ...] [--probe FRACTION] [--search TRIALS [--pick mean|worst]
+        [--only ...] [--probe FRACTION] [--search TRIALS [--pick mean|worst|plateau]
         [--pick-seeds N] [--search-call careful|default]] [--repeat SEEDS]
 
 ``--holdout`` = ``--half heldout`` (default ``all``: both halves, each reported). The
@@ -551,21 +553,34 @@ def warning_check(outcomes: list[Outcome], threshold: float = 0.8) -> str:
 PROBE_FACTORS = tuple(4.0 ** k for k in range(-2, 4))
 
 
-#: ``--pick``: how a rate's validation losses over its seeds are reduced before the argmin.
-PICKS = {"mean": np.mean, "worst": np.max}
+#: ``--pick``: how a rate's validation losses over its seeds are reduced (their mean or the
+#: worst seed) before the pick: the lowest (``mean``, ``worst``) or, on the worst seed, the
+#: middle of the plateau (``plateau``: ``lrjax.SearchResult.plateau_trial``).
+PICKS = {"mean": np.mean, "worst": np.max, "plateau": np.max}
 
 
 def _validation_pick(problem: Problem, base: float, factors: np.ndarray, steps: int,
-                     pick: str = "mean", seeds: int = 2) -> float:
+                     pick: str = "mean", seeds: int = 2, reference: float | None = None
+                     ) -> float:
     """The multiple of ``base`` whose training of ``steps`` steps (the planned schedule
     compressed to them, ``seeds`` seeds) has the lowest VALIDATION loss, reduced over the
-    seeds by ``pick`` (``mean``, or ``worst``: the largest; diverged: never)."""
+    seeds by ``pick`` (``mean``, or ``worst``: the largest; diverged: never); ``plateau``:
+    the worst seeds' plateau middle above ``reference`` (the untrained validation loss),
+    picked by the library's ``SearchResult.plateau_trial``."""
     short = dataclasses.replace(problem, train_steps=steps, x_test=problem.x_val,
                                 y_test=problem.y_val)
     rates = jnp.asarray(base * factors, jnp.float32)
     scores = np.asarray(make_trainer(short)(rates, jax.random.split(jax.random.key(7), seeds)))
     reduced = PICKS[pick](np.where(np.isfinite(scores), scores, np.inf), axis=1)
-    return float(base * factors[int(np.argmin(reduced))])
+    if pick != "plateau":
+        return float(base * factors[int(np.argmin(reduced))])
+    trials = [{"number": i, "params": {"factor": float(f)},
+               "value": float(v) if np.isfinite(v) else None, "metrics": {},
+               "state": "complete" if np.isfinite(v) else "fail"}
+              for i, (f, v) in enumerate(zip(factors, reduced))]
+    result = lrjax.SearchResult(trials, {}, "val_loss", "minimize", "quasirandom")
+    trial = result.plateau_trial(reference)
+    return base if trial is None else float(base * trial["params"]["factor"])
 
 
 def _picks_report(rows: list[tuple], labels: tuple[str, ...]) -> list[str]:
@@ -624,7 +639,9 @@ def search_around(blobs: list[dict], trials: int, call: str = "careful", pick: s
     (scrambled Sobol points in log-rate, seed 0: what ``lrjax.search(...,
     method="quasirandom")`` draws), each trained the planned steps from ``seeds`` seeds
     and scored on the VALIDATION part; the rate whose validation losses, reduced over the
-    seeds by ``pick`` (``PICKS``: their mean or the worst), are lowest is picked and scored
+    seeds by ``pick`` (``PICKS``: their mean or the worst), are lowest is picked
+    (``plateau``: the middle of the worst seeds' plateau, ``SearchResult.plateau_trial``,
+    the careful call's first validation loss as the untrained reference) and scored
     on the saved grid (interpolated), next to the suggestion and the best of the trials on
     the grid (what a pick by the test loss itself would reach).
     """
@@ -642,7 +659,10 @@ def search_around(blobs: list[dict], trials: int, call: str = "careful", pick: s
         space = lrjax.RangeTestResult.from_dict(blob["curves"][call]).search_space(base)
         low, high = space["learning_rate"].low / base, space["learning_rate"].high / base
         factors = np.exp(np.log(low) + unit * (np.log(high) - np.log(low)))
-        chosen = _validation_pick(problem, base, factors, problem.train_steps, pick, seeds)
+        # The untrained model's validation loss: the careful range test's first point.
+        start = lrjax.RangeTestResult.from_dict(blob["curves"]["careful"]).val_losses[..., 0]
+        chosen = _validation_pick(problem, base, factors, problem.train_steps, pick, seeds,
+                                  reference=float(np.median(start)))
         grid_lrs, grid_quality = np.asarray(blob["grid_lrs"]), np.asarray(blob["grid_quality"])
         before = interpolated_quality(grid_lrs, grid_quality, base)
         after = interpolated_quality(grid_lrs, grid_quality, chosen)
@@ -652,9 +672,11 @@ def search_around(blobs: list[dict], trials: int, call: str = "careful", pick: s
                      f"x{chosen / base:.3g} {after:.3f} (best trial on the grid {best:.3f})")
     low, high = lrjax.finder.result.SEARCH_RANGE
     title = (f"search around the {call} suggestion: {trials} rates lr/{1 / low:g}..lr*{high:g} "
-             f"(scrambled Sobol, seed 0), each trained the planned steps ({seeds} seeds), the "
-             f"lowest validation loss ({pick} of the seeds) picked; quality interpolated on the "
-             "saved grid")
+             f"(scrambled Sobol, seed 0), each trained the planned steps ({seeds} seeds), "
+             + ("the middle of the worst seeds' validation-loss plateau (SearchResult."
+                "plateau_trial)" if pick == "plateau" else
+                f"the lowest validation loss ({pick} of the seeds)")
+             + " picked; quality interpolated on the saved grid")
     return "\n".join([title, *lines, *_picks_report(
         rows, (f"{call} suggestion", "search pick", "best trial (test)"))])
 
@@ -814,7 +836,9 @@ def main(argv: list[str] | None = None) -> int:
                              "suggestion, picked by validation loss)")
     parser.add_argument("--pick", choices=tuple(PICKS), default="mean",
                         help="with --search: reduce each rate's seeds' validation losses by "
-                             "their mean (default) or their worst before picking")
+                             "their mean (default) or their worst before picking the lowest; "
+                             "plateau: the middle of the worst seeds' plateau "
+                             "(SearchResult.plateau_trial)")
     parser.add_argument("--pick-seeds", type=int, default=2,
                         help="with --search: seeds per rate (default 2)")
     parser.add_argument("--search-call", choices=tuple(SEARCH_CALLS), default="careful",

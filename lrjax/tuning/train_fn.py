@@ -518,8 +518,10 @@ def make_train_fn(
             mean. Searching the learning rate in ``RangeTestResult.search_space()`` on the
             finder benchmark (``benchmarks/finder_quality.py --search 8 --pick worst``),
             the worse of 2 seeds' validation losses picked a rate within 0.95 of the best
-            on 53 of 56 problems, their mean on 52 (down to 0.81 against 0.94); equal on a
-            batch written to check it. See ``docs/guides/suggestions.md``.
+            on 53 of its first 56 problems, their mean on 52 (down to 0.81 against 0.94);
+            equal on a batch written to check it. :meth:`lrjax.SearchResult.plateau_trial`
+            then picks the middle of the worst seeds' plateau, away from a cliff. See
+            ``docs/guides/suggestions.md``.
 
     Returns:
         A :class:`TrainFn`; its metrics are ``{"train_loss", ...eval_fn's}`` (reduced over
