@@ -98,11 +98,24 @@ def test_no_completed_trial_gives_none():
     assert result.plateau_trial(1.0) is None and result.plateau_params(1.0) is None
 
 
-@pytest.mark.parametrize("reference", [math.nan, math.inf, "1.0", None, True, [1.0]])
+@pytest.mark.parametrize("reference", [math.nan, math.inf, "1.0", None, True, [1.0],
+                                       np.array([1.0, 2.0]), 1 + 2j])
 def test_reference_must_be_a_finite_number(reference):
     result = result_of([{"lr": 0.1}], [0.2])
     with pytest.raises(ValueError, match="reference must be a finite number"):
         result.plateau_trial(reference)
+
+
+def test_reference_may_be_a_numpy_or_concrete_jax_scalar():
+    result = result_of([{"lr": 0.1}, {"lr": 0.3}], [0.2, 0.2001])
+    for reference in (1, np.float32(1.0), jax.numpy.float32(1.0), np.asarray(1.0)):
+        assert result.plateau_params(reference) == {"lr": 0.1}
+
+
+def test_a_traced_reference_is_refused():
+    result = result_of([{"lr": 0.1}], [0.2])
+    with pytest.raises(ValueError, match="reference must be a finite number"):
+        jax.jit(lambda r: result.plateau_trial(r)["number"])(1.0)
 
 
 @pytest.mark.parametrize("direction, reference", [("minimize", 0.1), ("minimize", 0.2),

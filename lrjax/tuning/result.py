@@ -140,10 +140,7 @@ class SearchResult:
             Statistical Learning", 2nd ed., 2009, sec. 7.10.
         """
         tolerance = check_static("tolerance", tolerance, low=0.0, high=1.0, low_open=True)
-        if isinstance(reference, (bool, np.bool_)) or not isinstance(
-                reference, (int, float, np.integer, np.floating)) or not math.isfinite(reference):
-            raise ValueError(f"reference must be a finite number (the objective of an "
-                             f"untrained model), got {reference!r:.60}.")
+        reference = _finite_scalar(reference)
         names = list(self.space) if self.space else sorted(
             {name for t in self.trials for name in t["params"]})
         if param is None:
@@ -157,7 +154,7 @@ class SearchResult:
         if best is None:
             return None
         sign = 1.0 if self.direction == "minimize" else -1.0
-        gap = sign * (float(reference) - best["value"])
+        gap = sign * (reference - best["value"])
         if not gap > 0:
             raise ValueError(f"reference must be worse than the best trial's {self.objective} "
                              f"({best['value']:.6g}, {self.direction}), got {reference!r:.60}: "
@@ -324,6 +321,20 @@ class SearchResult:
         return (f"SearchResult(method={self.method!r}, trials={len(self.trials)}, "
                 f"objective={self.objective!r}, best_value={self.best_value:.6g}, "
                 f"best_params={self.best_params})")
+
+
+def _finite_scalar(reference: Any) -> float:
+    """``plateau_trial``'s reference as a float: a finite real number (Python, numpy or a
+    concrete JAX scalar); anything else is a ValueError naming it."""
+    try:
+        value = np.asarray(reference)
+    except Exception:  # a traced JAX value cannot become a host number
+        value = None
+    if (value is None or value.shape != () or value.dtype.kind not in "iuf"
+            or not math.isfinite(float(value))):
+        raise ValueError(f"reference must be a finite number (the objective of an untrained "
+                         f"model), got {reference!r:.60}.")
+    return float(value)
 
 
 def _check_trials(trials: Any, need: str) -> list[dict[str, Any]]:
