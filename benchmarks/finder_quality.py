@@ -81,6 +81,13 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   quantiles-mlp-adamax-long (800), reverse-transformer-momentum-long (800),
   diabetes-mlp-adagrad-onecycle (400, 60 validation rows). Saved apart
   (``benchmarks/finder_quality_batch10.json``).
+* **eleventh batch** (held-out only, 6), written and committed before any of it ran,
+  after the ninth batch's two rule changes and the search's plateau pick had been fixed on
+  the development half and checked on the 45 held-out problems: a fresh check of both:
+  digits-mlp-adamax (400), moons-mlp-rmsprop-onecycle (500), sort-transformer-nadam-cosine
+  (400), first-lstm-adabelief (300), digits-bnmlp-dropout-lion-onecycle (400, state +
+  dropout, Lion), friedman2-mlp-adagrad-long (800). Saved apart
+  (``benchmarks/finder_quality_batch11.json``).
 
 For each problem, on one fixed train/validation/test split:
 
