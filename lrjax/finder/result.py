@@ -422,7 +422,7 @@ class RangeTestResult:
         A range test reads one curve; which rate trains best for the full planned run
         (its length, its schedule, how much the data lets it overfit) the curve cannot
         always tell: on the finder benchmark the careful suggestion missed 0.95 of the
-        grid's best on 12 of 70 problems (interpolated), whose best grid rates lay 0.23x to
+        grid's best on 13 of 76 problems (interpolated), whose best grid rates lay 0.23x to
         19x from it. A few full trainings around it, picked by a validation loss, settle it:
         pass this space to :func:`lrjax.search` (8 trials, ``method="quasirandom"``, a
         ``train_fn`` from ``make_train_fn(..., num_seeds=2, seed_reduce="max")``) and pick
@@ -435,9 +435,9 @@ class RangeTestResult:
         scrambled-Sobol rates in this range around the careful suggestion, each trained
         the planned steps from 2 seeds, scored by the worse seed's validation loss, the
         plateau's middle picked, quality interpolated on a 4-seed grid): the pick scored
-        at least 0.95 of the grid's best on 66 of 70 problems and never below 0.8 (the
+        at least 0.95 of the grid's best on 72 of 76 problems and never below 0.8 (the
         four misses had 30-200 validation rows), where the suggestion alone scored at
-        least 0.95 on 58. The best of the 8 scored at least 0.985 on each of the 32
+        least 0.95 on 63. The best of the 8 scored at least 0.985 on each of the 38
         problems written after the range was fixed. See
         ``docs/benchmarks/finder_quality.md``.
 
