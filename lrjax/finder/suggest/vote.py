@@ -260,7 +260,8 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
     weight = _valley_weight(kwargs.pop("valley_weight", None))
     factor = sgd_factor_of(result, kwargs.pop("sgd_factor", None))
     # fastai's valley on each curve's EMA (as the peer reads it): blended into every
-    # reading, and the reading itself where the training curves are too noisy.
+    # reading; where the training curves are too noisy, the larger of it and slide is the
+    # reading itself.
     emas = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
     valleys = [_ema_reading("valley", lrs, row, int(d), steps) for row, d in zip(emas, diverged)]
     noisy_train = too_noisy(log_spaced(lrs, train), steps)
@@ -359,11 +360,11 @@ def sgd_factor_of(result: Any, value: float | None = None) -> float:
 def _with_valley(reading: Reading, valley: Reading, weight: float, noisy: bool) -> Reading:
     """``reading`` blended with the curve's ``valley``: ``lr**(1 - w) * valley**w``.
 
-    Where the training curves are too noisy to read, ``valley`` alone (there the larger
-    of the curve's valley and slide, whose EMA averages the noise that the fall's 5%
-    smoother leaves; with ``weight`` 0 too). A curve the valley cannot read keeps
-    ``reading``; one ``fall`` cannot read stays unread unless the curve is noisy and the
-    valley reads it.
+    Where the training curves are too noisy to read, ``valley`` itself (there the caller
+    passes the larger of the curve's valley and slide readings, on an EMA that averages the
+    noise the fall's 5% smoother leaves; with ``weight`` 0 too). A curve the valley cannot
+    read keeps ``reading``; one ``fall`` cannot read stays unread unless the curve is noisy
+    and the valley reads it.
     """
     if valley.failed is not None:
         return reading
