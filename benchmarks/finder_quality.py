@@ -662,12 +662,14 @@ def search_around(blobs: list[dict], trials: int, call: str = "careful", pick: s
     for blob in blobs:
         problem = problems[blob["meta"]["name"]]
         base = blob["suggestions"][call][SEARCH_CALLS[call]]
-        # The library's own range (RangeTestResult.search_space), as multiples of the base.
-        space = lrjax.RangeTestResult.from_dict(blob["curves"][call]).search_space(base)
+        # The library's own range (RangeTestResult.search_space, a closed form in ``base``),
+        # as multiples of the base.
+        careful = lrjax.RangeTestResult.from_dict(blob["curves"]["careful"])
+        space = careful.search_space(base)
         low, high = space["learning_rate"].low / base, space["learning_rate"].high / base
         factors = np.exp(np.log(low) + unit * (np.log(high) - np.log(low)))
         # The untrained model's validation loss: the careful range test's first point.
-        start = lrjax.RangeTestResult.from_dict(blob["curves"]["careful"]).val_losses[..., 0]
+        start = careful.val_losses[..., 0]
         chosen = _validation_pick(problem, base, factors, problem.train_steps, pick, seeds,
                                   reference=float(np.median(start)))
         grid_lrs, grid_quality = np.asarray(blob["grid_lrs"]), np.asarray(blob["grid_quality"])

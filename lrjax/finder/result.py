@@ -25,7 +25,7 @@ from lrjax.tuning.space import LogUniform, log_uniform
 
 #: :meth:`RangeTestResult.search_space`'s range around a suggestion ``lr``: ``lr / 8`` to
 #: ``lr * 30``. Read off the finder benchmark's first 38 problems (where the grid's best
-#: rate lay relative to the careful suggestion: 0.14x to 20x), then checked on 18 problems
+#: rate lay relative to the careful suggestion: 0.14x to 20x), then checked on 38 problems
 #: written after it was fixed (``benchmarks/finder_quality.py --search``).
 SEARCH_RANGE = (1 / 8, 30.0)
 
@@ -460,8 +460,10 @@ class RangeTestResult:
         Example:
             >>> import lrjax
             >>> space = result.search_space(result.peak_lr())  # doctest: +SKIP
-            >>> best = lrjax.search(train_fn, space, num_trials=8,
-            ...                     method="quasirandom")  # doctest: +SKIP
+            >>> found = lrjax.search(train_fn, space, num_trials=8,
+            ...                      method="quasirandom")  # doctest: +SKIP
+            >>> untrained = float(np.median(result.val_losses[..., 0]))  # doctest: +SKIP
+            >>> lr = found.plateau_params(untrained)["learning_rate"]  # doctest: +SKIP
 
         References:
             Bergstra & Bengio, "Random Search for Hyper-Parameter Optimization", JMLR 2012;
