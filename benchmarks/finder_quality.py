@@ -88,6 +88,17 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   (400), first-lstm-adabelief (300), digits-bnmlp-dropout-lion-onecycle (400, state +
   dropout, Lion), friedman2-mlp-adagrad-long (800). Saved apart
   (``benchmarks/finder_quality_batch11.json``).
+* **twelfth batch** (development only, 6) and **thirteenth batch** (held-out only, 6),
+  written and committed together before either ran, for adaptive optimizers whose step
+  shrinks differently from Adam's once the gradient is mostly noise (Adamax, AdaBelief,
+  Lion), of which the development half held three problems and no Lion:
+  synthclass-mlp-adamax-long (800), sort-transformer-adamax-cosine (400),
+  digits-cnn-adabelief-long (600), circles-mlp-lion (400), adding-gru-lion-cosine (400),
+  friedman1-mlp-lion-long (800); held-out moons-mlp-adamax (400),
+  first-gru-adamax-onecycle (400), synthclass-mlp-adabelief-cosine (500),
+  adding-lstm-adabelief-long (800), digits-cnn-lion (300),
+  reverse-transformer-lion-onecycle (400). Saved apart
+  (``benchmarks/finder_quality_batch12.json``, ``..._batch13.json``).
 
 For each problem, on one fixed train/validation/test split:
 
