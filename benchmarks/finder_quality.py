@@ -99,6 +99,13 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   adding-lstm-adabelief-long (800), digits-cnn-lion (300),
   reverse-transformer-lion-onecycle (400). Saved apart
   (``benchmarks/finder_quality_batch12.json``, ``..._batch13.json``).
+* **fourteenth batch** (held-out only, 6), written and committed before any of it ran,
+  after the thirteenth batch failed the noise factor as first fixed (on every curve): the
+  check of the revised rule (readable curves only), half of it with noisy curves:
+  adding-gru-adabelief-long (800, batch 16), first-lstm-adamax-cosine (400),
+  friedman3-mlp-adamax-long (800, batch 16), digits-bncnn-dropout-adabelief (300),
+  sort-transformer-adabelief-long (800), hastie-mlp-adamax-onecycle (400). Saved apart
+  (``benchmarks/finder_quality_batch14.json``).
 
 For each problem, on one fixed train/validation/test split:
 
@@ -220,7 +227,7 @@ import optax
 
 import lrjax
 from lrjax.finder.suggest.curve import truncated_mean
-from lrjax.finder import update_scaling
+from lrjax.finder.optimizer_probe import optimizer_settings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from finder_problems import DEV, HELDOUT, Problem, make_problems  # noqa: E402
@@ -454,15 +461,17 @@ def rescore(blob: dict, problem: Problem | None = None) -> Outcome:
     """An Outcome from saved curves: every rule re-read, quality interpolated on the grid.
 
     Curves saved before the range test measured the optimizer (``settings`` without
-    ``update_scaling``) get it measured now from ``problem``'s optimizer, as the range
-    test would have.
+    ``update_scaling`` or ``noise_response``) get it measured now from ``problem``'s
+    optimizer, as the range test would have (a saved value is kept).
     """
     start = time.perf_counter()
     results = {call: lrjax.RangeTestResult.from_dict(blob["curves"][call]) for call in CALLS}
     for result in results.values():
-        if "update_scaling" not in result.settings and problem is not None:
-            result.settings["update_scaling"] = update_scaling(
-                problem.optimizer, problem.init_fn(jax.random.key(0)))
+        if problem is not None and not {"update_scaling", "noise_response"} <= set(
+                result.settings):
+            measured = optimizer_settings(problem.optimizer, problem.init_fn(jax.random.key(0)))
+            for name, value in measured.items():
+                result.settings.setdefault(name, value)
     meta = blob["meta"]
     grid_lrs = np.asarray(blob["grid_lrs"], np.float64)
     grid_quality = np.asarray(blob["grid_quality"], np.float64)

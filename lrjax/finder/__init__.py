@@ -3,13 +3,13 @@
 ``driver`` (:func:`range_test`: check, plan, run, collect), ``plan`` (validation and the
 plan of the programs), ``program`` (the compiled loop), ``result``
 (:class:`RangeTestResult`, its suggestions and JSON form), ``optimizer_probe``
-(:func:`update_scaling`: whether the optimizer steps like SGD, which the ``fall`` rule
-uses) and the ``suggest`` subpackage (the rules that read a learning rate off the curve).
+(:func:`update_scaling`: whether the optimizer steps like SGD; :func:`noise_response`: how
+much of a weak signal its step keeps in noise; the ``fall`` rule uses both) and the ``suggest`` subpackage (the rules that read a learning rate off the curve).
 """
 
 from lrjax.finder import suggest
 from lrjax.finder.driver import lr_ramp, range_test
-from lrjax.finder.optimizer_probe import update_scaling
+from lrjax.finder.optimizer_probe import noise_response, update_scaling
 from lrjax.finder.result import RangeTestResult
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "lr_ramp",
     "RangeTestResult",
     "update_scaling",
+    "noise_response",
 ]

@@ -116,7 +116,7 @@ from lrjax.finder.program import (
     _unpack,
 )
 from lrjax.finder.result import RangeTestResult
-from lrjax.finder.optimizer_probe import cached_update_scaling
+from lrjax.finder.optimizer_probe import optimizer_settings
 from lrjax._engine.checks import as_prng_key, check_flag
 from lrjax._engine.execution import check_execution, run_host
 from lrjax._engine.processes import fetch
@@ -268,8 +268,8 @@ def range_test(
     settings = dict(min_lr=lo, max_lr=hi, num_steps=int(num_steps), mode=mode,
                     smoothing=beta, diverge_threshold=threshold,
                     accumulation_steps=int(accumulation_steps),
-                    update_scaling=cached_update_scaling(
-                        _probe_optimizer(optimizer, values), _probe_params(model, init_fn, key)))
+                    **optimizer_settings(_probe_optimizer(optimizer, values),
+                                         _probe_params(model, init_fn, key)))
     run = functools.partial(_range_test, loss_fn, model, data=data, key=key, init_fn=init_fn,
                             val_data=val_data, progress=progress, eval_fn=eval_fn,
                             options=options, settings=settings)

@@ -1,10 +1,17 @@
-"""How an optimizer's step scales with the gradient: SGD-like (proportional) or adaptive.
+"""How an optimizer's step responds to the gradient: its scale, and a weak signal in noise.
 
-The range test records this for the suggestion rules (``result.settings["update_scaling"]``):
-an optimizer whose step grows in proportion to the gradient (SGD, heavy-ball momentum,
-Nesterov, SGDW) trains best at a constant rate well above where a short ramp's loss falls
-fastest, where an adaptive one (Adam, AdamW, RMSProp, Adagrad past its start, Lion, LAMB,
-LARS) does not (``lrjax.finder.suggest.vote``, ``SGD_FACTOR``).
+The range test records both for the suggestion rules (``result.settings``):
+
+* ``update_scaling`` (:func:`update_scaling`): an optimizer whose step grows in proportion
+  to the gradient (SGD, heavy-ball momentum, Nesterov, SGDW) trains best at a constant
+  rate well above where a short ramp's loss falls fastest, where an adaptive one (Adam,
+  AdamW, RMSProp, Adagrad past its start, Lion, LAMB, LARS) does not
+  (``lrjax.finder.suggest.vote``, ``SGD_FACTOR``);
+* ``noise_response`` (:func:`noise_response`): among adaptive optimizers, how much of a
+  weak mean gradient the step keeps once the gradient is mostly noise, as late in a
+  training, against how it steps on a steady gradient, as early in a range test (Adam 1;
+  Adamax and AdaBelief keep less, Lion more; ``lrjax.finder.suggest.vote``,
+  ``NOISE_EXPONENT``).
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrjax._engine.factory_checks import _memo
+
+#: ``update_scaling`` above this: the optimizer steps like SGD (the ``fall`` rule's SGD
+#: factor applies; ``noise_response`` is measured only below it).
+GRADIENT_PROPORTIONAL = 0.5
 
 # The probe's gradient: a fixed pseudo-random direction of per-coordinate scale 1e-3, and
 # twice that. A global-norm clip of 1 stays off unless the probe's parameters (each axis cut
@@ -33,6 +44,16 @@ _STEPS = 6
 _MAX_AXIS = 64
 # The probe's parameter values (the user's are never read: some optimizers scale by them).
 _PARAM_VALUE = 0.1
+
+
+def optimizer_settings(optimizer: Any, params: Any) -> dict[str, float | None]:
+    """What the range test records of its optimizer (cached per optimizer and shapes):
+    ``update_scaling``, and ``noise_response`` where the step does not scale like SGD's
+    (``None`` where it does, or where it cannot be measured)."""
+    scaling = cached_update_scaling(optimizer, params)
+    adaptive = scaling is not None and scaling <= GRADIENT_PROPORTIONAL
+    response = cached_noise_response(optimizer, params) if adaptive else None
+    return {"update_scaling": scaling, "noise_response": response}
 
 
 def cached_update_scaling(optimizer: Any, params: Any) -> float | None:
@@ -118,6 +139,123 @@ def _measure(optimizer: Any, params: Any) -> float | None:
     if not (math.isfinite(moved_small) and math.isfinite(moved_large)) or moved_small <= 0:
         return None
     return round(math.log(moved_large / moved_small) / math.log(_RATIO), 3) + 0.0  # no -0.0
+
+
+# noise_response's probe: a steady gradient of per-coordinate size _SCALE for _STEADY_STEPS
+# steps (a range test's default length), then, from a fresh state, a mean of _SIGNAL x
+# _SCALE under Gaussian noise of _SCALE for _NOISY_STEPS steps, the step averaged over the
+# last _MEASURED of them, over enough replicas of the (cut) parameter tree to hold about
+# _COORDINATES coordinates (the mean's standard error stays near 2%).
+_STEADY_STEPS = 100
+_NOISY_STEPS = 300
+_MEASURED = 100
+_SIGNAL = 0.1
+_COORDINATES = 8192
+_MAX_REPLICAS = 256
+
+
+def cached_noise_response(optimizer: Any, params: Any) -> float | None:
+    """:func:`noise_response`, cached in the engine's cache per optimizer and shapes."""
+    leaves, treedef = jax.tree.flatten(params)
+    shapes = (str(treedef), tuple((_shape(x), str(getattr(x, "dtype", type(x))))
+                                  for x in leaves))
+    return _memo("noise_response", optimizer, shapes,
+                 functools.partial(noise_response, optimizer, params))
+
+
+def noise_response(optimizer: Any, params: Any) -> float | None:
+    """How much of a weak mean gradient an optimizer's step keeps under noise, relative to a steady gradient.
+
+    Two runs from a fresh state, parameters as in :func:`update_scaling` (the user's tree,
+    ranks and dtypes, each axis cut to 64, filled with 0.1; ``learning_rate=1``), each
+    coordinate's gradient ``g_t = mu + s * xi_t`` with ``xi_t`` standard normal:
+
+    * steady: ``mu = s = 1e-3``, no noise, 100 steps: the last step's mean ``d_steady``;
+    * noisy: ``mu = 0.1 s``, 300 steps: the mean step over the last 100, ``d_noisy``;
+
+    ::
+
+        r = (d_noisy / 0.1) / d_steady
+
+    the step's drift along the mean per unit of mean gradient under noise, over the same
+    on a steady gradient of the noise's size. A step linear in the gradient (SGD,
+    momentum) gives 1, and so does Adam (it divides by the gradient's root mean square,
+    ``s`` in both runs); Adamax about 0.36 (it divides by the largest recent gradient,
+    about 3 ``s`` in the noise), AdaBelief about 0.23 (it divides by the gradient's
+    deviation from its mean, small on a steady gradient: it steps large early and shrinks
+    in the noise), Lion about 6 (a sign: the noise does not shrink it). Training moves
+    from the first regime (a range test's ramp) to the second (most of a long training).
+
+    Args:
+        optimizer: the range test's factory taking ``learning_rate``.
+        params: the trainable parameters (a pytree of arrays or ``jax.ShapeDtypeStruct``;
+            only shapes and dtypes are used).
+
+    Returns:
+        ``r`` rounded to 3 decimals, or ``None`` when it cannot be measured (the factory
+        needs other arguments, the optimizer fails on the probe or under ``vmap``, no
+        floating parameters, a step that does not move or is not finite).
+
+    Example:
+        >>> import optax, jax.numpy as jnp
+        >>> round(noise_response(optax.sgd, {"w": jnp.zeros(3)}), 1)
+        1.0
+        >>> 0.3 < noise_response(optax.adamax, {"w": jnp.zeros(3)}) < 0.45
+        True
+
+    References:
+        Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015 (section 7.1:
+        AdaMax's infinity-norm denominator); Zhuang et al., "AdaBelief Optimizer", NeurIPS
+        2020; Chen et al., "Symbolic Discovery of Optimization Algorithms", 2023 (Lion);
+        McCandlish et al., "An Empirical Model of Large-Batch Training", 2018 (the noise
+        comes to dominate the gradient as training goes on).
+    """
+    try:
+        return _measure_noise(optimizer, params)
+    except Exception:  # noqa: BLE001 - any factory, optimizer or params we cannot probe
+        return None
+
+
+def _measure_noise(optimizer: Any, params: Any) -> float | None:
+    leaves, treedef = jax.tree.flatten(params)
+    if not leaves or not any(_floating(leaf) for leaf in leaves):
+        return None
+    shapes = [_shape(x) for x in leaves]
+    dtypes = [_dtype(x) for x in leaves]
+    floating = [_floating(x) for x in leaves]
+    size = sum(math.prod(shape) for shape, f in zip(shapes, floating) if f)
+    replicas = int(min(_MAX_REPLICAS, max(1, -(-_COORDINATES // max(size, 1)))))
+    probe_params = jax.tree.unflatten(treedef, [
+        jnp.full(shape, _PARAM_VALUE if f else 0, dtype)
+        for shape, dtype, f in zip(shapes, dtypes, floating)])
+    tx = optimizer(learning_rate=1.0)
+
+    def run(key: jax.Array, mean: jax.Array, noise: jax.Array) -> jax.Array:
+        """The summed step of each of _NOISY_STEPS steps from a fresh state."""
+        def step(state: Any, t: jax.Array) -> tuple[Any, jax.Array]:
+            keys = jax.random.split(jax.random.fold_in(key, t), len(leaves))
+            grads = jax.tree.unflatten(treedef, [
+                (mean + noise * jax.random.normal(k, shape, jnp.float32)).astype(dtype)
+                if f else jnp.zeros(shape, dtype)
+                for k, shape, dtype, f in zip(keys, shapes, dtypes, floating)])
+            updates, state = tx.update(grads, state, probe_params)
+            total = sum(jnp.sum(jnp.real(u).astype(jnp.float32))
+                        for u, f in zip(jax.tree.leaves(updates), floating) if f)
+            return state, total
+
+        return jax.lax.scan(step, tx.init(probe_params), jnp.arange(_NOISY_STEPS))[1]
+
+    # One program for both runs: (steady, noisy) x replicas.
+    means = jnp.asarray([_SCALE, _SIGNAL * _SCALE], jnp.float32)
+    noises = jnp.asarray([0.0, _SCALE], jnp.float32)
+    keys = jax.random.split(jax.random.key(0), replicas)
+    totals = jax.jit(jax.vmap(jax.vmap(run, (0, None, None)), (None, 0, 0)))(keys, means, noises)
+    totals = np.asarray(totals, np.float64) / -(size * np.asarray(means)[:, None, None])
+    steady = float(totals[0, :, _STEADY_STEPS - 1].mean())
+    noisy = float(totals[1, :, _NOISY_STEPS - _MEASURED:].mean())
+    if not (math.isfinite(steady) and math.isfinite(noisy)) or steady <= 0:
+        return None
+    return round(noisy / steady, 3) + 0.0
 
 
 def _shape(x: Any) -> tuple[int, ...]:

@@ -114,7 +114,10 @@ class RangeTestResult:
         sweep: ``{name: values}`` of a sweep, or ``None``.
         settings: ``min_lr``, ``max_lr``, ``num_steps``, ``mode``, ``smoothing``,
             ``update_scaling`` (how the optimizer's step grows with the gradient: 1 for
-            SGD, 0 for Adam; :func:`lrjax.finder.update_scaling`), ...
+            SGD, 0 for Adam; :func:`lrjax.finder.update_scaling`), ``noise_response``
+            (for an adaptive optimizer, how much of a weak signal its step keeps in
+            noise: 1 for Adam; :func:`lrjax.finder.noise_response`; ``None`` for one that
+            steps like SGD), ...
 
     Example:
         >>> result = lrjax.range_test(loss_fn, params, optax.sgd, batches)  # doctest: +SKIP
@@ -198,6 +201,7 @@ class RangeTestResult:
         tolerance: float | None = None,
         valley_weight: float | None = None,
         sgd_factor: float | None = None,
+        noise_exponent: float | None = None,
         skip_start: int | None = None,
         skip_end: int | None = None,
         lr_diff: int | None = None,
@@ -215,8 +219,9 @@ class RangeTestResult:
             method: ``fall`` (the default: lrjax's rule; on the raw validation curve
                 when there is one, a fifth of the rate where it turns up, see
                 ``lrjax.finder.suggest.turn_rule``; else 0.3 of the training curve's fall,
-                see ``lrjax.finder.suggest.fall_rule``; blended with a quarter of
-                ``valley``, see ``valley_weight``), fastai's ``valley``,
+                see ``lrjax.finder.suggest.fall_rule``; blended with ``valley``, see
+                ``valley_weight``; times a factor for SGD-like and for some adaptive
+                optimizers, see ``sgd_factor`` and ``noise_exponent``), fastai's ``valley``,
                 ``slide``, ``steep``, ``minimum``, or torch-lr-finder's ``steepest``
                 (see ``lrjax.finder.suggest.rules``).
             per_curve: return the ``batch_shape`` array of per-curve suggestions instead
@@ -250,6 +255,14 @@ class RangeTestResult:
                 nor to a result without that setting (built by hand or saved before
                 lrjax measured it: set it to 1.0 for SGD). :meth:`peak_lr` is never below
                 the rate it gives.
+            noise_exponent: ``fall``: for an adaptive optimizer whose step keeps less of a
+                weak mean gradient under noise than on a steady gradient
+                (``settings["noise_response"]`` ``r < 1``, measured by the range test,
+                :func:`lrjax.finder.noise_response`: Adamax about 0.37, AdaBelief about
+                0.22, Adam 1), the reading (and :meth:`peak_lr`) is multiplied by
+                ``r ** -noise_exponent``, at most the ramp's last rate (default 0.5; 0
+                turns it off). Its step shrinks as the gradient turns to noise, so a
+                training keeps moving at rates above the ramp's reading.
             skip_start: the peers' rules: points dropped at the start (default
                 ``num_steps // 10``; 10 for ``steepest``).
             skip_end: the peers' rules: recorded points dropped at the end (default 5).
@@ -263,8 +276,9 @@ class RangeTestResult:
             When the curves' fall is not clearly larger than their noise (the mean
             curve's fall < 8 x its smoothed noise, :attr:`readability`), a rate is still
             returned, with an ``lrjax.UnreadableCurveWarning`` saying what would help:
-            the peers' rules give their own reading, ``fall`` gives fastai's ``valley``
-            (the documented fallback: its EMA averages the noise); a validation curve
+            the peers' rules give their own reading, ``fall`` gives the larger of
+            fastai's ``valley`` and ``slide`` (the documented fallback: their EMA
+            averages the noise); a validation curve
             that noisy is not read (``fall`` reads the training curve instead, with the
             warning).
 
@@ -280,7 +294,8 @@ class RangeTestResult:
         options = _suggest_result.rule_options(method, {
             "fraction": fraction, "half_width": half_width, "train_steps": train_steps,
             "divisor": divisor, "tolerance": tolerance, "valley_weight": valley_weight,
-            "sgd_factor": sgd_factor, "skip_start": skip_start,
+            "sgd_factor": sgd_factor, "noise_exponent": noise_exponent,
+            "skip_start": skip_start,
             "skip_end": skip_end, "lr_diff": lr_diff, "thresh": thresh,
             "adjust_value": adjust_value}, unknown)
         readings = _suggest_result.read_result(self, method, **options)
