@@ -106,6 +106,16 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   friedman3-mlp-adamax-long (800, batch 16), digits-bncnn-dropout-adabelief (300),
   sort-transformer-adabelief-long (800), hastie-mlp-adamax-onecycle (400). Saved apart
   (``benchmarks/finder_quality_batch14.json``).
+* **fifteenth batch** (development only, 6) and **sixteenth batch** (held-out only, 6),
+  written and committed together before either ran: slow nonlinear classification with a
+  validation batch (the held-out hastie problems' careful calls read 10-100x below their
+  best rate; the development half held no such problem): hastie-mlp-nadam (500),
+  hastie-mlp-momentum-cosine (600), checker-mlp-adam-onecycle (600, a 2-D checkerboard),
+  quantiles8-mlp-adamw-long (800), clusters-mlp-rmsprop-onecycle (500), hastie-mlp-adamax
+  (400); held-out hastie-mlp-adamw-cosine (500), hastie-mlp-nesterov-long (800),
+  checker-mlp-adabelief (500), quantiles8-mlp-adam-onecycle (500),
+  clusters-mlp-nadam-cosine (500), checker-mlp-momentum-long (800). Saved apart
+  (``benchmarks/finder_quality_batch15.json``, ``..._batch16.json``).
 
 For each problem, on one fixed train/validation/test split:
 
