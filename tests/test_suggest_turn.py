@@ -19,7 +19,7 @@ X = np.log10(LRS)
 STEP = 6 / 59  # decades between two rates
 
 
-def ref_turn(lrs, raw, divisor=5.0, tolerance=0.1, half_width=1):
+def ref_turn(lrs, raw, divisor=5.0, tolerance=0.3, half_width=1):
     """The documented rule with loops: light centred mean, median start, the first rise
     (past the first tenth, after a tenth of the whole fall) above the running minimum by
     more than ``tolerance`` of the fall so far; that minimum's rate over ``divisor``."""
@@ -55,6 +55,35 @@ def test_turn_matches_the_loop_reference(seed, turn_at):
     for divisor, tolerance in ((10.0, 0.1), (3.0, 0.3)):
         got = lrjax.finder.suggest.suggest_turn(LRS, raw, divisor=divisor, tolerance=tolerance)
         assert got == pytest.approx(ref_turn(LRS, raw, divisor, tolerance))
+
+
+def calibrate_then_learn(seed, bump=0.3):
+    """A slow nonlinear problem's validation curve: a first fall (the output calibrating,
+    3 -> 2 around 1e-3), a bump of ``bump`` of that fall around 6e-3, a second fall (the
+    features forming, 2 -> 1.2 around 3e-2), and the real turn at 1e-1."""
+    clean = (1.2 + 1 / (1 + np.exp((X + 3.0) / 0.15)) + 0.8 / (1 + np.exp((X + 1.5) / 0.15))
+             + bump * np.exp(-((X + 2.2) / 0.12) ** 2) + 3 * np.maximum(X + 1.0, 0))
+    return clean + np.random.default_rng(seed).normal(scale=0.002, size=X.size)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_calibration_bump_is_not_the_turn(seed):
+    """A bump of a fifth of the fall so far is below the default tolerance 0.3: the turn
+    is the real one at 1e-1 (a fifth of it: ~2e-2); at tolerance 0.1 the bump is read
+    (a fifth of ~1e-3). Both agree with the loop reference."""
+    raw = calibrate_then_learn(seed)
+    got = lrjax.finder.suggest.suggest_turn(LRS, raw)
+    assert got == pytest.approx(ref_turn(LRS, raw))
+    assert 0.1 / 5 / 1.6 < got < 0.1 / 5 * 1.6
+    early = lrjax.finder.suggest.suggest_turn(LRS, raw, tolerance=0.1)
+    assert early == pytest.approx(ref_turn(LRS, raw, tolerance=0.1))
+    assert early < got / 10
+    # a rise of half the fall so far is a turn at either tolerance
+    steep = calibrate_then_learn(seed, bump=0.8)
+    at_default = lrjax.finder.suggest.suggest_turn(LRS, steep)
+    assert at_default == pytest.approx(ref_turn(LRS, steep))
+    assert at_default == lrjax.finder.suggest.suggest_turn(LRS, steep, tolerance=0.1)
+    assert at_default < got / 10
 
 
 def test_turn_of_a_clean_curve_is_a_fifth_of_the_turning_rate():

@@ -239,7 +239,7 @@ class RangeTestResult:
                 too noisy to read (its minimum is a noise dip).
             divisor: ``fall`` on a validation curve: the turn's rate over this (default 5).
             tolerance: ``fall`` on a validation curve: the rise that is a turn, as a share
-                of the fall so far (default 0.1).
+                of the fall so far (default 0.3).
             valley_weight: ``fall``: the weight ``w`` of fastai's ``valley`` (read on the
                 same curve's EMA) in the per-curve reading ``lr**(1 - w) * valley**w``, in
                 ``[0, 1]`` (default 0.35; 0 gives the turn or fall reading alone). A
