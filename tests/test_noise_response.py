@@ -3,6 +3,7 @@ factor for adaptive optimizers whose step shrinks more than Adam's in noise."""
 
 import dataclasses
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -203,3 +204,12 @@ def test_noise_exponent_is_checked(bad, error, plain):
         result.suggest(noise_exponent=bad)
     with pytest.raises(ValueError, match="takes no noise_exponent"):
         result.suggest("valley", noise_exponent=0.5)
+
+
+def test_float64_params_without_x64_are_probed_quietly():
+    """numpy float64 leaves train as float32 without jax_enable_x64; the probe does the
+    same without JAX's truncation warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = noise_response(optax.adamax, {"w": np.zeros((30, 16))})
+    assert got == noise_response(optax.adamax, {"w": jnp.zeros((30, 16))})

@@ -221,7 +221,8 @@ def _measure_noise(optimizer: Any, params: Any) -> float | None:
     if not leaves or not any(_floating(leaf) for leaf in leaves):
         return None
     shapes = [_shape(x) for x in leaves]
-    dtypes = [_dtype(x) for x in leaves]
+    # float64 leaves without jax_enable_x64 run as JAX would train them (float32), quietly.
+    dtypes = [jax.dtypes.canonicalize_dtype(_dtype(x)) for x in leaves]
     floating = [_floating(x) for x in leaves]
     size = sum(math.prod(shape) for shape, f in zip(shapes, floating) if f)
     replicas = int(min(_MAX_REPLICAS, max(1, -(-_COORDINATES // max(size, 1)))))
