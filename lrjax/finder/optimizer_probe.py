@@ -180,8 +180,8 @@ def noise_response(optimizer: Any, params: Any) -> float | None:
     the step's drift along the mean per unit of mean gradient under noise, over the same
     on a steady gradient of the noise's size. A step linear in the gradient (SGD,
     momentum) gives 1, and so does Adam (it divides by the gradient's root mean square,
-    ``s`` in both runs); Adamax about 0.36 (it divides by the largest recent gradient,
-    about 3 ``s`` in the noise), AdaBelief about 0.23 (it divides by the gradient's
+    ``s`` in both runs); Adamax about 0.37 (it divides by the largest recent gradient,
+    about 3 ``s`` in the noise), AdaBelief about 0.22 (it divides by the gradient's
     deviation from its mean, small on a steady gradient: it steps large early and shrinks
     in the noise), Lion about 6 (a sign: the noise does not shrink it). Training moves
     from the first regime (a range test's ramp) to the second (most of a long training).
