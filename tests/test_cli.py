@@ -301,6 +301,20 @@ def test_report_says_when_fall_carries_the_sgd_factor(monkeypatch, capsys, scali
         assert f"{4 * result.suggest(sgd_factor=1):.3e}" in out
 
 
+@pytest.mark.parametrize("response, says", [(0.25, True), (1.0, False), (None, False)])
+def test_report_says_when_fall_carries_the_noise_factor(monkeypatch, capsys, response, says):
+    result = synthetic_result()
+    result = dataclasses.replace(result, settings={
+        **result.settings, "update_scaling": 0.0, "noise_response": response})
+    monkeypatch.setattr(find_command, "_run_range_test", lambda *args: result)
+    status, out, err = run(["find", *FAST, "--optimizer", "adam"], capsys)
+    assert status == 0, err
+    assert ("(fall includes x2: adam's step keeps less of the signal in noise, "
+            "noise_response 0.25)" in out) == says
+    if says:  # the printed fall is the factor times the reading
+        assert f"{2 * result.suggest(noise_exponent=0):.3e}" in out
+
+
 class FakeTerminal:
     def __init__(self):
         self.text = ""

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, TextIO
 import numpy as np
 
 from lrjax.finder.suggest.readability_check import UnreadableCurveWarning, noisy_message
-from lrjax.finder.suggest.vote import sgd_factor_of
+from lrjax.finder.suggest.vote import noise_factor_of, reads_readable_training, sgd_factor_of
 from lrjax.plot.terminal import UNICODE_GLYPHS, loss_limits, rule_label, text_plot
 
 TABLE_ROWS = 8
@@ -148,6 +148,11 @@ def format_report(
     if factor != 1.0:
         lines.append(f"{'':>14}  (fall includes x{factor:g}: {args.optimizer} steps in "
                      "proportion to the gradient)")
+    noise = noise_factor_of(result)  # Adamax, AdaBelief: readable curves only
+    if noise >= 1.005 and reads_readable_training(result):
+        lines.append(f"{'':>14}  (fall includes x{noise:.3g}: {args.optimizer}'s step keeps "
+                     f"less of the signal in noise, noise_response "
+                     f"{result.settings['noise_response']:g})")
     base_lr, max_lr = findings.cyclical_bounds
     lines.append(f"{'cyclic bounds':>14}  {base_lr:.3e} .. {max_lr:.3e}  (base_lr .. max_lr)")
     low, high = findings.search_range

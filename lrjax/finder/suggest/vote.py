@@ -91,7 +91,8 @@ Adamax about 0.37 (it divides by the largest recent gradient), AdaBelief about 0
 the deviation from the mean, small on the ramp's steady early gradients), Lion about 6.
 A range test's ramp is short and its gradients mostly signal; a training spends most of
 its steps in the noise, where a step that keeps less of the signal moves less, so its
-best rate sits above the ramp's reading. Where ``r < 1`` each curve's reading is
+best rate sits above the ramp's reading. Where ``r < 1`` each readable curve's reading
+(not a noisy curve's valley-or-slide fallback, already the larger of two readings) is
 multiplied by ``r ** -noise_exponent`` (default ``NOISE_EXPONENT``, 0.5: Adamax x1.65,
 AdaBelief x2.1; at most ``max_lr``; on a log-spaced ramp; with ``peak_lr()``). Chosen on
 the finder benchmark's development half after a twelfth batch (Adamax, AdaBelief, Lion)
@@ -391,10 +392,11 @@ def noise_factor_of(result: Any, exponent: float | None = None) -> float:
     """The factor on ``fall``'s readings for an adaptive optimizer: ``r ** -exponent`` where
     the range test measured its noise response ``r = settings["noise_response"] < 1``
     (:func:`lrjax.finder.noise_response`; Adamax about 0.37: x1.65, AdaBelief about 0.22:
-    x2.1 at the default ``NOISE_EXPONENT`` 0.5), else 1: for an optimizer that steps like
-    SGD (:func:`sgd_factor_of` applies), one whose step keeps more of the signal than
-    Adam's (``r >= 1``: Adam, Lion, LAMB), a linear ramp, or a result without the
-    setting."""
+    x2.1 at the default ``NOISE_EXPONENT`` 0.5; Adam measures about 0.99, x1.004), else
+    1: for an optimizer that steps like SGD (:func:`sgd_factor_of` applies), one whose step
+    keeps at least as much of the signal (``r >= 1``: Lion, LAMB), a linear ramp, or a
+    result without the setting. ``read_result`` applies it to readable training curves
+    only."""
     lrs = np.asarray(result.lrs, np.float64)
     power = NOISE_EXPONENT if exponent is None else check_static("noise_exponent", exponent,
                                                                    low=0.0)
@@ -431,6 +433,13 @@ def _with_valley(reading: Reading, valley: Reading, weight: float, noisy: bool) 
 # mean 0.993; x1 0.881 / 0.950; x1.5 0.957 / 0.983; x2.5 0.967 / 0.986; x3 0.859 / 0.946;
 # x4 0.521 / 0.792), then reported on the held-out half (x2: 0.964 / 0.982).
 PEAK_FACTOR = 2.0
+
+
+def reads_readable_training(result: Any) -> bool:
+    """Whether ``fall``'s training curves are readable (not the valley-or-slide fallback),
+    where the noise factor (:func:`noise_factor_of`) applies."""
+    train = log_spaced(result.lrs, result._before_divergence(result.losses))
+    return too_noisy(train, result.num_steps) is None
 
 
 def reads_validation(result: Any) -> bool:
