@@ -13,7 +13,7 @@ from test_suggest import LRS, ref_fall, result_from_raw, sigmoid_curve
 
 import lrjax
 from lrjax.finder.suggest.curve import recorded_curve
-from lrjax.finder import update_scaling
+from lrjax.finder import noise_response, update_scaling
 
 PARAMS = {"w": jnp.zeros((30, 16)), "b": jnp.zeros(16)}
 
@@ -86,6 +86,7 @@ def test_half_precision_and_complex_params_are_classified(dtype):
     assert update_scaling(optax.adam, params) == 0.0
 
 
+@pytest.mark.parametrize("probe", [update_scaling, noise_response])
 @pytest.mark.parametrize("factory, params", [
     (lambda learning_rate, other: optax.sgd(learning_rate), PARAMS),  # needs another arg
     (lambda learning_rate: 1 / 0, PARAMS),  # the factory fails
@@ -93,8 +94,8 @@ def test_half_precision_and_complex_params_are_classified(dtype):
     (optax.sgd, {"i": jnp.zeros(3, jnp.int32)}),  # no floating parameters
     (lambda learning_rate: optax.sgd(0.0), PARAMS),  # the update never moves
 ])
-def test_unknown_when_it_cannot_be_measured(factory, params):
-    assert update_scaling(factory, params) is None
+def test_unknown_when_it_cannot_be_measured(probe, factory, params):
+    assert probe(factory, params) is None
 
 
 def test_range_test_records_it_for_params_and_for_init_fn():
@@ -109,10 +110,15 @@ def test_range_test_records_it_for_params_and_for_init_fn():
     adam = lrjax.range_test(loss, params, optax.adam, data, num_steps=20)
     seeded = lrjax.range_test(loss, None, optax.sgd, data, num_steps=20, num_seeds=2,
                               init_fn=lambda k: {"w": jax.random.normal(k, (3,))})
+    adamax = lrjax.range_test(loss, params, optax.adamax, data, num_steps=20)
     assert (sgd.settings["update_scaling"], adam.settings["update_scaling"],
             seeded.settings["update_scaling"]) == (1.0, 0.0, 1.0)
     back = lrjax.RangeTestResult.from_json(sgd.to_json())
     assert back.settings["update_scaling"] == 1.0
+    # noise_response: measured for adaptive optimizers only (SGD's own factor applies)
+    assert adamax.settings["noise_response"] == pytest.approx(0.37, rel=0.08)
+    assert sgd.settings["noise_response"] is None
+    assert lrjax.RangeTestResult.from_json(adamax.to_json()).settings == adamax.settings
 
 
 # ---- fall's SGD factor --------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -50,19 +51,20 @@ def optimizer_settings(optimizer: Any, params: Any) -> dict[str, float | None]:
     """What the range test records of its optimizer (cached per optimizer and shapes):
     ``update_scaling``, and ``noise_response`` where the step does not scale like SGD's
     (``None`` where it does, or where it cannot be measured)."""
-    scaling = cached_update_scaling(optimizer, params)
+    scaling = _cached(update_scaling, optimizer, params)
     adaptive = scaling is not None and scaling <= GRADIENT_PROPORTIONAL
-    response = cached_noise_response(optimizer, params) if adaptive else None
+    response = _cached(noise_response, optimizer, params) if adaptive else None
     return {"update_scaling": scaling, "noise_response": response}
 
 
-def cached_update_scaling(optimizer: Any, params: Any) -> float | None:
-    """:func:`update_scaling`, cached in the engine's cache per optimizer and shapes."""
+def _cached(probe: Callable[[Any, Any], float | None], optimizer: Any,
+            params: Any) -> float | None:
+    """``probe(optimizer, params)``, cached in the engine's cache per probe, optimizer and
+    the parameters' tree and (cut) shapes and dtypes."""
     leaves, treedef = jax.tree.flatten(params)
     shapes = (str(treedef), tuple((_shape(x), str(getattr(x, "dtype", type(x))))
                                   for x in leaves))
-    return _memo("update_scaling", optimizer, shapes,
-                 functools.partial(update_scaling, optimizer, params))
+    return _memo(probe.__name__, optimizer, shapes, functools.partial(probe, optimizer, params))
 
 
 def update_scaling(optimizer: Any, params: Any) -> float | None:
@@ -152,15 +154,6 @@ _MEASURED = 100
 _SIGNAL = 0.1
 _COORDINATES = 8192
 _MAX_REPLICAS = 256
-
-
-def cached_noise_response(optimizer: Any, params: Any) -> float | None:
-    """:func:`noise_response`, cached in the engine's cache per optimizer and shapes."""
-    leaves, treedef = jax.tree.flatten(params)
-    shapes = (str(treedef), tuple((_shape(x), str(getattr(x, "dtype", type(x))))
-                                  for x in leaves))
-    return _memo("noise_response", optimizer, shapes,
-                 functools.partial(noise_response, optimizer, params))
 
 
 def noise_response(optimizer: Any, params: Any) -> float | None:
