@@ -987,4 +987,41 @@ def make_problems() -> list[Problem]:
     add("checker-mlp-momentum-long", "classification", mlp((2, 64, 64, 2)), "MLP 2-64-64-2",
         momentum, "SGD momentum 0.9", _split(*checkerboard(4000, 17), 3000, 300, 17, False), 32,
         800, HELDOUT)
+
+    # ---- seventeenth batch: held-out only, written and committed before any of it ran ----
+    # The check of the suggestion-stability warning (lrjax.finder.suggest.stability_check),
+    # chosen on the development half after all 106 problems above had been seen: half slow
+    # nonlinear classification (where the silent failures were), half other kinds (a
+    # transformer, an LSTM, a CNN, a BatchNorm + dropout MLP) where it should stay quiet.
+    add("hastie-mlp-rmsprop-onecycle", "classification", mlp((10, 64, 64, 2)),
+        "MLP 10-64-64-2", optax.rmsprop, "RMSProp", _split(*hastie(20), 2000, 300, 20, False),
+        64, 500, HELDOUT, schedule="one_cycle")
+    add("checker-mlp-nadam-long", "classification", mlp((2, 64, 64, 2)), "MLP 2-64-64-2",
+        optax.nadam, "NAdam", _split(*checkerboard(4000, 18), 3000, 300, 18, False), 32, 800,
+        HELDOUT)
+    q17x, q17y = datasets.make_gaussian_quantiles(n_samples=3000, n_features=8, n_classes=3,
+                                                  random_state=17)
+    add("quantiles8-mlp-momentum-cosine", "classification", mlp((8, 64, 3)), "MLP 8-64-3",
+        momentum, "SGD momentum 0.9", _split(q17x, q17y, 2000, 300, 17, False), 32, 500,
+        HELDOUT, schedule="cosine")
+    k17x, k17y = datasets.make_classification(3000, 10, n_informative=6, n_redundant=0,
+                                              n_clusters_per_class=4, class_sep=0.7,
+                                              random_state=17)
+    add("clusters-mlp-adam", "classification", mlp((10, 64, 64, 2)), "MLP 10-64-64-2",
+        optax.adam, "Adam", _split(k17x, k17y, 2000, 300, 17, False), 64, 400, HELDOUT)
+    sort17_x, sort17_y = sequence_task("sort", 5500, 8, 10, seed=18)
+    add("sort-transformer-momentum-cosine", "classification", transformer(10, 8, 32, 2, 1, 10),
+        "transformer 1 layer d32 2 heads", momentum, "SGD momentum 0.9",
+        _split_raw(sort17_x, sort17_y, 4000, 500, False), 32, 400, HELDOUT, schedule="cosine",
+        family="transformer")
+    first17_x, first17_y = sequence_task("first", 5500, 8, 8, seed=19)
+    add("first-lstm-rmsprop-long", "classification", recurrent("lstm", 8, 32, 8, vocab=8),
+        "LSTM 32 (memory, 8 steps)", optax.rmsprop, "RMSProp",
+        _split_raw(first17_x, first17_y, 4000, 500, False), 32, 800, HELDOUT, family="rnn")
+    add("digits-cnn-adamax-onecycle", "classification", small_cnn(), "CNN 8x8 (8, 16 ch)",
+        optax.adamax, "Adamax", _split(dx, dy, 1200, 200, 17, False), 64, 400, HELDOUT,
+        schedule="one_cycle", family="cnn")
+    add("digits-bnmlp-dropout-nadam", "classification", bn_mlp((64, 128, 10)),
+        "MLP 64-128(BN, dropout 0.3)-10", optax.nadam, "NAdam",
+        _split(dx, dy, 1200, 200, 17, False), 64, 400, HELDOUT)
     return problems

@@ -116,6 +116,13 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   checker-mlp-adabelief (500), quantiles8-mlp-adam-onecycle (500),
   clusters-mlp-nadam-cosine (500), checker-mlp-momentum-long (800). Saved apart
   (``benchmarks/finder_quality_batch15.json``, ``..._batch16.json``).
+* **seventeenth batch** (held-out only, 8), written and committed before any of it ran:
+  the check of the suggestion-stability warning chosen on the development half:
+  hastie-mlp-rmsprop-onecycle (500), checker-mlp-nadam-long (800),
+  quantiles8-mlp-momentum-cosine (500), clusters-mlp-adam (400),
+  sort-transformer-momentum-cosine (400), first-lstm-rmsprop-long (800),
+  digits-cnn-adamax-onecycle (400), digits-bnmlp-dropout-nadam (400, state + dropout).
+  Saved apart (``benchmarks/finder_quality_batch17.json``).
 
 For each problem, on one fixed train/validation/test split:
 

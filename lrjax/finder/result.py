@@ -20,6 +20,7 @@ from lrjax.finder.suggest import curve as _curve
 from lrjax.finder.suggest import cyclical_bounds as _suggest_cyclical
 from lrjax.finder.suggest import readability_check as _readability
 from lrjax.finder.suggest import rules as _suggest
+from lrjax.finder.suggest import stability_check as _stability
 from lrjax.finder.suggest import vote as _suggest_result
 from lrjax.tuning.space import LogUniform, log_uniform
 
@@ -299,7 +300,60 @@ class RangeTestResult:
             "skip_end": skip_end, "lr_diff": lr_diff, "thresh": thresh,
             "adjust_value": adjust_value}, unknown)
         readings = _suggest_result.read_result(self, method, **options)
-        return self._answer(readings, method, per_curve)
+        answer = self._answer(readings, method, per_curve)
+        if method == _suggest.DEFAULT_METHOD and not per_curve:
+            self._check_stability(lambda result: result._answer(
+                _suggest_result.read_result(result, method, **options), method, False), method)
+        return answer
+
+    def _check_stability(self, read: Any, rule: str) -> None:
+        """Warns when ``read``'s suggestion moves by more than a factor 10 as the curves'
+        noise is drawn again; not on training curves too noisy to read (warned already)."""
+        if _suggest_result.reads_readable_training(self):
+            _stability.warn_if_unstable(self, read, rule, stacklevel=5)
+
+    def stability(self, *, peak: bool = False, train_steps: int | None = None,
+                  replicas: int = _stability.REPLICAS, seed: int = 0) -> _stability.Stability:
+        """How far the default suggestion moves when the curves' noise is drawn again.
+
+        Each raw curve (training, and validation when there is one) is split into the
+        ``fall`` rule's centred mean ``s`` and its residual, and ``replicas`` results
+        ``s + sign * (y - s)`` (a random sign per step: the wild bootstrap; the EMA
+        recomputed) are read as :meth:`suggest` (or :meth:`peak_lr` with ``peak=True``)
+        reads this one. The suggestion is stable when the replicas' 10th and 90th
+        percentiles are less than a factor 10 apart (``log10(q90 / q10) < 1``);
+        :meth:`suggest` and :meth:`peak_lr` warn (``lrjax.UnstableSuggestionWarning``)
+        when it is not, on curves readable by :attr:`readability` (see
+        ``lrjax.finder.suggest.stability_check`` for why and how 1 was chosen).
+
+        Args:
+            peak: read the replicas by :meth:`peak_lr` instead of :meth:`suggest`.
+            train_steps: the hint :meth:`suggest` takes (not with ``peak``).
+            replicas: replicas to read (>= 2; default 64).
+            seed: the generator's seed (the same seed, the same answer).
+
+        Returns:
+            ``Stability(stable, low, high, decades, replicas)``: the replicas' 10th and
+            90th percentiles and ``log10(high / low)``.
+
+        Example:
+            >>> result.stability()  # doctest: +SKIP
+            Stability(stable=True, low=0.0021, high=0.0048, decades=0.36, replicas=64)
+
+        References:
+            Wu, "Jackknife, bootstrap and other resampling methods in regression
+            analysis", Annals of Statistics 1986 (the wild bootstrap).
+        """
+        if peak and train_steps is not None:
+            raise ValueError("stability: train_steps is for suggest(), not with peak=True.")
+        options = _suggest_result.rule_options(
+            _suggest.DEFAULT_METHOD, {"train_steps": train_steps}, {})
+        if peak:
+            read = lambda result: result._answer(result._peak_readings(), "peak_lr", False)  # noqa: E731
+        else:
+            read = lambda result: result._answer(_suggest_result.read_result(  # noqa: E731
+                result, _suggest.DEFAULT_METHOD, **options), _suggest.DEFAULT_METHOD, False)
+        return _stability.suggestion_stability(self, read, replicas=replicas, seed=seed)
 
     def _answer(self, readings: list[_curve.Reading], method: str,
                 per_curve: bool) -> float | np.ndarray:
@@ -413,6 +467,16 @@ class RangeTestResult:
             Smith & Topin, "Super-Convergence", 2017 (one-cycle's peak from the range test);
             Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017.
         """
+        readings = self._peak_readings()
+        if not per_curve:
+            self._check_stability(
+                lambda result: result._answer(result._peak_readings(), "peak_lr", False),
+                "peak_lr")
+        # The vote is a lower median, which the peak's monotone map commutes with.
+        return self._answer(readings, "peak_lr", per_curve)
+
+    def _peak_readings(self) -> list[_curve.Reading]:
+        """Each curve's ``fall`` reading made a schedule's peak (:meth:`peak_lr`)."""
         factor = 1.0 if _suggest_result.reads_validation(self) else _suggest_result.PEAK_FACTOR
         sgd_factor = _suggest_result.sgd_factor_of(self)
         last = float(self.lrs[-1])
@@ -425,10 +489,8 @@ class RangeTestResult:
             return reading._replace(lr=max(reading.lr * factor, constant))
 
         options = _suggest_result.rule_options(_suggest.DEFAULT_METHOD, {"sgd_factor": 1.0}, {})
-        readings = [peak(r) for r in _suggest_result.read_result(
+        return [peak(r) for r in _suggest_result.read_result(
             self, _suggest.DEFAULT_METHOD, **options)]
-        # The vote is a lower median, which the monotone map above commutes with.
-        return self._answer(readings, "peak_lr", per_curve)
 
     def search_space(self, lr: float | None = None, *,
                      name: str = "learning_rate") -> dict[str, LogUniform]:

@@ -3,7 +3,8 @@
 ``curve`` (the usable part of a curve), ``rules`` (the peers' rules and the table of every
 rule), ``fall_rule`` and ``turn_rule`` (lrjax's default rule on a training and a validation
 curve), ``cyclical_bounds`` (Smith's bounds for a cyclical schedule), ``readability_check``
-(whether a curve's fall stands out of its noise) and ``vote`` (a rule applied to a whole
+(whether a curve's fall stands out of its noise), ``stability_check`` (whether a
+suggestion holds when the curve's noise is drawn again) and ``vote`` (a rule applied to a whole
 :class:`~lrjax.RangeTestResult`: which curve, the seeds' vote).
 """
 
@@ -19,6 +20,7 @@ from lrjax.finder.suggest.rules import (
     suggest_steepest,
     suggest_valley,
 )
+from lrjax.finder.suggest.stability_check import Stability, UnstableSuggestionWarning
 from lrjax.finder.suggest.turn_rule import suggest_turn
 
 __all__ = [
@@ -34,4 +36,6 @@ __all__ = [
     "readability",
     "Readability",
     "UnreadableCurveWarning",
+    "Stability",
+    "UnstableSuggestionWarning",
 ]

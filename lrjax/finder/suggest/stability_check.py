@@ -1,0 +1,216 @@
+"""Whether a suggestion holds when the curve's noise is drawn again: a wild bootstrap.
+
+A range-test curve is one draw of its batch noise. :func:`suggestion_stability` draws it
+again: each raw curve (training, and validation when there is one) before divergence is
+split into its smooth part ``s`` (the ``fall`` rule's centred mean, half-width ``max(1,
+round(0.05 num_steps))``) and its residual ``e = y - s``, and a replica is
+``y* = s + sign * e`` with an independent random sign per step (Rademacher weights: the
+wild bootstrap, which keeps each step's noise size where it is), its EMA recomputed as the
+range test records it. The rule reads ``replicas`` such results; the suggestion is
+**stable** when the 10th and 90th percentiles of those readings are less than
+``STABLE_DECADES`` (1, a factor 10) apart in ``log10`` rate.
+
+Why a second check beside :func:`~lrjax.finder.suggest.readability_check.readability`:
+that one compares the fall with the noise, and a curve can pass it and still be read off
+a part of the curve the noise moves, e.g. a slow classification whose 100-step fall is
+mostly calibration (the output's bias moving toward the class frequencies) and whose
+share of the fall lands on a long, shallow slope. The bootstrap measures the reading
+itself. Chosen on the finder benchmark's development half (``benchmarks/finder_quality.py``,
+37 problems, the default and the careful call: 74 suggestions, 12 already warned as too
+noisy, 6 below 0.8 of the grid's best without a warning), for 32 and 64 replicas, each
+with 3 seeds, and thresholds of 0.75, 1, 1.25, 1.5 and 2 decades: 64 replicas at **1
+decade** leave 3 silent suggestions below 0.8 for every seed (1.25: 4, 1.5: 4, 2: 4-5;
+0.75: 3 with more warnings; 32 replicas: 3-4), and warn 13-14 of the 62 others, 6-7 of
+them on suggestions that score at least 0.95. The 3 left are read consistently wrong, not
+moved by the noise (SGD-momentum schedule peaks): no resampling can see them. See
+``docs/benchmarks/finder_quality.md`` for the held-out half.
+
+References:
+    Wu, "Jackknife, bootstrap and other resampling methods in regression analysis",
+    Annals of Statistics 1986 (the wild bootstrap); Mammen, "Bootstrap and wild bootstrap
+    for high dimensional linear models", Annals of Statistics 1993; Efron & Tibshirani,
+    "An Introduction to the Bootstrap", 1993 (percentile intervals).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from lrjax._engine.checks import check_static, check_steps
+from lrjax.finder.suggest.curve import _finite_length, truncated_mean
+from lrjax.finder.suggest.readability_check import NOISY_ADVICE, UnreadableCurveWarning
+
+#: A suggestion is stable when its replicas' 10th and 90th percentiles are closer than this
+#: many decades of rate (1: a factor 10).
+STABLE_DECADES = 1.0
+#: Replicas drawn (about 1-2 ms each for a 100-step result: 0.1 s for a 3-seed result with
+#: validation; 32 gave the same silent count for only 2 of 3 seeds).
+REPLICAS = 64
+# The percentiles whose distance is the spread.
+_LOW_PERCENTILE, _HIGH_PERCENTILE = 10.0, 90.0
+# The smoother's half-width as a share of the steps: the fall rule's own.
+_HALF_WIDTH_FRACTION = 0.05
+
+
+class Stability(NamedTuple):
+    """How far a suggestion moves when the curve's noise is drawn again (:func:`suggestion_stability`).
+
+    Attributes:
+        stable: ``decades < threshold`` (default ``STABLE_DECADES``, 1).
+        low: the 10th percentile of the replicas' suggestions.
+        high: their 90th percentile.
+        decades: ``log10(high / low)`` (0 for a noise-free curve).
+        replicas: how many replicas were read.
+    """
+
+    stable: bool
+    low: float
+    high: float
+    decades: float
+    replicas: int
+
+
+class UnstableSuggestionWarning(UnreadableCurveWarning):
+    """A suggestion moves by more than a factor 10 when the curve's noise is drawn again.
+
+    A kind of :class:`UnreadableCurveWarning` (a filter on that catches both);
+    ``stability`` holds the :class:`Stability` measured.
+    """
+
+    def __init__(self, message: str, stability: Stability, curve: str = "training") -> None:
+        super().__init__(message, None, curve)
+        self.stability = stability
+
+
+def unstable_message(stability: Stability, rule: str, advice: str = NOISY_ADVICE) -> str:
+    """The one-line warning for an unstable suggestion.
+
+    Example:
+        >>> unstable_message(Stability(False, 1e-3, 0.05, 1.7, 64), "fall")
+        "fall's suggestion is unstable: drawing the curve's noise again moves it from 0.001 to 0.05 (10th to 90th percentile of 64 replicas, 1.7 decades); use more steps, a larger batch (or accumulation_steps), val_data or more seeds (num_seeds), or search around it (search_space)"
+    """
+    return (f"{rule}'s suggestion is unstable: drawing the curve's noise again moves it from "
+            f"{stability.low:.3g} to {stability.high:.3g} (10th to 90th percentile of "
+            f"{stability.replicas} replicas, {stability.decades:.2g} decades); {advice}, or "
+            "search around it (search_space)")
+
+
+def resampled_rows(rows: np.ndarray, num_steps: int, rng: np.random.Generator) -> np.ndarray:
+    """Each raw curve's smooth part plus its residual with random signs (wild bootstrap).
+
+    Args:
+        rows: ``(curves, steps)`` raw losses; each row's first non-finite value ends the
+            part resampled (divergence), the rest is kept as it is.
+        num_steps: the range test's steps (sets the smoother, as for the ``fall`` rule).
+        rng: the random generator.
+
+    Returns:
+        A new array of the same shape; a row with fewer finite points than the smoother's
+        window is copied unchanged.
+
+    Example:
+        >>> rows = np.array([[3.0, 2.9, 2.5, 2.0, 1.6, 1.5, 1.7, np.nan]])
+        >>> out = resampled_rows(rows, 8, np.random.default_rng(0))
+        >>> bool(np.isnan(out[0, -1])), out.shape
+        (True, (1, 8))
+    """
+    rows = np.array(rows, np.float64, copy=True)
+    half_width = max(1, round(_HALF_WIDTH_FRACTION * int(num_steps)))
+    for row in rows:
+        n = _finite_length(row)
+        if n <= 2 * half_width + 1:
+            continue
+        smooth = truncated_mean(row[:n], half_width)
+        row[:n] = smooth + rng.choice((-1.0, 1.0), n) * (row[:n] - smooth)
+    return rows
+
+
+def debiased_ema(rows: np.ndarray, beta: float) -> np.ndarray:
+    """The range test's bias-corrected EMA of each row: ``avg_t / (1 - beta**(t + 1))``,
+    ``avg_t = beta avg_{t-1} + (1 - beta) loss_t`` (``lrjax.finder.driver``)."""
+    rows = np.asarray(rows, np.float64)
+    out = np.empty_like(rows)
+    avg = np.zeros(rows.shape[:-1])
+    for step in range(rows.shape[-1]):
+        avg = beta * avg + (1 - beta) * rows[..., step]
+        out[..., step] = avg / (1 - beta ** (step + 1))
+    return out
+
+
+def resampled_result(result: Any, rng: np.random.Generator) -> Any:
+    """A copy of a ``RangeTestResult`` whose training and validation curves are drawn again
+    (:func:`resampled_rows`) and whose EMA is recomputed up to each curve's divergence."""
+    steps = result.num_steps
+    shape = np.shape(result.losses)
+    train = resampled_rows(result._before_divergence(result.losses).reshape(-1, steps), steps, rng)
+    recorded = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
+    beta = float(result.settings.get("smoothing", 0.98))
+    ema = debiased_ema(np.where(np.isfinite(train), train, 0.0), beta)
+    smoothed = np.where(np.isfinite(train), ema, recorded)  # after divergence: as recorded
+    losses = np.where(np.isfinite(train), train,
+                      np.asarray(result.losses, np.float64).reshape(-1, steps))
+    val = None
+    if result.val_losses is not None:
+        before = result._before_divergence(result.val_losses).reshape(-1, steps)
+        drawn = resampled_rows(before, steps, rng)
+        val = np.where(np.isfinite(drawn), drawn,
+                       np.asarray(result.val_losses, np.float64).reshape(-1, steps)).reshape(shape)
+    return dataclasses.replace(result, losses=losses.reshape(shape),
+                               smoothed_losses=smoothed.reshape(shape), val_losses=val)
+
+
+def suggestion_stability(result: Any, read: Callable[[Any], float], *,
+                         replicas: int = REPLICAS, seed: int = 0,
+                         threshold: float = STABLE_DECADES) -> Stability:
+    """How far ``read(result)`` moves when the result's curves are drawn again.
+
+    ``read`` is applied to ``replicas`` copies of ``result`` whose raw curves are each
+    ``s + sign * (y - s)`` (``s`` the ``fall`` rule's centred mean, a random sign per
+    step; the EMA recomputed), with every warning silenced; the suggestion is stable when
+    ``log10(q90 / q10) < threshold`` for the replicas' 10th and 90th percentiles.
+
+    Args:
+        result: a ``RangeTestResult``.
+        read: ``result -> rate`` (e.g. ``lambda r: r.suggest()``).
+        replicas: replicas to read (>= 2).
+        seed: the generator's seed (the same seed, the same answer).
+        threshold: decades of rate a stable suggestion's replicas stay within (> 0).
+
+    Returns:
+        A :class:`Stability`.
+
+    Example:
+        >>> import lrjax, numpy as np
+        >>> lrs = np.geomspace(1e-5, 1.0, 100)
+        >>> clean = 1 + 2 / (1 + np.exp(3 * (np.log10(lrs) + 2)))
+        >>> result = lrjax.RangeTestResult(lrs, clean, clean, None)
+        >>> suggestion_stability(result, lambda r: r.suggest()).decades
+        0.0
+
+    References:
+        Wu, Annals of Statistics 1986 (the wild bootstrap); Efron & Tibshirani, "An
+        Introduction to the Bootstrap", 1993, ch. 13 (percentile intervals).
+    """
+    replicas = check_steps("replicas", replicas, minimum=2)
+    threshold = check_static("threshold", threshold, low=0.0, low_open=True)
+    rng = np.random.default_rng(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = np.array([float(read(resampled_result(result, rng))) for _ in range(replicas)])
+    low, high = (float(v) for v in np.percentile(values, [_LOW_PERCENTILE, _HIGH_PERCENTILE]))
+    decades = math.log10(high / low) if low > 0 else math.inf
+    return Stability(bool(decades < threshold), low, high, decades, replicas)
+
+
+def warn_if_unstable(result: Any, read: Callable[[Any], float], rule: str,
+                     stacklevel: int = 3) -> None:
+    """An :class:`UnstableSuggestionWarning` when ``read``'s suggestion is not stable."""
+    stability = suggestion_stability(result, read)
+    if not stability.stable:
+        warnings.warn(UnstableSuggestionWarning(unstable_message(stability, rule), stability),
+                      stacklevel=stacklevel)
