@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, TextIO
 import numpy as np
 
 from lrjax.finder.suggest.readability_check import UnreadableCurveWarning, noisy_message
+from lrjax.finder.suggest.stability_check import UnstableSuggestionWarning, unstable_message
 from lrjax.finder.suggest.vote import noise_factor_of, reads_readable_training, sgd_factor_of
 from lrjax.plot.terminal import UNICODE_GLYPHS, loss_limits, rule_label, text_plot
 
@@ -50,10 +51,13 @@ CLI_NOISY_ADVICE = "use more --steps, a larger --batch-size or more --seeds"
 
 
 def warning_line(message: Warning | str) -> str:
-    """A warning as one clean line: an ``UnreadableCurveWarning`` names the command's
-    options that would help (``--steps``, ``--batch-size``, ``--seeds``)."""
+    """A warning as one clean line: an ``UnreadableCurveWarning`` (an
+    ``UnstableSuggestionWarning`` too) names the command's options that would help
+    (``--steps``, ``--batch-size``, ``--seeds``)."""
     reading = getattr(message, "readability", None)
-    if isinstance(message, UnreadableCurveWarning) and reading is not None:
+    if isinstance(message, UnstableSuggestionWarning):
+        text = unstable_message(message.stability, message.rule, advice=CLI_NOISY_ADVICE)
+    elif isinstance(message, UnreadableCurveWarning) and reading is not None:
         text = noisy_message(reading, f"the {message.curve} curve", advice=CLI_NOISY_ADVICE)
     else:
         text = str(message)

@@ -308,9 +308,10 @@ class RangeTestResult:
 
     def _check_stability(self, read: Any, rule: str) -> None:
         """Warns when ``read``'s suggestion moves by more than a factor 10 as the curves'
-        noise is drawn again; not on training curves too noisy to read (warned already)."""
-        if _suggest_result.reads_readable_training(self):
-            _stability.warn_if_unstable(self, read, rule, stacklevel=5)
+        noise is drawn again; not on training curves too noisy to read (warned already),
+        nor on a ramp that is not log-spaced."""
+        if _stability.log_ramp(self) and _suggest_result.reads_readable_training(self):
+            _stability.warn_if_unstable(self, read, rule, stacklevel=4)
 
     def stability(self, *, peak: bool = False, train_steps: int | None = None,
                   replicas: int = _stability.REPLICAS, seed: int = 0) -> _stability.Stability:
@@ -323,8 +324,9 @@ class RangeTestResult:
         reads this one. The suggestion is stable when the replicas' 10th and 90th
         percentiles are less than a factor 10 apart (``log10(q90 / q10) < 1``);
         :meth:`suggest` and :meth:`peak_lr` warn (``lrjax.UnstableSuggestionWarning``)
-        when it is not, on curves readable by :attr:`readability` (see
-        ``lrjax.finder.suggest.stability_check`` for why and how 1 was chosen).
+        when it is not, on curves readable by :attr:`readability` and a log-spaced ramp
+        (the default ``mode="exp"``; see ``lrjax.finder.suggest.stability_check`` for why
+        and how 1 was chosen).
 
         Args:
             peak: read the replicas by :meth:`peak_lr` instead of :meth:`suggest`.
@@ -335,6 +337,10 @@ class RangeTestResult:
         Returns:
             ``Stability(stable, low, high, decades, replicas)``: the replicas' 10th and
             90th percentiles and ``log10(high / low)``.
+
+        Raises:
+            ValueError: a linear ramp (``mode="linear"``), ``train_steps`` with ``peak``,
+                ``replicas`` < 2.
 
         Example:
             >>> result.stability()  # doctest: +SKIP

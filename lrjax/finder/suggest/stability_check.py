@@ -2,8 +2,9 @@
 
 A range-test curve is one draw of its batch noise. :func:`suggestion_stability` draws it
 again: each raw curve (training, and validation when there is one) before divergence is
-split into its smooth part ``s`` (the ``fall`` rule's centred mean, half-width ``max(1,
-round(0.05 num_steps))``) and its residual ``e = y - s``, and a replica is
+split into its smooth part ``s`` (a centred local-linear fit over the ``fall`` rule's window,
+half-width ``max(1, round(0.05 num_steps))``: the window's mean inside, the trend's line at
+the ends) and its residual ``e = y - s``, and a replica is
 ``y* = s + sign * e`` with an independent random sign per step (Rademacher weights: the
 wild bootstrap, which keeps each step's noise size where it is), its EMA recomputed as the
 range test records it. The rule reads ``replicas`` such results; the suggestion is
@@ -17,13 +18,18 @@ mostly calibration (the output's bias moving toward the class frequencies) and w
 share of the fall lands on a long, shallow slope. The bootstrap measures the reading
 itself. Chosen on the finder benchmark's development half (``benchmarks/finder_quality.py``,
 37 problems, the default and the careful call: 74 suggestions, 12 already warned as too
-noisy, 6 below 0.8 of the grid's best without a warning), for 32 and 64 replicas, each
-with 3 seeds, and thresholds of 0.75, 1, 1.25, 1.5 and 2 decades: 64 replicas at **1
-decade** leave 3 silent suggestions below 0.8 for every seed (1.25: 4, 1.5: 4, 2: 4-5;
-0.75: 3 with more warnings; 32 replicas: 3-4), and warn 13-14 of the 62 others, 6-7 of
-them on suggestions that score at least 0.95. The 3 left are read consistently wrong, not
-moved by the noise (SGD-momentum schedule peaks): no resampling can see them. See
-``docs/benchmarks/finder_quality.md`` for the held-out half.
+noisy, 6 below 0.8 of the grid's best without a warning), 64 replicas drawn with 3 seeds,
+thresholds of 0.75, 1, 1.25 and 1.5 decades: at **1 decade** 3 silent suggestions below
+0.8 are left for every seed (1.25 and 1.5: 4; 0.75: 3 with more warnings), and 8 of the
+62 others are warned, 1 of them on a suggestion that scores at least 0.95. The 3 left are
+read consistently wrong, not moved by the noise (SGD-momentum schedule peaks): no
+resampling can see them. The smoother was the fall rule's truncated centred mean at
+first; its ends lag a blow-up's rise and a steep start, and flipping that lag is not
+noise: it warned 13-14 of the 62 (6-7 scoring at least 0.95) and a clean least-squares
+range test, for the same 3 silent. 32 replicas left 3 or 4 depending on the seed. On the
+69 held-out problems (read after): 10 silent suggestions below 0.8 -> 5, 11-12 of 110
+others warned, 4-5 of them scoring at least 0.95. See
+``docs/benchmarks/finder_quality.md``.
 
 References:
     Wu, "Jackknife, bootstrap and other resampling methods in regression analysis",
@@ -42,14 +48,15 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from lrjax._engine.checks import check_static, check_steps
-from lrjax.finder.suggest.curve import _finite_length, truncated_mean
+from lrjax.finder.suggest.curve import _finite_length
+from lrjax.finder.suggest.fall_rule import _log_grid
 from lrjax.finder.suggest.readability_check import NOISY_ADVICE, UnreadableCurveWarning
 
 #: A suggestion is stable when its replicas' 10th and 90th percentiles are closer than this
 #: many decades of rate (1: a factor 10).
 STABLE_DECADES = 1.0
 #: Replicas drawn (about 1-2 ms each for a 100-step result: 0.1 s for a 3-seed result with
-#: validation; 32 gave the same silent count for only 2 of 3 seeds).
+#: validation).
 REPLICAS = 64
 # The percentiles whose distance is the spread.
 _LOW_PERCENTILE, _HIGH_PERCENTILE = 10.0, 90.0
@@ -79,12 +86,15 @@ class UnstableSuggestionWarning(UnreadableCurveWarning):
     """A suggestion moves by more than a factor 10 when the curve's noise is drawn again.
 
     A kind of :class:`UnreadableCurveWarning` (a filter on that catches both);
-    ``stability`` holds the :class:`Stability` measured.
+    ``stability`` holds the :class:`Stability` measured and ``rule`` the rule read
+    (``"fall"`` or ``"peak_lr"``).
     """
 
-    def __init__(self, message: str, stability: Stability, curve: str = "training") -> None:
+    def __init__(self, message: str, stability: Stability, rule: str = "fall",
+                 curve: str = "training") -> None:
         super().__init__(message, None, curve)
         self.stability = stability
+        self.rule = rule
 
 
 def unstable_message(stability: Stability, rule: str, advice: str = NOISY_ADVICE) -> str:
@@ -100,8 +110,44 @@ def unstable_message(stability: Stability, rule: str, advice: str = NOISY_ADVICE
             "search around it (search_space)")
 
 
+def local_linear(values: np.ndarray, half_width: int) -> np.ndarray:
+    """A centred local-linear smoother: at each point, the least-squares line through the
+    ``2 half_width + 1`` points around it (fewer at the ends), evaluated there.
+
+    Inside, where the window is whole, that is the window's mean (a symmetric window's
+    slope does not move its centre); in the first and last ``half_width`` points it follows
+    the trend where a truncated mean lags it (a blow-up's last points, a steep start).
+
+    Example:
+        >>> local_linear(np.arange(6.0), 2)  # a line is its own smooth, ends included
+        array([0., 1., 2., 3., 4., 5.])
+    """
+    y = np.asarray(values, np.float64)
+    n = y.size
+    out = np.empty(n)
+    if n == 0:
+        return out
+    width = 2 * half_width + 1
+    if n >= width:
+        sums = np.cumsum(np.concatenate(([0.0], y)))
+        out[half_width : n - half_width] = (sums[width:] - sums[:-width]) / width
+    for i in [*range(min(half_width, n)), *range(max(half_width, n - half_width), n)]:
+        lo, hi = max(0, i - half_width), min(n, i + half_width + 1)
+        offsets = np.arange(lo, hi) - i
+        window = y[lo:hi]
+        centred = offsets - offsets.mean()
+        spread = float(centred @ centred)
+        slope = float(centred @ (window - window.mean())) / spread if spread > 0 else 0.0
+        out[i] = window.mean() - slope * offsets.mean()
+    return out
+
+
 def resampled_rows(rows: np.ndarray, num_steps: int, rng: np.random.Generator) -> np.ndarray:
     """Each raw curve's smooth part plus its residual with random signs (wild bootstrap).
+
+    The smooth part is :func:`local_linear` of half-width ``max(1, round(0.05
+    num_steps))`` (the ``fall`` rule's window): a truncated mean at the ends would leave
+    the blow-up's own rise in the residual, and flipping it is not noise.
 
     Args:
         rows: ``(curves, steps)`` raw losses; each row's first non-finite value ends the
@@ -119,15 +165,22 @@ def resampled_rows(rows: np.ndarray, num_steps: int, rng: np.random.Generator) -
         >>> bool(np.isnan(out[0, -1])), out.shape
         (True, (1, 8))
     """
-    rows = np.array(rows, np.float64, copy=True)
+    rows = np.asarray(rows, np.float64)
+    return _Resampler._drawn(rows, _decompose(rows, num_steps), rng)
+
+
+def _decompose(rows: np.ndarray, num_steps: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Per row: the length drawn again (0: none), its smooth part and its residual."""
     half_width = max(1, round(_HALF_WIDTH_FRACTION * int(num_steps)))
-    for row in rows:
+    parts = []
+    for row in np.asarray(rows, np.float64):
         n = _finite_length(row)
         if n <= 2 * half_width + 1:
+            parts.append((0, row[:0], row[:0]))
             continue
-        smooth = truncated_mean(row[:n], half_width)
-        row[:n] = smooth + rng.choice((-1.0, 1.0), n) * (row[:n] - smooth)
-    return rows
+        smooth = local_linear(row[:n], half_width)
+        parts.append((n, smooth, row[:n] - smooth))
+    return parts
 
 
 def debiased_ema(rows: np.ndarray, beta: float) -> np.ndarray:
@@ -142,26 +195,50 @@ def debiased_ema(rows: np.ndarray, beta: float) -> np.ndarray:
     return out
 
 
+class _Resampler:
+    """A result's curves split once into smooth part and residual; :meth:`draw` makes a
+    replica (the smoother runs once, not once per replica)."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+        steps = result.num_steps
+        self.shape = np.shape(result.losses)
+        self.train = result._before_divergence(result.losses).reshape(-1, steps)
+        self.train_parts = _decompose(self.train, steps)
+        self.val = (None if result.val_losses is None else
+                    result._before_divergence(result.val_losses).reshape(-1, steps))
+        self.val_parts = None if self.val is None else _decompose(self.val, steps)
+
+    @staticmethod
+    def _drawn(rows: np.ndarray, parts: list, rng: np.random.Generator) -> np.ndarray:
+        rows = rows.copy()
+        for row, (n, smooth, residual) in zip(rows, parts):
+            if n:
+                row[:n] = smooth + rng.choice((-1.0, 1.0), n) * residual
+        return rows
+
+    def draw(self, rng: np.random.Generator) -> Any:
+        result, steps = self.result, self.result.num_steps
+        train = self._drawn(self.train, self.train_parts, rng)
+        recorded = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
+        beta = float(result.settings.get("smoothing", 0.98))
+        ema = debiased_ema(np.where(np.isfinite(train), train, 0.0), beta)
+        smoothed = np.where(np.isfinite(train), ema, recorded)  # after divergence: as recorded
+        losses = np.where(np.isfinite(train), train,
+                          np.asarray(result.losses, np.float64).reshape(-1, steps))
+        val = None
+        if self.val is not None:
+            drawn = self._drawn(self.val, self.val_parts, rng)
+            val = np.where(np.isfinite(drawn), drawn, np.asarray(
+                result.val_losses, np.float64).reshape(-1, steps)).reshape(self.shape)
+        return dataclasses.replace(result, losses=losses.reshape(self.shape),
+                                   smoothed_losses=smoothed.reshape(self.shape), val_losses=val)
+
+
 def resampled_result(result: Any, rng: np.random.Generator) -> Any:
     """A copy of a ``RangeTestResult`` whose training and validation curves are drawn again
     (:func:`resampled_rows`) and whose EMA is recomputed up to each curve's divergence."""
-    steps = result.num_steps
-    shape = np.shape(result.losses)
-    train = resampled_rows(result._before_divergence(result.losses).reshape(-1, steps), steps, rng)
-    recorded = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
-    beta = float(result.settings.get("smoothing", 0.98))
-    ema = debiased_ema(np.where(np.isfinite(train), train, 0.0), beta)
-    smoothed = np.where(np.isfinite(train), ema, recorded)  # after divergence: as recorded
-    losses = np.where(np.isfinite(train), train,
-                      np.asarray(result.losses, np.float64).reshape(-1, steps))
-    val = None
-    if result.val_losses is not None:
-        before = result._before_divergence(result.val_losses).reshape(-1, steps)
-        drawn = resampled_rows(before, steps, rng)
-        val = np.where(np.isfinite(drawn), drawn,
-                       np.asarray(result.val_losses, np.float64).reshape(-1, steps)).reshape(shape)
-    return dataclasses.replace(result, losses=losses.reshape(shape),
-                               smoothed_losses=smoothed.reshape(shape), val_losses=val)
+    return _Resampler(result).draw(rng)
 
 
 def suggestion_stability(result: Any, read: Callable[[Any], float], *,
@@ -184,27 +261,41 @@ def suggestion_stability(result: Any, read: Callable[[Any], float], *,
     Returns:
         A :class:`Stability`.
 
+    Raises:
+        ValueError: a ramp that is not log-spaced (``mode="linear"``), ``replicas`` < 2 or
+            not whole, ``threshold`` not a positive number.
+
     Example:
         >>> import lrjax, numpy as np
         >>> lrs = np.geomspace(1e-5, 1.0, 100)
         >>> clean = 1 + 2 / (1 + np.exp(3 * (np.log10(lrs) + 2)))
         >>> result = lrjax.RangeTestResult(lrs, clean, clean, None)
-        >>> suggestion_stability(result, lambda r: r.suggest()).decades
-        0.0
+        >>> suggestion_stability(result, lambda r: r.suggest()).stable
+        True
 
     References:
         Wu, Annals of Statistics 1986 (the wild bootstrap); Efron & Tibshirani, "An
         Introduction to the Bootstrap", 1993, ch. 13 (percentile intervals).
     """
+    if not log_ramp(result):
+        raise ValueError("suggestion_stability: the ramp is not log-spaced (mode='linear'); the "
+                         "resampling's window assumes the default mode='exp'.")
     replicas = check_steps("replicas", replicas, minimum=2)
     threshold = check_static("threshold", threshold, low=0.0, low_open=True)
     rng = np.random.default_rng(seed)
+    resampler = _Resampler(result)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        values = np.array([float(read(resampled_result(result, rng))) for _ in range(replicas)])
+        values = np.array([float(read(resampler.draw(rng))) for _ in range(replicas)])
     low, high = (float(v) for v in np.percentile(values, [_LOW_PERCENTILE, _HIGH_PERCENTILE]))
     decades = math.log10(high / low) if low > 0 else math.inf
     return Stability(bool(decades < threshold), low, high, decades, replicas)
+
+
+def log_ramp(result: Any) -> bool:
+    """Whether a result's ramp is log-spaced (``mode="exp"``), the only one checked: on a
+    linear ramp the fall fills a few of the first points, inside one smoothing window."""
+    return _log_grid(np.asarray(result.lrs, np.float64)) is None
 
 
 def warn_if_unstable(result: Any, read: Callable[[Any], float], rule: str,
@@ -212,5 +303,5 @@ def warn_if_unstable(result: Any, read: Callable[[Any], float], rule: str,
     """An :class:`UnstableSuggestionWarning` when ``read``'s suggestion is not stable."""
     stability = suggestion_stability(result, read)
     if not stability.stable:
-        warnings.warn(UnstableSuggestionWarning(unstable_message(stability, rule), stability),
-                      stacklevel=stacklevel)
+        warnings.warn(UnstableSuggestionWarning(unstable_message(stability, rule), stability,
+                                                rule), stacklevel=stacklevel)
