@@ -295,6 +295,27 @@ def test_a_batched_result_is_drawn_per_curve():
     assert result.losses.shape == (3, STEPS)
 
 
+def test_lrjax_find_prints_the_stability_warning_once_as_one_line(monkeypatch, capsys):
+    from lrjax import cli
+    from lrjax.cli import find_command
+
+    unstable = result_of(TWO_FALLS, 0.1, 1)
+    unstable = lrjax.RangeTestResult(unstable.lrs.astype(np.float32),
+                                     unstable.losses.astype(np.float32),
+                                     unstable.smoothed_losses.astype(np.float32), None,
+                                     settings={"mode": "exp", "num_steps": STEPS,
+                                               "smoothing": 0.98})
+    monkeypatch.setattr(find_command, "_run_range_test", lambda *args: unstable)
+    status = cli.main(["find", "--steps", str(STEPS), "--quiet", "--no-terminal-plot"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    lines = [line for line in err.splitlines() if "unstable" in line]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("lrjax: warning: fall's suggestion is unstable: ")
+    assert "use more --steps, a larger --batch-size or more --seeds" in lines[0]
+    assert "Warning" not in err and "warnings.warn" not in err
+
+
 def test_cli_prints_the_warning_in_one_line():
     result = result_of(TWO_FALLS, 0.1, 1)
     with warnings.catch_warnings(record=True) as caught:
@@ -302,3 +323,9 @@ def test_cli_prints_the_warning_in_one_line():
         result.suggest()
     line = warning_line(caught[0].message)
     assert "\n" not in line and "unstable" in line and "--steps" in line
+
+
+def test_the_method_default_is_the_module_constant():
+    import inspect
+
+    assert inspect.signature(lrjax.RangeTestResult.stability).parameters["replicas"].default == REPLICAS

@@ -281,7 +281,10 @@ class RangeTestResult:
             fastai's ``valley`` and ``slide`` (the documented fallback: their EMA
             averages the noise); a validation curve
             that noisy is not read (``fall`` reads the training curve instead, with the
-            warning).
+            warning). On a readable curve of a log-spaced ramp, ``fall``'s suggestion
+            (not ``per_curve``) also warns with ``lrjax.UnstableSuggestionWarning`` when
+            drawing the curves' noise again moves it over a factor 10 or more
+            (:meth:`stability`; about 0.1 s).
 
         Raises:
             TypeError: an unknown keyword argument.
@@ -314,15 +317,18 @@ class RangeTestResult:
             _stability.warn_if_unstable(self, read, rule, stacklevel=4)
 
     def stability(self, *, peak: bool = False, train_steps: int | None = None,
-                  replicas: int = _stability.REPLICAS, seed: int = 0) -> _stability.Stability:
+                  replicas: int = 64, seed: int = 0) -> _stability.Stability:
         """How far the default suggestion moves when the curves' noise is drawn again.
 
-        Each raw curve (training, and validation when there is one) is split into the
-        ``fall`` rule's centred mean ``s`` and its residual, and ``replicas`` results
-        ``s + sign * (y - s)`` (a random sign per step: the wild bootstrap; the EMA
-        recomputed) are read as :meth:`suggest` (or :meth:`peak_lr` with ``peak=True``)
-        reads this one. The suggestion is stable when the replicas' 10th and 90th
-        percentiles are less than a factor 10 apart (``log10(q90 / q10) < 1``);
+        Each raw curve (training, and validation when there is one) before divergence is
+        split into a smooth part ``s`` (at each point, the least-squares line through the
+        ``fall`` rule's window around it) and its residual, and ``replicas`` results
+
+            ``y* = s + sign * (y - s)``,  a random sign per step (the wild bootstrap)
+
+        with their EMA recomputed are read as :meth:`suggest` (or :meth:`peak_lr` with
+        ``peak=True``) reads this one. The suggestion is stable when the replicas' 10th
+        and 90th percentiles are less than a factor 10 apart (``log10(q90 / q10) < 1``);
         :meth:`suggest` and :meth:`peak_lr` warn (``lrjax.UnstableSuggestionWarning``)
         when it is not, on curves readable by :attr:`readability` and a log-spaced ramp
         (the default ``mode="exp"``; see ``lrjax.finder.suggest.stability_check`` for why
@@ -459,7 +465,9 @@ class RangeTestResult:
             per_curve: the per-curve peaks (``batch_shape`` array) instead of their vote.
 
         Returns:
-            The suggested peak rate (a float, or an array with ``per_curve``). A curve
+            The suggested peak rate (a float, or an array with ``per_curve``); warns as
+            :meth:`suggest` does when it moves with the noise (:meth:`stability` with
+            ``peak=True``). A curve
             no rule can read (flat, never falling, diverged at once) gives what
             ``suggest()`` gives it, the smallest rate tested, with the same warning: no
             factor applies to a fallback.
