@@ -19,7 +19,9 @@ import pytest
 import lrjax
 from lrjax.cli.report import warning_line
 from lrjax.finder.suggest.readability_check import UnreadableCurveWarning
+from lrjax.finder.suggest import stability_check
 from lrjax.finder.suggest.stability_check import (
+    MAX_CHECKED_CURVES,
     REPLICAS,
     STABLE_DECADES,
     Stability,
@@ -250,6 +252,8 @@ def test_stability_with_peak_and_train_steps():
 
 @pytest.mark.parametrize("kwargs, match", [({"replicas": 1}, "replicas"),
                                            ({"replicas": 2.5}, "replicas"),
+                                           ({"seed": -1}, "seed"),
+                                           ({"seed": "a"}, "seed"),
                                            ({"threshold": 0.0}, "threshold"),
                                            ({"threshold": math.nan}, "threshold")])
 def test_bad_arguments_are_value_errors_naming_them(kwargs, match):
@@ -293,6 +297,23 @@ def test_a_batched_result_is_drawn_per_curve():
     stability = result.stability(replicas=16)
     assert stability.replicas == 16 and stability.low <= stability.high
     assert result.losses.shape == (3, STEPS)
+
+
+@pytest.mark.parametrize("curves, checked", [(MAX_CHECKED_CURVES, True),
+                                              (MAX_CHECKED_CURVES + 1, False)])
+def test_suggest_checks_at_most_sixteen_curves(monkeypatch, curves, checked):
+    """The check's cost grows with the curves: past 16, stability() is called by hand."""
+    calls = []
+    monkeypatch.setattr(stability_check, "suggestion_stability",
+                        lambda *args, **kwargs: calls.append(1) or Stability(True, 1.0, 1.0,
+                                                                             0.0, 2))
+    rows = np.stack([CLEAN + np.random.default_rng(s).normal(0, 0.05, STEPS)
+                     for s in range(curves)])
+    result = lrjax.RangeTestResult(LRS, rows, debiased_ema(rows, 0.98), np.full(curves, -1),
+                                   batch_axes=("seed",), settings={"smoothing": 0.98})
+    result.suggest()
+    result.peak_lr()
+    assert len(calls) == (2 if checked else 0)
 
 
 def test_lrjax_find_prints_the_stability_warning_once_as_one_line(monkeypatch, capsys):

@@ -99,6 +99,15 @@ def _step_or_never(value: Any, num_steps: int) -> bool:
             and -1 <= value < num_steps)
 
 
+def _default_reader(peak: bool, options: dict[str, Any]) -> Any:
+    """``result -> rate``: ``fall``'s vote with ``options`` (``suggest()``), or the peak's
+    (``peak_lr()``), without the stability check (the replicas of that check read by it)."""
+    if peak:
+        return lambda result: result._answer(result._peak_readings(), "peak_lr", False)
+    return lambda result: result._answer(_suggest_result.read_result(
+        result, _suggest.DEFAULT_METHOD, **options), _suggest.DEFAULT_METHOD, False)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class RangeTestResult:
     """The curves of a range test, as host numpy arrays, and what to read off them.
@@ -281,8 +290,8 @@ class RangeTestResult:
             fastai's ``valley`` and ``slide`` (the documented fallback: their EMA
             averages the noise); a validation curve
             that noisy is not read (``fall`` reads the training curve instead, with the
-            warning). On a readable curve of a log-spaced ramp, ``fall``'s suggestion
-            (not ``per_curve``) also warns with ``lrjax.UnstableSuggestionWarning`` when
+            warning). On readable curves of a log-spaced ramp (at most 16 of them),
+            ``fall``'s suggestion (not ``per_curve``) also warns with ``lrjax.UnstableSuggestionWarning`` when
             drawing the curves' noise again moves it over a factor 10 or more
             (:meth:`stability`; about 0.1 s).
 
@@ -305,15 +314,16 @@ class RangeTestResult:
         readings = _suggest_result.read_result(self, method, **options)
         answer = self._answer(readings, method, per_curve)
         if method == _suggest.DEFAULT_METHOD and not per_curve:
-            self._check_stability(lambda result: result._answer(
-                _suggest_result.read_result(result, method, **options), method, False), method)
+            self._check_stability(_default_reader(False, options), method)
         return answer
 
     def _check_stability(self, read: Any, rule: str) -> None:
         """Warns when ``read``'s suggestion moves by more than a factor 10 as the curves'
         noise is drawn again; not on training curves too noisy to read (warned already),
-        nor on a ramp that is not log-spaced."""
-        if _stability.log_ramp(self) and _suggest_result.reads_readable_training(self):
+        on a ramp that is not log-spaced, nor on more than ``MAX_CHECKED_CURVES`` (16)
+        curves (its cost grows with them)."""
+        if (math.prod(self.batch_shape) <= _stability.MAX_CHECKED_CURVES
+                and _stability.log_ramp(self) and _suggest_result.reads_readable_training(self)):
             _stability.warn_if_unstable(self, read, rule, stacklevel=4)
 
     def stability(self, *, peak: bool = False, train_steps: int | None = None,
@@ -330,9 +340,10 @@ class RangeTestResult:
         ``peak=True``) reads this one. The suggestion is stable when the replicas' 10th
         and 90th percentiles are less than a factor 10 apart (``log10(q90 / q10) < 1``);
         :meth:`suggest` and :meth:`peak_lr` warn (``lrjax.UnstableSuggestionWarning``)
-        when it is not, on curves readable by :attr:`readability` and a log-spaced ramp
-        (the default ``mode="exp"``; see ``lrjax.finder.suggest.stability_check`` for why
-        and how 1 was chosen).
+        when it is not, on curves readable by :attr:`readability`, a log-spaced ramp
+        (the default ``mode="exp"``) and results of at most 16 curves (seeds x sweep
+        values; the cost grows with them, about 40 ms a curve); see
+        ``lrjax.finder.suggest.stability_check`` for why and how 1 was chosen.
 
         Args:
             peak: read the replicas by :meth:`peak_lr` instead of :meth:`suggest`.
@@ -360,12 +371,8 @@ class RangeTestResult:
             raise ValueError("stability: train_steps is for suggest(), not with peak=True.")
         options = _suggest_result.rule_options(
             _suggest.DEFAULT_METHOD, {"train_steps": train_steps}, {})
-        if peak:
-            read = lambda result: result._answer(result._peak_readings(), "peak_lr", False)  # noqa: E731
-        else:
-            read = lambda result: result._answer(_suggest_result.read_result(  # noqa: E731
-                result, _suggest.DEFAULT_METHOD, **options), _suggest.DEFAULT_METHOD, False)
-        return _stability.suggestion_stability(self, read, replicas=replicas, seed=seed)
+        return _stability.suggestion_stability(self, _default_reader(peak, options),
+                                               replicas=replicas, seed=seed)
 
     def _answer(self, readings: list[_curve.Reading], method: str,
                 per_curve: bool) -> float | np.ndarray:
@@ -483,9 +490,7 @@ class RangeTestResult:
         """
         readings = self._peak_readings()
         if not per_curve:
-            self._check_stability(
-                lambda result: result._answer(result._peak_readings(), "peak_lr", False),
-                "peak_lr")
+            self._check_stability(_default_reader(True, {}), "peak_lr")
         # The vote is a lower median, which the peak's monotone map commutes with.
         return self._answer(readings, "peak_lr", per_curve)
 
