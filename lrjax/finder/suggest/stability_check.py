@@ -48,9 +48,13 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from lrjax._engine.checks import check_static, check_steps
-from lrjax.finder.suggest.curve import _finite_length
+from lrjax.finder.suggest.curve import _finite_length, truncated_mean
 from lrjax.finder.suggest.fall_rule import _log_grid
-from lrjax.finder.suggest.readability_check import NOISY_ADVICE, UnreadableCurveWarning
+from lrjax.finder.suggest.readability_check import (
+    NOISY_ADVICE,
+    UnreadableCurveWarning,
+    smoothing_window,
+)
 
 #: A suggestion is stable when its replicas' 10th and 90th percentiles are closer than this
 #: many decades of rate (1: a factor 10).
@@ -65,8 +69,6 @@ REPLICAS = 64
 MAX_CHECKED_CURVES = 16
 # The percentiles whose distance is the spread.
 _LOW_PERCENTILE, _HIGH_PERCENTILE = 10.0, 90.0
-# The smoother's half-width as a share of the steps: the fall rule's own.
-_HALF_WIDTH_FRACTION = 0.05
 
 
 class Stability(NamedTuple):
@@ -129,21 +131,14 @@ def local_linear(values: np.ndarray, half_width: int) -> np.ndarray:
     """
     y = np.asarray(values, np.float64)
     n = y.size
-    out = np.empty(n)
-    if n == 0:
-        return out
-    width = 2 * half_width + 1
-    if n >= width:
-        sums = np.cumsum(np.concatenate(([0.0], y)))
-        out[half_width : n - half_width] = (sums[width:] - sums[:-width]) / width
+    out = truncated_mean(y, half_width)  # inside, the window's mean: the line's centre
     for i in [*range(min(half_width, n)), *range(max(half_width, n - half_width), n)]:
         lo, hi = max(0, i - half_width), min(n, i + half_width + 1)
         offsets = np.arange(lo, hi) - i
-        window = y[lo:hi]
         centred = offsets - offsets.mean()
         spread = float(centred @ centred)
-        slope = float(centred @ (window - window.mean())) / spread if spread > 0 else 0.0
-        out[i] = window.mean() - slope * offsets.mean()
+        slope = float(centred @ (y[lo:hi] - out[i])) / spread if spread > 0 else 0.0
+        out[i] -= slope * offsets.mean()
     return out
 
 
@@ -171,12 +166,12 @@ def resampled_rows(rows: np.ndarray, num_steps: int, rng: np.random.Generator) -
         (True, (1, 8))
     """
     rows = np.asarray(rows, np.float64)
-    return _Resampler._drawn(rows, _decompose(rows, num_steps), rng)
+    return _draw_rows(rows, _decompose(rows, num_steps), rng)
 
 
 def _decompose(rows: np.ndarray, num_steps: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """Per row: the length drawn again (0: none), its smooth part and its residual."""
-    half_width = max(1, round(_HALF_WIDTH_FRACTION * int(num_steps)))
+    half_width = smoothing_window(num_steps) // 2  # the fall rule's window
     parts = []
     for row in np.asarray(rows, np.float64):
         n = _finite_length(row)
@@ -200,43 +195,46 @@ def debiased_ema(rows: np.ndarray, beta: float) -> np.ndarray:
     return out
 
 
+def _draw_rows(rows: np.ndarray, parts: list, rng: np.random.Generator) -> np.ndarray:
+    """``rows`` with each decomposed prefix replaced by its smooth part plus its residual
+    with a random sign per step."""
+    rows = rows.copy()
+    for row, (n, smooth, residual) in zip(rows, parts):
+        if n:
+            row[:n] = smooth + rng.choice((-1.0, 1.0), n) * residual
+    return rows
+
+
 class _Resampler:
     """A result's curves split once into smooth part and residual; :meth:`draw` makes a
-    replica (the smoother runs once, not once per replica)."""
+    replica (the smoother and the reshapes run once, not once per replica)."""
 
     def __init__(self, result: Any) -> None:
         self.result = result
         steps = result.num_steps
         self.shape = np.shape(result.losses)
+        self.beta = float(result.settings.get("smoothing", 0.98))
+        self.losses = np.asarray(result.losses, np.float64).reshape(-1, steps)
+        self.smoothed = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
         self.train = result._before_divergence(result.losses).reshape(-1, steps)
         self.train_parts = _decompose(self.train, steps)
-        self.val = (None if result.val_losses is None else
-                    result._before_divergence(result.val_losses).reshape(-1, steps))
-        self.val_parts = None if self.val is None else _decompose(self.val, steps)
-
-    @staticmethod
-    def _drawn(rows: np.ndarray, parts: list, rng: np.random.Generator) -> np.ndarray:
-        rows = rows.copy()
-        for row, (n, smooth, residual) in zip(rows, parts):
-            if n:
-                row[:n] = smooth + rng.choice((-1.0, 1.0), n) * residual
-        return rows
+        self.val = self.val_parts = self.val_losses = None
+        if result.val_losses is not None:
+            self.val_losses = np.asarray(result.val_losses, np.float64).reshape(-1, steps)
+            self.val = result._before_divergence(result.val_losses).reshape(-1, steps)
+            self.val_parts = _decompose(self.val, steps)
 
     def draw(self, rng: np.random.Generator) -> Any:
-        result, steps = self.result, self.result.num_steps
-        train = self._drawn(self.train, self.train_parts, rng)
-        recorded = np.asarray(result.smoothed_losses, np.float64).reshape(-1, steps)
-        beta = float(result.settings.get("smoothing", 0.98))
-        ema = debiased_ema(np.where(np.isfinite(train), train, 0.0), beta)
-        smoothed = np.where(np.isfinite(train), ema, recorded)  # after divergence: as recorded
-        losses = np.where(np.isfinite(train), train,
-                          np.asarray(result.losses, np.float64).reshape(-1, steps))
+        train = _draw_rows(self.train, self.train_parts, rng)
+        drawn = np.isfinite(train)
+        ema = debiased_ema(np.where(drawn, train, 0.0), self.beta)
+        smoothed = np.where(drawn, ema, self.smoothed)  # after divergence: as recorded
+        losses = np.where(drawn, train, self.losses)
         val = None
         if self.val is not None:
-            drawn = self._drawn(self.val, self.val_parts, rng)
-            val = np.where(np.isfinite(drawn), drawn, np.asarray(
-                result.val_losses, np.float64).reshape(-1, steps)).reshape(self.shape)
-        return dataclasses.replace(result, losses=losses.reshape(self.shape),
+            val_drawn = _draw_rows(self.val, self.val_parts, rng)
+            val = np.where(np.isfinite(val_drawn), val_drawn, self.val_losses).reshape(self.shape)
+        return dataclasses.replace(self.result, losses=losses.reshape(self.shape),
                                    smoothed_losses=smoothed.reshape(self.shape), val_losses=val)
 
 
@@ -252,8 +250,8 @@ def suggestion_stability(result: Any, read: Callable[[Any], float], *,
     """How far ``read(result)`` moves when the result's curves are drawn again.
 
     ``read`` is applied to ``replicas`` copies of ``result`` whose raw curves are each
-    ``s + sign * (y - s)`` (``s`` the ``fall`` rule's centred mean, a random sign per
-    step; the EMA recomputed), with every warning silenced; the suggestion is stable when
+    ``s + sign * (y - s)`` (``s`` the :func:`local_linear` smooth over the ``fall`` rule's
+    window, a random sign per step; the EMA recomputed), with every warning silenced; the suggestion is stable when
     ``log10(q90 / q10) < threshold`` for the replicas' 10th and 90th percentiles.
 
     Args:
