@@ -123,6 +123,14 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   sort-transformer-momentum-cosine (400), first-lstm-rmsprop-long (800),
   digits-cnn-adamax-onecycle (400), digits-bnmlp-dropout-nadam (400, state + dropout).
   Saved apart (``benchmarks/finder_quality_batch17.json``).
+* **eighteenth batch** (4 + 4), written, split and committed before any of it ran:
+  optimizers that step like SGD whose training curves may be too noisy to read, where the
+  development half held no problem that the SGD factor on the noisy-curve fallback moves:
+  dev: hastie-mlp-momentum-long (800), adding-gru-nesterov-long (800), clusters-mlp-sgd
+  (600, plain SGD), first-gru-nesterov-long (800); heldout: hastie-mlp-momentum-onecycle
+  (500), adding-lstm-nesterov (600), checker-mlp-nesterov-long (800),
+  digits-cnn-nesterov-long (600, batch 32). Saved apart
+  (``benchmarks/finder_quality_batch18.json``).
 
 For each problem, on one fixed train/validation/test split:
 
