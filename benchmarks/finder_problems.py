@@ -1059,4 +1059,42 @@ def make_problems() -> list[Problem]:
     add("digits-cnn-nesterov-long", "classification", small_cnn(), "CNN 8x8 (8, 16 ch)",
         nesterov18, "SGD Nesterov 0.9", _split(dx, dy, 1200, 200, 18, False), 32, 600,
         HELDOUT, family="cnn")
+
+    # ---- nineteenth batch: held-out only, written and committed before any of it ran ----
+    # The check of a schedule peak read off a validation curve that is never below the
+    # peak read off the same seed's training curve (RangeTestResult.peak_lr), chosen on
+    # the development half: every problem a schedule with val_data, on kinds and
+    # optimizers the choice was not made on.
+    m19x, m19y = datasets.make_moons(3000, noise=0.3, random_state=19)
+    add("moons-mlp-adam-onecycle", "classification", mlp((2, 32, 32, 2)), "MLP 2-32-32-2",
+        optax.adam, "Adam", _split(m19x, m19y, 2000, 300, 19, False), 32, 500, HELDOUT,
+        schedule="one_cycle")
+    add("checker-mlp-adamw-cosine", "classification", mlp((2, 64, 64, 2)), "MLP 2-64-64-2",
+        optax.adamw, "AdamW", _split(*checkerboard(4000, 20), 3000, 300, 20, False), 32, 600,
+        HELDOUT, schedule="cosine")
+    sort19_x, sort19_y = sequence_task("sort", 5500, 8, 10, seed=40)
+    add("sort-transformer-adam-onecycle", "classification", transformer(10, 8, 32, 2, 1, 10),
+        "transformer 1 layer d32 2 heads", optax.adam, "Adam",
+        _split_raw(sort19_x, sort19_y, 4000, 500, False), 32, 400, HELDOUT,
+        schedule="one_cycle", family="transformer")
+    first19_x, first19_y = sequence_task("first", 5500, 8, 8, seed=41)
+    add("first-gru-rmsprop-cosine", "classification", recurrent("gru", 8, 24, 8, vocab=8),
+        "GRU 24 (memory, 8 steps)", optax.rmsprop, "RMSProp",
+        _split_raw(first19_x, first19_y, 4000, 500, False), 32, 500, HELDOUT,
+        schedule="cosine", family="rnn")
+    add("digits-cnn-adamw-cosine", "classification", small_cnn(), "CNN 8x8 (8, 16 ch)",
+        optax.adamw, "AdamW", _split(dx, dy, 1200, 200, 19, False), 64, 400, HELDOUT,
+        schedule="cosine", family="cnn")
+    k19x, k19y = datasets.make_classification(3000, 10, n_informative=6, n_redundant=0,
+                                              n_clusters_per_class=4, class_sep=0.7,
+                                              random_state=19)
+    add("clusters-mlp-nadam-onecycle", "classification", mlp((10, 64, 64, 2)),
+        "MLP 10-64-64-2", optax.nadam, "NAdam", _split(k19x, k19y, 2000, 300, 19, False), 64,
+        500, HELDOUT, schedule="one_cycle")
+    add("hastie-mlp-nadam-cosine", "classification", mlp((10, 64, 64, 2)), "MLP 10-64-64-2",
+        optax.nadam, "NAdam", _split(*hastie(23), 2000, 300, 23, False), 64, 500, HELDOUT,
+        schedule="cosine")
+    add("digits-bnmlp-dropout-momentum-onecycle", "classification", bn_mlp((64, 128, 10)),
+        "MLP 64-128(BN, dropout 0.3)-10", momentum, "SGD momentum 0.9",
+        _split(dx, dy, 1200, 200, 19, False), 64, 400, HELDOUT, schedule="one_cycle")
     return problems

@@ -131,6 +131,14 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   (500), adding-lstm-nesterov (600), checker-mlp-nesterov-long (800),
   digits-cnn-nesterov-long (600, batch 32). Saved apart
   (``benchmarks/finder_quality_batch18.json``).
+* **nineteenth batch** (held-out only, 8), written and committed before any of it ran:
+  the check of the validation peak floored at the training peak (``peak_lr()``), chosen
+  on the development half; every problem a schedule: moons-mlp-adam-onecycle (500),
+  checker-mlp-adamw-cosine (600), sort-transformer-adam-onecycle (400),
+  first-gru-rmsprop-cosine (500), digits-cnn-adamw-cosine (400),
+  clusters-mlp-nadam-onecycle (500), hastie-mlp-nadam-cosine (500),
+  digits-bnmlp-dropout-momentum-onecycle (400, state + dropout). Saved apart
+  (``benchmarks/finder_quality_batch19.json``).
 
 For each problem, on one fixed train/validation/test split:
 
