@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
-from test_readability import pure_noise, range_curve, result_of
+from test_readability import X, pure_noise, range_curve, result_of
 
 import lrjax
 from lrjax.finder.suggest.vote import PEAK_FACTOR
@@ -30,6 +30,49 @@ def test_peak_of_a_readable_validation_curve_is_the_turn_reading():
     assert result.peak_lr() == pytest.approx(result.suggest())
     # Without the validation curve the training curve's x2 applies.
     assert result_of(train).peak_lr() == pytest.approx(2 * result_of(train).suggest())
+
+
+def early_turn(seed, noise=0.01):
+    """A validation curve that falls around 1e-5 and turns up past 1e-4: held-out loss
+    that bumps while the output layer calibrates, before the training curve's fall."""
+    clean = 1 + 1 / (1 + np.exp((X + 5) / 0.25)) + 5 * np.maximum(X + 4, 0) ** 2
+    return clean + np.random.default_rng(seed).normal(scale=noise, size=X.size)
+
+
+def test_a_validation_peak_is_never_below_its_training_curves_peak():
+    """Per curve, peak_lr() with a validation curve is the larger of the turn's reading and
+    the peak its training curve gives without the validation curve; the seeds vote after."""
+    train = np.stack([range_curve(s) for s in range(3)])
+    trained = result_of(train)
+    for val, turn_wins in ((np.stack([early_turn(s) for s in range(3)]), False),
+                           (np.stack([range_curve(s + 10, noise=0.02) for s in range(3)]), True)):
+        result = result_of(train, val)
+        turn = result.suggest(per_curve=True)  # Adam-like: the turn reading, no factor
+        expected = np.maximum(turn, trained.peak_lr(per_curve=True))
+        np.testing.assert_allclose(result.peak_lr(per_curve=True), expected, rtol=1e-12)
+        assert result.peak_lr() == pytest.approx(np.sort(expected)[1])  # lower median of 3
+        assert bool(np.all(turn >= trained.peak_lr(per_curve=True))) == turn_wins
+    # The early turn reads more than a decade below the training curve's peak, which wins.
+    assert result_of(train, val := np.stack([early_turn(s) for s in range(3)])).suggest() < (
+        trained.peak_lr() / 10)
+    assert result_of(train, val).peak_lr() == pytest.approx(trained.peak_lr())
+
+
+def test_the_training_curves_noise_is_warned_once_by_a_validation_peak():
+    """peak_lr() reads the training curves twice with a validation curve (for the turn and
+    for the floor); a noisy training curve is warned about once, as by suggest()."""
+    train = np.stack([pure_noise(s) for s in range(3)])
+    val = np.stack([range_curve(s + 20, noise=0.02) for s in range(3)])
+    result = result_of(train, val)
+    with warnings.catch_warnings(record=True) as peak_warnings:
+        warnings.simplefilter("always")
+        result.peak_lr()
+    with warnings.catch_warnings(record=True) as suggest_warnings:
+        warnings.simplefilter("always")
+        result.suggest()
+    noisy = [w for w in peak_warnings if "too noisy" in str(w.message)]
+    assert len(noisy) == 1
+    assert len(noisy) == len([w for w in suggest_warnings if "too noisy" in str(w.message)])
 
 
 def test_peak_per_curve_and_vote():
@@ -105,3 +148,29 @@ def test_peak_of_an_unreadable_curve_is_suggests_fallback(update_scaling):
         per_curve = batch.peak_lr(per_curve=True)
     assert per_curve[1] == pytest.approx(batch.lrs[0])
     assert vote == pytest.approx(per_curve[0]) == pytest.approx(2 * result_of(range_curve(0)).suggest())
+
+
+def test_a_compiled_range_test_with_validation_peaks_at_least_at_its_training_peak():
+    """On a real (jitted) range test of an Adam least-squares fit with a validation batch."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    x = jax.random.normal(jax.random.key(1), (100, 16, 4))
+    y = x @ jnp.arange(1.0, 5.0) + 0.3 * jax.random.normal(jax.random.key(2), (100, 16))
+    xv = jax.random.normal(jax.random.key(3), (64, 4))
+    yv = xv @ jnp.arange(1.0, 5.0)
+
+    def loss_fn(params, batch):
+        bx, by = batch
+        return jnp.mean((bx @ params - by) ** 2)
+
+    result = lrjax.range_test(loss_fn, jnp.zeros(4), optax.adam, (x, y), val_data=(xv, yv),
+                              min_lr=1e-5, max_lr=10.0, num_steps=100)
+    trained = dataclasses.replace(result, val_losses=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peak, floor, turn = result.peak_lr(), trained.peak_lr(), result.suggest()
+    assert peak == pytest.approx(max(turn, floor), rel=1e-12)

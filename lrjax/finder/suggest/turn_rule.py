@@ -31,7 +31,8 @@ call, worst / geometric mean) tolerances 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0
 the low edge of the plateau, nearest the old value. The regression that overfits turns
 by 80% of its fall so far and still counts; a cosine AdamW MLP that overfits 300 rows
 drops 0.99 -> 0.88. The worst, a one-cycle checkerboard MLP (0.39), is the validation
-curve's own: its lowest point is 50x below the best peak.
+curve's own: its lowest point is 50x below the best peak (``peak_lr()`` now never reads a
+schedule's peak below the training curve's, 0.56 there).
 
 **Training-length hint: not applied to a turn.** ``train_steps`` is accepted (the same
 signature as ``suggest_fall`` and ``RangeTestResult.suggest``) but a validation turn is

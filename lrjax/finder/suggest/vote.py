@@ -302,7 +302,7 @@ def read_result(result: Any, method: str, **kwargs: Any) -> list[Reading]:
     if noisy_train is not None:
         # A curve too noisy to read is read by the larger of valley and slide: valley's
         # decreasing run can start in the flat noisy part and read far too low there.
-        valleys = [_larger(valley, _ema_reading("slide", lrs, row, int(d), steps))
+        valleys = [larger(valley, _ema_reading("slide", lrs, row, int(d), steps))
                    for valley, row, d in zip(valleys, emas, diverged)]
     else:
         # Not on that fallback: already the larger of two readings, times 2.1 it put a
@@ -372,8 +372,9 @@ def _ema_reading(method: str, lrs: np.ndarray, row: np.ndarray, diverged: int,
     return _peer_reading(method, lrs, row, diverged, steps, {})
 
 
-def _larger(first: Reading, second: Reading) -> Reading:
-    """The larger rate of two readings that read (either one if only it reads)."""
+def larger(first: Reading, second: Reading) -> Reading:
+    """The larger rate of two readings that read (either one if only it reads; ``first``
+    if neither does)."""
     read = [reading for reading in (first, second) if reading.failed is None]
     return max(read, key=lambda reading: reading.lr) if read else first
 
