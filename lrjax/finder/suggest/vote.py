@@ -86,9 +86,10 @@ The factor also multiplies the noisy-curve fallback (the larger of ``valley`` an
 ``slide``), which the noise factor below does not. Dropping it there was tested on an
 eighteenth batch (4 development, 4 held-out SGD-family problems with noisy curves, criterion
 fixed before it ran) and failed on the development half (41 problems, interpolated: the
-default call's geometric mean 0.8400 -> 0.8444, under the 0.005 bar): a noisy momentum
-classification read past its cliff (0.78 -> 1.00) where a noisy 1000-step momentum
-regression wants the factor (0.875 -> 0.799).
+default call's geometric mean 0.8400 -> 0.8444, under the 0.005 bar): without it a noisy
+momentum classifier that the factor reads past its cliff rose 0.78 -> 1.00, but a noisy
+1000-step momentum regression, whose best rate sits near its stability edge, fell 0.875 ->
+0.799.
 
 **fall for an adaptive optimizer whose step shrinks in noise: times** ``r ** -0.5``. The
 range test also measures, for an optimizer that does not step like SGD, how much of a
