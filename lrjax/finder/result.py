@@ -108,6 +108,23 @@ def _default_reader(peak: bool, options: dict[str, Any]) -> Any:
         result, _suggest.DEFAULT_METHOD, **options), _suggest.DEFAULT_METHOD, False)
 
 
+def _fall_peaks(result: RangeTestResult, factor: float) -> list[_curve.Reading]:
+    """``result``'s ``fall`` readings times ``factor``, never below the constant rate."""
+    sgd_factor = _suggest_result.sgd_factor_of(result)
+    last = float(result.lrs[-1])
+
+    def peak(reading: _curve.Reading) -> _curve.Reading:
+        if reading.failed is not None:  # the fallback lrs[0] stays as suggest() gives it
+            return reading
+        # Never below the constant rate suggest() gives (larger with the SGD factor).
+        constant = min(reading.lr * sgd_factor, last)
+        return reading._replace(lr=max(reading.lr * factor, constant))
+
+    options = _suggest_result.rule_options(_suggest.DEFAULT_METHOD, {"sgd_factor": 1.0}, {})
+    return [peak(r) for r in _suggest_result.read_result(
+        result, _suggest.DEFAULT_METHOD, **options)]
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class RangeTestResult:
     """The curves of a range test, as host numpy arrays, and what to read off them.
@@ -518,31 +535,15 @@ class RangeTestResult:
         readable validation curve, the larger of its turn's peak and the peak of the same
         curve's training loss."""
         validation = _suggest_result.reads_validation(self)
-        readings = self._peaks_of(self, 1.0 if validation else _suggest_result.PEAK_FACTOR)
+        readings = _fall_peaks(self, 1.0 if validation else _suggest_result.PEAK_FACTOR)
         if not validation:
             return readings
         with warnings.catch_warnings():
             # The same training curves were read (and warned about) with the validation.
             warnings.simplefilter("ignore")
-            trained = self._peaks_of(dataclasses.replace(self, val_losses=None),
-                                     _suggest_result.PEAK_FACTOR)
+            trained = _fall_peaks(dataclasses.replace(self, val_losses=None),
+                                  _suggest_result.PEAK_FACTOR)
         return [_suggest_result.larger(turn, fall) for turn, fall in zip(readings, trained)]
-
-    def _peaks_of(self, result: RangeTestResult, factor: float) -> list[_curve.Reading]:
-        """``result``'s ``fall`` readings times ``factor``, never below the constant rate."""
-        sgd_factor = _suggest_result.sgd_factor_of(result)
-        last = float(result.lrs[-1])
-
-        def peak(reading: _curve.Reading) -> _curve.Reading:
-            if reading.failed is not None:  # the fallback lrs[0] stays as suggest() gives it
-                return reading
-            # Never below the constant rate suggest() gives (larger with the SGD factor).
-            constant = min(reading.lr * sgd_factor, last)
-            return reading._replace(lr=max(reading.lr * factor, constant))
-
-        options = _suggest_result.rule_options(_suggest.DEFAULT_METHOD, {"sgd_factor": 1.0}, {})
-        return [peak(r) for r in _suggest_result.read_result(
-            result, _suggest.DEFAULT_METHOD, **options)]
 
     def search_space(self, lr: float | None = None, *,
                      name: str = "learning_rate") -> dict[str, LogUniform]:
