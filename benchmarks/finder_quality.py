@@ -151,7 +151,10 @@ For each problem, on one fixed train/validation/test split:
 2. **Curves.** Two range tests on the train part (defaults ``min_lr=1e-7``,
    ``max_lr=10``, 100 steps, a constant-rate ramp whatever the problem's schedule): the
    *default call* (``range_test(loss_fn, params, optimizer, data)``) and the *careful
-   call* (``val_data`` = a held-out validation batch, ``num_seeds=3`` with ``init_fn``).
+   call* (``val_data`` = a held-out validation batch, ``num_seeds=3`` with ``init_fn``,
+   ``baseline_loss`` = the constant predictor's loss on that batch: the train class
+   frequencies' cross-entropy, the targets' squared error about the train mean; runs
+   saved before that argument get it when re-read).
 3. **Suggestions.** lrjax's rule is read plainly (``suggest()``) and with the
    training-length hint ``suggest(train_steps=...)`` on both; the peers' rules (fastai's
    ``valley``, ``slide``, ``steep``, ``minimum``, torch-lr-finder's ``steepest``: lrjax's
@@ -316,7 +319,8 @@ def make_trainer(problem: Problem) -> Callable[[jax.Array, jax.Array], jax.Array
 
 # --- the range tests -------------------------------------------------------------------------
 def range_tests(problem: Problem) -> tuple[lrjax.RangeTestResult, lrjax.RangeTestResult]:
-    """The default call and the careful call (val_data, 3 seeds with init_fn)."""
+    """The default call and the careful call (val_data, 3 seeds with init_fn, and the
+    constant predictor's validation loss as ``baseline_loss``)."""
     data = problem.batches(RANGE_STEPS, seed=0)
     params = problem.init_fn(jax.random.key(0))
     if problem.stateful:
@@ -328,7 +332,7 @@ def range_tests(problem: Problem) -> tuple[lrjax.RangeTestResult, lrjax.RangeTes
     default = lrjax.range_test(loss_fn, params, problem.optimizer, data, **extra)
     careful = lrjax.range_test(loss_fn, None, problem.optimizer, data, init_fn=problem.init_fn,
                                num_seeds=CAREFUL_SEEDS, val_data=problem.val_batch(),
-                               **careful_extra)
+                               baseline_loss=problem.baseline_loss(), **careful_extra)
     return default, careful
 
 
@@ -495,10 +499,13 @@ def rescore(blob: dict, problem: Problem | None = None) -> Outcome:
 
     Curves saved before the range test measured the optimizer (``settings`` without
     ``update_scaling`` or ``noise_response``) get it measured now from ``problem``'s
-    optimizer, as the range test would have (a saved value is kept).
+    optimizer, as the range test would have (a saved value is kept); a careful call saved
+    before it took ``baseline_loss`` gets ``problem``'s.
     """
     start = time.perf_counter()
     results = {call: lrjax.RangeTestResult.from_dict(blob["curves"][call]) for call in CALLS}
+    if problem is not None:
+        results["careful"].settings.setdefault("baseline_loss", problem.baseline_loss())
     for result in results.values():
         if problem is not None and not {"update_scaling", "noise_response"} <= set(
                 result.settings):

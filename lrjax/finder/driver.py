@@ -117,6 +117,7 @@ from lrjax.finder.program import (
 )
 from lrjax.finder.result import RangeTestResult
 from lrjax.finder.optimizer_probe import optimizer_settings
+from lrjax.finder.suggest import baseline_check as _baseline
 from lrjax._engine.checks import as_prng_key, check_flag
 from lrjax._engine.execution import check_execution, run_host
 from lrjax._engine.processes import fetch
@@ -179,6 +180,7 @@ def range_test(
     devices: Devices | None = None,
     progress: Progress | None = None,
     execution: str = "auto",
+    baseline_loss: float | None = None,
     **deprecated: Any,
 ) -> RangeTestResult:
     """Runs the learning-rate range test as one compiled loop and returns the curves.
@@ -235,6 +237,13 @@ def range_test(
         progress: host callback ``progress(steps_done, num_steps)`` (once per program
             when static sweep values run one program each; an iterable is then read
             once, in full, and shared).
+        baseline_loss: the loss of the best CONSTANT prediction on ``val_data`` (on the
+            training data without it): for cross-entropy the entropy of the class
+            frequencies (``log(num_classes)`` when balanced), for squared error the
+            targets' variance. Optional (a finite nonzero number); kept in
+            ``result.settings["baseline_loss"]``, and ``suggest()`` and ``peak_lr()``
+            then warn (``lrjax.NoLearningWarning``) when the curve never got clearly below
+            it (:attr:`RangeTestResult.beyond_baseline`).
 
     Returns:
         A :class:`RangeTestResult` (host numpy arrays).
@@ -259,6 +268,7 @@ def range_test(
     has_aux, stochastic = check_flag("has_aux", has_aux), check_flag("stochastic", stochastic)
     _check_callables(loss_fn, optimizer, init_fn, progress)
     check_execution(execution)
+    baseline = _baseline.check_baseline(baseline_loss)
     options = dict(mode=mode, num_steps=int(num_steps), has_aux=has_aux,
                    has_state=state is not None, stochastic=stochastic,
                    accumulation_steps=int(accumulation_steps), num_seeds=num_seeds,
@@ -270,6 +280,8 @@ def range_test(
                     accumulation_steps=int(accumulation_steps),
                     **optimizer_settings(_probe_optimizer(optimizer, values),
                                          _probe_params(model, init_fn, key)))
+    if baseline is not None:
+        settings["baseline_loss"] = baseline
     run = functools.partial(_range_test, loss_fn, model, data=data, key=key, init_fn=init_fn,
                             val_data=val_data, progress=progress, eval_fn=eval_fn,
                             options=options, settings=settings)

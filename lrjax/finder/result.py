@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lrjax.finder.suggest import baseline_check as _baseline
 from lrjax.finder.suggest import curve as _curve
 from lrjax.finder.suggest import cyclical_bounds as _suggest_cyclical
 from lrjax.finder.suggest import readability_check as _readability
@@ -332,7 +333,17 @@ class RangeTestResult:
         answer = self._answer(readings, method, per_curve)
         if method == _suggest.DEFAULT_METHOD and not per_curve:
             self._check_stability(_default_reader(False, options), method)
+        self._check_baseline()
         return answer
+
+    def _check_baseline(self) -> None:
+        """Warns (``NoLearningWarning``, at the caller of ``suggest`` / ``peak_lr``) when
+        :attr:`beyond_baseline` is under ``LEARNED_SHARE``; nothing without a baseline."""
+        curve = "training" if self.val_losses is None else "validation"
+        values = self.losses if self.val_losses is None else self.val_losses
+        _baseline.warn_if_not_learned(self._before_divergence(values),
+                                      self.settings.get("baseline_loss"), self.num_steps,
+                                      curve, stacklevel=4)
 
     def _check_stability(self, read: Any, rule: str) -> None:
         """Warns when ``read``'s suggestion moves by more than a factor 10 as the curves'
@@ -434,6 +445,30 @@ class RangeTestResult:
             _suggest_result.log_spaced(self.lrs, self._before_divergence(self.val_losses)),
             self.num_steps)
 
+    @property
+    def beyond_baseline(self) -> float | None:
+        """How far below a constant predictor's loss the range test got, as a share of it.
+
+        ``(baseline_loss - L) / |baseline_loss|``, ``L`` the median over curves of the
+        lowest point of each validation curve (each training curve without
+        ``val_losses``) smoothed as the ``fall`` rule smooths it, before divergence
+        (``lrjax.finder.suggest.baseline_check.share_below``); ``baseline_loss`` is
+        ``settings["baseline_loss"]`` (``range_test(..., baseline_loss=)``). ``None``
+        without a baseline, NaN when no curve is long enough to smooth. Under
+        ``LEARNED_SHARE`` (0.02) the curve shows the model calibrating its output, not
+        learning the task, and :meth:`suggest` and :meth:`peak_lr` warn
+        (``lrjax.NoLearningWarning``).
+
+        Example:
+            >>> result.beyond_baseline  # doctest: +SKIP
+            0.41
+        """
+        baseline = self.settings.get("baseline_loss")
+        if baseline is None:
+            return None
+        values = self.losses if self.val_losses is None else self.val_losses
+        return _baseline.share_below(self._before_divergence(values), baseline, self.num_steps)
+
     def readability_per_curve(self, validation: bool = False) -> list[_readability.Readability]:
         """:attr:`readability` of each training (or validation) curve, in row order
         (the batch axes flattened). A linear ramp is read as the log-spaced ramp with the
@@ -527,6 +562,7 @@ class RangeTestResult:
         readings = self._peak_readings()
         if not per_curve:
             self._check_stability(_default_reader(True, {}), "peak_lr")
+        self._check_baseline()
         # The vote is a lower median, which the peak's monotone map commutes with.
         return self._answer(readings, "peak_lr", per_curve)
 

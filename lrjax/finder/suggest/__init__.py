@@ -4,10 +4,12 @@
 rule), ``fall_rule`` and ``turn_rule`` (lrjax's default rule on a training and a validation
 curve), ``cyclical_bounds`` (Smith's bounds for a cyclical schedule), ``readability_check``
 (whether a curve's fall stands out of its noise), ``stability_check`` (whether a
-suggestion holds when the curve's noise is drawn again) and ``vote`` (a rule applied to a whole
+suggestion holds when the curve's noise is drawn again), ``baseline_check`` (whether the
+range test got below a constant predictor's loss) and ``vote`` (a rule applied to a whole
 :class:`~lrjax.RangeTestResult`: which curve, the seeds' vote).
 """
 
+from lrjax.finder.suggest.baseline_check import NoLearningWarning
 from lrjax.finder.suggest.cyclical_bounds import suggest_cyclical_bounds
 from lrjax.finder.suggest.fall_rule import suggest_fall
 from lrjax.finder.suggest.readability_check import Readability, UnreadableCurveWarning, readability
@@ -38,4 +40,5 @@ __all__ = [
     "UnreadableCurveWarning",
     "Stability",
     "UnstableSuggestionWarning",
+    "NoLearningWarning",
 ]
