@@ -1136,7 +1136,7 @@ def make_problems() -> list[Problem]:
         "transformer 1 layer d32 2 heads", optax.adamw, "AdamW",
         _split_raw(rev20_x, rev20_y, 4000, 500, False), 32, 300, HELDOUT, family="transformer")
     first20_x, first20_y = sequence_task("first", 5500, 10, 8, seed=51)
-    add("first-lstm-adam-onecycle", "classification", recurrent("lstm", 8, 32, 8, vocab=8),
+    add("first10-lstm-adam-onecycle", "classification", recurrent("lstm", 8, 32, 8, vocab=8),
         "LSTM 32 (memory, 10 steps)", optax.adam, "Adam",
         _split_raw(first20_x, first20_y, 4000, 500, False), 32, 500, HELDOUT,
         schedule="one_cycle", family="rnn")
@@ -1144,4 +1144,7 @@ def make_problems() -> list[Problem]:
     add("friedman1-mlp-rmsprop-long", "regression", mlp((10, 64, 64, 1), zero_output=True),
         "MLP 10-64-64-1", optax.rmsprop, "RMSProp", _split(f20x, f20y, 1500, 300, 20, True), 32,
         800, HELDOUT)
+    names = [p.name for p in problems]
+    if len(set(names)) != len(names):  # --only and the saved runs find a problem by its name
+        raise ValueError(f"problem names repeat: {sorted({n for n in names if names.count(n) > 1})}")
     return problems
