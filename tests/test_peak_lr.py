@@ -174,3 +174,20 @@ def test_a_compiled_range_test_with_validation_peaks_at_least_at_its_training_pe
         warnings.simplefilter("ignore")
         peak, floor, turn = result.peak_lr(), trained.peak_lr(), result.suggest()
     assert peak == pytest.approx(max(turn, floor), rel=1e-12)
+
+
+def test_peak_lr_says_its_noise_warning_at_the_callers_line():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    lrs = np.logspace(-6, 1, 100)
+    noise = (2 + rng.normal(0, 0.3, 100)).astype(np.float32)
+    result = lrjax.RangeTestResult(lrs=lrs.astype(np.float32), losses=noise,
+                                   smoothed_losses=noise, diverged_at=None,
+                                   settings={"mode": "exp", "num_steps": 100})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result.peak_lr()
+    noisy = [w for w in caught if issubclass(w.category, lrjax.UnreadableCurveWarning)]
+    assert noisy and all(w.filename == __file__ for w in noisy), [
+        (w.filename, str(w.message)[:60]) for w in caught]

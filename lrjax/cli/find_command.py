@@ -279,6 +279,7 @@ def _run_range_test(args: argparse.Namespace, optimizer: OptimizerFactory, stder
     loss_fn, params, data, init_fn = digits_problem(
         hidden=args.hidden, batch_size=args.batch_size, num_steps=args.steps, seed=args.seed
     )
+    labels = np.asarray(data["y"]).reshape(-1)
     seeded = {"init_fn": init_fn, "num_seeds": args.seeds} if args.seeds > 1 else {}
     progress = None
     if not args.quiet:
@@ -299,8 +300,16 @@ def _run_range_test(args: argparse.Namespace, optimizer: OptimizerFactory, stder
         diverge_threshold=args.diverge_threshold,
         key=jax.random.key(args.seed),
         progress=progress,
+        baseline_loss=constant_predictor_loss(labels),
         **seeded,
     )
+
+
+def constant_predictor_loss(labels: np.ndarray) -> float:
+    """The cross-entropy of always predicting the labels' own class frequencies: the
+    loss a range test must get below to have seen the model learn (``baseline_loss``)."""
+    frequencies = np.bincount(labels) / labels.size
+    return float(-np.mean(np.log(frequencies[labels])))
 
 
 def _find(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:

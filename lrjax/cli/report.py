@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 
+from lrjax.finder.suggest.baseline_check import NoLearningWarning, no_learning_message
 from lrjax.finder.suggest.readability_check import UnreadableCurveWarning, noisy_message
 from lrjax.finder.suggest.stability_check import UnstableSuggestionWarning, unstable_message
 from lrjax.finder.suggest.vote import noise_factor_of, reads_readable_training, sgd_factor_of
@@ -48,14 +49,19 @@ def _plotted_curve(result: Any, raw: bool = False) -> np.ndarray:
 
 #: What helps a curve too noisy to read, in the command's own options.
 CLI_NOISY_ADVICE = "use more --steps, a larger --batch-size or more --seeds"
+#: What helps a range test that saw no learning, in the command's own options.
+CLI_LEARNING_ADVICE = "use more --steps or a --min-lr .. --max-lr ramp that spends more of them where it learns"
 
 
 def warning_line(message: Warning | str) -> str:
     """A warning as one clean line: an ``UnreadableCurveWarning`` (an
-    ``UnstableSuggestionWarning`` too) names the command's options that would help
-    (``--steps``, ``--batch-size``, ``--seeds``)."""
+    ``UnstableSuggestionWarning`` or a ``NoLearningWarning`` too) names the command's
+    options that would help (``--steps``, ``--batch-size``, ``--seeds``, ``--max-lr``)."""
     reading = getattr(message, "readability", None)
-    if isinstance(message, UnstableSuggestionWarning):
+    if isinstance(message, NoLearningWarning):
+        text = no_learning_message(message.share, message.baseline_loss, message.curve,
+                                   advice=CLI_LEARNING_ADVICE)
+    elif isinstance(message, UnstableSuggestionWarning):
         text = unstable_message(message.stability, message.rule, advice=CLI_NOISY_ADVICE)
     elif isinstance(message, UnreadableCurveWarning) and reading is not None:
         text = noisy_message(reading, f"the {message.curve} curve", advice=CLI_NOISY_ADVICE)

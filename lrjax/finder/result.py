@@ -559,7 +559,11 @@ class RangeTestResult:
             Smith & Topin, "Super-Convergence", 2017 (one-cycle's peak from the range test);
             Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017.
         """
-        readings = self._peak_readings()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            readings = self._peak_readings()
+        for caught_warning in caught:  # said at the caller's line, as suggest() says them
+            warnings.warn(caught_warning.message, stacklevel=2)
         if not per_curve:
             self._check_stability(_default_reader(True, {}), "peak_lr")
         self._check_baseline()

@@ -46,13 +46,37 @@ class NoLearningWarning(UnreadableCurveWarning):
     constant predictor's (``baseline_loss``): the curve shows calibration, not learning.
 
     A kind of :class:`~lrjax.finder.suggest.UnreadableCurveWarning` (a filter on that
-    catches both). ``share`` is :func:`share_below`'s reading, ``curve`` says which curve
-    (``"validation"`` or ``"training"``).
+    catches both). ``share`` is :func:`share_below`'s reading, ``baseline_loss`` the
+    baseline it was read against, ``curve`` which curve (``"validation"`` or
+    ``"training"``).
     """
 
-    def __init__(self, message: str, share: float, curve: str = "validation") -> None:
+    def __init__(self, message: str, share: float, baseline_loss: float,
+                 curve: str = "validation") -> None:
         super().__init__(message, None, curve)
         self.share = share
+        self.baseline_loss = baseline_loss
+
+
+#: What helps a range test that saw no learning (the last part of the warning).
+LEARNING_ADVICE = ("use more steps (num_steps) or a ramp (min_lr, max_lr) that spends more "
+                   "of them where the model learns, or search around the suggestion "
+                   "(search_space())")
+
+
+def no_learning_message(share: float, baseline_loss: float, curve: str = "validation",
+                        advice: str = LEARNING_ADVICE) -> str:
+    """The one-line :class:`NoLearningWarning` message.
+
+    Example:
+        >>> no_learning_message(-0.01, 0.6931)
+        "the validation loss never got clearly below a constant predictor's (baseline_loss 0.6931; its lowest smoothed value is 1.0% above it, less than 2% below): the range test saw the model calibrate its output, not learn the task, and the suggestion is read off that; use more steps (num_steps) or a ramp (min_lr, max_lr) that spends more of them where the model learns, or search around the suggestion (search_space())"
+    """
+    where = f"{abs(share):.1%} {'above' if share < 0 else 'below'} it"
+    return (f"the {curve} loss never got clearly below a constant predictor's "
+            f"(baseline_loss {baseline_loss:.4g}; its lowest smoothed value is {where}, less "
+            f"than {LEARNED_SHARE:.0%} below): the range test saw the model calibrate its "
+            f"output, not learn the task, and the suggestion is read off that; {advice}")
 
 
 def check_baseline(value: Any) -> float | None:
@@ -64,7 +88,7 @@ def check_baseline(value: Any) -> float | None:
         number = float(np.asarray(value))
     except (TypeError, ValueError):
         number = math.nan
-    if (isinstance(value, (bool, np.bool_)) or np.ndim(value) != 0
+    if (isinstance(value, (bool, np.bool_, str, bytes)) or np.ndim(value) != 0
             or not math.isfinite(number) or number == 0):
         raise ValueError(f"baseline_loss must be a finite nonzero number (the loss of the best "
                          f"constant prediction), got {value!r:.60}.")
@@ -76,8 +100,8 @@ def lowest_point(losses: ArrayLike, num_steps: int | None = None) -> float:
     ``max(1, round(0.05 num_steps))``) over its finite prefix; NaN when that prefix is
     shorter than the smoother's window."""
     y = np.asarray(losses, np.float64).reshape(-1)
-    y = y[: _finite_length(y)]
     window = smoothing_window(y.size if num_steps is None else num_steps)
+    y = y[: _finite_length(y)]
     if y.size < window:
         return math.nan
     return float(truncated_mean(y, window // 2).min())
@@ -126,11 +150,5 @@ def warn_if_not_learned(rows: ArrayLike, baseline_loss: float | None, num_steps:
     share = share_below(rows, baseline_loss, num_steps)
     if math.isnan(share) or share >= LEARNED_SHARE:
         return
-    where = f"{abs(share):.1%} {'above' if share < 0 else 'below'} it"
-    message = (f"the {curve} loss never got clearly below a constant predictor's "
-               f"(baseline_loss {baseline_loss:.4g}; its lowest smoothed value is {where}, "
-               f"less than {LEARNED_SHARE:.0%} below): the range test saw the model calibrate "
-               "its output, not learn the task, and the suggestion is read off that; use more "
-               "steps (num_steps) or a lower max_lr so the ramp spends longer where the model "
-               "learns, or search around the suggestion (search_space())")
-    warnings.warn(NoLearningWarning(message, share, curve), stacklevel=stacklevel)
+    message = no_learning_message(share, baseline_loss, curve)
+    warnings.warn(NoLearningWarning(message, share, baseline_loss, curve), stacklevel=stacklevel)
