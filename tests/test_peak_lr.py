@@ -191,3 +191,21 @@ def test_peak_lr_says_its_noise_warning_at_the_callers_line():
     noisy = [w for w in caught if issubclass(w.category, lrjax.UnreadableCurveWarning)]
     assert noisy and all(w.filename == __file__ for w in noisy), [
         (w.filename, str(w.message)[:60]) for w in caught]
+
+
+def test_suggestions_and_spread_say_their_warnings_at_the_callers_line():
+    import warnings
+
+    rng = np.random.default_rng(1)
+    lrs = np.logspace(-6, 1, 100).astype(np.float32)
+    rows = (2 + rng.normal(0, 0.3, (2, 100))).astype(np.float32)
+    result = lrjax.RangeTestResult(lrs=lrs, losses=rows, smoothed_losses=rows,
+                                   diverged_at=np.full(2, -1), batch_axes=("seed",),
+                                   settings={"mode": "exp", "num_steps": 100})
+    for call in (result.suggestions, result.spread):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        noisy = [w for w in caught if issubclass(w.category, lrjax.UnreadableCurveWarning)]
+        assert noisy and all(w.filename == __file__ for w in noisy), [
+            (w.filename, str(w.message)[:60]) for w in caught]

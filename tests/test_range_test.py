@@ -218,6 +218,10 @@ def test_no_recompile_on_second_call():
     lrjax.range_test(counted, PARAMS, functools.partial(optax.adam, b1=0.8), (X, Y), min_lr=1e-3,
                      max_lr=1.0, num_steps=STEPS, smoothing=0.9, diverge_threshold=5.0)
     assert len(traces) == first
+    # baseline_loss is read off the curves on the host, never compiled in.
+    for baseline in (2.5, 0.7):
+        lrjax.range_test(counted, PARAMS, adam, (X, Y), baseline_loss=baseline, **RANGE)
+    assert len(traces) == first
     # The chunked path (an iterable) compiles its own programs once, then reuses them.
     batches = list(zip(X[:STEPS], Y[:STEPS]))
     lrjax.range_test(counted, PARAMS, adam, batches, chunk_size=7, **RANGE)

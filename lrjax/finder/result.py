@@ -126,6 +126,21 @@ def _fall_peaks(result: RangeTestResult, factor: float) -> list[_curve.Reading]:
         result, _suggest.DEFAULT_METHOD, **options)]
 
 
+def _recorded(call: Any) -> tuple[Any, list[warnings.WarningMessage]]:
+    """``call()`` and the warnings it raised, held back to be said at the user's line
+    (:func:`_said_at_caller`): a method that reads through ``suggest()`` adds a frame."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = call()
+    return value, caught
+
+
+def _said_at_caller(caught: list[warnings.WarningMessage]) -> None:
+    """Warns each of ``caught`` again at the caller of the method that called this."""
+    for warning in caught:
+        warnings.warn(warning.message, stacklevel=3)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class RangeTestResult:
     """The curves of a range test, as host numpy arrays, and what to read off them.
@@ -481,11 +496,16 @@ class RangeTestResult:
 
     def suggestions(self) -> dict[str, float]:
         """Every rule's suggestion (lower median over curves), the default ``fall`` first."""
-        return {method: self.suggest(method) for method in _suggest.SUGGESTERS}
+        every, caught = _recorded(
+            lambda: {method: self.suggest(method) for method in _suggest.SUGGESTERS})
+        _said_at_caller(caught)
+        return every
 
     def spread(self, method: str = _suggest.DEFAULT_METHOD) -> float:
         """``log10(max / min)`` of the per-curve suggestions: their spread in decades."""
-        values = np.asarray(self.suggest(method, per_curve=True)).reshape(-1)
+        values, caught = _recorded(lambda: self.suggest(method, per_curve=True))
+        _said_at_caller(caught)
+        values = np.asarray(values).reshape(-1)
         return float(np.log10(values.max() / values.min()))
 
     def peak_lr(self, *, per_curve: bool = False) -> float | np.ndarray:
@@ -559,11 +579,8 @@ class RangeTestResult:
             Smith & Topin, "Super-Convergence", 2017 (one-cycle's peak from the range test);
             Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017.
         """
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            readings = self._peak_readings()
-        for caught_warning in caught:  # said at the caller's line, as suggest() says them
-            warnings.warn(caught_warning.message, stacklevel=2)
+        readings, caught = _recorded(self._peak_readings)
+        _said_at_caller(caught)
         if not per_curve:
             self._check_stability(_default_reader(True, {}), "peak_lr")
         self._check_baseline()
