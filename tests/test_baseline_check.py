@@ -255,3 +255,16 @@ def test_constant_predictor_loss_is_the_label_entropy():
     labels = np.array([0, 0, 0, 1])
     assert find_command.constant_predictor_loss(labels) == pytest.approx(
         -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+
+
+def test_a_traced_baseline_is_refused_with_the_same_error():
+    from lrjax.finder.suggest.baseline_check import check_baseline
+
+    @jax.jit
+    def traced(value):
+        with pytest.raises(ValueError, match="baseline_loss must be a finite nonzero number"):
+            check_baseline(value)
+        return value
+
+    traced(0.69)
+    assert check_baseline(jnp.float32(0.5)) == 0.5  # a concrete jax scalar is a number
