@@ -268,3 +268,14 @@ def test_a_traced_baseline_is_refused_with_the_same_error():
 
     traced(0.69)
     assert check_baseline(jnp.float32(0.5)) == 0.5  # a concrete jax scalar is a number
+
+
+@pytest.mark.parametrize("bad", ["0.69", 0, None, [0.69], "NaN"])
+def test_a_saved_result_with_a_bad_baseline_is_refused_on_load(bad):
+    blob = json.loads(result_of(falling_curve(0.3)).to_json())
+    blob["settings"]["baseline_loss"] = bad
+    if bad is None:  # null: no baseline, as a result saved without one
+        assert lrjax.RangeTestResult.from_dict(blob).beyond_baseline is None
+        return
+    with pytest.raises(ValueError, match="baseline_loss must be a finite nonzero number"):
+        lrjax.RangeTestResult.from_dict(blob)

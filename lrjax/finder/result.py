@@ -745,6 +745,7 @@ class RangeTestResult:
         if not isinstance(settings, Mapping):
             raise ValueError(f"settings must be an object (name -> value), got "
                              f"{type(settings).__name__}.")
+        _baseline.check_baseline(settings.get("baseline_loss"))  # read by every suggest()
         sweep = blob.get("sweep")
         if sweep is not None and not (isinstance(sweep, Mapping) and all(
                 isinstance(k, str) and isinstance(v, list) and v and all(
