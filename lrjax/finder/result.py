@@ -355,9 +355,7 @@ class RangeTestResult:
         """Warns (``NoLearningWarning``, at the caller of ``suggest`` / ``peak_lr``) when
         :attr:`beyond_baseline` is under ``LEARNED_SHARE``; nothing without a baseline."""
         curve = "training" if self.val_losses is None else "validation"
-        values = self.losses if self.val_losses is None else self.val_losses
-        _baseline.warn_if_not_learned(self._before_divergence(values),
-                                      self.settings.get("baseline_loss"), self.num_steps,
+        _baseline.warn_if_not_learned(self.beyond_baseline, self.settings.get("baseline_loss"),
                                       curve, stacklevel=4)
 
     def _check_stability(self, read: Any, rule: str) -> None:

@@ -142,14 +142,11 @@ def share_below(rows: ArrayLike, baseline_loss: float, num_steps: int | None = N
     return (baseline - float(np.median(lows))) / abs(baseline)
 
 
-def warn_if_not_learned(rows: ArrayLike, baseline_loss: float | None, num_steps: int,
-                        curve: str, stacklevel: int = 3) -> None:
-    """A :class:`NoLearningWarning` when the curves' :func:`share_below` is measured and
-    under :data:`LEARNED_SHARE`; nothing without a baseline."""
-    if baseline_loss is None:
-        return
-    share = share_below(rows, baseline_loss, num_steps)
-    if math.isnan(share) or share >= LEARNED_SHARE:
+def warn_if_not_learned(share: float | None, baseline_loss: float | None, curve: str,
+                        stacklevel: int = 3) -> None:
+    """A :class:`NoLearningWarning` when :func:`share_below`'s ``share`` is measured
+    (not ``None`` nor NaN) and under :data:`LEARNED_SHARE`."""
+    if share is None or baseline_loss is None or math.isnan(share) or share >= LEARNED_SHARE:
         return
     message = no_learning_message(share, baseline_loss, curve)
     warnings.warn(NoLearningWarning(message, share, baseline_loss, curve), stacklevel=stacklevel)
