@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, TextIO
 import numpy as np
 
 from lrjax.finder.suggest.baseline_check import NoLearningWarning, no_learning_message
+from lrjax.finder.suggest.rules import DEFAULT_METHOD
 from lrjax.finder.suggest.readability_check import UnreadableCurveWarning, noisy_message
 from lrjax.finder.suggest.stability_check import UnstableSuggestionWarning, unstable_message
 from lrjax.finder.suggest.vote import noise_factor_of, reads_readable_training, sgd_factor_of
@@ -60,7 +61,7 @@ def warning_line(message: Warning | str) -> str:
     reading = getattr(message, "readability", None)
     if isinstance(message, NoLearningWarning):
         text = no_learning_message(message.share, message.baseline_loss, message.curve,
-                                   advice=CLI_LEARNING_ADVICE)
+                                   advice=CLI_LEARNING_ADVICE, floored=message.floored)
     elif isinstance(message, UnstableSuggestionWarning):
         text = unstable_message(message.stability, message.rule, advice=CLI_NOISY_ADVICE)
     elif isinstance(message, UnreadableCurveWarning) and reading is not None:
@@ -79,6 +80,10 @@ def read_findings(result: Any, seeds: int, method: str) -> Findings:
         spreads = {name: result.spread(name) for name in suggestions} if seeds > 1 else {}
         bounds = tuple(float(v) for v in result.cyclical_bounds())
         dim = next(iter(result.search_space(suggestions[method]).values()))
+    # Every rule says the range test saw no learning; keep the version that says what the
+    # reported rule did (fall raises its suggestion to a floor, the peers' rules do not).
+    caught = [w for w in caught if not isinstance(w.message, NoLearningWarning)
+              or w.message.floored == (method == DEFAULT_METHOD)]
     messages = list(dict.fromkeys(warning_line(w.message) for w in caught))  # unique, in order
     return Findings(
         suggestions, spreads, bounds, (dim.low, dim.high), _plotted_curve(result),

@@ -346,17 +346,40 @@ class RangeTestResult:
             "adjust_value": adjust_value}, unknown)
         readings = _suggest_result.read_result(self, method, **options)
         answer = self._answer(readings, method, per_curve)
-        if method == _suggest.DEFAULT_METHOD and not per_curve:
-            self._check_stability(_default_reader(False, options), method)
-        self._check_baseline()
+        fall = method == _suggest.DEFAULT_METHOD
+        if fall:
+            answer = self._edge_floor(answer, per_curve)
+            if not per_curve:
+                self._check_stability(_default_reader(False, options), method)
+        self._check_baseline(floored=fall)
         return answer
 
-    def _check_baseline(self) -> None:
+    def _edge_floor(self, answer: float | np.ndarray,
+                    per_curve: bool) -> float | np.ndarray:
+        """``fall`` and :meth:`peak_lr` on a range test that saw no learning
+        (:attr:`beyond_baseline` under ``LEARNED_SHARE``): at least fastai's ``minimum``
+        (a tenth of the rate at the training EMA's lowest point), per curve or voted.
+
+        Why: such a curve turned while the model only calibrated its output, and says
+        nothing about where it learns; the one landmark left is where training stops
+        being stable, and the rate an order of magnitude below it is fastai's rule of
+        thumb. On the finder benchmark's development half it raised the careful call's
+        worst from 0.562 to 0.768 (``docs/benchmarks/finder_quality.md``)."""
+        if not _baseline.not_learned(self.beyond_baseline):
+            return answer
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the curves' own warnings come with the answer
+            floor = self._answer(_suggest_result.read_result(self, "minimum"), "minimum",
+                                 per_curve)
+        return np.maximum(answer, floor) if per_curve else max(answer, floor)
+
+    def _check_baseline(self, floored: bool = False) -> None:
         """Warns (``NoLearningWarning``, at the caller of ``suggest`` / ``peak_lr``) when
-        :attr:`beyond_baseline` is under ``LEARNED_SHARE``; nothing without a baseline."""
+        :attr:`beyond_baseline` is under ``LEARNED_SHARE``; nothing without a baseline.
+        ``floored``: the answer went through :meth:`_edge_floor` (the message says so)."""
         curve = "training" if self.val_losses is None else "validation"
         _baseline.warn_if_not_learned(self.beyond_baseline, self.settings.get("baseline_loss"),
-                                      curve, stacklevel=4)
+                                      curve, stacklevel=4, floored=floored)
 
     def _check_stability(self, read: Any, rule: str) -> None:
         """Warns when ``read``'s suggestion moves by more than a factor 10 as the curves'
@@ -581,9 +604,9 @@ class RangeTestResult:
         _said_at_caller(caught)
         if not per_curve:
             self._check_stability(_default_reader(True, {}), "peak_lr")
-        self._check_baseline()
+        self._check_baseline(floored=True)
         # The vote is a lower median, which the peak's monotone map commutes with.
-        return self._answer(readings, "peak_lr", per_curve)
+        return self._edge_floor(self._answer(readings, "peak_lr", per_curve), per_curve)
 
     def _peak_readings(self) -> list[_curve.Reading]:
         """Each curve's ``fall`` reading made a schedule's peak (:meth:`peak_lr`): with a

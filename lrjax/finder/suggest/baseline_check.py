@@ -48,14 +48,16 @@ class NoLearningWarning(UnreadableCurveWarning):
     A kind of :class:`~lrjax.finder.suggest.UnreadableCurveWarning` (a filter on that
     catches both). ``share`` is :func:`share_below`'s reading, ``baseline_loss`` the
     baseline it was read against, ``curve`` which curve (``"validation"`` or
-    ``"training"``).
+    ``"training"``), ``floored`` whether the suggestion it comes with was raised to
+    :data:`EDGE_FLOOR`'s floor (``fall`` and ``peak_lr()``; the peers' rules are not).
     """
 
     def __init__(self, message: str, share: float, baseline_loss: float,
-                 curve: str = "validation") -> None:
+                 curve: str = "validation", floored: bool = False) -> None:
         super().__init__(message, None, curve)
         self.share = share
         self.baseline_loss = baseline_loss
+        self.floored = floored
 
 
 #: What helps a range test that saw no learning (the last part of the warning).
@@ -64,9 +66,15 @@ LEARNING_ADVICE = ("use more steps (num_steps) or a ramp (min_lr, max_lr) that s
                    "(search_space())")
 
 
+#: What ``fall`` and ``peak_lr()`` do on such a range test (the middle of the warning).
+EDGE_FLOOR = ("so fall and peak_lr() return at least fastai's minimum rule (a tenth of the rate "
+              "at the training loss's lowest point: the one landmark such a curve has)")
+
+
 def no_learning_message(share: float, baseline_loss: float, curve: str = "validation",
-                        advice: str = LEARNING_ADVICE) -> str:
-    """The one-line :class:`NoLearningWarning` message.
+                        advice: str = LEARNING_ADVICE, floored: bool = False) -> str:
+    """The one-line :class:`NoLearningWarning` message (``floored``: the suggestion was
+    raised to :data:`EDGE_FLOOR`'s floor, as ``fall`` and ``peak_lr()`` do).
 
     Example:
         >>> no_learning_message(-0.01, 0.6931)
@@ -76,7 +84,8 @@ def no_learning_message(share: float, baseline_loss: float, curve: str = "valida
     return (f"the {curve} loss never got clearly below a constant predictor's "
             f"(baseline_loss {baseline_loss:.4g}; its lowest smoothed value is {where}, less "
             f"than {LEARNED_SHARE:.0%} below): the range test saw the model calibrate its "
-            f"output, not learn the task, and the suggestion is read off that; {advice}")
+            f"output, not learn the task, "
+            f"{EDGE_FLOOR if floored else 'and the suggestion is read off that'}; {advice}")
 
 
 def check_baseline(value: Any) -> float | None:
@@ -142,11 +151,18 @@ def share_below(rows: ArrayLike, baseline_loss: float, num_steps: int | None = N
     return (baseline - float(np.median(lows))) / abs(baseline)
 
 
+def not_learned(share: float | None) -> bool:
+    """Whether :func:`share_below`'s ``share`` is measured (not ``None`` nor NaN) and
+    under :data:`LEARNED_SHARE`: the range test saw no learning."""
+    return share is not None and not math.isnan(share) and share < LEARNED_SHARE
+
+
 def warn_if_not_learned(share: float | None, baseline_loss: float | None, curve: str,
-                        stacklevel: int = 3) -> None:
-    """A :class:`NoLearningWarning` when :func:`share_below`'s ``share`` is measured
-    (not ``None`` nor NaN) and under :data:`LEARNED_SHARE`."""
-    if share is None or baseline_loss is None or math.isnan(share) or share >= LEARNED_SHARE:
+                        stacklevel: int = 3, floored: bool = False) -> None:
+    """A :class:`NoLearningWarning` when :func:`not_learned` (``floored``: the message
+    says the suggestion was raised to :data:`EDGE_FLOOR`'s floor)."""
+    if baseline_loss is None or not not_learned(share):
         return
-    message = no_learning_message(share, baseline_loss, curve)
-    warnings.warn(NoLearningWarning(message, share, baseline_loss, curve), stacklevel=stacklevel)
+    message = no_learning_message(share, baseline_loss, curve, floored=floored)
+    warnings.warn(NoLearningWarning(message, share, baseline_loss, curve, floored),
+                  stacklevel=stacklevel)
