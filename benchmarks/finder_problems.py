@@ -1144,6 +1144,43 @@ def make_problems() -> list[Problem]:
     add("friedman1-mlp-rmsprop-long", "regression", mlp((10, 64, 64, 1), zero_output=True),
         "MLP 10-64-64-1", optax.rmsprop, "RMSProp", _split(f20x, f20y, 1500, 300, 20, True), 32,
         800, HELDOUT)
+    # ---- twenty-first batch: held-out only, written and committed before any of it ran ----
+    # The check of the no-learning floor (fall and peak_lr() at least fastai's minimum where
+    # the careful call's NoLearningWarning fires), chosen on the development half: slow
+    # nonlinear classification where the warning may fire, and a CNN, a GRU, a transformer
+    # and a regression where it should not (and the floor must change nothing).
+    add("hastie-mlp-lion-long", "classification", mlp((10, 64, 64, 2)), "MLP 10-64-64-2",
+        optax.lion, "Lion", _split(*hastie(26), 2000, 300, 26, False), 64, 1000, HELDOUT)
+    add("checker-mlp-adagrad-onecycle", "classification", mlp((2, 64, 64, 2)),
+        "MLP 2-64-64-2", optax.adagrad, "Adagrad",
+        _split(*checkerboard(4000, 27), 3000, 300, 27, False), 32, 600, HELDOUT,
+        schedule="one_cycle")
+    q21x, q21y = datasets.make_gaussian_quantiles(n_samples=2400, n_features=6, n_classes=3,
+                                                  random_state=21)
+    add("quantiles-mlp-nesterov-long", "classification", mlp((6, 64, 64, 3)), "MLP 6-64-64-3",
+        functools.partial(optax.sgd, momentum=0.9, nesterov=True),
+        "SGD Nesterov 0.9", _split(q21x, q21y, 1800, 300, 21, False), 32, 800, HELDOUT)
+    k21x, k21y = datasets.make_classification(3000, 10, n_informative=6, n_redundant=0,
+                                              n_clusters_per_class=4, class_sep=0.6,
+                                              random_state=21)
+    add("clusters-mlp-adabelief-onecycle", "classification", mlp((10, 64, 64, 2)),
+        "MLP 10-64-64-2", optax.adabelief, "AdaBelief",
+        _split(k21x, k21y, 2000, 300, 21, False), 64, 500, HELDOUT, schedule="one_cycle")
+    add("hastie-mlp-rmsprop-cosine", "classification", mlp((10, 64, 64, 2)), "MLP 10-64-64-2",
+        optax.rmsprop, "RMSProp", _split(*hastie(28), 2000, 300, 28, False), 64, 600, HELDOUT,
+        schedule="cosine")
+    add("digits-cnn-rmsprop-cosine", "classification", small_cnn(), "CNN 8x8 (8, 16 ch)",
+        optax.rmsprop, "RMSProp", _split(dx, dy, 1200, 200, 21, False), 64, 400, HELDOUT,
+        schedule="cosine", family="cnn")
+    first21_x, first21_y = sequence_task("first", 5500, 8, 8, seed=52)
+    add("first-gru-adamw-onecycle", "classification", recurrent("gru", 8, 24, 8, vocab=8),
+        "GRU 24 (memory, 8 steps)", optax.adamw, "AdamW",
+        _split_raw(first21_x, first21_y, 4000, 500, False), 32, 400, HELDOUT,
+        schedule="one_cycle", family="rnn")
+    f21x, f21y = datasets.make_friedman2(2000, noise=0.0, random_state=21)
+    add("friedman2-mlp-nadam-cosine", "regression", mlp((4, 64, 64, 1), zero_output=True),
+        "MLP 4-64-64-1", optax.nadam, "NAdam", _split(f21x, f21y, 1500, 300, 21, True), 32,
+        600, HELDOUT, schedule="cosine")
     names = [p.name for p in problems]
     if len(set(names)) != len(names):  # --only and the saved runs find a problem by its name
         raise ValueError(f"problem names repeat: {sorted({n for n in names if names.count(n) > 1})}")
