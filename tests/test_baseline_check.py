@@ -153,14 +153,70 @@ def test_seeds_vote_by_the_median_of_their_lowest_points():
     assert not no_learning(caught)
 
 
-def test_suggestions_do_not_change_with_the_baseline():
+def test_the_peers_rules_do_not_change_with_the_baseline():
     train, val = falling_curve(0.3), falling_curve(0.70, seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for method in ("fall", "valley", "slide"):
+        for method in ("valley", "slide", "steep", "minimum", "steepest"):
             assert result_of(train, val).suggest(method) == result_of(
                 train, val, baseline=None).suggest(method)
-        assert result_of(train, val).peak_lr() == result_of(train, val, baseline=None).peak_lr()
+
+
+def ref_minimum(train, steps=STEPS):
+    """fastai's ``minimum`` on a curve recorded whole (no divergence): the rate at the lowest
+    loss of the curve without its first tenth and last 5 points, over 10."""
+    skip = steps // 10
+    return float(LRS[skip + int(np.argmin(train[skip:steps - 5]))]) / 10
+
+
+def calibrating_result(baseline=LOG2):
+    """A training curve that bottoms out late (its minimum's rate / 10 is above the fall
+    reading) and a validation curve that never gets below log 2."""
+    return result_of(falling_curve(0.3), falling_curve(0.70, seed=1), baseline=baseline)
+
+
+def test_fall_and_peak_lr_are_floored_at_fastais_minimum_when_nothing_was_learned():
+    floor = ref_minimum(falling_curve(0.3).astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = calibrating_result(baseline=None).suggest()
+        plain_peak = calibrating_result(baseline=None).peak_lr()
+        result = calibrating_result()
+        assert result.suggest("minimum") == pytest.approx(floor, rel=1e-6)
+        assert plain < floor  # the floor binds here, so the check below can fail
+        assert result.suggest() == pytest.approx(max(plain, floor), rel=1e-6)
+        assert result.peak_lr() == pytest.approx(max(plain_peak, floor), rel=1e-6)
+        # A range test that learned (its validation loss far below the baseline) is read as is.
+        learned = calibrating_result(baseline=2.0)
+        assert learned.beyond_baseline > 0.5
+        assert learned.suggest() == plain and learned.peak_lr() == plain_peak
+
+
+def test_the_floor_applies_per_curve_and_to_the_vote():
+    rows = np.stack([falling_curve(0.3, seed=s) for s in range(3)])
+    vals = np.stack([falling_curve(0.70, seed=10 + s) for s in range(3)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = result_of(rows, vals)
+        plain = result_of(rows, vals, baseline=None).suggest(per_curve=True)
+        floors = np.array([ref_minimum(row.astype(np.float32)) for row in rows])
+        np.testing.assert_allclose(result.suggest(per_curve=True), np.maximum(plain, floors),
+                                   rtol=1e-6)
+        assert result.suggest() >= result.suggest("minimum") * (1 - 1e-9)
+
+
+def test_the_warning_says_what_fall_did_and_the_peers_did_not():
+    result = calibrating_result()
+    for call, floored in ((lambda r: r.suggest(), True), (lambda r: r.peak_lr(), True),
+                          (lambda r: r.suggest("valley"), False)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call(result)
+        (warning,) = no_learning(caught)
+        assert warning.message.floored is floored
+        text = str(warning.message)
+        assert ("at least fastai's minimum rule" in text) is floored
+        assert ("the suggestion is read off that" in text) is not floored
 
 
 @pytest.mark.parametrize("bad", [0.0, math.nan, math.inf, True, "0.69", [0.69],
@@ -224,6 +280,10 @@ def test_a_linear_model_on_xor_warns_and_an_mlp_does_not(hidden, warns):
                                                 [str(w.message) for w in caught])
     if warns:
         assert result.beyond_baseline < LEARNED_SHARE
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert result.suggest() >= result.suggest("minimum")
+            assert result.peak_lr() >= result.suggest("minimum")
     else:
         assert result.beyond_baseline > 0.2
 
@@ -248,6 +308,7 @@ def test_find_passes_the_digits_baseline_and_prints_the_warning_as_one_line(monk
     assert lines[0].startswith("lrjax: warning: the training loss never got clearly below")
     assert lines[0].endswith("use more --steps or a --min-lr .. --max-lr ramp that spends "
                              "more of them where it learns")
+    assert "at least fastai's minimum rule" in lines[0]  # what the reported fall rule did
     assert "Warning" not in err and "warnings.warn" not in err
 
 

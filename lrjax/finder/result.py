@@ -326,7 +326,11 @@ class RangeTestResult:
             warning). On readable curves of a log-spaced ramp (at most 16 of them),
             ``fall``'s suggestion (not ``per_curve``) also warns with ``lrjax.UnstableSuggestionWarning`` when
             drawing the curves' noise again moves it over a factor 10 or more
-            (:meth:`stability`; about 0.1 s).
+            (:meth:`stability`; about 0.1 s). With ``range_test(..., baseline_loss=)``, a
+            range test that saw no learning (:attr:`beyond_baseline` under 0.02) warns
+            with ``lrjax.NoLearningWarning``, and ``fall`` returns at least fastai's
+            ``minimum`` there (a tenth of the rate at the training EMA's lowest point:
+            the one landmark such a curve has), per curve with ``per_curve``.
 
         Raises:
             TypeError: an unknown keyword argument.
@@ -492,8 +496,9 @@ class RangeTestResult:
         ``settings["baseline_loss"]`` (``range_test(..., baseline_loss=)``). ``None``
         without a baseline, NaN when no curve is long enough to smooth. Under
         ``LEARNED_SHARE`` (0.02) the curve shows the model calibrating its output, not
-        learning the task, and :meth:`suggest` and :meth:`peak_lr` warn
-        (``lrjax.NoLearningWarning``).
+        learning the task: :meth:`suggest` and :meth:`peak_lr` warn
+        (``lrjax.NoLearningWarning``), and ``fall`` and :meth:`peak_lr` return at least
+        fastai's ``minimum`` (``suggest("minimum")``).
 
         Example:
             >>> result.beyond_baseline  # doctest: +SKIP
@@ -586,7 +591,8 @@ class RangeTestResult:
         Returns:
             The suggested peak rate (a float, or an array with ``per_curve``); warns as
             :meth:`suggest` does when it moves with the noise (:meth:`stability` with
-            ``peak=True``). A curve
+            ``peak=True``), and on a range test that saw no learning is at least fastai's
+            ``minimum``, as ``suggest()`` is. A curve
             no rule can read (flat, never falling, diverged at once) gives what
             ``suggest()`` gives it, the smallest rate tested, with the same warning: no
             factor applies to a fallback.

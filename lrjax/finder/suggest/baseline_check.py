@@ -7,7 +7,10 @@ scores (``baseline_loss``: the cross-entropy of the class frequencies, the varia
 the targets under squared error), the curve says nothing about the rate at which the
 model learns the task, and a rule reads a rate off calibration. :func:`share_below`
 measures how far below the baseline the curves got; ``RangeTestResult.suggest()`` and
-``peak_lr()`` warn (:class:`NoLearningWarning`) when it is under :data:`LEARNED_SHARE`.
+``peak_lr()`` warn (:class:`NoLearningWarning`) when it is under :data:`LEARNED_SHARE`,
+and the ``fall`` rule and ``peak_lr()`` then return at least fastai's ``minimum`` rule
+(:data:`EDGE_FLOOR`): the curve says nothing about where the model learns, and the one
+landmark left is where its training stops being stable.
 
 Why: on the finder benchmark (``benchmarks/finder_quality.py``) the careful call's
 validation curve on slow nonlinear classification (``make_hastie_10_2``, a
