@@ -139,6 +139,20 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   clusters-mlp-nadam-onecycle (500), hastie-mlp-nadam-cosine (500),
   digits-bnmlp-dropout-momentum-onecycle (400, state + dropout). Saved apart
   (``benchmarks/finder_quality_batch19.json``).
+* **twentieth batch** (held-out only, 8), written and committed before any of it ran:
+  the check of the no-learning warning (``range_test(..., baseline_loss=)``), chosen on the
+  development half: hastie-mlp-adagrad-cosine (500), checker-mlp-rmsprop-long (1000),
+  clusters-mlp-lion-onecycle (500), quantiles-mlp-adamax (600), moons-mlp-sgd-long (800),
+  reverse-transformer-adamw (300), first10-lstm-adam-onecycle (500),
+  friedman1-mlp-rmsprop-long (800). Saved apart (``benchmarks/finder_quality_batch20.json``).
+* **twenty-first batch** (held-out only, 8), written and committed before any of it ran:
+  the check of the no-learning floor (``fall`` and ``peak_lr()`` at least fastai's
+  ``minimum`` where that warning fires), chosen on the development half:
+  hastie-mlp-lion-long (1000), checker-mlp-adagrad-onecycle (600),
+  quantiles-mlp-nesterov-long (800), clusters-mlp-adabelief-onecycle (500),
+  hastie-mlp-rmsprop-cosine (600), digits-cnn-rmsprop-cosine (400),
+  first-gru-adamw-onecycle (400), friedman2-mlp-nadam-cosine (600). Saved apart
+  (``benchmarks/finder_quality_batch21.json``).
 
 For each problem, on one fixed train/validation/test split:
 
