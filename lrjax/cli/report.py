@@ -9,8 +9,8 @@ from typing import Any, NamedTuple, TextIO
 import numpy as np
 
 from lrjax.finder.suggest.baseline_check import NoLearningWarning, no_learning_message
-from lrjax.finder.suggest.rules import DEFAULT_METHOD
 from lrjax.finder.suggest.readability_check import UnreadableCurveWarning, noisy_message
+from lrjax.finder.suggest.rules import DEFAULT_METHOD
 from lrjax.finder.suggest.stability_check import UnstableSuggestionWarning, unstable_message
 from lrjax.finder.suggest.vote import noise_factor_of, reads_readable_training, sgd_factor_of
 from lrjax.plot.terminal import UNICODE_GLYPHS, loss_limits, rule_label, text_plot
