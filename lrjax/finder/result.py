@@ -351,15 +351,16 @@ class RangeTestResult:
         readings = _suggest_result.read_result(self, method, **options)
         answer = self._answer(readings, method, per_curve)
         fall = method == _suggest.DEFAULT_METHOD
+        share = self.beyond_baseline  # read once: the floor and the warning both need it
         if fall:
-            answer = self._edge_floor(answer, per_curve)
+            answer = self._edge_floor(answer, per_curve, share)
             if not per_curve:
                 self._check_stability(_default_reader(False, options), method)
-        self._check_baseline(floored=fall)
+        self._check_baseline(share, floored=fall)
         return answer
 
-    def _edge_floor(self, answer: float | np.ndarray,
-                    per_curve: bool) -> float | np.ndarray:
+    def _edge_floor(self, answer: float | np.ndarray, per_curve: bool,
+                    share: float | None) -> float | np.ndarray:
         """``fall`` and :meth:`peak_lr` on a range test that saw no learning
         (:attr:`beyond_baseline` under ``LEARNED_SHARE``): at least fastai's ``minimum``
         (a tenth of the rate at the training EMA's lowest point), per curve or voted.
@@ -369,8 +370,9 @@ class RangeTestResult:
         being stable, and the rate an order of magnitude below it is fastai's rule of
         thumb. Chosen on the finder benchmark's development half (the 7 careful calls
         the warning fires on: worst 0.562 -> 0.768, interpolated) and checked on a batch
-        of 8 held-out problems written before it ran (``docs/benchmarks/finder_quality.md``)."""
-        if not _baseline.not_learned(self.beyond_baseline):
+        of 8 held-out problems written before it ran (``docs/benchmarks/finder_quality.md``).
+        ``share`` is :attr:`beyond_baseline`."""
+        if not _baseline.not_learned(share):
             return answer
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the curves' own warnings come with the answer
@@ -378,12 +380,13 @@ class RangeTestResult:
                                  per_curve)
         return np.maximum(answer, floor) if per_curve else max(answer, floor)
 
-    def _check_baseline(self, floored: bool = False) -> None:
+    def _check_baseline(self, share: float | None, floored: bool = False) -> None:
         """Warns (``NoLearningWarning``, at the caller of ``suggest`` / ``peak_lr``) when
-        :attr:`beyond_baseline` is under ``LEARNED_SHARE``; nothing without a baseline.
-        ``floored``: the answer went through :meth:`_edge_floor` (the message says so)."""
+        ``share`` (:attr:`beyond_baseline`) is under ``LEARNED_SHARE``; nothing without a
+        baseline. ``floored``: the answer went through :meth:`_edge_floor` (the message
+        says so)."""
         curve = "training" if self.val_losses is None else "validation"
-        _baseline.warn_if_not_learned(self.beyond_baseline, self.settings.get("baseline_loss"),
+        _baseline.warn_if_not_learned(share, self.settings.get("baseline_loss"),
                                       curve, stacklevel=4, floored=floored)
 
     def _check_stability(self, read: Any, rule: str) -> None:
@@ -611,9 +614,10 @@ class RangeTestResult:
         _said_at_caller(caught)
         if not per_curve:
             self._check_stability(_default_reader(True, {}), "peak_lr")
-        self._check_baseline(floored=True)
+        share = self.beyond_baseline
+        self._check_baseline(share, floored=True)
         # The vote is a lower median, which the peak's monotone map commutes with.
-        return self._edge_floor(self._answer(readings, "peak_lr", per_curve), per_curve)
+        return self._edge_floor(self._answer(readings, "peak_lr", per_curve), per_curve, share)
 
     def _peak_readings(self) -> list[_curve.Reading]:
         """Each curve's ``fall`` reading made a schedule's peak (:meth:`peak_lr`): with a
