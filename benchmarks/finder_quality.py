@@ -153,6 +153,15 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
   hastie-mlp-rmsprop-cosine (600), digits-cnn-rmsprop-cosine (400),
   first-gru-adamw-onecycle (400), friedman2-mlp-nadam-cosine (600). Saved apart
   (``benchmarks/finder_quality_batch21.json``).
+* **twenty-second batch** (held-out only, 8), written and committed before any of it ran:
+  the check of the warned-reading divisor (``fall`` and ``peak_lr()`` on a result without
+  a validation curve whose training curve is too noisy to read or whose suggestion is
+  unstable: the reading divided by 3), chosen on the development half:
+  adding-lstm-rmsprop-cosine (400, batch 16), first-gru-lion-long (600),
+  hastie-mlp-sgd-long (800), checker-mlp-lion-cosine (600), quantiles8-mlp-rmsprop (500),
+  friedman3-mlp-adam-long (800, batch 16), clusters-mlp-momentum-onecycle (500),
+  sort-transformer-nesterov-long (600). Saved apart
+  (``benchmarks/finder_quality_batch22.json``).
 
 For each problem, on one fixed train/validation/test split:
 
