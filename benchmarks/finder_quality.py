@@ -221,6 +221,8 @@ constant multiple of each landmark (lrjax's and valley's readings, the careful c
 validation and training minima, its divergence point), one constant for constant rates
 and one for schedule peaks, FITTED ON ALL PROBLEMS (both halves): an upper bound on what
 any correction of that form could score, not a rule (``multiple_ceiling``).
+``benchmarks/finder_ceiling.py`` goes further: a correction LEARNED from 24 features of the
+saved curves, scored on problems it was not fitted on (leave-one-out).
 
 **Short probe** (``--rescore FILE --probe 0.25``): would a short training choose better
 than the careful suggestion? Multiples x1/16 .. x64 of it, each trained a quarter of the

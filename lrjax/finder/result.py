@@ -641,7 +641,7 @@ class RangeTestResult:
         A range test reads one curve; which rate trains best for the full planned run
         (its length, its schedule, how much the data lets it overfit) the curve cannot
         always tell: on the finder benchmark the careful suggestion missed 0.95 of the
-        grid's best on 33 of 146 problems (interpolated; on the first 106 the misses'
+        grid's best on 37 of 154 problems (interpolated; on the first 106 the misses'
         best grid rates lay 0.15x to 69x from it). A few full trainings around it, picked by a validation loss, settle it:
         pass this space to :func:`lrjax.search` (8 trials, ``method="quasirandom"``, a
         ``train_fn`` from ``make_train_fn(..., num_seeds=2, seed_reduce="max")``) and pick
@@ -654,8 +654,8 @@ class RangeTestResult:
         scrambled-Sobol rates in this range around the careful suggestion, each trained
         the planned steps from 2 seeds, scored by the worse seed's validation loss, the
         plateau's middle picked, quality interpolated on a 4-seed grid): the pick scored
-        at least 0.95 of the grid's best on 133 of 146 problems, where the suggestion alone
-        scored at least 0.95 on 113; below 0.8 four times (0.08, an AdaBelief MLP validated
+        at least 0.95 of the grid's best on 140 of 154 problems, where the suggestion alone
+        scored at least 0.95 on 117; below 0.8 four times (0.08, an AdaBelief MLP validated
         on 100 rows, where a trial past its cliff validated as well as the plateau; 0.45, a
         one-cycle Lion MLP whose best rate lies past the range; 0.66 and 0.79, long
         Nesterov and momentum checkerboards, where the range reaches past their stability
