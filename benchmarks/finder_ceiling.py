@@ -76,13 +76,14 @@ SCHEDULES = ("constant", "one_cycle", "cosine")
 FAMILIES = ("mlp", "cnn", "rnn", "transformer")
 
 
+#: Each warning kind the careful call can carry, by a phrase of its saved message.
+WARNING_PHRASES = {"too noisy": "too noisy", "unstable": "unstable",
+                   "no learning": "constant predictor"}
+
+
 def _warned(o: Outcome, kind: str) -> float:
     """Whether the careful call's suggestion carried that kind of warning."""
-    texts = o.warned["careful"][HINT_RULE]
-    found = {"no learning": any("constant predictor" in t for t in texts),
-             "too noisy": any("too noisy" in t for t in texts),
-             "unstable": any("unstable" in t for t in texts)}
-    return float(found[kind])
+    return float(any(WARNING_PHRASES[kind] in text for text in o.warned["careful"][HINT_RULE]))
 
 
 def features(o: Outcome) -> np.ndarray:
@@ -93,7 +94,7 @@ def features(o: Outcome) -> np.ndarray:
     out += [math.log10(max(o.suggestions["careful"][rule], 1e-12)) - base for rule in PEERS]
     out += [math.log10(min(float(o.noise[call]["ratio"]), 100.0) + 1e-3)
             for call in ("default", "careful")]
-    out += [_warned(o, kind) for kind in ("too noisy", "unstable", "no learning")]
+    out += [_warned(o, kind) for kind in WARNING_PHRASES]
     out += [float(o.meta["schedule"] == s) for s in SCHEDULES]
     out += [float(o.meta["optimizer"].startswith("SGD")),
             float(o.meta["kind"] == "classification"),

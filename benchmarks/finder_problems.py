@@ -1182,11 +1182,11 @@ def make_problems() -> list[Problem]:
         "MLP 4-64-64-1", optax.nadam, "NAdam", _split(f21x, f21y, 1500, 300, 21, True), 32,
         600, HELDOUT, schedule="cosine")
     # ---- twenty-second batch: held-out only, written and committed before any of it ran ----
-    # The check of the warned-reading divisor (fall and peak_lr() on a result without a
-    # validation curve whose training curve is too noisy to read or whose suggestion is
-    # unstable: the reading divided by 3), chosen on the development half: kinds whose
-    # default call is often warned (small-batch recurrent nets and regressions, slow
-    # nonlinear classification) and an attention model.
+    # The check of the warned-reading divisor chosen on the development half (fall and
+    # peak_lr() on a result without a validation curve whose training curve is too noisy to
+    # read or whose suggestion is unstable: the reading divided by 3; it failed, and was not
+    # taken): kinds whose default call is often warned (small-batch recurrent nets and
+    # regressions, slow nonlinear classification) and an attention model.
     add22_x, add22_y = sequence_task("adding", 5500, 12, 0, seed=53)
     add("adding-lstm-rmsprop-cosine", "regression", recurrent("lstm", 2, 24, 1),
         "LSTM 24 (adding, 12 steps)", optax.rmsprop, "RMSProp",

@@ -156,7 +156,8 @@ trainings of 5-10x the range test, and adaptive and SGD-family optimizers.
 * **twenty-second batch** (held-out only, 8), written and committed before any of it ran:
   the check of the warned-reading divisor (``fall`` and ``peak_lr()`` on a result without
   a validation curve whose training curve is too noisy to read or whose suggestion is
-  unstable: the reading divided by 3), chosen on the development half:
+  unstable: the reading divided by 3), chosen on the development half. It failed its
+  criterion and the divisor was not taken (``docs/benchmarks/finder_quality.md``):
   adding-lstm-rmsprop-cosine (400, batch 16), first-gru-lion-long (600),
   hastie-mlp-sgd-long (800), checker-mlp-lion-cosine (600), quantiles8-mlp-rmsprop (500),
   friedman3-mlp-adam-long (800, batch 16), clusters-mlp-momentum-onecycle (500),
