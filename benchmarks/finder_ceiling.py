@@ -32,6 +32,15 @@ it shows: when even these, fitted on the other problems with the answers known, 
 many problems under 0.95, the miss is not a constant or a feature away; the range test's
 curves do not pin the best rate that closely there.
 
+A second table asks the same of the issue's "no silent failure" line (every lrjax
+suggestion below 0.8 warned), over both calls of every problem: how many calls would a
+warning have to fire on to leave no miss unwarned? Candidates: the suggestion disagreeing
+with fastai's ``valley`` or ``slide`` on the same curve by more than a number of decades,
+and a random-forest classifier of "below 0.8" on the same 24 features (read relative to
+that call's suggestion), fitted leaving the problem out, its threshold set after the fact
+(an upper bound). Each row gives the silent misses left, the calls warned, and how many of
+those scored at least 0.95 anyway (warnings that cry wolf).
+
 Usage:
     python benchmarks/finder_ceiling.py [SAVED_RUN.json ...]
 
@@ -67,10 +76,11 @@ from finder_quality import (  # noqa: E402
 
 #: A problem is a hit when its quality is at least this (the issue's target).
 TARGET = 0.95
-#: The landmarks whose distance to the careful suggestion is a feature.
-LANDMARKS = ("lrjax default", "fastai valley", "training minimum", "divergence",
+#: The landmarks whose distance to the call's suggestion is a feature ("other call": the
+#: other call's lrjax suggestion).
+LANDMARKS = ("other call", "fastai valley", "training minimum", "divergence",
              "validation minimum")
-#: The careful call's peer readings whose distance to its suggestion is a feature.
+#: The call's peer readings whose distance to its suggestion is a feature.
 PEERS = ("fastai valley", "fastai slide", "fastai minimum", "torch-lr-finder steepest")
 SCHEDULES = ("constant", "one_cycle", "cosine")
 FAMILIES = ("mlp", "cnn", "rnn", "transformer")
@@ -81,20 +91,27 @@ WARNING_PHRASES = {"too noisy": "too noisy", "unstable": "unstable",
                    "no learning": "constant predictor"}
 
 
-def _warned(o: Outcome, kind: str) -> float:
-    """Whether the careful call's suggestion carried that kind of warning."""
-    return float(any(WARNING_PHRASES[kind] in text for text in o.warned["careful"][HINT_RULE]))
+#: The lrjax rule each call is scored on.
+RULES = {"default": DEFAULT_RULE, "careful": HINT_RULE}
 
 
-def features(o: Outcome) -> np.ndarray:
-    """The 24 features of one problem (see the module docstring)."""
-    base = math.log10(o.suggestions["careful"][HINT_RULE])
+def _warned(o: Outcome, kind: str, call: str = "careful") -> float:
+    """Whether the call's lrjax suggestion carried that kind of warning."""
+    return float(any(WARNING_PHRASES[kind] in text for text in o.warned[call][RULES[call]]))
+
+
+def features(o: Outcome, call: str = "careful") -> np.ndarray:
+    """The 24 features of one problem's call (see the module docstring), relative to that
+    call's lrjax suggestion. The landmarks are read off the careful call's curves for both
+    calls, which gives the default call more than it has: fine for a ceiling."""
+    base = math.log10(o.suggestions[call][RULES[call]])
     marks = landmarks(o)
+    marks["other call"] = marks["lrjax careful" if call == "default" else "lrjax default"]
     out = [math.log10(marks.get(name, 10 ** base)) - base for name in LANDMARKS]
-    out += [math.log10(max(o.suggestions["careful"][rule], 1e-12)) - base for rule in PEERS]
-    out += [math.log10(min(float(o.noise[call]["ratio"]), 100.0) + 1e-3)
-            for call in ("default", "careful")]
-    out += [_warned(o, kind) for kind in WARNING_PHRASES]
+    out += [math.log10(max(o.suggestions[call][rule], 1e-12)) - base for rule in PEERS]
+    out += [math.log10(min(float(o.noise[c]["ratio"]), 100.0) + 1e-3)
+            for c in ("default", "careful")]
+    out += [_warned(o, kind, call) for kind in WARNING_PHRASES]
     out += [float(o.meta["schedule"] == s) for s in SCHEDULES]
     out += [float(o.meta["optimizer"].startswith("SGD")),
             float(o.meta["kind"] == "classification"),
@@ -139,10 +156,65 @@ def summary(outcomes: list[Outcome], scores: np.ndarray, halves: tuple[str, ...]
     return "; ".join(parts)
 
 
+#: The issue's no-silent-failure line: an lrjax suggestion below this must carry a warning.
+SILENT = 0.8
+
+
+def warning_row(quality: np.ndarray, warned: np.ndarray, extra: np.ndarray,
+                half: np.ndarray) -> str:
+    """What a warning that also fires on ``extra`` gives on the calls of ``half``:
+    silent misses left, calls warned, and calls warned that scored >= TARGET anyway."""
+    q, shipped, fire = quality[half], warned[half], (warned | extra)[half]
+    return (f"{int(((q < SILENT) & ~fire).sum())} silent < {SILENT} left, "
+            f"{int(fire.sum())}/{q.size} warned (+{int((fire & ~shipped).sum())}), "
+            f"{int((fire & (q >= TARGET)).sum())} of them >= {TARGET}")
+
+
+def warning_ceiling(outcomes: list[Outcome], make_classifier) -> list[str]:
+    """How often a warning must fire to leave no lrjax suggestion below SILENT unwarned.
+
+    Every problem gives two calls (default, careful). Three kinds of extra warning:
+    the call's suggestion disagrees with fastai's ``valley`` or ``slide`` on the same
+    curve by more than some decades; and a random forest that predicts "below SILENT"
+    from the call's 24 features, fitted leaving the problem out (both its calls), its
+    threshold set after the fact at the lowest probability of the silent misses (or the
+    second or third lowest), so an upper bound for any warning read off these features.
+    """
+    calls = [(o, call) for o in outcomes for call in RULES]
+    quality = np.asarray([o.qualities[c][RULES[c]] for o, c in calls])
+    warned = np.asarray([bool(o.warned[c][RULES[c]]) for o, c in calls])
+    dev = np.asarray([o.meta["half"] == "dev" for o, _ in calls])
+    owner = np.asarray([i for i, _ in enumerate(outcomes) for _ in RULES])
+    x = np.stack([features(o, c) for o, c in calls])
+    miss = quality < SILENT
+    lines = []
+
+    def line(label: str, extra: np.ndarray, which=("dev", "heldout")) -> None:
+        parts = [f"{h} {warning_row(quality, warned, extra, dev if h == 'dev' else ~dev)}"
+                 for h in which]
+        lines.append(f"  {label:<46} " + "; ".join(parts))
+
+    line("as shipped", np.zeros_like(warned))
+    spread = np.asarray([max(abs(math.log10(o.suggestions[c][RULES[c]]
+                                            / o.suggestions[c][peer]))
+                             for peer in ("fastai valley", "fastai slide")) for o, c in calls])
+    for decades in (0.5, 0.75, 1.0, 1.25):
+        line(f"disagrees with valley/slide by > {decades} dec", spread > decades)
+    chance = np.zeros(len(calls))
+    for i in range(len(outcomes)):
+        mine = owner == i
+        chance[mine] = make_classifier().fit(x[~mine], miss[~mine]).predict_proba(x[mine])[:, 1]
+    silent = miss & ~warned
+    for left in (0, 1, 2):  # the threshold that leaves `left` silent misses over both halves
+        threshold = np.sort(chance[silent])[left] if left < silent.sum() else np.inf
+        line(f"forest (left out), leaving {left} over both halves", chance >= threshold)
+    return lines
+
+
 def models() -> dict:
     """The learned corrections, as factories of fresh scikit-learn estimators."""
     try:
-        from sklearn.ensemble import RandomForestRegressor
+        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
         from sklearn.neighbors import KNeighborsRegressor
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -154,6 +226,8 @@ def models() -> dict:
                                                           KNeighborsRegressor(5)),
         "random forest": lambda: RandomForestRegressor(300, min_samples_leaf=3,
                                                        random_state=0),
+        "classifier": lambda: RandomForestClassifier(300, min_samples_leaf=3,
+                                                     class_weight="balanced", random_state=0),
     }
 
 
@@ -161,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = (argv if argv is not None else sys.argv[1:]) or sorted(glob.glob(os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "finder_quality_*.json")))
     factories = models()
+    classifier = factories.pop("classifier")
     start = time.perf_counter()
     problems = {p.name: p for p in make_problems()}
     outcomes = []
@@ -197,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shifts[~dev] = make().fit(x[dev], y[dev]).predict(x[~dev])
         row(f"development -> held-out, {name}", shifts, ("heldout",))
+    print("\nno silent failure: every lrjax suggestion below "
+          f"{SILENT} warned (each problem's default and careful call):")
+    print("\n".join(warning_ceiling(outcomes, classifier)))
     return 0
 
 
