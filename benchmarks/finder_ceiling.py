@@ -58,6 +58,7 @@ import os
 import sys
 import time
 import warnings
+from typing import Any, Callable
 
 import numpy as np
 
@@ -170,10 +171,11 @@ def warning_row(quality: np.ndarray, warned: np.ndarray, extra: np.ndarray,
             f"{int((fire & (q >= TARGET)).sum())} of them >= {TARGET}")
 
 
-def warning_ceiling(outcomes: list[Outcome], make_classifier) -> list[str]:
+def warning_ceiling(outcomes: list[Outcome], make_classifier: Callable[[], Any]
+                    ) -> list[str]:
     """How often a warning must fire to leave no lrjax suggestion below SILENT unwarned.
 
-    Every problem gives two calls (default, careful). Three kinds of extra warning:
+    Every problem gives two calls (default, careful). Two kinds of extra warning:
     the call's suggestion disagrees with fastai's ``valley`` or ``slide`` on the same
     curve by more than some decades; and a random forest that predicts "below SILENT"
     from the call's 24 features, fitted leaving the problem out (both its calls), its
@@ -189,7 +191,8 @@ def warning_ceiling(outcomes: list[Outcome], make_classifier) -> list[str]:
     miss = quality < SILENT
     lines = []
 
-    def line(label: str, extra: np.ndarray, which=("dev", "heldout")) -> None:
+    def line(label: str, extra: np.ndarray,
+             which: tuple[str, ...] = ("dev", "heldout")) -> None:
         parts = [f"{h} {warning_row(quality, warned, extra, dev if h == 'dev' else ~dev)}"
                  for h in which]
         lines.append(f"  {label:<46} " + "; ".join(parts))
